@@ -1,0 +1,198 @@
+//! Child executions: the batch a `call_nested!` asks for and the results it gets back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::context::Fault;
+use crate::workflow::Workflow;
+use crate::ExecutionId;
+
+/// Why a child execution did not give its parent a value.
+///
+/// Returned by `call_nested!`; `?` converts it into the parent's error through `From`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum NestedError<E> {
+    /// The child failed with its own error.
+    #[error("child execution {child} failed: {error}")]
+    Failed {
+        /// The child's execution id.
+        child: ExecutionId,
+        /// The child's error.
+        error: E,
+    },
+    /// The child was cancelled before it finished.
+    #[error("child execution {child} was cancelled")]
+    Cancelled {
+        /// The child's execution id.
+        child: ExecutionId,
+    },
+    /// The runtime could not run the child or read its result.
+    #[error("child execution {child} faulted: {message}")]
+    Faulted {
+        /// The child's execution id.
+        child: ExecutionId,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl<E> NestedError<E> {
+    /// The child execution this error is about.
+    pub fn child(&self) -> &ExecutionId {
+        match self {
+            NestedError::Failed { child, .. }
+            | NestedError::Cancelled { child }
+            | NestedError::Faulted { child, .. } => child,
+        }
+    }
+
+    /// Converts the child's error type (used to give parallel children one error type).
+    pub fn convert<F: From<E>>(self) -> NestedError<F> {
+        match self {
+            NestedError::Failed { child, error } => NestedError::Failed {
+                child,
+                error: error.into(),
+            },
+            NestedError::Cancelled { child } => NestedError::Cancelled { child },
+            NestedError::Faulted { child, message } => NestedError::Faulted { child, message },
+        }
+    }
+}
+
+/// How an execution ended, with its output or error as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "value")]
+pub enum Outcome {
+    /// It returned this output.
+    Succeeded(Value),
+    /// It failed with this error.
+    Failed(Value),
+    /// It was cancelled.
+    Cancelled,
+    /// The runtime could not go on with it.
+    Faulted(String),
+}
+
+impl Outcome {
+    pub(crate) fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded(_))
+    }
+}
+
+/// The children one `call_nested!` starts.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ChildBatch {
+    pub(crate) node: usize,
+    pub(crate) max_concurrency: Option<usize>,
+    pub(crate) calls: Vec<ChildCall>,
+    pub(crate) fault: Option<Fault>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ChildCall {
+    pub(crate) workflow: &'static str,
+    pub(crate) input: Value,
+}
+
+impl ChildBatch {
+    /// An empty batch for graph node `node`; `max_concurrency` of `None` is unbounded.
+    pub fn new(node: usize, max_concurrency: Option<usize>) -> Self {
+        ChildBatch {
+            node,
+            max_concurrency,
+            calls: Vec::new(),
+            fault: None,
+        }
+    }
+
+    /// Adds one child. A typed `input` is what makes `call_nested!(wf(x))` type-check `x`.
+    pub fn push<W: Workflow>(&mut self, _workflow: W, input: W::Input) {
+        match serde_json::to_value(&input) {
+            Ok(input) => self.calls.push(ChildCall {
+                workflow: W::NAME,
+                input,
+            }),
+            Err(e) => {
+                self.fault.get_or_insert_with(|| {
+                    Fault::new(format!("input of child `{}` does not serialize: {e}", W::NAME))
+                });
+            }
+        }
+    }
+}
+
+/// One finished (or never started) child.
+#[derive(Clone, Debug)]
+pub(crate) struct ChildResult {
+    pub(crate) id: ExecutionId,
+    pub(crate) outcome: Outcome,
+}
+
+/// The results of a batch, in input order, and which child failed first.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ChildrenOutcome {
+    pub(crate) results: Vec<ChildResult>,
+    pub(crate) failure: Option<usize>,
+}
+
+impl ChildrenOutcome {
+    /// Index of the child whose failure ended the batch (its siblings were cancelled).
+    pub fn failure(&self) -> Option<usize> {
+        self.failure
+    }
+
+    /// Decodes child `index` as workflow `W`'s result.
+    pub fn decode<W: Workflow>(
+        &mut self,
+        _workflow: W,
+        index: usize,
+    ) -> Result<W::Output, NestedError<W::Error>> {
+        let Some(result) = self.results.get_mut(index) else {
+            return Err(NestedError::Faulted {
+                child: ExecutionId::from(format!("<missing child {index}>")),
+                message: format!("the batch has no child at index {index}"),
+            });
+        };
+        let child = result.id.clone();
+        let faulted = |message: String| NestedError::Faulted {
+            child: child.clone(),
+            message,
+        };
+        match std::mem::replace(&mut result.outcome, Outcome::Cancelled) {
+            Outcome::Succeeded(v) => serde_json::from_value(v)
+                .map_err(|e| faulted(format!("output does not decode: {e}"))),
+            Outcome::Failed(v) => match serde_json::from_value(v) {
+                Ok(error) => Err(NestedError::Failed {
+                    child: child.clone(),
+                    error,
+                }),
+                Err(e) => Err(faulted(format!("error does not decode: {e}"))),
+            },
+            Outcome::Cancelled => Err(NestedError::Cancelled {
+                child: child.clone(),
+            }),
+            Outcome::Faulted(message) => Err(faulted(message)),
+        }
+    }
+
+    /// Decodes every child as workflow `W`'s result, in input order; the first failure wins.
+    pub fn decode_all<W: Workflow + Copy>(
+        &mut self,
+        workflow: W,
+    ) -> Result<Vec<W::Output>, NestedError<W::Error>> {
+        if let Some(i) = self.failure {
+            return match self.decode(workflow, i) {
+                Err(e) => Err(e),
+                Ok(_) => Err(NestedError::Faulted {
+                    child: self.results[i].id.clone(),
+                    message: "the failed child has a successful result".into(),
+                }),
+            };
+        }
+        (0..self.results.len())
+            .map(|i| self.decode(workflow, i))
+            .collect()
+    }
+}

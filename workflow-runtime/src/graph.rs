@@ -1,0 +1,91 @@
+//! The state graph of a workflow: the IR that `#[workflow]` lowers a body to.
+//!
+//! The native driver and (in the ASL emitter) the Step Functions definition are both
+//! generated from it, and history events are named after its nodes.
+
+use serde::Serialize;
+
+/// The state graph of one workflow, as emitted by `#[workflow]`.
+#[derive(Debug, Serialize)]
+pub struct StateGraph {
+    /// The workflow's published name.
+    pub workflow: &'static str,
+    /// Index of the node where an execution starts.
+    pub start_at: usize,
+    /// The nodes; edges refer to them by index.
+    pub nodes: &'static [Node],
+}
+
+/// One named state.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    /// Unique, readable name derived from the code (`svc.start`, `poll svc.status`, …).
+    pub name: &'static str,
+    /// What the state does.
+    pub kind: NodeKind,
+    /// Where it may go next.
+    pub edges: &'static [Edge],
+}
+
+/// What a node does.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum NodeKind {
+    /// Runs an awaited call; its result is checkpointed.
+    Task,
+    /// A durable timer (`sleep!`).
+    Wait,
+    /// The wait → call → check loop of `poll_until!`.
+    Poll,
+    /// One child execution (`call_nested!(wf(input))`).
+    Child {
+        /// The child workflow's name.
+        workflow: &'static str,
+    },
+    /// A fixed set of children run together (`call_nested!(parallel(a(x), b(y)))`).
+    Parallel {
+        /// The children's workflow names, in order.
+        workflows: &'static [&'static str],
+    },
+    /// One child per item of a collection (`call_nested!(for x in xs => wf(x))`).
+    Map {
+        /// The child workflow's name.
+        workflow: &'static str,
+        /// At most this many children run at once; `None` is unbounded.
+        max_concurrency: Option<u32>,
+    },
+    /// The execution succeeded.
+    Succeed,
+    /// The execution failed with the workflow's error.
+    Fail,
+}
+
+/// A transition between nodes.
+#[derive(Debug, Serialize)]
+pub struct Edge {
+    /// Index of the target node.
+    pub to: usize,
+    /// When it is taken.
+    pub on: Transition,
+}
+
+/// Why an edge is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Transition {
+    /// The node completed normally.
+    Next,
+    /// The node (or the code after it) produced the workflow's error.
+    Error,
+}
+
+impl StateGraph {
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The node names, in index order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.nodes.iter().map(|n| n.name)
+    }
+}

@@ -1,0 +1,153 @@
+//! The execution history: what happened, when, in which state.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::time::Timestamp;
+use crate::ExecutionId;
+
+/// One entry in an execution's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened (runtime clock).
+    pub at: Timestamp,
+    /// The state-graph node it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Cow<'static, str>>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened. The names follow Step Functions' history event types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The execution was created with this input.
+    ExecutionStarted {
+        /// The input, as JSON.
+        input: Value,
+        /// The parent execution, for a child.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ExecutionId>,
+    },
+    /// A task (an awaited call) started.
+    TaskScheduled,
+    /// A task returned; the output is recorded when the workflow keeps it.
+    TaskSucceeded {
+        /// The value the workflow bound, as JSON.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+    /// A task's error ended the workflow (through `?`).
+    TaskFailed {
+        /// The workflow error it became, as JSON.
+        error: Value,
+    },
+    /// A durable timer was armed.
+    WaitStarted {
+        /// When it is due.
+        until: Timestamp,
+    },
+    /// A durable timer fired.
+    WaitEnded,
+    /// One call of a `poll_until!` loop.
+    PollAttempt {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// What the attempt found.
+        outcome: PollOutcome,
+    },
+    /// A child execution was started.
+    ChildStarted {
+        /// The child's id.
+        child: ExecutionId,
+        /// The child's workflow name.
+        workflow: String,
+    },
+    /// A child execution succeeded.
+    ChildSucceeded {
+        /// The child's id.
+        child: ExecutionId,
+    },
+    /// A child execution failed (with its own error, or a fault).
+    ChildFailed {
+        /// The child's id.
+        child: ExecutionId,
+        /// The child's error, as JSON.
+        error: Value,
+    },
+    /// A child execution was cancelled.
+    ChildCancelled {
+        /// The child's id.
+        child: ExecutionId,
+    },
+    /// The execution succeeded.
+    ExecutionSucceeded {
+        /// The output, as JSON.
+        output: Value,
+    },
+    /// The execution failed with the workflow's error.
+    ExecutionFailed {
+        /// The error, as JSON.
+        error: Value,
+    },
+    /// The execution was cancelled.
+    ExecutionCancelled,
+    /// The runtime could not go on with the execution (see the message).
+    ExecutionFaulted {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The result of one poll attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result")]
+pub enum PollOutcome {
+    /// The predicate held.
+    Ready,
+    /// The call answered, the predicate did not hold.
+    NotReady,
+    /// The call returned an error.
+    Error {
+        /// The error's message.
+        message: String,
+    },
+}
+
+impl EventKind {
+    /// The Step Functions-style name of the event type.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted { .. } => "ExecutionStarted",
+            EventKind::TaskScheduled => "TaskScheduled",
+            EventKind::TaskSucceeded { .. } => "TaskSucceeded",
+            EventKind::TaskFailed { .. } => "TaskFailed",
+            EventKind::WaitStarted { .. } => "WaitStarted",
+            EventKind::WaitEnded => "WaitEnded",
+            EventKind::PollAttempt { .. } => "PollAttempt",
+            EventKind::ChildStarted { .. } => "ChildStarted",
+            EventKind::ChildSucceeded { .. } => "ChildSucceeded",
+            EventKind::ChildFailed { .. } => "ChildFailed",
+            EventKind::ChildCancelled { .. } => "ChildCancelled",
+            EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
+            EventKind::ExecutionFailed { .. } => "ExecutionFailed",
+            EventKind::ExecutionCancelled => "ExecutionCancelled",
+            EventKind::ExecutionFaulted { .. } => "ExecutionFaulted",
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.name())?;
+        if let Some(state) = &self.state {
+            write!(f, " [{state}]")?;
+        }
+        Ok(())
+    }
+}
