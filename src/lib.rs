@@ -1,1 +1,200 @@
-pub fn x(){}
+//! Durable workflows written as Rust `async fn`s.
+//!
+//! `#[workflow]` compiles an `async fn` into an explicit, serializable state machine; the
+//! [`Runtime`] drives it, checkpoints it after every yield point and records its history.
+//! Inside a workflow, [`poll_until!`] is the call–wait–poll–check loop of a slow service,
+//! [`call_nested!`] runs other workflows as child executions (one, a fixed set, or one per
+//! item with bounded concurrency), and [`sleep!`] is a durable timer.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use workflow::prelude::*;
+//!
+//! /// A service the workflow calls. `&Jobs` parameters are injected, never persisted.
+//! struct Jobs;
+//!
+//! impl Jobs {
+//!     async fn start(&self, size: u32) -> Result<u64, String> {
+//!         Ok(u64::from(size) * 100)
+//!     }
+//!     async fn status(&self, job: &u64) -> Result<Status, String> {
+//!         Ok(Status { job: *job, done: true })
+//!     }
+//! }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Status {
+//!     job: u64,
+//!     done: bool,
+//! }
+//!
+//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! enum JobError {
+//!     #[error("service: {0}")]
+//!     Service(String),
+//!     #[error(transparent)]
+//!     Poll(#[from] PollError),
+//! }
+//!
+//! impl From<String> for JobError {
+//!     fn from(e: String) -> Self {
+//!         JobError::Service(e)
+//!     }
+//! }
+//!
+//! #[workflow]
+//! async fn run_job(jobs: &Jobs, size: u32) -> Result<u64, JobError> {
+//!     let job: u64 = jobs.start(size).await?; // a task: its result is checkpointed
+//!     let status: Polled<Status> = poll_until!(
+//!         jobs.status(&job),
+//!         |s| s.done,
+//!         every = 10.millis(),
+//!         timeout = 5.secs(),
+//!     )?;
+//!     Ok(status.value.job + u64::from(status.attempts))
+//! }
+//!
+//! #[workflow]
+//! async fn two_jobs(sizes: Vec<u32>) -> Result<Vec<u64>, NestedError<JobError>> {
+//!     let jobs: Vec<u64> = call_nested!(for s in sizes => run_job(s), max_concurrency = 2)?;
+//!     Ok(jobs)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::builder()
+//!     .register(two_jobs) // and run_job, which it calls
+//!     .dependency(Jobs)
+//!     .build()?;
+//! let execution = runtime.start(two_jobs, vec![1, 2]).await?;
+//! assert_eq!(execution.result().await?, vec![101, 201]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What `#[workflow]` generates
+//!
+//! For `async fn run_job(jobs: &Jobs, size: u32) -> Result<u64, JobError>`, the macro
+//! emits, in place of the function:
+//!
+//! ```text
+//! pub struct run_job;                       // the workflow, a unit struct
+//! enum State {                              // persisted after every yield point
+//!     Start { size: u32 },
+//!     AfterJobsStart { job: u64 },          // only the locals still needed later
+//!     PollJobsStatus { job: u64, poll: PollState },
+//!     AfterPollJobsStatus { status: Polled<Status> },
+//! }
+//! impl Workflow for run_job {
+//!     const NAME = "run_job"; type Input = u32; type Output = u64; type Error = JobError;
+//!     fn graph() -> &StateGraph;            // nodes "jobs.start", "poll jobs.status", …
+//!     fn step(state, deps, cx) -> Step;     // runs from one resume point to the next
+//! }
+//! ```
+//!
+//! # Rules of the body
+//!
+//! - Yield points are statements: `let x: T = call().await?;`, `call().await;`,
+//!   `let v: Polled<T> = poll_until!(…)?;`, `let r: T = call_nested!(…)?;`, `sleep!(d);`
+//!   (the body's tail may be one too). Each `.await` is a task whose result is
+//!   checkpointed. A yield point inside an `if`, a loop, a closure or a larger expression is
+//!   a compile error that says what to write instead.
+//! - A local used after a yield point is persisted there, so it needs a type annotation
+//!   and `Serialize + Deserialize`; locals that die before the next yield need neither.
+//! - Owned parameters are the input (one parameter: its type; several: a tuple). `&T`
+//!   parameters are dependencies given to [`Builder::dependency`].
+//! - The return type is `Result<T, E>` or a plain `T`; `T` and `E` are persisted and must be
+//!   serializable.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use workflow_macros::workflow;
+pub use workflow_runtime::{
+    BuildError, Builder, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
+    ExecutionRecord, ExecutionTree, MemoryStore, NestedError, NoError, Node, NodeKind, Outcome,
+    PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status, Store,
+    StoreError, Timestamp, Transition, Workflow,
+};
+
+/// The names a workflow module needs: `use workflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::{call_nested, poll_until, sleep, workflow};
+    pub use workflow_runtime::{
+        DurationExt, NestedError, NoError, PollError, Polled, RunError, Runtime, Workflow,
+    };
+}
+
+/// Calls a slow service until it is ready: wait `every`, call, check; repeat.
+///
+/// ```text
+/// let status: Polled<Status> = poll_until!(
+///     svc.status(&job),          // a future returning Result<T, E: Display>, one per attempt
+///     |s| s.is_finished(),       // ready? (takes &T)
+///     every = 10.secs(),         // wait before each call (milliseconds work)
+///     timeout = 5.mins(),        // no attempt starts past it; or/and:
+///     max_attempts = 30,         // give up after this many calls
+///     max_errors = 3,            // call errors tolerated (default 0)
+/// )?;
+/// ```
+///
+/// Returns `Result<`[`Polled<T>`]`, `[`PollError`]`>`: the ready value with the number of
+/// attempts and the elapsed time, or why it gave up (`?` converts it with `From`). Every
+/// attempt and every wait is checkpointed. `timeout` or `max_attempts` is required: an
+/// unbounded poll is a compile error.
+///
+/// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! poll_until {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`poll_until!` can only be used as a statement of a `#[workflow]` async fn body"
+        )
+    };
+}
+
+/// Runs other workflows as child executions and waits for their results.
+///
+/// ```text
+/// let a: Report = call_nested!(run_job(input))?;                        // one child
+/// let (a, b): (Report, Other) = call_nested!(parallel(run_job(x), other(y)))?;
+/// let all: Vec<Report> = call_nested!(for r in inputs => run_job(r), max_concurrency = 10)?;
+/// ```
+///
+/// Returns `Result<_, `[`NestedError<E>`]`>` with the child's own error type (for
+/// `parallel`, the first child's; the others' must convert into it). Children get
+/// deterministic ids, results come back in input order, and the first failure cancels the
+/// running siblings and is returned. A workflow registered with the runtime brings the
+/// workflows it calls along.
+///
+/// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! call_nested {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`call_nested!` can only be used as a statement of a `#[workflow]` async fn body"
+        )
+    };
+}
+
+/// A durable timer: `sleep!(5.secs());` checkpoints the workflow and resumes it when due.
+///
+/// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! sleep {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`sleep!` can only be used as a statement of a `#[workflow]` async fn body"
+        )
+    };
+}
+
+/// What the code generated by `#[workflow]` refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use workflow_runtime::codegen;
+    pub use workflow_runtime::{
+        BoxFuture, Deps, Edge, Fault, NestedError, NoError, Node, NodeKind, StateGraph, Transition,
+        Workflow,
+    };
+}

@@ -115,7 +115,10 @@ impl ChildBatch {
             }),
             Err(e) => {
                 self.fault.get_or_insert_with(|| {
-                    Fault::new(format!("input of child `{}` does not serialize: {e}", W::NAME))
+                    Fault::new(format!(
+                        "input of child `{}` does not serialize: {e}",
+                        W::NAME
+                    ))
                 });
             }
         }

@@ -135,9 +135,7 @@ impl StepCx {
             Ok(v) => EventKind::TaskSucceeded {
                 output: serde_json::to_value(v).ok(),
             },
-            Err(e) => EventKind::TaskFailed {
-                error: to_json(e),
-            },
+            Err(e) => EventKind::TaskFailed { error: to_json(e) },
         };
         self.record(node, kind);
         result
@@ -151,12 +149,22 @@ impl StepCx {
     ) -> Result<T, E> {
         let kind = match &result {
             Ok(_) => EventKind::TaskSucceeded { output: None },
-            Err(e) => EventKind::TaskFailed {
-                error: to_json(e),
-            },
+            Err(e) => EventKind::TaskFailed { error: to_json(e) },
         };
         self.record(node, kind);
         result
+    }
+
+    /// A task whose value the workflow keeps (and cannot fail) finished.
+    pub fn task_value<T: Serialize>(&mut self, node: usize, value: T) -> T {
+        let output = serde_json::to_value(&value).ok();
+        self.record(node, EventKind::TaskSucceeded { output });
+        value
+    }
+
+    /// A task whose value the workflow drops (and cannot fail) finished.
+    pub fn task_done(&mut self, node: usize) {
+        self.record(node, EventKind::TaskSucceeded { output: None });
     }
 
     /// The results of the children this state waited for.

@@ -124,9 +124,7 @@ impl Builder {
             inner: Arc::new(Inner {
                 workflows,
                 deps: self.deps,
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 clock: Clock::new(),
                 live: Mutex::new(HashMap::new()),
             }),
@@ -239,7 +237,10 @@ impl Runtime {
     }
 
     /// An execution with its children, their children, and so on.
-    pub fn tree<'a>(&'a self, id: &'a ExecutionId) -> BoxFuture<'a, Result<ExecutionTree, StoreError>> {
+    pub fn tree<'a>(
+        &'a self,
+        id: &'a ExecutionId,
+    ) -> BoxFuture<'a, Result<ExecutionTree, StoreError>> {
         Box::pin(async move {
             let record = self.record(id).await?;
             let mut children = Vec::new();
@@ -289,9 +290,9 @@ impl<W: Workflow> Execution<W> {
 
     /// Waits for the execution to end and returns its output or why there is none.
     pub async fn result(self) -> Result<W::Output, RunError<W::Error>> {
-        let outcome = wait_done(self.done)
-            .await
-            .unwrap_or_else(|| Outcome::Faulted("the runtime stopped before the execution ended".into()));
+        let outcome = wait_done(self.done).await.unwrap_or_else(|| {
+            Outcome::Faulted("the runtime stopped before the execution ended".into())
+        });
         match outcome {
             Outcome::Succeeded(v) => serde_json::from_value(v)
                 .map_err(|e| RunError::Faulted(format!("output does not decode: {e}"))),
@@ -336,7 +337,13 @@ pub struct ExecutionTree {
 }
 
 impl ExecutionTree {
-    fn write(&self, f: &mut fmt::Formatter<'_>, prefix: &str, last: bool, root: bool) -> fmt::Result {
+    fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        prefix: &str,
+        last: bool,
+        root: bool,
+    ) -> fmt::Result {
         let (branch, indent) = match (root, last) {
             (true, _) => ("", ""),
             (false, false) => ("├─ ", "│  "),
@@ -406,10 +413,12 @@ impl<W: Workflow> Erased for Typed<W> {
         launch: Launch,
     ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
         Box::pin(async move {
-            let input: W::Input = serde_json::from_value(launch.input.clone())
-                .map_err(|source| StartError::InvalidInput {
-                    workflow: W::NAME,
-                    source,
+            let input: W::Input =
+                serde_json::from_value(launch.input.clone()).map_err(|source| {
+                    StartError::InvalidInput {
+                        workflow: W::NAME,
+                        source,
+                    }
                 })?;
             let state = W::start(input);
             let bytes = serde_json::to_vec(&state).map_err(|source| StartError::InvalidInput {
@@ -468,12 +477,12 @@ impl Inner {
         workflow: &str,
         launch: Launch,
     ) -> Result<watch::Receiver<Option<Outcome>>, StartError> {
-        let registration = self
-            .workflows
-            .get(workflow)
-            .ok_or_else(|| StartError::NotRegistered {
-                name: workflow.to_owned(),
-            })?;
+        let registration =
+            self.workflows
+                .get(workflow)
+                .ok_or_else(|| StartError::NotRegistered {
+                    name: workflow.to_owned(),
+                })?;
         registration.driver.launch(self, launch).await
     }
 }
@@ -538,7 +547,10 @@ impl Driver {
                         state: name.clone(),
                         kind: EventKind::WaitStarted { until },
                     });
-                    if let Err(outcome) = self.checkpoint(encode::<W>(&next), Some(until), events).await {
+                    if let Err(outcome) = self
+                        .checkpoint(encode::<W>(&next), Some(until), events)
+                        .await
+                    {
                         return outcome;
                     }
                     tokio::select! {
@@ -557,25 +569,34 @@ impl Driver {
                 }
                 Step::Children { state: next, batch } => {
                     if let Some(fault) = batch.fault {
-                        return self.finish(Outcome::Faulted(fault.message().into()), events).await;
+                        return self
+                            .finish(Outcome::Faulted(fault.message().into()), events)
+                            .await;
                     }
                     if let Err(outcome) = self.checkpoint(encode::<W>(&next), None, events).await {
                         return outcome;
                     }
-                    match self.run_children(graph.nodes[batch.node].name, transition, batch).await {
+                    match self
+                        .run_children(graph.nodes[batch.node].name, transition, batch)
+                        .await
+                    {
                         Some(outcome) => children = Some(outcome),
                         None => return self.finish(Outcome::Cancelled, Vec::new()).await,
                     }
                     state = next;
                 }
                 Step::Succeed(output) => {
-                    return self.finish(Outcome::Succeeded(to_json(&output)), events).await;
+                    return self
+                        .finish(Outcome::Succeeded(to_json(&output)), events)
+                        .await;
                 }
                 Step::Fail(error) => {
                     return self.finish(Outcome::Failed(to_json(&error)), events).await;
                 }
                 Step::Fault(fault) => {
-                    return self.finish(Outcome::Faulted(fault.message().into()), events).await;
+                    return self
+                        .finish(Outcome::Faulted(fault.message().into()), events)
+                        .await;
                 }
             }
         }
@@ -678,18 +699,24 @@ impl Driver {
                 match self.rt.launch(call.workflow, launch).await {
                     Ok(_) => {
                         running += 1;
-                        self.append(node, EventKind::ChildStarted {
-                            child: id,
-                            workflow: call.workflow.to_owned(),
-                        })
+                        self.append(
+                            node,
+                            EventKind::ChildStarted {
+                                child: id,
+                                workflow: call.workflow.to_owned(),
+                            },
+                        )
                         .await;
                     }
                     Err(e) => {
                         let outcome = Outcome::Faulted(format!("child could not start: {e}"));
-                        self.append(node, EventKind::ChildFailed {
-                            child: id.clone(),
-                            error: Value::String(e.to_string()),
-                        })
+                        self.append(
+                            node,
+                            EventKind::ChildFailed {
+                                child: id.clone(),
+                                error: Value::String(e.to_string()),
+                            },
+                        )
                         .await;
                         results[i] = Some(ChildResult { id, outcome });
                         failure = Some(i);

@@ -57,7 +57,10 @@ impl Timestamp {
 
     /// `self` moved forward by `d`.
     pub fn after(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// As a [`SystemTime`].

@@ -46,8 +46,11 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     #[doc(hidden)]
     fn start(input: Self::Input) -> Self::State;
     #[doc(hidden)]
-    fn step<'a>(state: Self::State, deps: &'a Deps, cx: &'a mut StepCx)
-        -> BoxFuture<'a, Step<Self>>;
+    fn step<'a>(
+        state: Self::State,
+        deps: &'a Deps,
+        cx: &'a mut StepCx,
+    ) -> BoxFuture<'a, Step<Self>>;
 }
 
 /// The error type of a workflow that cannot fail (it returns a plain value).

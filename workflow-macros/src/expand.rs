@@ -1,0 +1,99 @@
+//! The pipeline, and what is emitted when it fails.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemFn;
+
+use crate::codegen::Codegen;
+use crate::errors::Errors;
+use crate::parse::{self, Args, Ret, WorkflowFn};
+use crate::{analyze, lower};
+
+pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = parse::args(args).map_err(|e| errors.push(e)).ok();
+    let parsed = syn::parse2::<ItemFn>(item.clone()).and_then(parse::function);
+    let f = match parsed {
+        Ok(f) => f,
+        Err(e) => {
+            // Without a usable signature there is nothing to stand in for: keep the item
+            // as written (so IDEs still see it) and report.
+            errors.push(e);
+            let error = errors.check().err().map(|e| e.to_compile_error());
+            return quote!(#item #error);
+        }
+    };
+    let krate = args
+        .as_ref()
+        .map_or_else(|| syn::parse_quote!(::workflow), |a| a.krate.clone());
+    let name = workflow_name(args.as_ref(), &f);
+    let attrs = parse::forwarded_attrs(&f.attrs, &mut errors);
+    let body = analyze::body(&f, &mut errors);
+    match errors.check() {
+        Ok(()) => {
+            let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
+            Codegen {
+                f: &f,
+                body: &body,
+                lowered: &lowered,
+                name,
+                krate: &krate,
+                attrs: &attrs,
+            }
+            .emit()
+        }
+        Err(e) => {
+            let error = e.to_compile_error();
+            let stub = fallback(&f, &krate, &name);
+            quote!(#stub #error)
+        }
+    }
+}
+
+fn workflow_name(args: Option<&Args>, f: &WorkflowFn) -> String {
+    args.and_then(|a| a.name.as_ref())
+        .map_or_else(|| f.ident.to_string(), |n| n.value())
+}
+
+/// After an error in the body, still define the workflow with its signature's types, so
+/// code that registers or calls it does not add a cascade of errors to the real one.
+fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
+    let wf = quote!(#krate::__private);
+    let ident = &f.ident;
+    let vis = &f.vis;
+    let tys = f.inputs.iter().map(|p| &p.ty);
+    let input = quote!((#(#tys,)*));
+    let (ok, err) = match &f.ret {
+        Ret::Fallible { ok, err, .. } => (quote!(#ok), quote!(#err)),
+        Ret::Plain(t) => (quote!(#t), quote!(#wf::NoError)),
+    };
+    let input = if f.inputs.len() == 1 {
+        let t = &f.inputs[0].ty;
+        quote!(#t)
+    } else {
+        input
+    };
+    quote! {
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #vis struct #ident;
+
+        impl #wf::Workflow for #ident {
+            const NAME: &'static str = #name;
+            type Input = #input;
+            type Output = #ok;
+            type Error = #err;
+            type State = ();
+            fn graph() -> &'static #wf::StateGraph { ::core::unreachable!() }
+            fn link(_: &mut #wf::codegen::Linker) {}
+            fn start(_: Self::Input) -> Self::State {}
+            fn step<'__wf>(
+                _: Self::State,
+                _: &'__wf #wf::Deps,
+                _: &'__wf mut #wf::codegen::StepCx,
+            ) -> #wf::BoxFuture<'__wf, #wf::codegen::Step<Self>> {
+                ::core::unreachable!()
+            }
+        }
+    }
+}

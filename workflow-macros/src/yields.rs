@@ -1,0 +1,268 @@
+//! The arguments of `poll_until!`, `call_nested!` and `sleep!`, as the macro reads them.
+
+use proc_macro2::Span;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, LitInt, Macro, Pat, Token};
+
+/// Which of our macros a path names, by its last segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MacroKind {
+    Poll,
+    Nested,
+    Sleep,
+}
+
+impl MacroKind {
+    pub(crate) fn of(mac: &Macro) -> Option<Self> {
+        let last = mac.path.segments.last()?;
+        match last.ident.to_string().as_str() {
+            "poll_until" => Some(MacroKind::Poll),
+            "call_nested" => Some(MacroKind::Nested),
+            "sleep" => Some(MacroKind::Sleep),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn display(self) -> &'static str {
+        match self {
+            MacroKind::Poll => "poll_until!",
+            MacroKind::Nested => "call_nested!",
+            MacroKind::Sleep => "sleep!",
+        }
+    }
+}
+
+pub(crate) struct Poll {
+    pub(crate) call: Expr,
+    pub(crate) ready: Expr,
+    pub(crate) every: Expr,
+    pub(crate) timeout: Option<Expr>,
+    pub(crate) max_attempts: Option<Expr>,
+    pub(crate) max_errors: Option<Expr>,
+}
+
+/// `wf(a, b)`: a workflow and the arguments that make its input.
+pub(crate) struct Call {
+    pub(crate) workflow: syn::Path,
+    pub(crate) args: Vec<Expr>,
+    pub(crate) span: Span,
+}
+
+pub(crate) enum Nested {
+    One(Call),
+    Parallel(Vec<Call>),
+    Map {
+        pat: Pat,
+        iter: Expr,
+        call: Call,
+        max_concurrency: Option<u32>,
+    },
+}
+
+impl Nested {
+    pub(crate) fn calls(&self) -> Vec<&Call> {
+        match self {
+            Nested::One(c) | Nested::Map { call: c, .. } => vec![c],
+            Nested::Parallel(cs) => cs.iter().collect(),
+        }
+    }
+}
+
+const POLL_USAGE: &str =
+    "write `poll_until!(call, |value| ready, every = <Duration>, timeout = <Duration>)`";
+
+pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
+    let items = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated)?;
+    let mut items = items.into_iter();
+    let missing = || {
+        syn::Error::new_spanned(
+            &mac.path,
+            format!("`poll_until!` needs a call and a readiness check: {POLL_USAGE}"),
+        )
+    };
+    let call = items.next().ok_or_else(missing)?;
+    let ready = items.next().ok_or_else(missing)?;
+    if let Expr::Assign(a) = &call {
+        return Err(syn::Error::new_spanned(
+            a,
+            format!("the first argument of `poll_until!` is the call to poll: {POLL_USAGE}"),
+        ));
+    }
+    if let Expr::Assign(a) = &ready {
+        return Err(syn::Error::new_spanned(a, format!("the second argument of `poll_until!` is the readiness check, a closure: {POLL_USAGE}")));
+    }
+    let mut every = None;
+    let mut timeout = None;
+    let mut max_attempts = None;
+    let mut max_errors = None;
+    let mut error: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut error {
+        Some(first) => first.combine(e),
+        None => error = Some(e),
+    };
+    for item in items {
+        let Expr::Assign(assign) = item else {
+            push(syn::Error::new_spanned(
+                item,
+                format!("expected an option `key = value`: {POLL_USAGE}"),
+            ));
+            continue;
+        };
+        let key = match &*assign.left {
+            Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+            _ => None,
+        };
+        let Some(key) = key else {
+            push(syn::Error::new_spanned(
+                &assign.left,
+                "expected an option name",
+            ));
+            continue;
+        };
+        let slot = match key.to_string().as_str() {
+            "every" => &mut every,
+            "timeout" => &mut timeout,
+            "max_attempts" => &mut max_attempts,
+            "max_errors" => &mut max_errors,
+            _ => {
+                push(syn::Error::new_spanned(&key, format!("unknown `poll_until!` option `{key}`; the options are `every`, `timeout`, `max_attempts` and `max_errors`")));
+                continue;
+            }
+        };
+        if slot.is_some() {
+            push(syn::Error::new_spanned(
+                &key,
+                format!("`{key}` is given twice"),
+            ));
+            continue;
+        }
+        *slot = Some(*assign.right);
+    }
+    if every.is_none() {
+        push(syn::Error::new_spanned(
+            &mac.path,
+            "`poll_until!` needs `every = <Duration>`: how long to wait before each call",
+        ));
+    }
+    if timeout.is_none() && max_attempts.is_none() {
+        push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `timeout = <Duration>` or `max_attempts = <n>`: without either it polls forever when the service never becomes ready"));
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(Poll {
+        call,
+        ready,
+        every: every.expect("checked above"),
+        timeout,
+        max_attempts,
+        max_errors,
+    })
+}
+
+const NESTED_USAGE: &str = "write `call_nested!(wf(input))`, `call_nested!(parallel(a(x), b(y)))` or `call_nested!(for item in items => wf(item), max_concurrency = 10)`";
+
+pub(crate) fn nested(mac: &Macro) -> syn::Result<Nested> {
+    mac.parse_body_with(|input: ParseStream| {
+        if input.peek(Token![for]) {
+            return map(input);
+        }
+        let expr: Expr = input.parse()?;
+        if !input.is_empty() {
+            return Err(input.error(format!("unexpected tokens after the call: {NESTED_USAGE}")));
+        }
+        if let Expr::Call(c) = &expr {
+            if let Expr::Path(p) = &*c.func {
+                if p.path.is_ident("parallel") {
+                    if c.args.is_empty() {
+                        return Err(syn::Error::new_spanned(
+                            c,
+                            "`parallel(…)` needs at least one workflow call",
+                        ));
+                    }
+                    return c
+                        .args
+                        .iter()
+                        .map(call)
+                        .collect::<syn::Result<_>>()
+                        .map(Nested::Parallel);
+                }
+            }
+        }
+        call(&expr).map(Nested::One)
+    })
+}
+
+fn map(input: ParseStream) -> syn::Result<Nested> {
+    input.parse::<Token![for]>()?;
+    let pat = Pat::parse_single(input)?;
+    input.parse::<Token![in]>()?;
+    let iter = Expr::parse_without_eager_brace(input)?;
+    input.parse::<Token![=>]>()?;
+    let target: Expr = input.parse()?;
+    let call = call(&target)?;
+    let mut max_concurrency = None;
+    if input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
+        let key: Ident = input.parse()?;
+        if key != "max_concurrency" {
+            return Err(syn::Error::new_spanned(key, "unknown option; the map form of `call_nested!` takes `max_concurrency = <integer>`"));
+        }
+        input.parse::<Token![=]>()?;
+        let lit: LitInt = input.parse().map_err(|e| {
+            syn::Error::new(e.span(), "`max_concurrency` must be an integer literal: the state graph (and the ASL Map state) carries it")
+        })?;
+        let n: u32 = lit.base10_parse()?;
+        if n == 0 {
+            return Err(syn::Error::new_spanned(
+                lit,
+                "`max_concurrency` must be at least 1",
+            ));
+        }
+        max_concurrency = Some(n);
+        input.parse::<Option<Token![,]>>()?;
+    }
+    if !input.is_empty() {
+        return Err(input.error(format!("unexpected tokens: {NESTED_USAGE}")));
+    }
+    Ok(Nested::Map {
+        pat,
+        iter,
+        call,
+        max_concurrency,
+    })
+}
+
+fn call(expr: &Expr) -> syn::Result<Call> {
+    if let Expr::Call(c) = expr {
+        if let Expr::Path(p) = &*c.func {
+            if p.qself.is_none() {
+                return Ok(Call {
+                    workflow: p.path.clone(),
+                    args: c.args.iter().cloned().collect(),
+                    span: expr.span(),
+                });
+            }
+        }
+    }
+    Err(syn::Error::new_spanned(
+        expr,
+        format!("expected a call of a `#[workflow]`: {NESTED_USAGE}"),
+    ))
+}
+
+pub(crate) fn sleep(mac: &Macro) -> syn::Result<Expr> {
+    (|input: ParseStream| {
+        let e: Expr = input.parse()?;
+        input.parse::<Option<Token![,]>>()?;
+        Ok(e)
+    })
+    .parse2(mac.tokens.clone())
+    .map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "write `sleep!(<Duration>)`, for example `sleep!(5.secs())`",
+        )
+    })
+}
