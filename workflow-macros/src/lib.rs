@@ -6,6 +6,9 @@
 //! `Workflow` impl and the static state graph. Errors are collected on the way and spanned
 //! on the user's tokens.
 #![forbid(unsafe_code)]
+// Syntax trees are large and built a handful of times per macro call: boxing them would
+// only add noise.
+#![allow(clippy::large_enum_variant)]
 
 mod analyze;
 mod codegen;
