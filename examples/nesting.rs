@@ -1,1 +1,709 @@
-fn main() {}
+//! Nested workflows against a slow HTTP job service: the project's main example.
+//!
+//! ```text
+//! cargo run --example nesting
+//! cargo run --example nesting -- --help
+//! cargo run --example nesting -- --parallel 20 --delay-ms 500 --fail-every 9
+//! ```
+//!
+//! What it shows:
+//!
+//! 1. **A slow service.** An in-process job service (axum, on `127.0.0.1` with a random
+//!    port): `POST /jobs` starts a job, `GET /jobs/{id}` tells whether it is `running`,
+//!    `succeeded` or `failed`. Jobs take a few hundred milliseconds, and the service
+//!    rejects, deterministically, every job whose `parameter2` is a multiple of
+//!    `--fail-every`.
+//! 2. **The call–wait–poll–check loop as one statement.** The child workflow `run_job`
+//!    starts a job over HTTP, then `poll_until!`s its status. Every call and every wait is
+//!    checkpointed and recorded in the execution's history.
+//! 3. **Nesting.** The parent workflow `main_flow` runs `run_job` three times one after the
+//!    other, then once per item of a list with at most 8 children at a time
+//!    (`call_nested!`). Each child is an execution of its own with a deterministic id; the
+//!    runtime shows them as a tree.
+//! 4. **Typed failure propagation.** A failed job becomes the child's `JobError`, which
+//!    reaches the parent as `NestedError<JobError>` and leaves it as `MainError`: the
+//!    caller gets a value it can `match` on, and the failing child's running siblings are
+//!    cancelled. This second run is on by default; `--demo-failure false` skips it.
+//!
+//! Set `RUST_LOG` (for example `RUST_LOG=debug`) to see the runtime's and the HTTP
+//! stack's logs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+use workflow::{Event, EventKind, ExecutionId, ExecutionTree};
+
+// =======================================================================================
+// The job service's API: what goes over the wire.
+// =======================================================================================
+
+/// What a job is asked to do (the body of `POST /jobs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JobRequest {
+    /// A free-form label.
+    parameter1: String,
+    /// The job's size; it also decides whether the service rejects it (see `--fail-every`).
+    parameter2: u32,
+}
+
+/// A job's id, as the service hands it out (`job-1`, `job-2`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+struct JobId(String);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to `POST /jobs`.
+#[derive(Debug, Serialize, Deserialize)]
+struct JobCreated {
+    id: JobId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The answer to `GET /jobs/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JobStatus {
+    id: JobId,
+    state: JobState,
+    /// The output of a succeeded job, or why a failed one failed.
+    result: Option<String>,
+}
+
+impl JobStatus {
+    fn is_finished(&self) -> bool {
+        self.state != JobState::Running
+    }
+}
+
+// =======================================================================================
+// The job service itself: a small axum server, started in-process.
+// =======================================================================================
+
+mod job_server {
+    use super::*;
+
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+
+    /// How the service behaves.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Config {
+        /// How long a job runs (jobs vary deterministically from 1× to 1.5× this).
+        pub delay: Duration,
+        /// Jobs whose `parameter2` is a multiple of this fail; 0: none fails.
+        pub fail_every: u32,
+    }
+
+    /// A handle on a running service.
+    #[derive(Clone)]
+    pub struct JobServer {
+        pub base_url: String,
+        board: Board,
+    }
+
+    impl JobServer {
+        /// Changes which jobs fail from now on (jobs already created keep their fate).
+        pub fn set_fail_every(&self, fail_every: u32) {
+            lock(&self.board).config.fail_every = fail_every;
+        }
+    }
+
+    /// The service's whole state.
+    type Board = Arc<Mutex<Jobs>>;
+
+    struct Jobs {
+        config: Config,
+        next_id: u64,
+        jobs: HashMap<String, Job>,
+    }
+
+    struct Job {
+        request: JobRequest,
+        created: Instant,
+        /// When the job ends, counted from `created`.
+        runs_for: Duration,
+        /// Why it fails, for a job that fails.
+        failure: Option<String>,
+    }
+
+    impl Job {
+        /// The job's state now: computed from its age, nothing runs in the background.
+        fn status(&self, id: &str) -> JobStatus {
+            let (state, result) = if self.created.elapsed() < self.runs_for {
+                (JobState::Running, None)
+            } else if let Some(reason) = &self.failure {
+                (JobState::Failed, Some(reason.clone()))
+            } else {
+                let n = u64::from(self.request.parameter2);
+                let output = format!(
+                    "{}: sum(1..={n}) = {}",
+                    self.request.parameter1,
+                    n * (n + 1) / 2
+                );
+                (JobState::Succeeded, Some(output))
+            };
+            JobStatus {
+                id: JobId(id.to_owned()),
+                state,
+                result,
+            }
+        }
+    }
+
+    fn lock(board: &Board) -> MutexGuard<'_, Jobs> {
+        // Every update is a single insert or field write: a poisoned lock is still consistent.
+        board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Binds `127.0.0.1:0` and serves the API on a background task.
+    pub async fn start(config: Config) -> std::io::Result<JobServer> {
+        let board: Board = Arc::new(Mutex::new(Jobs {
+            config,
+            next_id: 1,
+            jobs: HashMap::new(),
+        }));
+        let app = Router::new()
+            .route("/jobs", post(create_job))
+            .route("/jobs/{id}", get(job_status))
+            .with_state(Arc::clone(&board));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("job service stopped: {e}");
+            }
+        });
+        Ok(JobServer { base_url, board })
+    }
+
+    async fn create_job(
+        State(board): State<Board>,
+        Json(request): Json<JobRequest>,
+    ) -> (StatusCode, Json<JobCreated>) {
+        let mut jobs = lock(&board);
+        let id = format!("job-{}", jobs.next_id);
+        jobs.next_id += 1;
+        let Config { delay, fail_every } = jobs.config;
+        let failure = (fail_every != 0 && request.parameter2 % fail_every == 0).then(|| {
+            format!(
+                "parameter2 = {} is a multiple of {fail_every}, which this service rejects",
+                request.parameter2
+            )
+        });
+        // Rejections come early (half the delay); other jobs take 1×, 1.25× or 1.5× it.
+        let runs_for = match failure {
+            Some(_) => delay / 2,
+            None => delay + delay * (request.parameter2 % 3) / 4,
+        };
+        let job = Job {
+            request,
+            created: Instant::now(),
+            runs_for,
+            failure,
+        };
+        jobs.jobs.insert(id.clone(), job);
+        (StatusCode::CREATED, Json(JobCreated { id: JobId(id) }))
+    }
+
+    async fn job_status(
+        State(board): State<Board>,
+        Path(id): Path<String>,
+    ) -> Result<Json<JobStatus>, StatusCode> {
+        let jobs = lock(&board);
+        let job = jobs.jobs.get(&id).ok_or(StatusCode::NOT_FOUND)?;
+        Ok(Json(job.status(&id)))
+    }
+}
+
+// =======================================================================================
+// The client the workflows use: a dependency, injected into `&JobService` parameters.
+// =======================================================================================
+
+/// Why a job did not produce a result. Workflow errors are persisted, so this is
+/// `Serialize + Deserialize`; errors of other libraries are kept as their messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+enum JobError {
+    /// The HTTP call failed (connection, status code, body).
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The service does not know the job.
+    #[error("the service does not know job {id}")]
+    UnknownJob { id: JobId },
+    /// The job ran and failed.
+    #[error("job {id} failed: {reason}")]
+    JobFailed { id: JobId, reason: String },
+    /// Polling gave up (timeout, or too many errors in a row).
+    #[error(transparent)]
+    Poll(#[from] PollError),
+}
+
+impl From<reqwest::Error> for JobError {
+    fn from(e: reqwest::Error) -> Self {
+        JobError::Http(e.to_string())
+    }
+}
+
+/// An HTTP client of the job service, and how the workflows poll it.
+struct JobService {
+    http: reqwest::Client,
+    base_url: String,
+    poll_every: Duration,
+    poll_timeout: Duration,
+}
+
+impl JobService {
+    fn new(base_url: impl Into<String>) -> Self {
+        JobService {
+            http: reqwest::Client::new(),
+            base_url: base_url.into(),
+            poll_every: Duration::from_millis(100),
+            poll_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How often `run_job` asks for a job's status, and for how long at most.
+    fn polling(mut self, every: Duration, timeout: Duration) -> Self {
+        self.poll_every = every;
+        self.poll_timeout = timeout;
+        self
+    }
+
+    /// `POST /jobs`.
+    async fn start(&self, req: &JobRequest) -> Result<JobId, JobError> {
+        let created: JobCreated = self
+            .http
+            .post(format!("{}/jobs", self.base_url))
+            .timeout(Duration::from_secs(5))
+            .json(req)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(created.id)
+    }
+
+    /// `GET /jobs/{id}`.
+    async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
+        let response = self
+            .http
+            .get(format!("{}/jobs/{id}", self.base_url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(JobError::UnknownJob { id: id.clone() });
+        }
+        Ok(response.error_for_status()?.json().await?)
+    }
+}
+
+// =======================================================================================
+// The workflows.
+// =======================================================================================
+
+/// What one `run_job` execution reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JobReport {
+    job_id: JobId,
+    /// Status calls made, the one that saw the job finished included.
+    polls: u32,
+    /// From the start of polling to the finished answer.
+    runtime_ms: u64,
+    /// The job's output.
+    result: String,
+}
+
+/// The child workflow: one job, from start to result.
+///
+/// Every yield point is checkpointed: the `start` call's result, each wait, each status
+/// call. `svc` is a dependency (given to `Builder::dependency`), `req` the input. The
+/// poll's `every` and `timeout` are read once, when the poll starts, and persisted with it.
+#[workflow(name = "NestingPatternAnotherStateMachine")]
+async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+    let job: JobId = svc.start(&req).await?;
+    let status: Polled<JobStatus> = poll_until!(
+        svc.status(&job),
+        |s| s.is_finished(),
+        every = svc.poll_every,
+        timeout = svc.poll_timeout,
+        max_errors = 3,
+    )?;
+    if status.value.state == JobState::Failed {
+        let reason = status.value.result.unwrap_or_default();
+        return Err(JobError::JobFailed { id: job, reason });
+    }
+    Ok(JobReport {
+        job_id: job,
+        polls: status.attempts,
+        runtime_ms: u64::try_from(status.elapsed.as_millis()).unwrap_or(u64::MAX),
+        result: status.value.result.unwrap_or_default(),
+    })
+}
+
+/// The parent workflow's input.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Batch {
+    /// Prefix of the sequential jobs' `parameter1`.
+    label: String,
+    /// `parameter2` of the three sequential jobs.
+    steps: [u32; 3],
+    /// One job each, run in parallel.
+    parallel: Vec<JobRequest>,
+}
+
+/// What the parent workflow returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Summary {
+    /// The three sequential jobs, in order.
+    sequential: Vec<JobReport>,
+    /// The parallel jobs, in input order.
+    parallel: Vec<JobReport>,
+}
+
+/// The parent workflow's error: here, only "a child did not succeed".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Child(#[from] NestedError<JobError>),
+}
+
+/// The parent workflow: three children one after the other, then a bounded fan-out.
+///
+/// Each `call_nested!` suspends this execution until its children end; their results
+/// come back typed (`JobReport`), their errors as `NestedError<JobError>`, which `?`
+/// turns into `MainError`. Registering this workflow registers `run_job` too.
+#[workflow(name = "NestingPatternMainStateMachine")]
+async fn main_flow(batch: Batch) -> Result<Summary, MainError> {
+    let first: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-1", batch.label),
+        parameter2: batch.steps[0],
+    }))?;
+    let second: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-2", batch.label),
+        parameter2: batch.steps[1],
+    }))?;
+    let third: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-3", batch.label),
+        parameter2: batch.steps[2],
+    }))?;
+    let parallel: Vec<JobReport> =
+        call_nested!(for r in batch.parallel => run_job(r), max_concurrency = 8)?;
+    Ok(Summary {
+        sequential: vec![first, second, third],
+        parallel,
+    })
+}
+
+// =======================================================================================
+// The program: start the service, run the workflows, show what happened.
+// =======================================================================================
+
+/// Runs nested durable workflows against an in-process HTTP job service.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// How long a job runs, in milliseconds (each job takes 1× to 1.5× this).
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    delay_ms: u64,
+
+    /// How often a job's status is polled, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    poll_ms: u64,
+
+    /// How long a job is polled at most before giving up, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u64,
+
+    /// How many jobs the batch runs in parallel (at most 8 at a time).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    parallel: u32,
+
+    /// Make the service fail every job whose parameter2 is a multiple of N (0: none).
+    ///
+    /// The sequential jobs have parameter2 = 1, 2, 3 and the parallel ones 4, 5, …
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    fail_every: u32,
+
+    /// After the first run, run the batch again with a service that fails every job
+    /// whose parameter2 is a multiple of 7, and show the error the parent returns.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    demo_failure: bool,
+
+    /// How many events of the main execution's history to print (its last two too).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    history: usize,
+}
+
+/// The `parameter2` the failure demo's service rejects multiples of.
+const DEMO_FAIL_EVERY: u32 = 7;
+
+/// The batch both runs use: jobs with parameter2 = 1, 2, 3, then 4, 5, … in parallel.
+fn batch(label: &str, parallel: u32) -> Batch {
+    Batch {
+        label: label.to_owned(),
+        steps: [1, 2, 3],
+        parallel: (0..parallel)
+            .map(|i| JobRequest {
+                parameter1: format!("{label}-p{}", i + 1),
+                parameter2: 4 + i,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+
+    let server = job_server::start(job_server::Config {
+        delay: Duration::from_millis(args.delay_ms),
+        fail_every: args.fail_every,
+    })
+    .await?;
+    println!("Job service listening on {}", server.base_url);
+
+    let jobs = JobService::new(server.base_url.clone()).polling(
+        Duration::from_millis(args.poll_ms),
+        Duration::from_millis(args.timeout_ms),
+    );
+    let runtime = Runtime::builder()
+        .register(main_flow) // and run_job, which it calls
+        .dependency(jobs)
+        .build()?;
+    println!("Registered workflows: {}", runtime.workflows().join(", "));
+
+    // --- 1. A batch: three jobs in sequence, then a fan-out. --------------------------
+    heading(&format!(
+        "1. Three jobs in sequence, then {} in parallel (at most 8 at a time)",
+        args.parallel
+    ));
+    let started = Instant::now();
+    let execution = runtime
+        .start(main_flow, batch("batch", args.parallel))
+        .await?;
+    let id = execution.id().clone();
+    println!("Started {} execution {id}", main_flow::NAME);
+    let result = execution.result().await;
+    println!("It ended after {:.2?}.", started.elapsed());
+    match result {
+        Ok(summary) => print_summary(&summary),
+        Err(e) => print_run_error(&e)?,
+    }
+
+    let tree = runtime.tree(&id).await?;
+    println!("\nExecution tree (parent → children):\n{tree}");
+    print_history(
+        &runtime.history(&id).await?,
+        args.history,
+        2,
+        "the main execution",
+    );
+    if let Some(child) = tree.children.first() {
+        let events = runtime.history(&child.id).await?;
+        print_history(&events, events.len(), 0, "its first child");
+    }
+
+    // --- 2. Failure propagation. -------------------------------------------------------
+    if args.demo_failure {
+        heading(&format!(
+            "2. The same batch, with a service that rejects multiples of {DEMO_FAIL_EVERY}"
+        ));
+        server.set_fail_every(DEMO_FAIL_EVERY);
+        let execution = runtime
+            .start(main_flow, batch("retry", args.parallel))
+            .await?;
+        let id = execution.id().clone();
+        println!("Started {} execution {id}", main_flow::NAME);
+        match execution.result().await {
+            Ok(summary) => {
+                println!(
+                    "No job was rejected (is --parallel below {}?):",
+                    DEMO_FAIL_EVERY - 3
+                );
+                print_summary(&summary);
+            }
+            Err(e) => print_run_error(&e)?,
+        }
+        let tree = runtime.tree(&id).await?;
+        println!("\nExecution tree:\n{tree}");
+        print_outcomes(&tree);
+        print_history(
+            &runtime.history(&id).await?,
+            0,
+            args.history,
+            "the failed execution",
+        );
+    }
+    Ok(())
+}
+
+fn heading(title: &str) {
+    println!("\n{title}\n{}", "=".repeat(title.chars().count()));
+}
+
+/// One line per child: which job it ran, how many status calls it took, how long.
+fn print_summary(summary: &Summary) {
+    println!(
+        "\n  {:<12} {:<8} {:>5} {:>8}  result",
+        "child", "job", "polls", "runtime"
+    );
+    let rows = summary
+        .sequential
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("sequential {}", i + 1), r))
+        .chain(
+            summary
+                .parallel
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("parallel {}", i + 1), r)),
+        );
+    for (name, report) in rows {
+        println!(
+            "  {name:<12} {:<8} {:>5} {:>5} ms  {}",
+            report.job_id.to_string(),
+            report.polls,
+            report.runtime_ms,
+            report.result
+        );
+    }
+    let total: u32 = summary
+        .sequential
+        .iter()
+        .chain(&summary.parallel)
+        .map(|r| r.polls)
+        .sum();
+    println!(
+        "  {} jobs, {total} status calls in all.",
+        summary.sequential.len() + summary.parallel.len()
+    );
+}
+
+/// Shows a typed workflow error; a fault or a cancellation ends the program with an error.
+fn print_run_error(e: &RunError<MainError>) -> Result<(), Box<dyn std::error::Error>> {
+    let RunError::Failed(error) = e else {
+        return Err(format!("the main execution did not run to its end: {e}").into());
+    };
+    println!("It failed with a MainError:\n  {error}");
+    // The error is a value: match on it to find out what happened.
+    let MainError::Child(nested) = error;
+    match nested {
+        NestedError::Failed {
+            child,
+            error: JobError::JobFailed { id, reason },
+        } => {
+            println!(
+                "  → matched JobError::JobFailed: child {} ran {id}, which failed: {reason}",
+                short(child)
+            );
+        }
+        NestedError::Failed { child, error } => {
+            println!(
+                "  → child {} failed before its job ended: {error}",
+                short(child)
+            );
+        }
+        other => println!("  → {other}"),
+    }
+    println!("As a value:\n  {error:?}");
+    Ok(())
+}
+
+/// An excerpt of an execution's history: its first `head` and last `tail` events, with
+/// times relative to the first one.
+fn print_history(events: &[Event], head: usize, tail: usize, whose: &str) {
+    let Some(first) = events.first() else {
+        return;
+    };
+    let total = events.len();
+    let (head, tail) = if head + tail >= total {
+        (total, 0)
+    } else {
+        (head, tail)
+    };
+    println!("History of {whose} ({} of {total} events):", head + tail);
+    let line = |event: &Event| {
+        let at = event.at.since(first.at);
+        let state = event.state.as_deref().unwrap_or("");
+        println!(
+            "  {:>7.1} ms  {:<18} {state:<20} {}",
+            at.as_secs_f64() * 1000.0,
+            event.kind.name(),
+            detail(&event.kind)
+        );
+    };
+    events[..head].iter().for_each(line);
+    if head + tail < total {
+        println!("  … {} more", total - head - tail);
+    }
+    events[total - tail..].iter().for_each(line);
+    println!();
+}
+
+/// The interesting part of an event, in a few words.
+fn detail(kind: &EventKind) -> String {
+    match kind {
+        EventKind::ChildStarted { child, .. }
+        | EventKind::ChildSucceeded { child }
+        | EventKind::ChildCancelled { child } => short(child),
+        EventKind::ChildFailed { child, error } => format!("{} {error}", short(child)),
+        EventKind::PollAttempt { attempt, outcome } => format!("#{attempt}: {outcome:?}"),
+        EventKind::TaskSucceeded { output: Some(v) } => v.to_string(),
+        EventKind::TaskFailed { error } | EventKind::ExecutionFailed { error } => error.to_string(),
+        EventKind::ExecutionFaulted { message } => message.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A child id without its parent's id: `…/1.0`.
+fn short(id: &ExecutionId) -> String {
+    match id.as_str().rsplit_once('/') {
+        Some((_, tail)) => format!("…/{tail}"),
+        None => id.to_string(),
+    }
+}
+
+/// How the children of the failed execution ended.
+fn print_outcomes(tree: &ExecutionTree) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for child in &tree.children {
+        let status = format!("{:?}", child.status);
+        match counts.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((status, 1)),
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "Children started: {} ({}); the first failure cancelled the running siblings \
+         and no new child started after it.\n",
+        tree.children.len(),
+        counts.join(", ")
+    );
+}

@@ -114,8 +114,12 @@ async fn poll_job(jobs: &Jobs, spec: Spec) -> Result<Report, JobError> {
 #[workflow]
 async fn fine_poll(jobs: &Jobs, spec: Spec) -> Result<Report, JobError> {
     let job: u32 = jobs.start(&spec).await?;
-    let status: Polled<JobStatus> =
-        poll_until!(jobs.status(&job), |s| s.done, every = 1.millis(), max_attempts = 100)?;
+    let status: Polled<JobStatus> = poll_until!(
+        jobs.status(&job),
+        |s| s.done,
+        every = 1.millis(),
+        max_attempts = 100
+    )?;
     Ok(Report {
         job,
         polls: status.attempts,
@@ -213,7 +217,10 @@ async fn success_path_checkpoints_every_yield_and_reports_polls() {
     let id = exec.id().clone();
     let report = exec.result().await.unwrap();
     assert_eq!(report.polls, 3);
-    assert_eq!(report.elapsed_ms, 30_000, "three waits of 10 s on virtual time");
+    assert_eq!(
+        report.elapsed_ms, 30_000,
+        "three waits of 10 s on virtual time"
+    );
     assert_eq!(
         kinds(&rt, &id).await,
         [
@@ -328,7 +335,10 @@ async fn millisecond_intervals_work() {
 #[tokio::test(start_paused = true)]
 async fn sequential_children_are_linked_to_their_parent() {
     let rt = runtime();
-    let exec = rt.start(sequential, (spec(1, 0), spec(2, 0))).await.unwrap();
+    let exec = rt
+        .start(sequential, (spec(1, 0), spec(2, 0)))
+        .await
+        .unwrap();
     let id = exec.id().clone();
     let (a, b) = exec.result().await.unwrap();
     assert_eq!((a.polls, b.polls), (1, 2));
@@ -358,13 +368,19 @@ async fn sequential_children_are_linked_to_their_parent() {
 #[tokio::test(start_paused = true)]
 async fn child_failure_propagates_as_the_typed_error() {
     let rt = runtime();
-    let exec = rt.start(sequential, (spec(1, 0), spec(1, 9))).await.unwrap();
+    let exec = rt
+        .start(sequential, (spec(1, 0), spec(1, 9)))
+        .await
+        .unwrap();
     let id = exec.id().clone();
     let err = exec.result().await.unwrap_err();
     let RunError::Failed(MainError::Child(NestedError::Failed { child, error })) = err else {
         panic!("expected the child's error, got {err:?}");
     };
-    assert!(matches!(error, JobError::Poll(PollError::TooManyErrors { .. })));
+    assert!(matches!(
+        error,
+        JobError::Poll(PollError::TooManyErrors { .. })
+    ));
     assert_eq!(rt.record(&child).await.unwrap().status, Status::Failed);
     assert_eq!(rt.record(&id).await.unwrap().status, Status::Failed);
 }
@@ -373,8 +389,16 @@ async fn child_failure_propagates_as_the_typed_error() {
 async fn map_returns_results_in_input_order_and_bounds_concurrency() {
     let rt = runtime();
     // Later items finish first; ten items, at most three at once.
-    let items: Vec<(u32, u64, bool)> = (0..10).map(|n| (n, 100 - u64::from(n) * 10, false)).collect();
-    let out = rt.start(fan_out, items).await.unwrap().result().await.unwrap();
+    let items: Vec<(u32, u64, bool)> = (0..10)
+        .map(|n| (n, 100 - u64::from(n) * 10, false))
+        .collect();
+    let out = rt
+        .start(fan_out, items)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(out, (0..10).collect::<Vec<_>>());
     let jobs = dependency_probe(&rt).await;
     assert_eq!(jobs, 3, "peak of children in flight");
@@ -397,7 +421,13 @@ async fn parallel_fixed_set_returns_a_typed_tuple() {
         .dependency(Jobs::default())
         .build()
         .unwrap();
-    let (report, n) = rt.start(pair, (spec(2, 0), 7)).await.unwrap().result().await.unwrap();
+    let (report, n) = rt
+        .start(pair, (spec(2, 0), 7))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!((report.polls, n), (2, 7));
 }
 
@@ -413,11 +443,17 @@ async fn parallel_fails_fast_and_cancels_siblings() {
     assert_eq!(error, JobError::Rejected(2));
     let tree = rt.tree(&id).await.unwrap();
     let statuses: Vec<Status> = tree.children.iter().map(|c| c.status).collect();
-    assert_eq!(statuses, [Status::Cancelled, Status::Failed, Status::Cancelled]);
+    assert_eq!(
+        statuses,
+        [Status::Cancelled, Status::Failed, Status::Cancelled]
+    );
     assert_eq!(tree.children[1].id, child);
     let kinds = kinds(&rt, &id).await;
     assert_eq!(
-        kinds.iter().filter(|k| k.starts_with("ChildCancelled")).count(),
+        kinds
+            .iter()
+            .filter(|k| k.starts_with("ChildCancelled"))
+            .count(),
         2
     );
     // Cancelled long before the slow siblings' minute was up.
@@ -448,7 +484,10 @@ async fn map_fails_fast_and_starts_no_more_children() {
 #[tokio::test(start_paused = true)]
 async fn cancelling_a_parent_cancels_its_children() {
     let rt = runtime();
-    let exec = rt.start(fan_out, vec![(1, 60_000, false), (2, 60_000, false)]).await.unwrap();
+    let exec = rt
+        .start(fan_out, vec![(1, 60_000, false), (2, 60_000, false)])
+        .await
+        .unwrap();
     let id = exec.id().clone();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(rt.cancel(&id).await.unwrap());
@@ -469,11 +508,20 @@ async fn start_by_name_rejects_input_of_the_wrong_shape() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StartError::InvalidInput { workflow: "PollJob", .. }),
+        matches!(
+            err,
+            StartError::InvalidInput {
+                workflow: "PollJob",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("invalid type"), "{err}");
-    let err = rt.start_json("NoSuchWorkflow", json!(null)).await.unwrap_err();
+    let err = rt
+        .start_json("NoSuchWorkflow", json!(null))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StartError::NotRegistered { .. }));
 
     let id = rt
@@ -481,14 +529,20 @@ async fn start_by_name_rejects_input_of_the_wrong_shape() {
         .await
         .unwrap();
     let outcome = rt.wait(&id).await.unwrap();
-    assert!(matches!(outcome, workflow::Outcome::Succeeded(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, workflow::Outcome::Succeeded(_)),
+        "{outcome:?}"
+    );
 }
 
 #[test]
 fn a_missing_dependency_is_a_build_error() {
     let err = Runtime::builder().register(sequential).build().unwrap_err();
     match err {
-        BuildError::MissingDependency { workflow, type_name } => {
+        BuildError::MissingDependency {
+            workflow,
+            type_name,
+        } => {
             assert_eq!(workflow, "PollJob");
             assert!(type_name.ends_with("Jobs"), "{type_name}");
         }

@@ -80,7 +80,7 @@ pub(crate) fn body(f: &WorkflowFn, errors: &mut Errors) -> Body {
         match stmt {
             Stmt::Item(item) => items.push(item.clone()),
             Stmt::Expr(expr, None) if last => match yield_expr(expr, errors) {
-                Some((op, try_token)) => {
+                Parsed::Yield((op, try_token)) => {
                     // `…​.await` as the tail: bind it to a local of the return type, persist
                     // it like any other yield result, and return it.
                     let ret = Ident::new(RET, Span::call_site());
@@ -96,17 +96,19 @@ pub(crate) fn body(f: &WorkflowFn, errors: &mut Errors) -> Body {
                     }));
                     tail = Some(parse_quote!(#ret));
                 }
-                None => {
+                Parsed::Plain => {
                     scrub_expr(expr, errors);
                     tail = Some(expr.clone());
                 }
+                Parsed::Invalid => {}
             },
             _ => match yield_stmt(stmt, errors) {
-                Some(y) => parts.push(Part::Yield(y)),
-                None => {
+                Parsed::Yield(y) => parts.push(Part::Yield(y)),
+                Parsed::Plain => {
                     scrub_stmt(stmt, errors);
                     parts.push(Part::Plain(stmt.clone()));
                 }
+                Parsed::Invalid => {}
             },
         }
     }
@@ -125,11 +127,21 @@ pub(crate) fn body(f: &WorkflowFn, errors: &mut Errors) -> Body {
     body
 }
 
-/// A statement that is a yield point, or `None` for plain code.
-fn yield_stmt(stmt: &Stmt, errors: &mut Errors) -> Option<Yield> {
+/// How a statement or expression was classified.
+enum Parsed<T> {
+    Yield(T),
+    Plain,
+    /// A yield point whose error is reported; it is neither lowered nor scrubbed again.
+    Invalid,
+}
+
+/// A statement that is a yield point, or plain code.
+fn yield_stmt(stmt: &Stmt, errors: &mut Errors) -> Parsed<Yield> {
     let (binding, expr) = match stmt {
         Stmt::Local(local) => {
-            let init = local.init.as_ref()?;
+            let Some(init) = local.init.as_ref() else {
+                return Parsed::Plain;
+            };
             let (pat, ty) = match &local.pat {
                 Pat::Type(pt) => ((*pt.pat).clone(), Some((*pt.ty).clone())),
                 pat => (pat.clone(), None),
@@ -137,16 +149,20 @@ fn yield_stmt(stmt: &Stmt, errors: &mut Errors) -> Option<Yield> {
             if let Some((else_token, _)) = &init.diverge {
                 if yield_expr_kind(&init.expr) {
                     errors.spanned(else_token, "`let … else` is not supported on a yield point; bind the value, then `match` on it");
-                    return None;
+                    return Parsed::Invalid;
                 }
             }
             (Binding::Let { pat, ty }, &*init.expr)
         }
         Stmt::Expr(expr, Some(_)) => (Binding::Discard, expr),
         Stmt::Macro(m) => {
-            let kind = MacroKind::of(&m.mac)?;
-            let op = macro_op(kind, &m.mac, errors)?;
-            return Some(Yield {
+            let Some(kind) = MacroKind::of(&m.mac) else {
+                return Parsed::Plain;
+            };
+            let Some(op) = macro_op(kind, &m.mac, errors) else {
+                return Parsed::Invalid;
+            };
+            return Parsed::Yield(Yield {
                 binding: Binding::Discard,
                 op,
                 try_token: None,
@@ -154,16 +170,20 @@ fn yield_stmt(stmt: &Stmt, errors: &mut Errors) -> Option<Yield> {
                 live_waiting: Vec::new(),
             });
         }
-        _ => return None,
+        _ => return Parsed::Plain,
     };
-    let (op, try_token) = yield_expr(expr, errors)?;
+    let (op, try_token) = match yield_expr(expr, errors) {
+        Parsed::Yield(y) => y,
+        Parsed::Plain => return Parsed::Plain,
+        Parsed::Invalid => return Parsed::Invalid,
+    };
     if let (Op::Sleep(_), Binding::Let { pat, .. }) = (&op, &binding) {
         errors.spanned(
             pat,
             "`sleep!` has no value to bind; write `sleep!(duration);`",
         );
     }
-    Some(Yield {
+    Parsed::Yield(Yield {
         binding,
         op,
         try_token,
@@ -182,7 +202,7 @@ fn yield_expr_kind(expr: &Expr) -> bool {
 }
 
 /// `X.await`, `X.await?`, `poll_until!(…)`, `poll_until!(…)?`, … as an operation.
-fn yield_expr(expr: &Expr, errors: &mut Errors) -> Option<(Op, Option<Token![?]>)> {
+fn yield_expr(expr: &Expr, errors: &mut Errors) -> Parsed<(Op, Option<Token![?]>)> {
     let (inner, try_token) = match expr {
         Expr::Try(t) => (&*t.expr, Some(t.question_token)),
         e => (e, None),
@@ -196,17 +216,23 @@ fn yield_expr(expr: &Expr, errors: &mut Errors) -> Option<(Op, Option<Token![?]>
             }
         }
         Expr::Macro(m) => {
-            let kind = MacroKind::of(&m.mac)?;
-            macro_op(kind, &m.mac, errors)?
+            let Some(kind) = MacroKind::of(&m.mac) else {
+                return Parsed::Plain;
+            };
+            match macro_op(kind, &m.mac, errors) {
+                Some(op) => op,
+                None => return Parsed::Invalid,
+            }
         }
-        _ => return None,
+        _ => return Parsed::Plain,
     };
     if let (Op::Sleep(_), Some(q)) = (&op, &try_token) {
         errors.spanned(q, "`sleep!` cannot fail; remove the `?`");
     }
-    Some((op, try_token))
+    Parsed::Yield((op, try_token))
 }
 
+/// The operation of one of our macros; `None` once its error is reported.
 fn macro_op(kind: MacroKind, mac: &Macro, errors: &mut Errors) -> Option<Op> {
     let parsed = match kind {
         MacroKind::Poll => yields::poll(mac).map(|p| Op::Poll(Box::new(p))),
@@ -242,8 +268,7 @@ fn macro_op(kind: MacroKind, mac: &Macro, errors: &mut Errors) -> Option<Op> {
         }
         Err(e) => {
             errors.push(e);
-            // Still a yield point (so the statement is not also reported as plain code).
-            Some(Op::Sleep(parse_quote!(::core::time::Duration::ZERO)))
+            None
         }
     }
 }
@@ -297,7 +322,7 @@ impl<'a> Scrub<'a> {
                 "{what} cannot be nested inside another yield point; bind it first with its own `let value: Type = …;` statement"
             ),
             Some(c) => format!(
-                "{what} inside {c} is not supported yet; make it a statement of the workflow body: `let value: Type = …;`"
+                "{what} inside {c} is not supported yet; make it a statement of the workflow body"
             ),
             None => format!(
                 "{what} inside a larger expression is not supported; bind it first: `let value: Type = …;`, then use `value`"

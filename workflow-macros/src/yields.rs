@@ -149,17 +149,18 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
     if timeout.is_none() && max_attempts.is_none() {
         push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `timeout = <Duration>` or `max_attempts = <n>`: without either it polls forever when the service never becomes ready"));
     }
-    if let Some(e) = error {
-        return Err(e);
+    match (every, error) {
+        (Some(every), None) => Ok(Poll {
+            call,
+            ready,
+            every,
+            timeout,
+            max_attempts,
+            max_errors,
+        }),
+        (_, Some(e)) => Err(e),
+        (None, None) => unreachable!("a missing `every` is reported above"),
     }
-    Ok(Poll {
-        call,
-        ready,
-        every: every.expect("checked above"),
-        timeout,
-        max_attempts,
-        max_errors,
-    })
 }
 
 const NESTED_USAGE: &str = "write `call_nested!(wf(input))`, `call_nested!(parallel(a(x), b(y)))` or `call_nested!(for item in items => wf(item), max_concurrency = 10)`";

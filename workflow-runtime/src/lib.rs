@@ -18,8 +18,8 @@
 //!    clock, so `tokio::time::pause()` gives tests virtual time), or child executions;
 //! 4. repeat until the workflow returns, fails, or is cancelled.
 //!
-//! Children get deterministic ids derived from their parent's id and the transition that
-//! started them. A batch of children runs at most `max_concurrency` at once and fails
+//! Children get deterministic ids derived from their parent's id, the number of the
+//! `call_nested!` that started them and their place in it. A batch of children runs at most `max_concurrency` at once and fails
 //! fast: the first failure cancels the running siblings (recorded as cancelled).
 //! Cancelling an execution cancels its children.
 //!
@@ -59,7 +59,8 @@ pub use workflow::{BoxFuture, NoError, Workflow};
 /// The identifier of one execution.
 ///
 /// Top-level executions get a random id; a child's id is its parent's id followed by
-/// `/{transition}.{index}`, so it is the same every time the parent reaches that point.
+/// `/{batch}.{index}` (the parent's n-th `call_nested!`, the child's place in it), so it is
+/// the same every time the parent reaches that point.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ExecutionId(Arc<str>);

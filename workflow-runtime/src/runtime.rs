@@ -341,23 +341,27 @@ impl ExecutionTree {
         &self,
         f: &mut fmt::Formatter<'_>,
         prefix: &str,
+        parent: Option<&ExecutionId>,
         last: bool,
-        root: bool,
     ) -> fmt::Result {
-        let (branch, indent) = match (root, last) {
-            (true, _) => ("", ""),
-            (false, false) => ("├─ ", "│  "),
-            (false, true) => ("└─ ", "   "),
+        let (branch, indent) = match (parent, last) {
+            (None, _) => ("", ""),
+            (Some(_), false) => ("├─ ", "│  "),
+            (Some(_), true) => ("└─ ", "   "),
         };
+        // A child's id repeats its parent's; show only what it adds.
+        let id = parent
+            .and_then(|p| self.id.as_str().strip_prefix(p.as_str()))
+            .map_or_else(|| self.id.to_string(), |rest| format!("…{rest}"));
         let took = self.updated_at.since(self.created_at);
         writeln!(
             f,
-            "{prefix}{branch}{} {} {:?} ({took:.2?})",
-            self.workflow, self.id, self.status
+            "{prefix}{branch}{} {id} {:?} ({took:.2?})",
+            self.workflow, self.status
         )?;
         let prefix = format!("{prefix}{indent}");
         for (i, child) in self.children.iter().enumerate() {
-            child.write(f, &prefix, i + 1 == self.children.len(), false)?;
+            child.write(f, &prefix, Some(&self.id), i + 1 == self.children.len())?;
         }
         Ok(())
     }
@@ -365,7 +369,7 @@ impl ExecutionTree {
 
 impl fmt::Display for ExecutionTree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, "", true, true)
+        self.write(f, "", None, true)
     }
 }
 
@@ -514,7 +518,9 @@ impl Driver {
         let graph = W::graph();
         let mut carried: Vec<Event> = Vec::new();
         let mut children: Option<ChildrenOutcome> = None;
-        let mut transition: u64 = 0;
+        // Numbers the child batches of this execution; with the batch index it names the
+        // children deterministically.
+        let mut batches: u64 = 0;
         loop {
             let mut cx = StepCx::new(self.rt.clock, graph, children.take());
             cx.events = std::mem::take(&mut carried);
@@ -527,7 +533,6 @@ impl Driver {
             let Some(step) = step else {
                 return self.finish(Outcome::Cancelled, events).await;
             };
-            transition += 1;
             match step {
                 Step::Continue(next) => {
                     if let Err(outcome) = self.checkpoint(encode::<W>(&next), None, events).await {
@@ -576,8 +581,9 @@ impl Driver {
                     if let Err(outcome) = self.checkpoint(encode::<W>(&next), None, events).await {
                         return outcome;
                     }
+                    batches += 1;
                     match self
-                        .run_children(graph.nodes[batch.node].name, transition, batch)
+                        .run_children(graph.nodes[batch.node].name, batches, batch)
                         .await
                     {
                         Some(outcome) => children = Some(outcome),
@@ -671,16 +677,16 @@ impl Driver {
     async fn run_children(
         &self,
         node: &'static str,
-        transition: u64,
+        batch_no: u64,
         batch: ChildBatch,
     ) -> Option<ChildrenOutcome> {
         let total = batch.calls.len();
         let limit = batch.max_concurrency.unwrap_or(total).max(1);
         let siblings = self.cancel.child_token();
         let (tx, mut rx) = mpsc::unbounded_channel::<ChildDone>();
-        // Deterministic ids: the same transition of the same parent always names its
-        // children the same way, so a resumed parent finds them instead of starting more.
-        let child_id = |i: usize| ExecutionId::from(format!("{}/{transition}.{i}", self.id));
+        // Deterministic ids: the n-th batch of a parent always names its children the same
+        // way, so a resumed parent finds them instead of starting more.
+        let child_id = |i: usize| ExecutionId::from(format!("{}/{batch_no}.{i}", self.id));
         let mut results: Vec<Option<ChildResult>> = vec![None; total];
         let mut calls = batch.calls.into_iter().enumerate();
         let mut running = 0usize;

@@ -1,0 +1,10 @@
+use workflow::prelude::*;
+
+#[workflow]
+async fn forgets_the_type(n: u32) -> u32 {
+    let doubled = n * 2;
+    sleep!(1.secs());
+    doubled
+}
+
+fn main() {}
