@@ -97,3 +97,81 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
         }
     }
 }
+
+/// Expansion snapshots: what the generated code looks like for representative workflows,
+/// so a reviewer sees what a change to codegen does. Update with `cargo insta review` (or
+/// `INSTA_UPDATE=always`) after checking the diff.
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        let tokens = super::workflow(args, item);
+        let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn nested_polling_workflow() {
+        insta::assert_snapshot!(expand(
+            quote!(name = "NestingPatternAnotherStateMachine"),
+            quote! {
+                async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+                    let job: JobId = svc.start(&req).await?;
+                    let status: Polled<JobStatus> = poll_until!(
+                        svc.status(&job),
+                        |s| s.is_finished(),
+                        every = 10.secs(),
+                        timeout = 5.mins(),
+                        max_errors = 3,
+                    )?;
+                    Ok(JobReport::new(job, status))
+                }
+            }
+        ));
+    }
+
+    #[test]
+    fn main_workflow_with_children() {
+        insta::assert_snapshot!(expand(
+            quote!(name = "NestingPatternMainStateMachine"),
+            quote! {
+                pub async fn main_flow(first: JobRequest, rest: Vec<JobRequest>) -> Result<Summary, MainError> {
+                    let a: JobReport = call_nested!(run_job(first))?;
+                    let many: Vec<JobReport> =
+                        call_nested!(for r in rest => run_job(r), max_concurrency = 100)?;
+                    let pair: (JobReport, u32) = call_nested!(parallel(run_job(a.next()), count(1)))?;
+                    Ok(Summary::of(a, many, pair))
+                }
+            }
+        ));
+    }
+
+    #[test]
+    fn plain_workflow_with_sleep_and_tail_task() {
+        insta::assert_snapshot!(expand(
+            quote!(crate = "my_facade"),
+            quote! {
+                async fn greet(clock: &Clock, mut name: String) -> String {
+                    name.push('!');
+                    sleep!(1.secs());
+                    clock.format(&name).await
+                }
+            }
+        ));
+    }
+
+    #[test]
+    fn errors_keep_a_stub_definition() {
+        insta::assert_snapshot!(expand(
+            quote!(),
+            quote! {
+                async fn broken(n: u32) -> u32 {
+                    let m = n + 1;
+                    sleep!(1.secs());
+                    m
+                }
+            }
+        ));
+    }
+}
