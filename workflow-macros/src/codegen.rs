@@ -58,6 +58,7 @@ impl Codegen<'_> {
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
         let state_enum = self.state_enum();
+        let fingerprint = fingerprint(&state_enum, &self.graph());
         let graph = self.graph();
         let link = self.link();
         let start = self.start();
@@ -79,6 +80,7 @@ impl Codegen<'_> {
 
                 impl #wf::Workflow for #ident {
                     const NAME: &'static str = #name;
+                    const FINGERPRINT: u64 = #fingerprint;
                     type Input = #input_ty;
                     type Output = #ok_ty;
                     type Error = #err_ty;
@@ -652,4 +654,14 @@ impl VisitMut for ReturnRewrite<'_, '_> {
         }
     }
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+/// FNV-1a over the tokens of the state enum and the state graph: stable across compiler
+/// versions (unlike `DefaultHasher`), and any change to a state's fields or to the graph
+/// changes it.
+fn fingerprint(state_enum: &TokenStream, graph: &TokenStream) -> u64 {
+    let text = format!("{state_enum}\n{graph}");
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -80,6 +80,7 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
 
         impl #wf::Workflow for #ident {
             const NAME: &'static str = #name;
+            const FINGERPRINT: u64 = 0;
             type Input = #input;
             type Output = #ok;
             type Error = #err;

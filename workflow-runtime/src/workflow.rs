@@ -38,6 +38,10 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     /// The generated state enum, persisted at every checkpoint.
     type State: Serialize + DeserializeOwned + Send + 'static;
 
+    /// A hash of the state graph and the state enum's shape, computed by the macro. A
+    /// persisted state can only be resumed by a workflow with the same fingerprint.
+    const FINGERPRINT: u64;
+
     /// The state graph the body was lowered to.
     fn graph() -> &'static StateGraph;
 
