@@ -9,18 +9,43 @@ use crate::errors::Errors;
 use crate::parse::{self, Args, Ret, WorkflowFn};
 use crate::{analyze, lower};
 
+/// The attribute: the expansion, or on error the errors plus a stand-in definition.
 pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    match run(args, item.clone()) {
+        Ok(tokens) => tokens,
+        Err(Rejected { error, stub }) => {
+            let error = error.to_compile_error();
+            // Without a usable signature there is nothing to stand in for: keep the item
+            // as written (so IDEs still see it) and report.
+            let stub = stub.unwrap_or(item);
+            quote!(#stub #error)
+        }
+    }
+}
+
+/// The expansion as a library function: tokens in, the generated code or every error
+/// (combined, each spanned on the user's tokens) out.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    run(args, item).map_err(|r| r.error)
+}
+
+struct Rejected {
+    error: syn::Error,
+    /// A definition of the workflow that keeps the rest of the crate compiling.
+    stub: Option<TokenStream>,
+}
+
+fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
     let mut errors = Errors::default();
     let args = parse::args(args).map_err(|e| errors.push(e)).ok();
-    let parsed = syn::parse2::<ItemFn>(item.clone()).and_then(parse::function);
+    let parsed = syn::parse2::<ItemFn>(item).and_then(parse::function);
     let f = match parsed {
         Ok(f) => f,
         Err(e) => {
-            // Without a usable signature there is nothing to stand in for: keep the item
-            // as written (so IDEs still see it) and report.
             errors.push(e);
-            let error = errors.check().err().map(|e| e.to_compile_error());
-            return quote!(#item #error);
+            let error = errors.check().expect_err("an error was just pushed");
+            return Err(Rejected { error, stub: None });
         }
     };
     let krate = args
@@ -32,7 +57,7 @@ pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     match errors.check() {
         Ok(()) => {
             let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
-            Codegen {
+            Ok(Codegen {
                 f: &f,
                 body: &body,
                 lowered: &lowered,
@@ -40,13 +65,12 @@ pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
                 krate: &krate,
                 attrs: &attrs,
             }
-            .emit()
+            .emit())
         }
-        Err(e) => {
-            let error = e.to_compile_error();
-            let stub = fallback(&f, &krate, &name);
-            quote!(#stub #error)
-        }
+        Err(error) => Err(Rejected {
+            error,
+            stub: Some(fallback(&f, &krate, &name)),
+        }),
     }
 }
 
