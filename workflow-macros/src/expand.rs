@@ -53,25 +53,24 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
         .map_or_else(|| syn::parse_quote!(::workflow), |a| a.krate.clone());
     let name = workflow_name(args.as_ref(), &f);
     let attrs = parse::forwarded_attrs(&f.attrs, &mut errors);
-    let body = analyze::body(&f, &mut errors);
-    match errors.check() {
-        Ok(()) => {
-            let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
-            Ok(Codegen {
-                f: &f,
-                body: &body,
-                lowered: &lowered,
-                name,
-                krate: &krate,
-                attrs: &attrs,
-            }
-            .emit())
+    let wf = quote!(#krate::__private);
+    let body = analyze::body(&f, &wf, &mut errors);
+    let generated = errors.check().and_then(|()| {
+        let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
+        Codegen {
+            f: &f,
+            body: &body,
+            lowered: &lowered,
+            name: name.clone(),
+            krate: &krate,
+            attrs: &attrs,
         }
-        Err(error) => Err(Rejected {
-            error,
-            stub: Some(fallback(&f, &krate, &name)),
-        }),
-    }
+        .emit()
+    });
+    generated.map_err(|error| Rejected {
+        error,
+        stub: Some(fallback(&f, &krate, &name)),
+    })
 }
 
 fn workflow_name(args: Option<&Args>, f: &WorkflowFn) -> String {

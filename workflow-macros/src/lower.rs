@@ -1,12 +1,16 @@
 //! Stage 3: the state graph (the IR both the driver and the ASL emitter are generated
 //! from) and the resume points (the variants of the state enum).
+//!
+//! Yield points are the graph's task, wait, poll and child nodes; an `if`, `match` or
+//! loop that contains one is a choice node whose edges lead into its branches (a loop's
+//! body leads back to it).
 
 use std::collections::HashSet;
 
 use proc_macro2::Span;
 use syn::Ident;
 
-use crate::analyze::{Body, Op, Part};
+use crate::analyze::{Block, Body, Else, If, Node as Tree, Op};
 use crate::names;
 use crate::yields::Nested;
 
@@ -31,17 +35,20 @@ pub(crate) enum Kind {
     Child(syn::Path),
     Parallel(Vec<syn::Path>),
     Map(syn::Path, Option<u32>),
+    Choice,
     Succeed,
     Fail,
 }
 
-#[cfg_attr(test, derive(Debug, PartialEq))]
+#[derive(Clone, PartialEq)]
+#[cfg_attr(test, derive(Debug))]
 pub(crate) struct Edge {
     pub(crate) to: usize,
     pub(crate) on: On,
 }
 
-#[cfg_attr(test, derive(Debug, PartialEq, Clone, Copy))]
+#[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(test, derive(Debug))]
 pub(crate) enum On {
     Next,
     Error,
@@ -63,59 +70,45 @@ pub(crate) struct Lowered {
     pub(crate) resumes: Vec<Resume>,
 }
 
+/// Node indices: the yield points first (so a yield's index is its node), then the
+/// choices, then `Succeed` and `Fail`.
 pub(crate) fn lower(body: &Body, fallible: bool) -> Lowered {
-    let ops: Vec<&Op> = body
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Yield(y) => Some(&y.op),
-            Part::Plain(_) => None,
-        })
-        .collect();
+    let ops: Vec<&Op> = body.yields.iter().map(|y| &y.op).collect();
     let mut raw: Vec<String> = ops.iter().map(|op| node_name(op)).collect();
+    raw.extend(body.choices.iter().cloned());
     raw.push("Succeed".into());
     if fallible {
         raw.push("Fail".into());
     }
     let unique = names::uniquify(raw);
-    let succeed = ops.len();
-    let fail = fallible.then_some(ops.len() + 1);
+    let choices = ops.len();
+    let succeed = choices + body.choices.len();
+    let fail = fallible.then_some(succeed + 1);
 
-    let mut nodes: Vec<Node> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            let mut edges = vec![Edge {
-                to: i + 1,
-                on: On::Next,
-            }];
-            // Any code of a fallible workflow may return its error; a finer analysis
-            // (which parts can fail) belongs with the control-flow lowering.
-            if let Some(fail) = fail {
-                edges.push(Edge {
-                    to: fail,
-                    on: On::Error,
-                });
-            }
-            Node {
-                name: unique[i].clone(),
-                kind: node_kind(op),
-                edges,
-            }
-        })
-        .collect();
-    nodes.push(Node {
-        name: unique[succeed].clone(),
-        kind: Kind::Succeed,
-        edges: Vec::new(),
-    });
-    if let Some(fail) = fail {
-        nodes.push(Node {
-            name: unique[fail].clone(),
-            kind: Kind::Fail,
-            edges: Vec::new(),
-        });
+    let mut kinds: Vec<Kind> = ops.iter().map(|op| node_kind(op)).collect();
+    kinds.extend(body.choices.iter().map(|_| Kind::Choice));
+    kinds.push(Kind::Succeed);
+    if fallible {
+        kinds.push(Kind::Fail);
     }
+    let mut builder = Builder {
+        edges: vec![Vec::new(); kinds.len()],
+        choices,
+    };
+    let start_at = builder.block(&body.root, succeed);
+    if let Some(fail) = fail {
+        // Any code of a fallible workflow may return its error; tracking which parts can
+        // fail would only thin out these edges.
+        for edges in &mut builder.edges[..ops.len()] {
+            edges.push(Edge { to: fail, on: On::Error });
+        }
+    }
+    let nodes = unique
+        .into_iter()
+        .zip(kinds)
+        .zip(builder.edges)
+        .map(|((name, kind), edges)| Node { name, kind, edges })
+        .collect::<Vec<_>>();
 
     let mut idents = HashSet::from(["Start".to_owned()]);
     let mut ident = |base: String| {
@@ -141,8 +134,67 @@ pub(crate) fn lower(body: &Body, fallible: bool) -> Lowered {
         })
         .collect();
     Lowered {
-        graph: Graph { start_at: 0, nodes },
+        graph: Graph { start_at, nodes },
         resumes,
+    }
+}
+
+struct Builder {
+    edges: Vec<Vec<Edge>>,
+    /// Index of the first choice node.
+    choices: usize,
+}
+
+impl Builder {
+    fn edge(&mut self, from: usize, to: usize) {
+        let edge = Edge { to, on: On::Next };
+        if !self.edges[from].contains(&edge) {
+            self.edges[from].push(edge);
+        }
+    }
+
+    /// Adds the edges of `block`, which continues at node `next`; returns its entry node.
+    fn block(&mut self, block: &Block, mut next: usize) -> usize {
+        for node in block.nodes.iter().rev() {
+            next = match node {
+                Tree::Plain(_) => next,
+                Tree::Yield(k) => {
+                    self.edge(*k, next);
+                    *k
+                }
+                Tree::If(i) => self.if_node(i, next),
+                Tree::Match(m) => {
+                    let c = self.choices + m.choice;
+                    for arm in &m.arms {
+                        let to = self.block(&arm.body, next);
+                        self.edge(c, to);
+                    }
+                    c
+                }
+                Tree::Loop(l) => {
+                    let c = self.choices + l.choice;
+                    let body = self.block(&l.body, c);
+                    self.edge(c, body);
+                    self.edge(c, next);
+                    c
+                }
+                Tree::Block(_, b) => self.block(b, next),
+            };
+        }
+        next
+    }
+
+    fn if_node(&mut self, i: &If, next: usize) -> usize {
+        let c = self.choices + i.choice;
+        let then = self.block(&i.then, next);
+        let els = match &i.els {
+            None => next,
+            Some(Else::Block(b)) => self.block(b, next),
+            Some(Else::If(inner)) => self.if_node(inner, next),
+        };
+        self.edge(c, then);
+        self.edge(c, els);
+        c
     }
 }
 
@@ -188,7 +240,7 @@ mod tests {
         let item: syn::ItemFn = syn::parse_str(src).unwrap();
         let f = crate::parse::function(item).unwrap();
         let mut errors = Errors::default();
-        let body = crate::analyze::body(&f, &mut errors);
+        let body = crate::analyze::body(&f, &quote::quote!(::workflow::__private), &mut errors);
         errors.check().unwrap();
         lower(&body, matches!(f.ret, crate::parse::Ret::Fallible { .. }))
     }

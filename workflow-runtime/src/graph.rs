@@ -54,6 +54,9 @@ pub enum NodeKind {
         /// At most this many children run at once; `None` is unbounded.
         max_concurrency: Option<u32>,
     },
+    /// A branch or loop around yield points (`if`, `match`, `loop`, `while`, `for`):
+    /// its edges lead into the branches, and a loop's body leads back to it.
+    Choice,
     /// The execution succeeded.
     Succeed,
     /// The execution failed with the workflow's error.

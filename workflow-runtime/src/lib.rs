@@ -34,6 +34,7 @@ mod context;
 mod error;
 mod graph;
 mod history;
+mod iter;
 mod poll;
 mod runtime;
 mod store;
@@ -99,6 +100,7 @@ impl fmt::Display for ExecutionId {
 pub mod codegen {
     pub use crate::child::{ChildBatch, ChildrenOutcome};
     pub use crate::context::StepCx;
+    pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::workflow::{Linker, Step};
 }

@@ -1,0 +1,118 @@
+//! Yield points where they cannot be lowered: reported with what to write instead.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::{Expr, Item, Macro, Stmt};
+
+use crate::errors::Errors;
+use crate::yields::MacroKind;
+
+/// Reports every yield point in plain code (code the lowering treats as opaque).
+pub(crate) fn stmt(stmt: &Stmt, errors: &mut Errors) {
+    Scrub::new(errors, None).visit_stmt(stmt);
+}
+
+/// Same, for an expression; `context` names where it sits (`"the condition of an if"`).
+pub(crate) fn expr(expr: &Expr, context: Option<&'static str>, errors: &mut Errors) {
+    Scrub::new(errors, context).visit_expr(expr);
+}
+
+/// Inside the operands of a yield point: any other yield point is nested in it.
+pub(crate) fn nested(expr: &Expr, errors: &mut Errors) {
+    Scrub::new(errors, Some(NESTED)).visit_expr(expr);
+}
+
+const NESTED: &str = "inside another yield point";
+
+/// Whether code contains a yield point of the workflow (outside closures, async blocks
+/// and nested items, whose `.await`s are their own).
+pub(crate) fn has_yield(expr: &Expr) -> bool {
+    let mut finder = Finder(false);
+    finder.visit_expr(expr);
+    finder.0
+}
+
+struct Finder(bool);
+
+impl<'ast> Visit<'ast> for Finder {
+    fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
+        self.0 = true;
+    }
+    fn visit_macro(&mut self, m: &'ast Macro) {
+        self.0 |= MacroKind::of(m).is_some();
+    }
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    fn visit_item(&mut self, _: &'ast Item) {}
+}
+
+struct Scrub<'a> {
+    errors: &'a mut Errors,
+    /// Innermost construct around the current expression.
+    context: Vec<&'static str>,
+    /// Inside a closure or async block: `.await` there belongs to that future, not to
+    /// the workflow.
+    opaque: usize,
+}
+
+impl<'a> Scrub<'a> {
+    fn new(errors: &'a mut Errors, root: Option<&'static str>) -> Self {
+        Scrub {
+            errors,
+            context: root.into_iter().collect(),
+            opaque: 0,
+        }
+    }
+
+    fn within(&mut self, what: &'static str, f: impl FnOnce(&mut Self)) {
+        self.context.push(what);
+        f(self);
+        self.context.pop();
+    }
+
+    fn report(&mut self, span: Span, what: &str) {
+        let message = match self.context.last().copied() {
+            Some(c @ ("a closure" | "an async block")) => format!(
+                "{what} cannot be used inside {c}: yield points must be statements of the workflow body (they may sit inside `if`, `match` and loops)"
+            ),
+            Some(NESTED) => format!(
+                "{what} cannot be nested inside another yield point; bind it first with its own `let value: Type = …;` statement"
+            ),
+            Some(c) => format!(
+                "{what} cannot be used in {c}; bind it first: `let value: Type = …;`, then use `value`"
+            ),
+            None => format!(
+                "{what} inside a larger expression is not supported; bind it first: `let value: Type = …;`, then use `value`"
+            ),
+        };
+        self.errors.at(span, message);
+    }
+}
+
+impl<'ast> Visit<'ast> for Scrub<'_> {
+    fn visit_expr_await(&mut self, e: &'ast syn::ExprAwait) {
+        if self.opaque == 0 {
+            self.report(e.await_token.span, "`.await`");
+        }
+        visit::visit_expr_await(self, e);
+    }
+    fn visit_macro(&mut self, m: &'ast Macro) {
+        if let Some(kind) = MacroKind::of(m) {
+            self.report(m.path.span(), &format!("`{}`", kind.display()));
+        }
+    }
+    fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
+        self.opaque += 1;
+        self.within("a closure", |s| visit::visit_expr_closure(s, e));
+        self.opaque -= 1;
+    }
+    fn visit_expr_async(&mut self, e: &'ast syn::ExprAsync) {
+        self.opaque += 1;
+        self.within("an async block", |s| visit::visit_expr_async(s, e));
+        self.opaque -= 1;
+    }
+    // A nested item is its own function: its `.await`s are its own, and our macros there
+    // expand to their `compile_error!` stubs with their own message.
+    fn visit_item(&mut self, _: &'ast Item) {}
+}
