@@ -26,6 +26,8 @@ fn runtime() -> Runtime {
         .register(child_loop)
         .register(tail_match)
         .register(unannotated_temporaries)
+        .register(assignments)
+        .register(skip_ahead)
         .dependency(Calc::default())
         .build()
         .expect("the dependency is provided")
@@ -182,6 +184,29 @@ async fn a_yielding_match_as_the_tail() {
 async fn temporaries_are_not_persisted() {
     let rt = runtime();
     assert_eq!(run(&rt, unannotated_temporaries, 3).await.0.unwrap(), 32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn assignments_from_yields_and_nested_loops() {
+    let rt = runtime();
+    let (out, id) = run(&rt, assignments, 2).await;
+    // acc: 1 → 2 + 2 = 4 → 8 + 4 = 12; seen: 1+4, 121+144, 4+9, 144+169.
+    assert_eq!(out.unwrap(), (12, vec![5, 265, 13, 313]));
+    assert_eq!(rt.tree(&id).await.unwrap().children.len(), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn labelled_blocks_and_if_without_else() {
+    let rt = runtime();
+    // n = 3: no wait; d = 6 → wait, out = 7.
+    let (out, id) = run(&rt, skip_ahead, 3).await;
+    assert_eq!(out.unwrap(), 7);
+    assert_eq!(trace(&rt, &id).await.iter().filter(|l| l.starts_with("WaitEnded")).count(), 1);
+    // n = 30: wait, out = 130; d = 260 > 50 → leave the block.
+    let (out, id) = run(&rt, skip_ahead, 30).await;
+    assert_eq!(out.unwrap(), 260);
+    assert_eq!(count(&rt, &id, "WaitEnded sleep").await, 1);
+    assert_eq!(count(&rt, &id, "WaitEnded sleep #2").await, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -18,7 +18,9 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Lifetime, Stmt, Type};
 
 use crate::analyze::uses;
-use crate::analyze::{Binding, Block, Body, Else, If, Local, Loop, LoopKind, Node, Op, Range, Yield};
+use crate::analyze::{
+    Binding, Block, Body, Else, If, Local, Loop, LoopKind, Node, Op, Range, Yield,
+};
 use crate::errors::Errors;
 use crate::lower::{Kind, Lowered, On, Resume};
 use crate::parse::{Param, Ret, WorkflowFn};
@@ -161,7 +163,10 @@ impl Codegen<'_> {
             let mut next = fields.clone();
             for k in 0..n {
                 let y = &self.body.yields[k];
-                let emit = Emit { gen: self, fields: &fields };
+                let emit = Emit {
+                    gen: self,
+                    fields: &fields,
+                };
                 if self.lowered.resumes[k].waiting.is_some() {
                     next.waiting[k] = resolve(&free(emit.waiting_body(k))?, &y.scope_before);
                 }
@@ -402,7 +407,8 @@ impl Emit<'_, '_> {
                 Node::Yield(j) if *j == k => Some(quote!()),
                 Node::If(x) => self.rest_in_if(x, k, rw),
                 Node::Match(m) => m.arms.iter().find_map(|arm| {
-                    self.rest_in(&arm.body, k, rw, false).map(|r| quote!({ #r };))
+                    self.rest_in(&arm.body, k, rw, false)
+                        .map(|r| quote!({ #r };))
                 }),
                 Node::Loop(l) => self.rest_in_loop(l, k, rw),
                 Node::Block(label, b) => self
@@ -447,7 +453,10 @@ impl Emit<'_, '_> {
         let mut inner_rw = rw.to_vec();
         inner_rw.push(redirect.clone());
         let mut inner = self.rest_in(&l.body, k, &inner_rw, false)?;
-        if let LoopKind::For { pat, state, item, .. } = &l.kind {
+        if let LoopKind::For {
+            pat, state, item, ..
+        } = &l.kind
+        {
             let rebind = self.rebind_for(pat, state, item.as_ref(), &inner);
             inner = quote!(#rebind #inner);
         }
@@ -460,9 +469,17 @@ impl Emit<'_, '_> {
     /// returns from the step, and what follows runs from its own state (where the locals
     /// it binds exist). The flag says whether the code stops at such a yield point.
     /// Binds a `for` loop's pattern again from its current item, if `code` reads it.
-    fn rebind_for(&self, pat: &syn::Pat, state: &Ident, item: Option<&Type>, code: &TokenStream) -> TokenStream {
+    fn rebind_for(
+        &self,
+        pat: &syn::Pat,
+        state: &Ident,
+        item: Option<&Type>,
+        code: &TokenStream,
+    ) -> TokenStream {
         let names: BTreeSet<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-        let read = free(code.clone()).map(|f| !f.is_disjoint(&names)).unwrap_or(true);
+        let read = free(code.clone())
+            .map(|f| !f.is_disjoint(&names))
+            .unwrap_or(true);
         if !read {
             return quote!();
         }
@@ -522,7 +539,9 @@ impl Emit<'_, '_> {
             }
             Node::Loop(l) => {
                 let entry = match &l.kind {
-                    LoopKind::For { iter, range, state, .. } => {
+                    LoopKind::For {
+                        iter, range, state, ..
+                    } => {
                         let wf = self.gen.wf();
                         let iter = self.user_expr(iter, rw);
                         let ctor = match range {
@@ -578,7 +597,13 @@ impl Emit<'_, '_> {
                 let cond = self.user_expr(cond, rw);
                 quote!(#label: while #cond { #body };)
             }
-            LoopKind::For { pat, range, state, item, .. } => {
+            LoopKind::For {
+                pat,
+                range,
+                state,
+                item,
+                ..
+            } => {
                 let wf = self.gen.wf();
                 let next = match range {
                     Range::No => quote!(next_item),
@@ -593,8 +618,11 @@ impl Emit<'_, '_> {
                 };
                 // In an arm that stops at a yield point before reading the pattern, its
                 // names are read in the next state's arm instead.
-                let names: BTreeSet<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-                let read = free(body.clone()).map(|f| names.is_subset(&f)).unwrap_or(true);
+                let names: BTreeSet<String> =
+                    uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
+                let read = free(body.clone())
+                    .map(|f| names.is_subset(&f))
+                    .unwrap_or(true);
                 let allow = (!read).then(|| quote!(#[allow(unused_variables)]));
                 quote! {
                     #label: loop {
@@ -615,13 +643,21 @@ impl Emit<'_, '_> {
 
     fn user_stmt(&self, stmt: &Stmt, rw: &[Redirect]) -> TokenStream {
         let mut stmt = stmt.clone();
-        UserCode { gen: self.gen, redirects: rw }.visit_stmt_mut(&mut stmt);
+        UserCode {
+            gen: self.gen,
+            redirects: rw,
+        }
+        .visit_stmt_mut(&mut stmt);
         stmt.into_token_stream()
     }
 
     fn user_expr(&self, expr: &Expr, rw: &[Redirect]) -> TokenStream {
         let mut expr = expr.clone();
-        UserCode { gen: self.gen, redirects: rw }.visit_expr_mut(&mut expr);
+        UserCode {
+            gen: self.gen,
+            redirects: rw,
+        }
+        .visit_expr_mut(&mut expr);
         expr.into_token_stream()
     }
 
@@ -629,7 +665,13 @@ impl Emit<'_, '_> {
     fn complete(&self, rw: &[Redirect]) -> TokenStream {
         let wf = self.gen.wf();
         let ident = &self.gen.f.ident;
-        let tail = self.gen.body.root.tail.as_ref().map(|t| self.user_expr(t, rw));
+        let tail = self
+            .gen
+            .body
+            .root
+            .tail
+            .as_ref()
+            .map(|t| self.user_expr(t, rw));
         match (tail, &self.gen.f.ret) {
             (Some(tail), Ret::Fallible { .. }) => {
                 quote!(return #wf::codegen::Step::<#ident>::returned(#tail);)
@@ -675,7 +717,10 @@ impl Emit<'_, '_> {
                     ),
                     (Some(q), None) => (
                         quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#future #aw #q) }.await;),
-                        bind(&y.binding, quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?)),
+                        bind(
+                            &y.binding,
+                            quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?),
+                        ),
                     ),
                     (None, Some(ty)) => (
                         quote!(let __wf_r: #ty = #future #aw;),
@@ -1067,7 +1112,8 @@ fn borrow_in(ty: &Type) -> Option<TokenStream> {
     struct Find(Option<TokenStream>);
     impl<'ast> syn::visit::Visit<'ast> for Find {
         fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-            self.0.get_or_insert_with(|| r.and_token.into_token_stream());
+            self.0
+                .get_or_insert_with(|| r.and_token.into_token_stream());
         }
         fn visit_lifetime(&mut self, l: &'ast Lifetime) {
             self.0.get_or_insert_with(|| l.into_token_stream());

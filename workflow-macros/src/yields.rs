@@ -140,11 +140,19 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
         }
         *slot = Some(*assign.right);
     }
-    if every.is_none() {
-        push(syn::Error::new_spanned(
-            &mac.path,
-            "`poll_until!` needs `every = <Duration>`: how long to wait before each call",
-        ));
+    match &every {
+        None => push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `every = <Duration>`: how long to wait before each call")),
+        Some(e) if is_negative(e) => push(syn::Error::new_spanned(e, "the poll interval cannot be negative; write a positive duration such as `every = 10.secs()`")),
+        Some(e) if is_zero_duration(e) => push(syn::Error::new_spanned(e, "a zero poll interval calls the service in a busy loop; write a positive duration such as `every = 500.millis()`")),
+        Some(_) => {}
+    }
+    if let Some(e) = &max_attempts {
+        if is_literal(e, 0) {
+            push(syn::Error::new_spanned(
+                e,
+                "`max_attempts = 0` never calls the service; it must be at least 1",
+            ));
+        }
     }
     if timeout.is_none() && max_attempts.is_none() {
         push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `timeout = <Duration>` or `max_attempts = <n>`: without either it polls forever when the service never becomes ready"));
@@ -160,6 +168,47 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
         }),
         (_, Some(e)) => Err(e),
         (None, None) => unreachable!("a missing `every` is reported above"),
+    }
+}
+
+/// An integer literal equal to `n` (ignoring a suffix).
+fn is_literal(e: &Expr, n: u64) -> bool {
+    match e {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse::<u64>().ok() == Some(n),
+        Expr::Paren(p) => is_literal(&p.expr, n),
+        _ => false,
+    }
+}
+
+fn is_negative(e: &Expr) -> bool {
+    match e {
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Neg(_)),
+        Expr::MethodCall(m) => is_negative(&m.receiver),
+        Expr::Call(c) => c.args.iter().any(is_negative),
+        Expr::Paren(p) => is_negative(&p.expr),
+        _ => false,
+    }
+}
+
+/// `0.secs()`, `Duration::ZERO`, `Duration::from_millis(0)`: a duration literally zero.
+fn is_zero_duration(e: &Expr) -> bool {
+    match e {
+        Expr::MethodCall(m) => {
+            ["millis", "secs", "mins", "hours"]
+                .iter()
+                .any(|u| m.method == u)
+                && is_literal(&m.receiver, 0)
+        }
+        Expr::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "ZERO"),
+        Expr::Call(c) => {
+            let from = matches!(&*c.func, Expr::Path(p) if p.path.segments.last().is_some_and(|s| s.ident.to_string().starts_with("from_")));
+            from && c.args.len() == 1 && is_literal(&c.args[0], 0)
+        }
+        Expr::Paren(p) => is_zero_duration(&p.expr),
+        _ => false,
     }
 }
 

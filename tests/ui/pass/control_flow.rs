@@ -227,7 +227,7 @@ pub async fn child_loop(n: u32) -> Result<Vec<u32>, NestedError<NoError>> {
             let v: u32 = call_nested!(square(i))?;
             out.push(v);
         } else {
-            let vs: Vec<u32> = call_nested!(for j in vec![i, i] => square(j), max_concurrency = 1)?;
+            let vs: Vec<u32> = call_nested!(for j in [i, i] => square(j), max_concurrency = 1)?;
             out.extend(vs);
         }
     }
@@ -260,6 +260,45 @@ pub async fn unannotated_temporaries(calc: &Calc, n: u32) -> u32 {
     let unused_later = d * 2;
     let e: u32 = calc.double(unused_later).await;
     e
+}
+
+/// Assignments from yield points: `x = ….await`, `x += ….await`, and a nested loop
+/// whose inner `for` runs children in parallel.
+#[workflow]
+pub async fn assignments(calc: &Calc, rounds: u32) -> Result<(u32, Vec<u32>), NestedError<NoError>> {
+    let mut acc: u32 = 1;
+    let mut seen: Vec<u32> = Vec::new();
+    let mut round: u32 = 0;
+    while round < rounds {
+        round += 1;
+        acc = calc.double(acc).await;
+        acc += calc.double(round).await;
+        for n in [round, round + 10] {
+            let (a, b): (u32, u32) = call_nested!(parallel(square(n), square(n + 1)))?;
+            seen.push(a + b);
+        }
+    }
+    Ok((acc, seen))
+}
+
+/// `if` without `else`, a labelled block left with `break`, and a wait inside both.
+#[workflow]
+pub async fn skip_ahead(calc: &Calc, n: u32) -> u32 {
+    let mut out: u32 = n;
+    if n > 5 {
+        sleep!(1.secs());
+        out += 100;
+    }
+    'block: {
+        let d: u32 = calc.double(out).await;
+        if d > 50 {
+            out = d;
+            break 'block;
+        }
+        sleep!(1.secs());
+        out = d + 1;
+    }
+    out
 }
 
 fn main() {}

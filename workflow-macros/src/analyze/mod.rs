@@ -126,9 +126,15 @@ pub(crate) struct ForLoop {
 
 pub(crate) enum Binding {
     Discard,
-    Let { pat: Pat, ty: Option<Type> },
+    Let {
+        pat: Pat,
+        ty: Option<Type>,
+    },
     /// `place = …` or `place += …` (any compound assignment).
-    Assign { place: Expr, op: Option<syn::BinOp> },
+    Assign {
+        place: Expr,
+        op: Option<syn::BinOp>,
+    },
 }
 
 pub(crate) enum Op {
@@ -171,7 +177,12 @@ pub(crate) fn body(f: &WorkflowFn, wf: &TokenStream, errors: &mut Errors) -> Bod
         synthetic: 0,
     };
     for p in &f.inputs {
-        let local = a.local(p.ident.clone(), Some(p.ty.clone()), p.mutability.is_some(), false);
+        let local = a.local(
+            p.ident.clone(),
+            Some(p.ty.clone()),
+            p.mutability.is_some(),
+            false,
+        );
         a.scope.push(local);
     }
     let ret_ty = f.ret.full().clone();
@@ -217,7 +228,13 @@ struct Analyzer<'a> {
 }
 
 impl Analyzer<'_> {
-    fn local(&mut self, ident: Ident, ty: Option<Type>, mutable: bool, from_pattern: bool) -> Local {
+    fn local(
+        &mut self,
+        ident: Ident,
+        ty: Option<Type>,
+        mutable: bool,
+        from_pattern: bool,
+    ) -> Local {
         self.next_id += 1;
         Local {
             id: self.next_id,
@@ -251,7 +268,11 @@ impl Analyzer<'_> {
     fn bind(&mut self, pat: &Pat, ty: Option<&Type>, from_pattern: bool, out: &mut Vec<Local>) {
         match (pat, ty) {
             (Pat::Ident(p), ty) if p.subpat.is_none() => {
-                let ty = if p.by_ref.is_some() { None } else { ty.cloned() };
+                let ty = if p.by_ref.is_some() {
+                    None
+                } else {
+                    ty.cloned()
+                };
                 let local = self.local(p.ident.clone(), ty, p.mutability.is_some(), from_pattern);
                 out.push(local);
             }
@@ -278,7 +299,10 @@ impl Analyzer<'_> {
         for (i, stmt) in stmts.iter().enumerate() {
             let last = i + 1 == stmts.len();
             match stmt {
-                Stmt::Item(item) => self.items.push(item.clone()),
+                Stmt::Item(item) => {
+                    scrub::item(item, self.errors);
+                    self.items.push(item.clone());
+                }
                 Stmt::Expr(expr, None) if last => {
                     has_tail = true;
                     value = self.tail(expr, &tail, &mut nodes);
@@ -321,7 +345,9 @@ impl Analyzer<'_> {
         if stmts.last().is_some_and(diverges) {
             return;
         }
-        nodes.push(Node::Plain(parse_quote!(#holder = ::core::option::Option::Some(());)));
+        nodes.push(Node::Plain(
+            parse_quote!(#holder = ::core::option::Option::Some(());),
+        ));
     }
 
     /// The block's tail expression: returned as its value, or lowered when it yields.
@@ -329,7 +355,9 @@ impl Analyzer<'_> {
         if !scrub::has_yield(expr) {
             return match tail {
                 Tail::Hold(holder, _) => {
-                    nodes.push(Node::Plain(parse_quote!(#holder = ::core::option::Option::Some(#expr);)));
+                    nodes.push(Node::Plain(
+                        parse_quote!(#holder = ::core::option::Option::Some(#expr);),
+                    ));
                     None
                 }
                 Tail::Ignore | Tail::Return(_) => Some(expr.clone()),
@@ -363,7 +391,9 @@ impl Analyzer<'_> {
         }
         match tail {
             Tail::Hold(holder, _) => {
-                nodes.push(Node::Plain(parse_quote!(#holder = ::core::option::Option::Some(#value);)));
+                nodes.push(Node::Plain(
+                    parse_quote!(#holder = ::core::option::Option::Some(#value);),
+                ));
                 None
             }
             _ => Some(parse_quote!(#value)),
@@ -415,7 +445,10 @@ impl Analyzer<'_> {
     fn expr_stmt(&mut self, expr: &Expr, binding: Binding, nodes: &mut Vec<Node>) -> bool {
         if let Some((op, q)) = self.yield_expr(expr) {
             if let (true, Binding::Let { pat, .. }) = (is_sleep(expr), &binding) {
-                self.errors.spanned(pat, "`sleep!` has no value to bind; write `sleep!(duration);`");
+                self.errors.spanned(
+                    pat,
+                    "`sleep!` has no value to bind; write `sleep!(duration);`",
+                );
             }
             self.push_yield(binding, op, q, nodes);
             return true;
@@ -426,7 +459,13 @@ impl Analyzer<'_> {
         false
     }
 
-    fn push_yield(&mut self, binding: Binding, op: Op, try_token: Option<Token![?]>, nodes: &mut Vec<Node>) {
+    fn push_yield(
+        &mut self,
+        binding: Binding,
+        op: Op,
+        try_token: Option<Token![?]>,
+        nodes: &mut Vec<Node>,
+    ) {
         let scope_before = self.scope.clone();
         if let Binding::Let { pat, ty } = &binding {
             let (pat, ty) = (pat.clone(), ty.clone());
@@ -468,7 +507,8 @@ impl Analyzer<'_> {
             _ => return None,
         };
         if let (true, Some(q)) = (is_sleep(inner), &try_token) {
-            self.errors.spanned(q, "`sleep!` cannot fail; remove the `?`");
+            self.errors
+                .spanned(q, "`sleep!` cannot fail; remove the `?`");
         }
         Some((op, try_token))
     }
@@ -487,7 +527,10 @@ impl Analyzer<'_> {
                         for e in [&p.call, &p.ready, &p.every] {
                             scrub::nested(e, self.errors);
                         }
-                        for e in [&p.timeout, &p.max_attempts, &p.max_errors].into_iter().flatten() {
+                        for e in [&p.timeout, &p.max_attempts, &p.max_errors]
+                            .into_iter()
+                            .flatten()
+                        {
                             scrub::nested(e, self.errors);
                         }
                     }
@@ -513,12 +556,19 @@ impl Analyzer<'_> {
 
     /// An `if`, `match`, loop or block containing yield points, as a node. `value` is the
     /// holder its value goes to, when it has one. `false` if `expr` is no such construct.
-    fn construct(&mut self, expr: &Expr, value: Option<(Ident, Type)>, nodes: &mut Vec<Node>) -> bool {
+    fn construct(
+        &mut self,
+        expr: &Expr,
+        value: Option<(Ident, Type)>,
+        nodes: &mut Vec<Node>,
+    ) -> bool {
         let tail = match &value {
             Some((v, ty)) => {
                 let holder = self.fresh("hold");
                 let holder_ty: Type = parse_quote!(::core::option::Option<#ty>);
-                nodes.push(Node::Plain(parse_quote!(let mut #holder: #holder_ty = ::core::option::Option::None;)));
+                nodes.push(Node::Plain(
+                    parse_quote!(let mut #holder: #holder_ty = ::core::option::Option::None;),
+                ));
                 let local = self.local(holder.clone(), Some(holder_ty), true, false);
                 self.scope.push(local);
                 Some((holder, ty.clone(), v.clone()))
@@ -588,7 +638,9 @@ impl Analyzer<'_> {
     /// A branch body: a block expression (`{ … }`) or, in a `match` arm, any expression.
     fn branch(&mut self, body: &Expr, tail: &Tail) -> Block {
         match body {
-            Expr::Block(b) if b.label.is_none() && b.attrs.is_empty() => self.block(&b.block.stmts, tail.clone()),
+            Expr::Block(b) if b.label.is_none() && b.attrs.is_empty() => {
+                self.block(&b.block.stmts, tail.clone())
+            }
             e => self.block(&[Stmt::Expr(e.clone(), None)], tail.clone()),
         }
     }
@@ -608,13 +660,16 @@ impl Analyzer<'_> {
         let els = match &e.else_branch {
             None => {
                 if let Tail::Hold(..) = tail {
-                    self.errors.spanned(e.if_token, "an `if` whose value is used needs an `else`");
+                    self.errors
+                        .spanned(e.if_token, "an `if` whose value is used needs an `else`");
                 }
                 None
             }
             Some((_, els)) => match &**els {
                 Expr::If(inner) => Some(Else::If(Box::new(self.if_node(inner, tail)))),
-                Expr::Block(b) => Some(Else::Block(self.scoped(|a| a.block(&b.block.stmts, tail.clone())))),
+                Expr::Block(b) => Some(Else::Block(
+                    self.scoped(|a| a.block(&b.block.stmts, tail.clone())),
+                )),
                 other => {
                     self.errors.spanned(other, "expected a block after `else`");
                     None
@@ -644,7 +699,10 @@ impl Analyzer<'_> {
             }
         };
         if holder.is_some() && !matches!(expr, Expr::Loop(_)) {
-            self.errors.spanned(expr, "only a `loop` has a value; bind the result inside the loop instead");
+            self.errors.spanned(
+                expr,
+                "only a `loop` has a value; bind the result inside the loop instead",
+            );
             return None;
         }
         // Aim every `break`/`continue` of this loop at its label (and a `break value`
@@ -661,10 +719,15 @@ impl Analyzer<'_> {
             Expr::Loop(_) => (LoopKind::Loop, "loop".to_owned()),
             Expr::While(w) => {
                 match &*w.cond {
-                    Expr::Let(l) => scrub::expr(&l.expr, Some("the condition of a `while let`"), self.errors),
+                    Expr::Let(l) => {
+                        scrub::expr(&l.expr, Some("the condition of a `while let`"), self.errors)
+                    }
                     cond => scrub::expr(cond, Some("the condition of a `while`"), self.errors),
                 }
-                (LoopKind::While((*w.cond).clone()), format!("while {}", short(&w.cond)))
+                (
+                    LoopKind::While((*w.cond).clone()),
+                    format!("while {}", short(&w.cond)),
+                )
             }
             Expr::ForLoop(f) => {
                 scrub::expr(&f.expr, Some("the iterator of a `for`"), self.errors);
@@ -685,7 +748,12 @@ impl Analyzer<'_> {
                 let item = self.item_type(&f.expr, range);
                 let state = self.fresh("for");
                 let wf = self.wf;
-                let local = self.local(state.clone(), Some(parse_quote!(#wf::codegen::ForIter)), true, false);
+                let local = self.local(
+                    state.clone(),
+                    Some(parse_quote!(#wf::codegen::ForIter)),
+                    true,
+                    false,
+                );
                 self.scope.push(local);
                 let name = format!("for {} in {}", short_pat(&f.pat), short(&f.expr));
                 (
@@ -708,8 +776,12 @@ impl Analyzer<'_> {
             if let LoopKind::While(Expr::Let(l)) = &kind {
                 a.bind_pattern(&l.pat, None, true);
             }
-            if let LoopKind::For { pat, state, item, .. } = &kind {
-                let names: Vec<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
+            if let LoopKind::For {
+                pat, state, item, ..
+            } = &kind
+            {
+                let names: Vec<String> =
+                    uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
                 a.scope.retain(|l| !names.contains(&l.name()));
                 a.fors.push(ForLoop {
                     pat: pat.clone(),
@@ -737,14 +809,22 @@ impl Analyzer<'_> {
         let local_ty = |e: &Expr| -> Option<Type> {
             let Expr::Path(p) = e else { return None };
             let ident = p.path.get_ident()?;
-            self.scope.iter().rev().find(|l| &l.ident == ident)?.ty.clone()
+            self.scope
+                .iter()
+                .rev()
+                .find(|l| &l.ident == ident)?
+                .ty
+                .clone()
         };
         if range != Range::No {
             let Expr::Range(r) = iter else { return None };
             let bounds = [r.start.as_deref(), r.end.as_deref()];
             for bound in bounds.into_iter().flatten() {
                 match bound {
-                    Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) if !i.suffix().is_empty() => {
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Int(i),
+                        ..
+                    }) if !i.suffix().is_empty() => {
                         return syn::parse_str(i.suffix()).ok();
                     }
                     e => {
@@ -793,9 +873,11 @@ fn element_type(ty: &Type) -> Option<Type> {
                 })
                 .collect();
             match (last.ident.to_string().as_str(), types.as_slice()) {
-                ("Vec" | "VecDeque" | "BTreeSet" | "HashSet" | "Option" | "BinaryHeap" | "LinkedList", [t]) => {
-                    Some((*t).clone())
-                }
+                (
+                    "Vec" | "VecDeque" | "BTreeSet" | "HashSet" | "Option" | "BinaryHeap"
+                    | "LinkedList",
+                    [t],
+                ) => Some((*t).clone()),
                 ("HashMap" | "BTreeMap", [k, v]) => Some(parse_quote!((#k, #v))),
                 _ => None,
             }
@@ -814,13 +896,17 @@ fn assignment(expr: &Expr) -> (&Expr, Binding) {
                 op: None,
             },
         ),
-        Expr::Binary(b) if is_compound(&b.op) && scrub::has_yield(&b.right) && !scrub::has_yield(&b.left) => (
-            &b.right,
-            Binding::Assign {
-                place: (*b.left).clone(),
-                op: Some(b.op),
-            },
-        ),
+        Expr::Binary(b)
+            if is_compound(&b.op) && scrub::has_yield(&b.right) && !scrub::has_yield(&b.left) =>
+        {
+            (
+                &b.right,
+                Binding::Assign {
+                    place: (*b.left).clone(),
+                    op: Some(b.op),
+                },
+            )
+        }
         e => (e, Binding::Discard),
     }
 }
@@ -829,8 +915,16 @@ fn is_compound(op: &syn::BinOp) -> bool {
     use syn::BinOp::*;
     matches!(
         op,
-        AddAssign(_) | SubAssign(_) | MulAssign(_) | DivAssign(_) | RemAssign(_) | BitXorAssign(_)
-            | BitAndAssign(_) | BitOrAssign(_) | ShlAssign(_) | ShrAssign(_)
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
     )
 }
 
@@ -855,8 +949,20 @@ fn diverges(stmt: &Stmt) -> bool {
 /// Iterating a borrow cannot be persisted: the items must be owned values.
 fn check_owned_iter(iter: &Expr, errors: &mut Errors) {
     const BORROWING: &[&str] = &[
-        "iter", "iter_mut", "chars", "bytes", "char_indices", "lines", "split",
-        "split_whitespace", "keys", "values", "values_mut", "windows", "chunks", "drain",
+        "iter",
+        "iter_mut",
+        "chars",
+        "bytes",
+        "char_indices",
+        "lines",
+        "split",
+        "split_whitespace",
+        "keys",
+        "values",
+        "values_mut",
+        "windows",
+        "chunks",
+        "drain",
     ];
     let borrowed = match iter {
         Expr::Reference(_) => true,
@@ -946,4 +1052,3 @@ impl VisitMut for LabelLoop<'_> {
     }
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
-

@@ -18,6 +18,14 @@ pub(crate) fn expr(expr: &Expr, context: Option<&'static str>, errors: &mut Erro
     Scrub::new(errors, context).visit_expr(expr);
 }
 
+/// An item declared in the body: a function of its own, where our macros have no
+/// workflow to yield from.
+pub(crate) fn item(item: &Item, errors: &mut Errors) {
+    let mut scrub = Scrub::new(errors, Some("a nested item"));
+    scrub.opaque = 1;
+    visit::visit_item(&mut scrub, item);
+}
+
 /// Inside the operands of a yield point: any other yield point is nested in it.
 pub(crate) fn nested(expr: &Expr, errors: &mut Errors) {
     Scrub::new(errors, Some(NESTED)).visit_expr(expr);
@@ -73,7 +81,7 @@ impl<'a> Scrub<'a> {
 
     fn report(&mut self, span: Span, what: &str) {
         let message = match self.context.last().copied() {
-            Some(c @ ("a closure" | "an async block")) => format!(
+            Some(c @ ("a closure" | "an async block" | "a nested item")) => format!(
                 "{what} cannot be used inside {c}: yield points must be statements of the workflow body (they may sit inside `if`, `match` and loops)"
             ),
             Some(NESTED) => format!(

@@ -30,7 +30,11 @@ impl<'ast> Visit<'ast> for PatIdents {
     fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
         // `None`, `MAX`: a capitalized name in a pattern is a constant or a unit variant,
         // not a binding (the compiler decides by resolution; this is the convention).
-        if !p.ident.to_string().starts_with(|c: char| c.is_ascii_uppercase()) {
+        if !p
+            .ident
+            .to_string()
+            .starts_with(|c: char| c.is_ascii_uppercase())
+        {
             self.0.push(p.ident.clone());
         }
         visit::visit_pat_ident(self, p);
@@ -205,4 +209,3 @@ fn format_captures(lit: &str, names: &mut BTreeSet<String>) {
         }
     }
 }
-

@@ -1,0 +1,10 @@
+use workflow::prelude::*;
+
+#[workflow]
+async fn keeps_a_borrow(name: String) -> usize {
+    let first: &str = &name[..1];
+    sleep!(1.secs());
+    first.len()
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use workflow::prelude::*;
+
+struct Jobs;
+
+impl Jobs {
+    #[workflow]
+    async fn run(&self, n: u32) -> u32 {
+        n
+    }
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+use workflow::prelude::*;
+
+async fn fetch() -> u32 {
+    1
+}
+
+#[workflow]
+async fn hidden_yields() -> u32 {
+    let in_closure = || sleep!(1.secs());
+    let in_async = async {
+        poll_until!(check(), |v| *v, every = 1.secs(), timeout = 1.mins())
+    };
+    fn in_item() {
+        sleep!(1.secs());
+    }
+    let n: u32 = fetch().await;
+    n
+}
+
+async fn check() -> Result<bool, String> {
+    Ok(true)
+}
+
+fn main() {}
