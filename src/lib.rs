@@ -95,12 +95,20 @@
 //! # Rules of the body
 //!
 //! - Yield points are statements: `let x: T = call().await?;`, `call().await;`,
-//!   `let v: Polled<T> = poll_until!(…)?;`, `let r: T = call_nested!(…)?;`, `sleep!(d);`
-//!   (the body's tail may be one too). Each `.await` is a task whose result is
-//!   checkpointed. A yield point inside an `if`, a loop, a closure or a larger expression is
-//!   a compile error that says what to write instead.
-//! - A local used after a yield point is persisted there, so it needs a type annotation
-//!   and `Serialize + Deserialize`; locals that die before the next yield need neither.
+//!   `x = call().await;`, `total += call().await;`, `let v: Polled<T> = poll_until!(…)?;`,
+//!   `let r: T = call_nested!(…)?;`, `sleep!(d);` (the body's tail may be one too). Each
+//!   `.await` is a task whose result is checkpointed.
+//! - They may sit inside `if` / `else if` / `else`, `if let`, `match` (guards, arms that
+//!   yield), `loop` / `while` / `while let` / `for`, labelled blocks, with `break` (and
+//!   `break value`), `continue` (labelled or not), early `return` and `?` anywhere. A
+//!   `for` loop around a yield point iterates over an owned collection or a range: its
+//!   remaining items are persisted.
+//! - A yield point inside a closure, an async block, a nested item, a condition or a
+//!   larger expression (`f(x.await)`) is a compile error that says what to write instead.
+//! - A local used after a yield point is persisted there, so it needs a type annotation,
+//!   an owned type and `Serialize + Deserialize`; locals that die before the next yield
+//!   need none. A name bound by a `match`/`if let`/`while let` pattern and used after a
+//!   yield point is re-bound with a type first (`let v: T = v;`).
 //! - Owned parameters are the input (one parameter: its type; several: a tuple). `&T`
 //!   parameters are dependencies given to [`Builder::dependency`].
 //! - The return type is `Result<T, E>` or a plain `T`; `T` and `E` are persisted and must be

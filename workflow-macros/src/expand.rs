@@ -186,6 +186,30 @@ mod tests {
     }
 
     #[test]
+    fn loop_with_branches_and_break_value() {
+        insta::assert_snapshot!(expand(
+            quote!(),
+            quote! {
+                async fn counting(calc: &Calc, limit: u32) -> u32 {
+                    let mut i: u32 = 0;
+                    let last: u32 = loop {
+                        i += 1;
+                        if i % 3 == 0 {
+                            continue;
+                        }
+                        let d: u32 = calc.double(i).await;
+                        if d >= limit {
+                            break d;
+                        }
+                        sleep!(1.secs());
+                    };
+                    last
+                }
+            }
+        ));
+    }
+
+    #[test]
     fn errors_keep_a_stub_definition() {
         insta::assert_snapshot!(expand(
             quote!(),

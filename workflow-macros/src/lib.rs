@@ -14,6 +14,8 @@ mod analyze;
 mod codegen;
 mod errors;
 mod expand;
+#[cfg(test)]
+mod fuzz;
 mod lower;
 mod names;
 mod parse;
@@ -21,7 +23,88 @@ mod yields;
 
 use proc_macro::TokenStream;
 
-/// Compiles an `async fn` into a durable, resumable workflow. See the `workflow` crate.
+/// Compiles an `async fn` into a durable, resumable workflow.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use workflow::prelude::*;
+///
+/// pub struct Shop;
+/// impl Shop {
+///     async fn price(&self, item: &str) -> Result<u32, String> {
+///         Ok(item.len() as u32)
+///     }
+/// }
+///
+/// #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+/// #[error("{0}")]
+/// pub struct ShopError(String);
+/// impl From<String> for ShopError {
+///     fn from(e: String) -> Self {
+///         ShopError(e)
+///     }
+/// }
+///
+/// /// Prices a basket; waits a second between expensive items.
+/// #[workflow(name = "PriceBasket")]
+/// async fn price_basket(shop: &Shop, items: Vec<String>) -> Result<u32, ShopError> {
+///     let mut total: u32 = 0;
+///     for item in items {
+///         let price: u32 = shop.price(&item).await?; // a task, checkpointed
+///         if price > 5 {
+///             sleep!(1.secs()); // a durable timer
+///         }
+///         total += price;
+///     }
+///     Ok(total)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let runtime = Runtime::builder().register(price_basket).dependency(Shop).build().unwrap();
+/// let basket = vec!["tea".to_owned(), "marmalade".to_owned()];
+/// let run = runtime.start(price_basket, basket).await.unwrap();
+/// assert_eq!(run.result().await.unwrap(), 12);
+/// # }
+/// ```
+///
+/// # What it generates
+///
+/// The function is replaced by a unit struct of the same name implementing `Workflow`,
+/// with, in a `const _: () = { … }` block:
+///
+/// ```text
+/// pub enum __WfState {                          // serde, persisted at every checkpoint
+///     Start { items: Vec<String> },             // the input
+///     AfterShopPrice { total: u32, price: u32, __wf_for2: ForIter },  // live locals only
+///     AfterSleep { total: u32, price: u32, __wf_for2: ForIter },
+/// }
+/// impl Workflow for price_basket {
+///     const NAME = "PriceBasket"; type Input = Vec<String>; type Output = u32; …
+///     fn graph() -> &'static StateGraph;       // "shop.price", "sleep", "for item in items", "if price > 5", …
+///     fn step(state, deps, cx) -> Step;         // one match arm per state
+/// }
+/// ```
+///
+/// The arm of each state runs the rest of the function from there: the rest of the
+/// current block, re-entering the enclosing loops, until the next yield point returns
+/// the next state. `for` loops persist their remaining items (or a range's bounds), and
+/// their pattern is bound again from the current item on resume.
+///
+/// # Attribute options
+///
+/// - `name = "…"`: the published name (1–80 letters, digits, `-`, `_`); default: the
+///   function's name.
+/// - `crate = "…"`: the path of the `workflow` crate, if it is renamed or re-exported.
+///
+/// # Errors
+///
+/// Every misuse is a compile error on the user's code, reported all at once: a yield
+/// point in a closure, an async block, a nested item or a larger expression; a local
+/// persisted without a type or with a borrowed type; a `for` over a borrowed iterator
+/// around a yield point; a `poll_until!` without `timeout`/`max_attempts`, with a zero
+/// interval, or with an unknown or repeated option; a non-`async`, generic or method
+/// function; a bad `name`.
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::workflow(args.into(), item.into()).into()
