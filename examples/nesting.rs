@@ -25,18 +25,27 @@
 //!    caller gets a value it can `match` on, and the failing child's running siblings are
 //!    cancelled. This second run is on by default; `--demo-failure false` skips it.
 //!
+//! 5. **Durability.** Executions and their histories are kept in a SQLite file,
+//!    `target/nesting.sqlite` unless `--db PATH` or `WORKFLOW_DB` says otherwise. Every
+//!    checkpoint is a transaction; at start the runtime resumes what an interrupted earlier
+//!    run left unfinished (`Runtime::recover`) and prints what it did. (Jobs of an
+//!    interrupted run lived on that run's in-process service, so their resumed children
+//!    end with "the service does not know job …": a typed failure, not a lost execution.)
+//!    Delete the file to start afresh.
+//!
 //! Set `RUST_LOG` (for example `RUST_LOG=debug`) to see the runtime's and the HTTP
 //! stack's logs.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
-use workflow::{Event, EventKind, ExecutionId, ExecutionTree};
+use workflow::{Event, EventKind, ExecutionFilter, ExecutionId, ExecutionTree, Status};
 
 // =======================================================================================
 // The job service's API: what goes over the wire.
@@ -451,7 +460,15 @@ struct Args {
     /// How many events of the main execution's history to print (its last two too).
     #[arg(long, default_value_t = 10, value_name = "N")]
     history: usize,
+
+    /// The SQLite file that keeps the executions [env: WORKFLOW_DB; default:
+    /// target/nesting.sqlite].
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
 }
+
+/// Where the executions are kept when neither `--db` nor `WORKFLOW_DB` says.
+const DEFAULT_DB: &str = "target/nesting.sqlite";
 
 /// The `parameter2` the failure demo's service rejects multiples of.
 const DEMO_FAIL_EVERY: u32 = 7;
@@ -472,6 +489,24 @@ fn batch(label: &str, parallel: u32) -> Batch {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo run --example nesting -- asl out/`: write the workflows' ASL and stop.
+    if std::env::args().nth(1).as_deref() == Some("asl") {
+        let dir = PathBuf::from(std::env::args().nth(2).unwrap_or_else(|| "asl".into()));
+        std::fs::create_dir_all(&dir)?;
+        for m in [
+            workflow::asl::asl::<main_flow>(),
+            workflow::asl::asl::<run_job>(),
+        ] {
+            let path = dir.join(format!("{}.asl.json", m.workflow()));
+            std::fs::write(&path, m.to_pretty() + "\n")?;
+            println!(
+                "{}  (substitutions: {})",
+                path.display(),
+                m.placeholders().join(", ")
+            );
+        }
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -491,10 +526,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_millis(args.poll_ms),
         Duration::from_millis(args.timeout_ms),
     );
+    let db = args
+        .db
+        .clone()
+        .or_else(|| std::env::var_os("WORKFLOW_DB").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     let runtime = Runtime::builder()
         .register(main_flow) // and run_job, which it calls
         .dependency(jobs)
+        .sqlite(&db) // opened, and locked against a second runtime, by build()
         .build()?;
+    // Resume what an interrupted earlier run left unfinished.
+    let recovered = runtime.recover().await?;
+    println!("Executions are kept in {}; {recovered}.", db.display());
     println!("Registered workflows: {}", runtime.workflows().join(", "));
 
     // --- 1. A batch: three jobs in sequence, then a fan-out. --------------------------
@@ -559,6 +603,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "the failed execution",
         );
     }
+    // The file keeps every run's executions: list them by workflow and status.
+    let mains = runtime
+        .list(ExecutionFilter::new().workflow(main_flow::NAME))
+        .await?;
+    let succeeded = mains
+        .iter()
+        .filter(|e| e.status == Status::Succeeded)
+        .count();
+    println!(
+        "{} holds {} {} executions ({succeeded} succeeded) from this and earlier runs.",
+        db.display(),
+        mains.len(),
+        main_flow::NAME
+    );
     Ok(())
 }
 

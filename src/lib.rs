@@ -117,16 +117,26 @@
 #![warn(missing_docs)]
 
 pub use workflow_macros::workflow;
+/// Amazon States Language: a workflow's ASL definition (`asl::asl::<W>()` or `W::asl()`)
+/// and the step handler its Lambda Task states call.
+pub use workflow_runtime::asl;
 pub use workflow_runtime::{
     BuildError, Builder, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
     ExecutionRecord, ExecutionTree, MemoryStore, NestedError, NoError, Node, NodeKind, Outcome,
     PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status, Store,
     StoreError, Timestamp, Transition, Workflow,
 };
+pub use workflow_runtime::{
+    CallSite, Checkpoint, CorruptExecution, Durability, ExecutionFilter, ExecutionSummary,
+    OpenError, Payload, PayloadTooLarge, PendingBatch, PendingChild, RecoveryReport, SavedState,
+    SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
+    DEFAULT_PAYLOAD_LIMIT,
+};
 
 /// The names a workflow module needs: `use workflow::prelude::*;`.
 pub mod prelude {
     pub use crate::{call_nested, poll_until, sleep, workflow};
+    pub use workflow_runtime::asl::AslExt;
     pub use workflow_runtime::{
         DurationExt, NestedError, NoError, PollError, Polled, RunError, Runtime, Workflow,
     };

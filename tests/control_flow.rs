@@ -33,7 +33,11 @@ fn runtime() -> Runtime {
         .expect("the dependency is provided")
 }
 
-async fn run<W: Workflow>(rt: &Runtime, w: W, input: W::Input) -> (Result<W::Output, RunError<W::Error>>, ExecutionId) {
+async fn run<W: Workflow>(
+    rt: &Runtime,
+    w: W,
+    input: W::Input,
+) -> (Result<W::Output, RunError<W::Error>>, ExecutionId) {
     let exec = rt.start(w, input).await.expect("registered");
     let id = exec.id().clone();
     (exec.result().await, id)
@@ -69,7 +73,10 @@ async fn branches_take_each_way() {
     );
     let (out, id) = run(&rt, branches, 50).await;
     assert_eq!(out.unwrap(), 1050);
-    assert_eq!(trace(&rt, &id).await, ["WaitStarted sleep #2", "WaitEnded sleep #2"]);
+    assert_eq!(
+        trace(&rt, &id).await,
+        ["WaitStarted sleep #2", "WaitEnded sleep #2"]
+    );
     let (out, id) = run(&rt, branches, 200).await;
     assert_eq!(out.unwrap(), 2400);
     assert_eq!(count(&rt, &id, "TaskSucceeded calc.double #2").await, 1);
@@ -201,7 +208,14 @@ async fn labelled_blocks_and_if_without_else() {
     // n = 3: no wait; d = 6 → wait, out = 7.
     let (out, id) = run(&rt, skip_ahead, 3).await;
     assert_eq!(out.unwrap(), 7);
-    assert_eq!(trace(&rt, &id).await.iter().filter(|l| l.starts_with("WaitEnded")).count(), 1);
+    assert_eq!(
+        trace(&rt, &id)
+            .await
+            .iter()
+            .filter(|l| l.starts_with("WaitEnded"))
+            .count(),
+        1
+    );
     // n = 30: wait, out = 130; d = 260 > 50 → leave the block.
     let (out, id) = run(&rt, skip_ahead, 30).await;
     assert_eq!(out.unwrap(), 260);
@@ -239,7 +253,13 @@ fn branches_are_choices_and_loops_are_back_edges() {
     let (task, lp) = (index("calc.double"), index("loop"));
     assert!(matches!(graph.nodes[lp].kind, NodeKind::Choice));
     assert_eq!(graph.start_at, lp);
-    let targets = |n: usize| graph.nodes[n].edges.iter().map(|e| e.to).collect::<Vec<_>>();
+    let targets = |n: usize| {
+        graph.nodes[n]
+            .edges
+            .iter()
+            .map(|e| e.to)
+            .collect::<Vec<_>>()
+    };
     // The loop head enters the body (the task) or leaves (Succeed).
     assert_eq!(targets(lp), [task, index("Succeed")]);
     assert_eq!(targets(task), [lp]);

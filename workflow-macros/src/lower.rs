@@ -100,7 +100,10 @@ pub(crate) fn lower(body: &Body, fallible: bool) -> Lowered {
         // Any code of a fallible workflow may return its error; tracking which parts can
         // fail would only thin out these edges.
         for edges in &mut builder.edges[..ops.len()] {
-            edges.push(Edge { to: fail, on: On::Error });
+            edges.push(Edge {
+                to: fail,
+                on: On::Error,
+            });
         }
     }
     let nodes = unique

@@ -104,11 +104,13 @@ pub(crate) fn function(item: ItemFn) -> syn::Result<WorkflowFn> {
     if sig.asyncness.is_none() {
         errors.spanned(sig.fn_token, "#[workflow] must be on an `async fn`");
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.spanned(
-            &sig.generics,
-            "a workflow cannot be generic: its state is persisted and must have one concrete type",
-        );
+    const GENERIC: &str =
+        "a workflow cannot be generic: its state is persisted and must have one concrete type";
+    if !sig.generics.params.is_empty() {
+        errors.spanned(&sig.generics, GENERIC);
+    } else if let Some(w) = &sig.generics.where_clause {
+        // Without parameters the generics have no tokens to point at: use the `where`.
+        errors.spanned(w, GENERIC);
     }
     if let Some(c) = &sig.constness {
         errors.spanned(c, "a workflow cannot be `const`");

@@ -1,7 +1,7 @@
 //! The arguments of `poll_until!`, `call_nested!` and `sleep!`, as the macro reads them.
 
 use proc_macro2::Span;
-use syn::parse::{ParseStream, Parser};
+use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitInt, Macro, Pat, Token};
@@ -303,16 +303,14 @@ fn call(expr: &Expr) -> syn::Result<Call> {
 }
 
 pub(crate) fn sleep(mac: &Macro) -> syn::Result<Expr> {
-    (|input: ParseStream| {
+    // `parse_body_with` reports a missing argument at the closing delimiter, not at an
+    // unspanned end of input.
+    mac.parse_body_with(|input: ParseStream| {
+        if input.is_empty() {
+            return Err(input.error("write `sleep!(<Duration>)`, for example `sleep!(5.secs())`"));
+        }
         let e: Expr = input.parse()?;
         input.parse::<Option<Token![,]>>()?;
         Ok(e)
-    })
-    .parse2(mac.tokens.clone())
-    .map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "write `sleep!(<Duration>)`, for example `sleep!(5.secs())`",
-        )
     })
 }

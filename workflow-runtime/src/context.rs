@@ -85,6 +85,9 @@ pub struct StepCx {
     graph: &'static StateGraph,
     pub(crate) events: Vec<Event>,
     children: Option<ChildrenOutcome>,
+    /// Set by the ASL step handler, whose time comes from the request (or is the wall
+    /// time at the start of the invocation) rather than from a long-lived tokio clock.
+    fixed_now: Option<Timestamp>,
 }
 
 impl StepCx {
@@ -98,12 +101,24 @@ impl StepCx {
             graph,
             events: Vec::new(),
             children,
+            fixed_now: None,
         }
+    }
+
+    /// A context whose clock reads `now` for the whole step (the ASL step handler's).
+    pub(crate) fn at_time(
+        now: Timestamp,
+        graph: &'static StateGraph,
+        children: Option<ChildrenOutcome>,
+    ) -> Self {
+        let mut cx = StepCx::new(Clock::new(), graph, children);
+        cx.fixed_now = Some(now);
+        cx
     }
 
     /// The runtime clock's current time.
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.fixed_now.unwrap_or_else(|| self.clock.now())
     }
 
     pub(crate) fn node_name(&self, node: usize) -> Option<Cow<'static, str>> {

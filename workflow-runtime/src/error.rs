@@ -1,5 +1,8 @@
 //! The runtime's errors.
 
+use std::path::PathBuf;
+
+use crate::store::Status;
 use crate::ExecutionId;
 
 /// `Builder::build` refused the configuration.
@@ -20,12 +23,21 @@ pub enum BuildError {
         /// The name.
         name: &'static str,
     },
+    /// The SQLite file given to `Builder::sqlite` could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }
 
 /// An execution could not be started.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The id given to `start_with_id` is empty or contains `/` (which child ids use).
+    #[error("`{id}` cannot be an execution id: it must be non-empty and without `/`")]
+    InvalidId {
+        /// The id asked for.
+        id: ExecutionId,
+    },
     /// No workflow of that name (or type) is registered.
     #[error("no workflow named `{name}` is registered")]
     NotRegistered {
@@ -41,6 +53,10 @@ pub enum StartError {
         #[source]
         source: serde_json::Error,
     },
+    /// The input (or the first state) is over the runtime's payload limit; nothing was
+    /// stored.
+    #[error(transparent)]
+    TooLarge(#[from] PayloadTooLarge),
     /// The store refused the new execution.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -70,7 +86,138 @@ pub enum StoreError {
     /// An execution with this id exists already.
     #[error("an execution with id `{0}` exists already")]
     AlreadyExists(ExecutionId),
+    /// The execution has not ended, and is not running in this runtime (parked, of a
+    /// workflow this runtime does not register, or not recovered yet).
+    #[error(
+        "execution `{id}` has not ended (status {status:?}) and is not running in this runtime"
+    )]
+    NotEnded {
+        /// The execution.
+        id: ExecutionId,
+        /// Its stored status.
+        status: Status,
+    },
+    /// The execution has ended; its record takes no more checkpoints.
+    #[error("execution `{0}` has ended and takes no more checkpoints")]
+    Ended(ExecutionId),
+    /// The store cannot write right now (disk full, I/O error, database locked by
+    /// another process for too long). Nothing was written; the same write may succeed
+    /// later, and the runtime retries checkpoints that fail this way.
+    #[error("store temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row does not decode.
+    #[error("execution `{id}` has a corrupted row: {message}")]
+    Corrupt {
+        /// The execution whose row it is.
+        id: ExecutionId,
+        /// What does not decode.
+        message: String,
+    },
     /// The backend failed.
     #[error("store backend error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed if retried later (nothing was written).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Which payload of an execution is over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The execution's input.
+    Input,
+    /// A checkpointed state.
+    State,
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Payload::Input => "input",
+            Payload::State => "state",
+        })
+    }
+}
+
+/// A serialized input or state is bigger than the runtime's payload limit
+/// ([`Builder::payload_limit`](crate::Builder::payload_limit), 256 KiB by default, the
+/// Step Functions limit, so that the workflow stays deployable as ASL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {what} of execution `{execution}` is {size} bytes, over the {limit}-byte payload limit"
+)]
+pub struct PayloadTooLarge {
+    /// The execution.
+    pub execution: ExecutionId,
+    /// Which payload.
+    pub what: Payload,
+    /// Its serialized size in bytes.
+    pub size: usize,
+    /// The limit in bytes.
+    pub limit: usize,
+}
+
+/// A [`SqliteStore`](crate::SqliteStore) could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another runtime (in this or another process) has the file open. Two runtimes
+    /// driving the same executions would run every task twice, so the second is refused.
+    #[error("{path} is in use by another workflow runtime{}; stop it first", holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it in the lock file (`pid 1234`), if known.
+        holder: Option<String>,
+    },
+    /// The file was written by a newer version of this crate, with a schema this version
+    /// does not know. Nothing was changed; upgrade the program.
+    #[error("{path} has store schema version {found}, newer than the {supported} this version supports; upgrade the program (the file was not changed)")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this version supports.
+        supported: i64,
+    },
+    /// The file is an SQLite database of another application.
+    #[error("{path} is an SQLite database, but not a workflow store (application id {application_id:#x}); refusing to touch it")]
+    ForeignDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// The `PRAGMA application_id` found.
+        application_id: i64,
+    },
+    /// The file system does not support SQLite's write-ahead log (some network file
+    /// systems), which the store needs for its durability guarantees.
+    #[error("{path} cannot use SQLite's write-ahead log (journal mode stayed `{mode}`); put the file on a local file system")]
+    WalUnavailable {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+    /// SQLite refused the file (not a database, permissions, I/O).
+    #[error("cannot open {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The lock file next to the database could not be created.
+    #[error("cannot open the lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }

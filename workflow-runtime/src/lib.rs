@@ -26,16 +26,63 @@
 //! Borrowed workflow parameters (`&T`) are dependencies: provided once to the
 //! [`Builder`], injected on every step, never persisted. [`Builder::build`] checks that
 //! every registered workflow, and every workflow it calls, has its dependencies.
+//!
+//! # Durability and recovery
+//!
+//! [`SqliteStore`] keeps executions in one SQLite file (WAL mode, group commit, one
+//! runtime per file); [`MemoryStore`], the builder's default, keeps them in memory for
+//! tests. With SQLite, a restarted program resumes where the last one stopped:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use workflow_runtime::Runtime;
+//!
+//! let runtime = Runtime::builder()
+//!     // .register(main_flow).dependency(service)
+//!     .sqlite("target/workflows.sqlite") // opened (and locked) by build()
+//!     .build()?;
+//! let report = runtime.recover().await?; // resumes every unfinished execution
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+//!
+//! [`Runtime::recover`] fires due timers at once and re-arms the others, re-links parents
+//! waiting on children (creating only the children never created), and runs again the
+//! steps that were in flight: **tasks are at-least-once**, state transitions
+//! exactly-once, as a step's new state and its history events are committed together.
+//! What a commit survives (`kill -9`, or a power loss too) is a [`Durability`] level.
+//!
+//! # Upgrading a workflow
+//!
+//! Each execution is stored with its workflow's [`Workflow::FINGERPRINT`], a hash of the
+//! state graph and the state types. A persisted state is only resumed by a definition
+//! with the same fingerprint; otherwise `recover` parks it with
+//! [`Status::VersionMismatch`] and an error naming both fingerprints, its data untouched.
+//! To change a workflow that has executions in flight, either:
+//!
+//! - **drain** it: stop starting it, wait until
+//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))` is
+//!   empty, then deploy the new definition; or
+//! - run both **side by side**: keep the old definition under its name, give the new one
+//!   a new name (`#[workflow(name = "Name.v2")]`), register both, and delete the old one
+//!   once no execution of it is left.
+//!
+//! Executions parked because a new definition was deployed under the old name are not
+//! lost: deploy the old definition under that name again, and the next `recover` resumes
+//! them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod asl;
 mod child;
 mod context;
+mod driver;
 mod error;
 mod graph;
 mod history;
 mod iter;
 mod poll;
+mod recovery;
 mod runtime;
 mod store;
 mod time;
@@ -48,12 +95,19 @@ use serde::{Deserialize, Serialize};
 
 pub use child::{NestedError, Outcome};
 pub use context::{Deps, Fault};
-pub use error::{BuildError, RunError, StartError, StoreError};
+pub use error::{
+    BuildError, OpenError, Payload, PayloadTooLarge, RunError, StartError, StoreError,
+};
 pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
 pub use history::{Event, EventKind, PollOutcome};
 pub use poll::{PollError, Polled};
-pub use runtime::{Builder, Execution, ExecutionTree, Runtime};
-pub use store::{Checkpoint, ExecutionRecord, MemoryStore, Status, Store};
+pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
+pub use runtime::{Builder, Execution, ExecutionTree, Runtime, DEFAULT_PAYLOAD_LIMIT};
+pub use store::{
+    CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,
+    MemoryStore, PendingBatch, PendingChild, SavedState, SqliteOptions, SqliteStore, Status, Store,
+    StoreStats, Wait,
+};
 pub use time::{DurationExt, Timestamp};
 pub use workflow::{BoxFuture, NoError, Workflow};
 

@@ -1,23 +1,37 @@
-//! The runtime: registry, drivers, children, cancellation.
+//! The runtime: registry, executions, inspection, cancellation, shutdown.
+//!
+//! Driving an execution is in `driver.rs`; resuming a store's unfinished executions after
+//! a restart in `recovery.rs`.
 
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::child::{ChildBatch, ChildResult, ChildrenOutcome, Outcome};
-use crate::context::{to_json, Deps, StepCx};
+use crate::child::Outcome;
+use crate::context::Deps;
+use crate::driver::{Erased, Launch, Typed};
 use crate::error::{BuildError, RunError, StartError, StoreError};
-use crate::history::{Event, EventKind};
-use crate::store::{Checkpoint, ExecutionRecord, MemoryStore, Status, Store};
+use crate::history::Event;
+use crate::recovery::Recovered;
+use crate::store::{
+    ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, SqliteStore, Status, Store,
+};
 use crate::time::{Clock, Timestamp};
-use crate::workflow::{BoxFuture, Linker, Step, Workflow};
+use crate::workflow::{BoxFuture, Linker, Workflow};
 use crate::ExecutionId;
+
+/// The payload limit of a new runtime: 256 KiB, the Step Functions limit for an input or
+/// a state, so that a workflow that runs here stays deployable as ASL.
+pub const DEFAULT_PAYLOAD_LIMIT: usize = 256 * 1024;
 
 /// Runs workflows: starts executions, drives their state machines, keeps their history.
 ///
@@ -33,29 +47,42 @@ pub struct Runtime {
 pub struct Builder {
     registrations: Vec<Registration>,
     deps: Deps,
-    store: Option<Arc<dyn Store>>,
+    store: Option<StoreChoice>,
+    payload_limit: usize,
 }
 
-struct Inner {
-    workflows: HashMap<&'static str, Registration>,
-    deps: Deps,
-    store: Arc<dyn Store>,
-    clock: Clock,
+enum StoreChoice {
+    Given(Arc<dyn Store>),
+    Sqlite(PathBuf),
+}
+
+pub(crate) struct Inner {
+    pub(crate) workflows: HashMap<&'static str, Registration>,
+    pub(crate) deps: Deps,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Clock,
+    pub(crate) payload_limit: usize,
     live: Mutex<HashMap<ExecutionId, Live>>,
+    /// Children that recovery decoded and left for their parent's batch to resume.
+    recovered: Mutex<HashMap<ExecutionId, Recovered>>,
+    /// Every driver task, so that `shutdown` can wait for them.
+    tasks: TaskTracker,
+    /// Stops every driver where it is, recording nothing (`shutdown`).
+    halt: CancellationToken,
 }
 
-struct Live {
-    cancel: CancellationToken,
-    done: watch::Receiver<Option<Outcome>>,
+pub(crate) struct Live {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) done: watch::Receiver<Option<Outcome>>,
 }
 
 /// A registered workflow, with its type erased so the registry can hold many kinds.
 #[derive(Clone)]
 pub(crate) struct Registration {
-    name: &'static str,
+    pub(crate) name: &'static str,
     type_id: TypeId,
     link: fn(&mut Linker),
-    driver: Arc<dyn Erased>,
+    pub(crate) driver: Arc<dyn Erased>,
 }
 
 impl Registration {
@@ -89,14 +116,34 @@ impl Builder {
 
     /// Where executions are kept; a [`MemoryStore`] if not set.
     pub fn store(mut self, store: impl Store) -> Self {
-        self.store = Some(Arc::new(store));
+        self.store = Some(StoreChoice::Given(Arc::new(store)));
+        self
+    }
+
+    /// Keeps executions in the SQLite file at `path` (created if missing), opened by
+    /// [`build`](Self::build) with the default [`SqliteOptions`](crate::SqliteOptions).
+    /// Call [`Runtime::recover`] after `build` to resume what a previous process left
+    /// unfinished.
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(StoreChoice::Sqlite(path.into()));
+        self
+    }
+
+    /// The largest serialized input or state an execution may have, in bytes
+    /// ([`DEFAULT_PAYLOAD_LIMIT`], 256 KiB, if not set). A bigger input is refused by
+    /// `start`; a bigger state faults its execution at that checkpoint, with nothing of
+    /// it written.
+    pub fn payload_limit(mut self, bytes: usize) -> Self {
+        self.payload_limit = bytes;
         self
     }
 
     /// Checks the configuration and builds the runtime.
     ///
     /// Fails if a registered workflow (or one it calls) needs a dependency that was not
-    /// provided, or if two different workflows share a name.
+    /// provided, if two different workflows share a name, or if the SQLite file given to
+    /// [`sqlite`](Self::sqlite) cannot be opened. Resuming stored executions is a separate,
+    /// async step: [`Runtime::recover`].
     pub fn build(self) -> Result<Runtime, BuildError> {
         let mut workflows: HashMap<&'static str, Registration> = HashMap::new();
         let mut pending = self.registrations;
@@ -120,13 +167,22 @@ impl Builder {
             pending.extend(linker.children);
             workflows.insert(reg.name, reg);
         }
+        let store: Arc<dyn Store> = match self.store {
+            None => Arc::new(MemoryStore::new()),
+            Some(StoreChoice::Given(store)) => store,
+            Some(StoreChoice::Sqlite(path)) => Arc::new(SqliteStore::open(path)?),
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 workflows,
                 deps: self.deps,
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store,
                 clock: Clock::new(),
+                payload_limit: self.payload_limit,
                 live: Mutex::new(HashMap::new()),
+                recovered: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                halt: CancellationToken::new(),
             }),
         })
     }
@@ -139,17 +195,41 @@ impl Runtime {
             registrations: Vec::new(),
             deps: Deps::default(),
             store: None,
+            payload_limit: DEFAULT_PAYLOAD_LIMIT,
         }
     }
 
-    /// Starts an execution of `workflow` with a typed input.
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Starts an execution of `workflow` with a typed input, under a random id.
     ///
     /// Must be called within a tokio runtime: the execution runs on its own task.
     pub async fn start<W: Workflow>(
         &self,
-        _workflow: W,
+        workflow: W,
         input: W::Input,
     ) -> Result<Execution<W>, StartError> {
+        self.start_with_id(workflow, ExecutionId::new_random(), input)
+            .await
+    }
+
+    /// Starts an execution of `workflow` under the id `id`: a second start with the same
+    /// id fails with [`StoreError::AlreadyExists`] (like an execution name in Step
+    /// Functions), so a caller that retries after a crash cannot start the work twice.
+    ///
+    /// An id must not be empty or contain `/`, which child ids use.
+    pub async fn start_with_id<W: Workflow>(
+        &self,
+        _workflow: W,
+        id: impl Into<ExecutionId>,
+        input: W::Input,
+    ) -> Result<Execution<W>, StartError> {
+        let id = id.into();
+        if id.as_str().is_empty() || id.as_str().contains('/') {
+            return Err(StartError::InvalidId { id });
+        }
         let registered = self.inner.workflows.get(W::NAME);
         if registered.is_none_or(|r| r.type_id != TypeId::of::<W>()) {
             return Err(StartError::NotRegistered {
@@ -160,7 +240,6 @@ impl Runtime {
             workflow: W::NAME,
             source,
         })?;
-        let id = ExecutionId::new_random();
         let done = self
             .inner
             .launch(W::NAME, Launch::top_level(id.clone(), input))
@@ -193,6 +272,9 @@ impl Runtime {
     }
 
     /// Waits for an execution to end and returns how it ended.
+    ///
+    /// Fails with [`StoreError::NotEnded`] for an execution that has not ended and is not
+    /// running in this runtime (parked, of an unregistered workflow, or not recovered).
     pub async fn wait(&self, id: &ExecutionId) -> Result<Outcome, StoreError> {
         let live = self.inner.live().get(id).map(|l| l.done.clone());
         if let Some(done) = live {
@@ -201,25 +283,43 @@ impl Runtime {
             }
         }
         let record = self.record(id).await?;
-        record.outcome.ok_or_else(|| {
-            StoreError::Backend(format!(
-                "execution `{id}` is not running here and has no outcome"
-            ))
+        record.outcome.ok_or(StoreError::NotEnded {
+            id: record.id,
+            status: record.status,
         })
     }
 
-    /// Cancels a running execution and, through it, its running children.
+    /// Cancels an execution and, through it, its children; the cancellation is recorded
+    /// in the store (status `Cancelled`, an `ExecutionCancelled` event).
     ///
-    /// Returns `false` if the execution has already ended.
-    pub async fn cancel(&self, id: &ExecutionId) -> Result<bool, StoreError> {
-        let token = self.inner.live().get(id).map(|l| l.cancel.clone());
-        match token {
-            Some(token) => {
+    /// A running execution stops at its next yield point. One that is not running here
+    /// (parked, of a workflow this runtime does not register, or not recovered yet) is
+    /// marked cancelled directly, and so are its unfinished children. Returns `false` if
+    /// the execution had already ended.
+    pub fn cancel<'a>(&'a self, id: &'a ExecutionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let token = self.inner.live().get(id).map(|l| l.cancel.clone());
+            if let Some(token) = token {
                 token.cancel();
-                Ok(true)
+                return Ok(true);
             }
-            None => self.record(id).await.map(|_| false),
-        }
+            if self.inner.cancel_unclaimed(id) {
+                return Ok(true);
+            }
+            let record = self.record(id).await?;
+            if record.status.is_terminal() {
+                return Ok(false);
+            }
+            let node = record.call_site.map(|site| site.node);
+            if !self.inner.end_stored(id, Outcome::Cancelled, node).await? {
+                // It ended meanwhile.
+                return Ok(false);
+            }
+            for child in self.inner.store.children(id).await? {
+                self.cancel(&child).await?;
+            }
+            Ok(true)
+        })
     }
 
     /// The stored record of an execution.
@@ -234,6 +334,22 @@ impl Runtime {
     /// An execution's history, oldest event first.
     pub async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError> {
         self.inner.store.history(id).await
+    }
+
+    /// The stored executions that match `filter` (by workflow, status, top-level only),
+    /// oldest first.
+    ///
+    /// ```no_run
+    /// # async fn f(runtime: workflow_runtime::Runtime) -> Result<(), workflow_runtime::StoreError> {
+    /// use workflow_runtime::{ExecutionFilter, Status};
+    ///
+    /// let running = runtime
+    ///     .list(ExecutionFilter::new().workflow("NestingPatternMainStateMachine").status(Status::Running))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self, filter: ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError> {
+        self.inner.store.list(&filter).await
     }
 
     /// An execution with its children, their children, and so on.
@@ -263,6 +379,20 @@ impl Runtime {
         let mut names: Vec<_> = self.inner.workflows.keys().copied().collect();
         names.sort_unstable();
         names
+    }
+
+    /// Stops every execution where it is, without recording anything, waits until their
+    /// tasks are gone, and drops this handle: to the store, the same as if the process
+    /// had been killed at this point, so a later [`recover`](Self::recover) resumes them.
+    ///
+    /// The store (and, for SQLite, the file's lock) is released when the last clone of
+    /// the runtime is dropped. Results awaited on an [`Execution`] end with
+    /// [`RunError::Faulted`]. Nothing is recorded as cancelled: to end executions for
+    /// good, [`cancel`](Self::cancel) them.
+    pub async fn shutdown(self) {
+        self.inner.halt.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
     }
 }
 
@@ -373,110 +503,48 @@ impl fmt::Display for ExecutionTree {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Launching and driving executions.
-
-/// A finished child, reported to its parent's batch: (index in the batch, id, outcome).
-type ChildDone = (usize, ExecutionId, Outcome);
-
-struct Launch {
-    id: ExecutionId,
-    parent: Option<ExecutionId>,
-    input: Value,
-    cancel: CancellationToken,
-    notify: Option<(mpsc::UnboundedSender<ChildDone>, usize)>,
-}
-
-impl Launch {
-    fn top_level(id: ExecutionId, input: Value) -> Self {
-        Launch {
-            id,
-            parent: None,
-            input,
-            cancel: CancellationToken::new(),
-            notify: None,
-        }
-    }
-}
-
-/// The registry's view of a workflow type.
-trait Erased: Send + Sync {
-    fn launch<'a>(
-        &'a self,
-        rt: &'a Arc<Inner>,
-        launch: Launch,
-    ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>>;
-}
-
-struct Typed<W>(PhantomData<fn() -> W>);
-
-impl<W: Workflow> Erased for Typed<W> {
-    fn launch<'a>(
-        &'a self,
-        rt: &'a Arc<Inner>,
-        launch: Launch,
-    ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
-        Box::pin(async move {
-            let input: W::Input =
-                serde_json::from_value(launch.input.clone()).map_err(|source| {
-                    StartError::InvalidInput {
-                        workflow: W::NAME,
-                        source,
-                    }
-                })?;
-            let state = W::start(input);
-            let bytes = serde_json::to_vec(&state).map_err(|source| StartError::InvalidInput {
-                workflow: W::NAME,
-                source,
-            })?;
-            let now = rt.clock.now();
-            let started = Event {
-                at: now,
-                state: None,
-                kind: EventKind::ExecutionStarted {
-                    input: launch.input.clone(),
-                    parent: launch.parent.clone(),
-                },
-            };
-            let record = ExecutionRecord {
-                id: launch.id.clone(),
-                workflow: W::NAME.to_owned(),
-                parent: launch.parent,
-                status: Status::Running,
-                input: launch.input,
-                state: bytes,
-                outcome: None,
-                wake_at: None,
-                created_at: now,
-                updated_at: now,
-            };
-            rt.store.create(record, vec![started]).await?;
-            let (tx, rx) = watch::channel(None);
-            rt.live().insert(
-                launch.id.clone(),
-                Live {
-                    cancel: launch.cancel.clone(),
-                    done: rx.clone(),
-                },
-            );
-            let driver = Driver {
-                rt: Arc::clone(rt),
-                id: launch.id,
-                cancel: launch.cancel,
-            };
-            tokio::spawn(driver.run::<W>(state, tx, launch.notify));
-            Ok(rx)
-        })
-    }
-}
-
 impl Inner {
-    fn live(&self) -> MutexGuard<'_, HashMap<ExecutionId, Live>> {
+    pub(crate) fn live(&self) -> MutexGuard<'_, HashMap<ExecutionId, Live>> {
         // Entries are inserted and removed whole, so a poisoned map is still consistent.
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn launch(
+    pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
+        // Entries are inserted and removed whole, so a poisoned map is still consistent.
+        self.recovered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the recovered child `id` out of the map, for its parent's batch to resume.
+    pub(crate) fn claim(&self, id: &ExecutionId) -> Option<Recovered> {
+        self.recovered().remove(id)
+    }
+
+    /// Ends a recovered child that its parent will not resume (the parent failed fast or
+    /// was cancelled first): its driver starts already cancelled and records it.
+    /// Returns whether there was such a child.
+    pub(crate) fn cancel_unclaimed(self: &Arc<Self>, id: &ExecutionId) -> bool {
+        let Some(recovered) = self.claim(id) else {
+            return false;
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        recovered.resume(self, cancel, None);
+        true
+    }
+
+    /// Spawns a task that `shutdown` stops and waits for.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let halt = self.halt.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = halt.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    pub(crate) async fn launch(
         self: &Arc<Self>,
         workflow: &str,
         launch: Launch,
@@ -489,305 +557,4 @@ impl Inner {
                 })?;
         registration.driver.launch(self, launch).await
     }
-}
-
-/// Drives one execution: step, checkpoint, wait for what the step asked for, repeat.
-struct Driver {
-    rt: Arc<Inner>,
-    id: ExecutionId,
-    cancel: CancellationToken,
-}
-
-impl Driver {
-    async fn run<W: Workflow>(
-        self,
-        state: W::State,
-        done: watch::Sender<Option<Outcome>>,
-        notify: Option<(mpsc::UnboundedSender<ChildDone>, usize)>,
-    ) {
-        let outcome = self.drive::<W>(state).await;
-        self.rt.live().remove(&self.id);
-        if let Some((tx, index)) = notify {
-            // The parent may have been cancelled and gone; then nobody needs the result.
-            let _ = tx.send((index, self.id.clone(), outcome.clone()));
-        }
-        done.send_replace(Some(outcome));
-    }
-
-    async fn drive<W: Workflow>(&self, mut state: W::State) -> Outcome {
-        let graph = W::graph();
-        let mut carried: Vec<Event> = Vec::new();
-        let mut children: Option<ChildrenOutcome> = None;
-        // Numbers the child batches of this execution; with the batch index it names the
-        // children deterministically.
-        let mut batches: u64 = 0;
-        loop {
-            let mut cx = StepCx::new(self.rt.clock, graph, children.take());
-            cx.events = std::mem::take(&mut carried);
-            let step = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => None,
-                step = W::step(state, &self.rt.deps, &mut cx) => Some(step),
-            };
-            let mut events = cx.events;
-            let Some(step) = step else {
-                return self.finish(Outcome::Cancelled, events).await;
-            };
-            match step {
-                Step::Continue(next) => {
-                    if let Err(outcome) = self.checkpoint(encode::<W>(&next), None, events).await {
-                        return outcome;
-                    }
-                    state = next;
-                }
-                Step::Sleep {
-                    node,
-                    state: next,
-                    duration,
-                } => {
-                    let until = self.rt.clock.now().after(duration);
-                    let name = graph.nodes.get(node).map(|n| n.name.into());
-                    events.push(Event {
-                        at: self.rt.clock.now(),
-                        state: name.clone(),
-                        kind: EventKind::WaitStarted { until },
-                    });
-                    if let Err(outcome) = self
-                        .checkpoint(encode::<W>(&next), Some(until), events)
-                        .await
-                    {
-                        return outcome;
-                    }
-                    tokio::select! {
-                        biased;
-                        () = self.cancel.cancelled() => {
-                            return self.finish(Outcome::Cancelled, Vec::new()).await;
-                        }
-                        () = tokio::time::sleep(duration) => {}
-                    }
-                    carried.push(Event {
-                        at: self.rt.clock.now(),
-                        state: name,
-                        kind: EventKind::WaitEnded,
-                    });
-                    state = next;
-                }
-                Step::Children { state: next, batch } => {
-                    if let Some(fault) = batch.fault {
-                        return self
-                            .finish(Outcome::Faulted(fault.message().into()), events)
-                            .await;
-                    }
-                    if let Err(outcome) = self.checkpoint(encode::<W>(&next), None, events).await {
-                        return outcome;
-                    }
-                    batches += 1;
-                    match self
-                        .run_children(graph.nodes[batch.node].name, batches, batch)
-                        .await
-                    {
-                        Some(outcome) => children = Some(outcome),
-                        None => return self.finish(Outcome::Cancelled, Vec::new()).await,
-                    }
-                    state = next;
-                }
-                Step::Succeed(output) => {
-                    return self
-                        .finish(Outcome::Succeeded(to_json(&output)), events)
-                        .await;
-                }
-                Step::Fail(error) => {
-                    return self.finish(Outcome::Failed(to_json(&error)), events).await;
-                }
-                Step::Fault(fault) => {
-                    return self
-                        .finish(Outcome::Faulted(fault.message().into()), events)
-                        .await;
-                }
-            }
-        }
-    }
-
-    /// Persists a non-terminal state; on failure the execution faults (the previous
-    /// checkpoint stays the last one written).
-    async fn checkpoint(
-        &self,
-        state: Result<Vec<u8>, String>,
-        wake_at: Option<Timestamp>,
-        events: Vec<Event>,
-    ) -> Result<(), Outcome> {
-        let bytes = match state {
-            Ok(bytes) => bytes,
-            Err(message) => return Err(self.finish(Outcome::Faulted(message), events).await),
-        };
-        let checkpoint = Checkpoint {
-            id: self.id.clone(),
-            status: Status::Running,
-            state: Some(bytes),
-            outcome: None,
-            wake_at,
-            events,
-            at: self.rt.clock.now(),
-        };
-        self.rt.store.checkpoint(checkpoint).await.map_err(|e| {
-            tracing::error!(execution = %self.id, error = %e, "checkpoint failed");
-            Outcome::Faulted(format!("checkpoint failed: {e}"))
-        })
-    }
-
-    /// Writes the terminal checkpoint.
-    async fn finish(&self, outcome: Outcome, mut events: Vec<Event>) -> Outcome {
-        let kind = match &outcome {
-            Outcome::Succeeded(output) => EventKind::ExecutionSucceeded {
-                output: output.clone(),
-            },
-            Outcome::Failed(error) => EventKind::ExecutionFailed {
-                error: error.clone(),
-            },
-            Outcome::Cancelled => EventKind::ExecutionCancelled,
-            Outcome::Faulted(message) => EventKind::ExecutionFaulted {
-                message: message.clone(),
-            },
-        };
-        let at = self.rt.clock.now();
-        events.push(Event {
-            at,
-            state: None,
-            kind,
-        });
-        let checkpoint = Checkpoint {
-            id: self.id.clone(),
-            status: Status::of(&outcome),
-            state: None,
-            outcome: Some(outcome.clone()),
-            wake_at: None,
-            events,
-            at,
-        };
-        if let Err(e) = self.rt.store.checkpoint(checkpoint).await {
-            tracing::error!(execution = %self.id, error = %e, "terminal checkpoint failed");
-            return Outcome::Faulted(format!("terminal checkpoint failed: {e}"));
-        }
-        outcome
-    }
-
-    /// Runs a batch of children: at most `max_concurrency` at once, results in input
-    /// order, and fail-fast (the first failure cancels the running siblings and no new
-    /// child starts). `None` if this execution itself was cancelled meanwhile.
-    async fn run_children(
-        &self,
-        node: &'static str,
-        batch_no: u64,
-        batch: ChildBatch,
-    ) -> Option<ChildrenOutcome> {
-        let total = batch.calls.len();
-        let limit = batch.max_concurrency.unwrap_or(total).max(1);
-        let siblings = self.cancel.child_token();
-        let (tx, mut rx) = mpsc::unbounded_channel::<ChildDone>();
-        // Deterministic ids: the n-th batch of a parent always names its children the same
-        // way, so a resumed parent finds them instead of starting more.
-        let child_id = |i: usize| ExecutionId::from(format!("{}/{batch_no}.{i}", self.id));
-        let mut results: Vec<Option<ChildResult>> = vec![None; total];
-        let mut calls = batch.calls.into_iter().enumerate();
-        let mut running = 0usize;
-        let mut failure = None;
-        loop {
-            while failure.is_none() && running < limit {
-                let Some((i, call)) = calls.next() else { break };
-                let id = child_id(i);
-                let launch = Launch {
-                    id: id.clone(),
-                    parent: Some(self.id.clone()),
-                    input: call.input,
-                    cancel: siblings.child_token(),
-                    notify: Some((tx.clone(), i)),
-                };
-                match self.rt.launch(call.workflow, launch).await {
-                    Ok(_) => {
-                        running += 1;
-                        self.append(
-                            node,
-                            EventKind::ChildStarted {
-                                child: id,
-                                workflow: call.workflow.to_owned(),
-                            },
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        let outcome = Outcome::Faulted(format!("child could not start: {e}"));
-                        self.append(
-                            node,
-                            EventKind::ChildFailed {
-                                child: id.clone(),
-                                error: Value::String(e.to_string()),
-                            },
-                        )
-                        .await;
-                        results[i] = Some(ChildResult { id, outcome });
-                        failure = Some(i);
-                        siblings.cancel();
-                    }
-                }
-            }
-            if running == 0 {
-                break;
-            }
-            let (i, id, outcome) = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return None,
-                done = rx.recv() => done?,
-            };
-            running -= 1;
-            let kind = match &outcome {
-                Outcome::Succeeded(_) => EventKind::ChildSucceeded { child: id.clone() },
-                Outcome::Failed(error) => EventKind::ChildFailed {
-                    child: id.clone(),
-                    error: error.clone(),
-                },
-                Outcome::Faulted(message) => EventKind::ChildFailed {
-                    child: id.clone(),
-                    error: Value::String(message.clone()),
-                },
-                Outcome::Cancelled => EventKind::ChildCancelled { child: id.clone() },
-            };
-            self.append(node, kind).await;
-            if !outcome.is_success() && failure.is_none() {
-                failure = Some(i);
-                siblings.cancel();
-            }
-            results[i] = Some(ChildResult { id, outcome });
-        }
-        let results = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                // Children never started because a sibling failed first.
-                r.unwrap_or_else(|| ChildResult {
-                    id: child_id(i),
-                    outcome: Outcome::Cancelled,
-                })
-            })
-            .collect();
-        Some(ChildrenOutcome { results, failure })
-    }
-
-    async fn append(&self, node: &'static str, kind: EventKind) {
-        let event = Event {
-            at: self.rt.clock.now(),
-            state: Some(node.into()),
-            kind,
-        };
-        if let Err(e) = self.rt.store.append(&self.id, vec![event]).await {
-            tracing::error!(execution = %self.id, error = %e, "history append failed");
-        }
-    }
-}
-
-/// Serializes a state for a checkpoint. Done synchronously, before the store is awaited,
-/// so that drivers do not hold `&W::State` across an await (which would require the
-/// user's state types to be `Sync`).
-fn encode<W: Workflow>(state: &W::State) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(state)
-        .map_err(|e| format!("state of workflow `{}` does not serialize: {e}", W::NAME))
 }

@@ -44,7 +44,7 @@ impl DurationExt for u64 {
 /// A point in time: microseconds since the Unix epoch.
 ///
 /// Persisted with every execution, so it is wall-clock time rather than a process-local
-/// `Instant`; see [`Clock`] for how it follows tokio's (possibly paused) time.
+/// `Instant`; see the crate-private `Clock` for how it follows tokio's (possibly paused) time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);

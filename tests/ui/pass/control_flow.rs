@@ -265,7 +265,10 @@ pub async fn unannotated_temporaries(calc: &Calc, n: u32) -> u32 {
 /// Assignments from yield points: `x = ….await`, `x += ….await`, and a nested loop
 /// whose inner `for` runs children in parallel.
 #[workflow]
-pub async fn assignments(calc: &Calc, rounds: u32) -> Result<(u32, Vec<u32>), NestedError<NoError>> {
+pub async fn assignments(
+    calc: &Calc,
+    rounds: u32,
+) -> Result<(u32, Vec<u32>), NestedError<NoError>> {
     let mut acc: u32 = 1;
     let mut seen: Vec<u32> = Vec::new();
     let mut round: u32 = 0;

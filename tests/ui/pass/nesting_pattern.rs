@@ -1,5 +1,7 @@
 //! The nesting pattern compiles without a warning, even under `#![deny(warnings)]`.
 #![deny(warnings, clippy::all)]
+// `tests/asl.rs` includes this file as a module, where `main` is unused.
+#![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
@@ -11,7 +13,10 @@ impl Svc {
         Ok(u64::from(n))
     }
     pub async fn status(&self, job: &u64) -> Result<Status, String> {
-        Ok(Status { job: *job, done: true })
+        Ok(Status {
+            job: *job,
+            done: true,
+        })
     }
 }
 
@@ -45,8 +50,12 @@ pub enum Error {
 #[workflow(name = "Nested")]
 pub async fn run_job(svc: &Svc, n: u32) -> Result<u64, JobError> {
     let job: u64 = svc.start(n).await?;
-    let status: Polled<Status> =
-        poll_until!(svc.status(&job), |s| s.done, every = 5.millis(), max_attempts = 3)?;
+    let status: Polled<Status> = poll_until!(
+        svc.status(&job),
+        |s| s.done,
+        every = 5.millis(),
+        max_attempts = 3
+    )?;
     Ok(status.value.job + u64::from(status.attempts))
 }
 

@@ -1,12 +1,27 @@
 //! Where executions, their states and their histories are kept.
 //!
-//! The runtime hands the store the serialized state and the new history events after
-//! every checkpoint, so a backend only has to keep bytes and rows: the SQLite store is
-//! one more implementation of [`Store`].
+//! The runtime hands the store the serialized state, what the execution waits for, and
+//! the new history events after every checkpoint, so a backend only has to keep bytes and
+//! rows. Two backends come with the crate:
+//!
+//! - [`SqliteStore`]: one SQLite file in WAL mode, the durable default of the examples.
+//!   Checkpoints of concurrent executions share transactions (group commit), a second
+//!   runtime opening the same file is refused, and [`Runtime::recover`] resumes what a
+//!   crashed process left unfinished. See its docs for the durability levels.
+//! - [`MemoryStore`]: process memory, for tests and for work that needs no durability.
+//!
+//! What a checkpoint contains is enough to resume without replaying anything: the state
+//! enum, the timer it waits on (`wake_at`) or the batch of children it waits for, and the
+//! number of child batches started so far (children are named after it, so a resumed
+//! parent finds its children again instead of starting new ones).
+//!
+//! [`Runtime::recover`]: crate::Runtime::recover
 
 mod memory;
+mod sqlite;
 
 pub use memory::MemoryStore;
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,12 +45,20 @@ pub enum Status {
     Cancelled,
     /// The runtime could not go on with it.
     Faulted,
+    /// Parked by [`Runtime::recover`](crate::Runtime::recover): its state was written by a
+    /// definition of the workflow with another fingerprint than the registered one. Its
+    /// data is untouched; a later `recover` with a matching definition resumes it.
+    VersionMismatch,
 }
 
 impl Status {
-    /// Whether the execution has ended.
+    /// Whether the execution has ended. A parked ([`Status::VersionMismatch`]) execution
+    /// has not: it can still be resumed.
     pub fn is_terminal(self) -> bool {
-        self != Status::Running
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Faulted
+        )
     }
 
     pub(crate) fn of(outcome: &Outcome) -> Status {
@@ -46,6 +69,91 @@ impl Status {
             Outcome::Faulted(_) => Status::Faulted,
         }
     }
+
+    /// The name stored in the SQLite file, which is also the variant's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "Running",
+            Status::Succeeded => "Succeeded",
+            Status::Failed => "Failed",
+            Status::Cancelled => "Cancelled",
+            Status::Faulted => "Faulted",
+            Status::VersionMismatch => "VersionMismatch",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "Running" => Status::Running,
+            "Succeeded" => Status::Succeeded,
+            "Failed" => Status::Failed,
+            "Cancelled" => Status::Cancelled,
+            "Faulted" => Status::Faulted,
+            "VersionMismatch" => Status::VersionMismatch,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a child was started: its parent's `call_nested!` (a state-graph node), which
+/// batch of the parent that was, and the child's place in the batch. The child's id is
+/// `{parent}/{batch}.{index}`, unique per parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSite {
+    /// The parent's node that started it.
+    pub node: String,
+    /// The parent's batch number (its n-th `call_nested!` reached, from 1).
+    pub batch: u64,
+    /// The child's place in the batch, from 0.
+    pub index: usize,
+}
+
+/// What an execution waits for at its last checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "wait")]
+pub enum Wait {
+    /// A durable timer (`sleep!`, a `poll_until!` interval).
+    Timer {
+        /// The state-graph node that armed it.
+        node: usize,
+        /// When it is due.
+        until: Timestamp,
+    },
+    /// A batch of children (`call_nested!`).
+    Children(PendingBatch),
+}
+
+impl Wait {
+    /// When the timer is due, for a timer.
+    pub fn wake_at(&self) -> Option<Timestamp> {
+        match self {
+            Wait::Timer { until, .. } => Some(*until),
+            Wait::Children(_) => None,
+        }
+    }
+}
+
+/// A batch of children as persisted: enough to start the ones that were never started
+/// and to find the others by their ids after a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingBatch {
+    /// The batch number, part of the children's ids.
+    pub batch: u64,
+    /// The state-graph node of the `call_nested!`.
+    pub node: usize,
+    /// At most this many children run at once; `None` is unbounded.
+    pub max_concurrency: Option<usize>,
+    /// The children, in input order.
+    pub calls: Vec<PendingChild>,
+}
+
+/// One child of a [`PendingBatch`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingChild {
+    /// The child's workflow name.
+    pub workflow: String,
+    /// Its input, as JSON.
+    pub input: Value,
 }
 
 /// One execution as stored.
@@ -55,14 +163,23 @@ pub struct ExecutionRecord {
     pub id: ExecutionId,
     /// The workflow's name.
     pub workflow: String,
+    /// The [`Workflow::FINGERPRINT`](crate::Workflow::FINGERPRINT) of the definition that
+    /// wrote the state.
+    pub fingerprint: u64,
     /// The parent execution, for a child.
     pub parent: Option<ExecutionId>,
+    /// Where the parent started it, for a child.
+    pub call_site: Option<CallSite>,
     /// Where it is in its life.
     pub status: Status,
     /// Its input, as JSON.
     pub input: Value,
     /// The last checkpointed state (the serialized state enum).
     pub state: Vec<u8>,
+    /// What it waits for at the last checkpoint; `None` while a step runs.
+    pub waiting: Option<Wait>,
+    /// How many child batches it has started (the last batch's number).
+    pub batches: u64,
     /// How it ended, once it has.
     pub outcome: Option<Outcome>,
     /// When the current timer is due, while it waits on one.
@@ -73,32 +190,137 @@ pub struct ExecutionRecord {
     pub updated_at: Timestamp,
 }
 
+/// A checkpointed state and what the execution waits for next.
+#[derive(Clone, Debug)]
+pub struct SavedState {
+    /// The serialized state enum.
+    pub bytes: Vec<u8>,
+    /// What the execution waits for before its next step.
+    pub waiting: Option<Wait>,
+    /// How many child batches it has started.
+    pub batches: u64,
+}
+
 /// What one checkpoint writes: the new state and the history events since the last one.
-/// A backend must write it atomically.
+/// A backend must write it atomically: all of it or, on error, nothing.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// The execution.
     pub id: ExecutionId,
     /// Its status after this checkpoint.
     pub status: Status,
-    /// The new state; `None` keeps the previous one (terminal checkpoints).
-    pub state: Option<Vec<u8>>,
+    /// The new state; `None` keeps the previous one (terminal checkpoints, parking).
+    /// A terminal status clears what the execution waited for.
+    pub state: Option<SavedState>,
     /// How it ended, for a terminal checkpoint.
     pub outcome: Option<Outcome>,
-    /// When the timer armed by this checkpoint is due.
-    pub wake_at: Option<Timestamp>,
     /// New history events, in order.
     pub events: Vec<Event>,
+    /// Events for the parent's history (a child's `ChildSucceeded`, …), written in the
+    /// same transaction so that a parent never sees a child end without its event.
+    pub parent_events: Vec<Event>,
     /// When the checkpoint was taken.
     pub at: Timestamp,
 }
 
+/// Which executions [`Store::list`] returns. Every condition set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ExecutionFilter {
+    /// Only executions of this workflow.
+    pub workflow: Option<String>,
+    /// Only executions with this status.
+    pub status: Option<Status>,
+    /// Only top-level executions (no parent).
+    pub top_level: bool,
+    /// At most this many, oldest first.
+    pub limit: Option<usize>,
+}
+
+impl ExecutionFilter {
+    /// Every execution.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only executions of `workflow`.
+    pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
+        self.workflow = Some(workflow.into());
+        self
+    }
+
+    /// Only executions with `status`.
+    pub fn status(mut self, status: Status) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only executions without a parent.
+    pub fn top_level(mut self) -> Self {
+        self.top_level = true;
+        self
+    }
+
+    /// At most `n` executions.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    pub(crate) fn matches(&self, r: &ExecutionRecord) -> bool {
+        self.workflow.as_ref().is_none_or(|w| *w == r.workflow)
+            && self.status.is_none_or(|s| s == r.status)
+            && (!self.top_level || r.parent.is_none())
+    }
+}
+
+/// An execution in a listing: its record without the payloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The parent execution, for a child.
+    pub parent: Option<ExecutionId>,
+    /// Where it is in its life.
+    pub status: Status,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last checkpointed.
+    pub updated_at: Timestamp,
+}
+
+impl From<&ExecutionRecord> for ExecutionSummary {
+    fn from(r: &ExecutionRecord) -> Self {
+        ExecutionSummary {
+            id: r.id.clone(),
+            workflow: r.workflow.clone(),
+            parent: r.parent.clone(),
+            status: r.status,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 /// A backend for executions and their histories.
+///
+/// Every write is atomic. [`checkpoint`](Store::checkpoint) refuses an execution that has
+/// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome. A
+/// write that fails with a transient error ([`StoreError::is_transient`]) must have
+/// written nothing: the runtime retries it.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new execution and its first events; fails with
-    /// [`StoreError::AlreadyExists`] if the id is taken.
-    async fn create(&self, record: ExecutionRecord, events: Vec<Event>) -> Result<(), StoreError>;
+    /// Stores a new execution and its first events, and appends `parent_events` to its
+    /// parent's history, in one transaction; fails with [`StoreError::AlreadyExists`] if
+    /// the id is taken.
+    async fn create(
+        &self,
+        record: ExecutionRecord,
+        events: Vec<Event>,
+        parent_events: Vec<Event>,
+    ) -> Result<(), StoreError>;
 
     /// Applies a checkpoint, atomically.
     async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
@@ -112,6 +334,14 @@ pub trait Store: Send + Sync + 'static {
     /// An execution's history, oldest first.
     async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError>;
 
-    /// The children of an execution, in the order they were created.
+    /// The children of an execution, in the order they were started.
     async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError>;
+
+    /// The executions that match `filter`, oldest first.
+    async fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError>;
+
+    /// Every execution that has not ended (running or parked), oldest first: what
+    /// [`Runtime::recover`](crate::Runtime::recover) resumes. A row that does not decode
+    /// is returned as an `Err` of its own, so that it fails only its execution.
+    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError>;
 }

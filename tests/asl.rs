@@ -1,0 +1,443 @@
+//! The emitted ASL: snapshots, both community validators, and differential runs (each
+//! workflow × scenario run natively under virtual time and as ASL on
+//! `aws-local-stepfunctions`, its Lambda Tasks answered by this process's step handler
+//! over JSON lines) that must end the same way and enter the same sequence of states.
+//!
+//! The Node tools live in `tools/asl/` and are installed with `npm ci` on first use. If
+//! Node is missing the Node tests fail when `CI` is set, and print a loud skip otherwise.
+//!
+//! **How states are compared.** Both runs are mapped to a sequence of graph node names:
+//! natively `TaskSucceeded N`, `WaitStarted N`, `PollAttempt N` and the `ChildStarted N`
+//! of a batch's first child each give `N`; in ASL each entered state gives
+//! [`StateMachine::token`] (`N` for a task's Lambda, a Wait, a poll attempt, a child /
+//! Parallel / Map state; nothing for routing and resume states). Both end with
+//! `Succeed`, `Fail` (the Fail state, or a poll's give-up state) or `Fault`.
+
+#[path = "ui/pass/control_flow.rs"]
+#[allow(clippy::all)]
+mod flows;
+#[path = "asl/nesting.rs"]
+mod nesting;
+#[path = "ui/pass/nesting_pattern.rs"]
+#[allow(clippy::all)]
+mod pass_nesting;
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+use workflow::asl::{error_name, serve_json_lines, StateMachine, StepClock, StepHandler};
+use workflow::{EventKind, Outcome, Runtime};
+
+macro_rules! all_workflows {
+    ($builder:expr) => {
+        $builder
+            .register(flows::branches)
+            .register(flows::matching)
+            .register(flows::counting)
+            .register(flows::whiles)
+            .register(flows::fors)
+            .register(flows::labels)
+            .register(flows::early)
+            .register(flows::shadowing)
+            .register(flows::blocks)
+            .register(flows::poll_rounds)
+            .register(flows::child_loop)
+            .register(flows::square)
+            .register(flows::tail_match)
+            .register(flows::unannotated_temporaries)
+            .register(flows::assignments)
+            .register(flows::skip_ahead)
+            .register(nesting::run_job)
+            .register(nesting::main_flow)
+            .register(pass_nesting::run_job)
+            .register(pass_nesting::main_flow)
+            .dependency(flows::Calc::default())
+            .dependency(nesting::JobService::default())
+            .dependency(pass_nesting::Svc)
+    };
+}
+
+fn handler() -> StepHandler {
+    all_workflows!(StepHandler::builder())
+        .clock(StepClock::Virtual)
+        .build()
+        .expect("every dependency and child is registered")
+}
+
+fn machines() -> Vec<StateMachine> {
+    handler().state_machines()
+}
+
+#[test]
+fn asl_snapshots() {
+    for m in machines() {
+        insta::assert_snapshot!(m.workflow(), m.to_pretty());
+    }
+}
+
+#[test]
+fn state_names_are_unique_short_and_tokens_name_nodes() {
+    for m in machines() {
+        let mut names = Vec::new();
+        collect_names(&m.definition()["States"], &mut names);
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "{}: duplicate state names",
+            m.workflow()
+        );
+        for n in &names {
+            assert!(
+                n.chars().count() <= 80,
+                "{}: `{n}` is too long",
+                m.workflow()
+            );
+        }
+        for (state, token) in m.tokens() {
+            assert!(
+                names.contains(state),
+                "{}: token of a missing state",
+                m.workflow()
+            );
+            assert!(!token.is_empty());
+        }
+    }
+}
+
+fn collect_names(states: &Value, out: &mut Vec<String>) {
+    let Some(states) = states.as_object() else {
+        return;
+    };
+    for (name, state) in states {
+        out.push(name.clone());
+        for b in state["Branches"].as_array().into_iter().flatten() {
+            collect_names(&b["States"], out);
+        }
+        collect_names(&state["ItemProcessor"]["States"], out);
+    }
+}
+
+#[test]
+fn bad_requests_get_catchable_errors() {
+    let h = handler();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = |req: Value| rt.block_on(h.handle(req)).unwrap_err().name();
+    assert_eq!(name(json!({"nope": 1})), "Workflow.InvalidRequest");
+    assert_eq!(
+        name(json!({"workflow": "Missing", "at": "Start"})),
+        "Workflow.UnknownWorkflow"
+    );
+    assert_eq!(
+        name(json!({"workflow": "branches", "at": "No such state"})),
+        "Workflow.InvalidRequest"
+    );
+    assert_eq!(
+        name(json!({"workflow": "branches", "at": "Start", "document": {"input": "x"}})),
+        "Workflow.InvalidInput"
+    );
+    let doc = rt
+        .block_on(
+            h.handle(json!({"workflow": "shadowing", "at": "Start", "document": {"input": 2}})),
+        )
+        .unwrap();
+    assert_eq!(doc["next"], "calc.double");
+    let mut bad = doc.clone();
+    bad["state"] = json!({"NoSuchVariant": {}});
+    let req = |d: Value| json!({"workflow": "shadowing", "at": "calc.double", "document": d});
+    assert_eq!(name(req(bad)), "Workflow.InvalidState");
+    let mut old = doc.clone();
+    old["fingerprint"] = json!("1");
+    assert_eq!(name(req(old)), "Workflow.IncompatibleState");
+    // And the JSON-lines process answers garbage with an error line, not a crash.
+    let mut out = Vec::new();
+    serve_json_lines(
+        &h,
+        &b"not json\n\n{\"id\": 7, \"workflow\": \"x\", \"at\": \"Start\"}\n"[..],
+        &mut out,
+    )
+    .unwrap();
+    let lines: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["error"]["name"], "Workflow.InvalidRequest");
+    assert_eq!(lines[1]["id"], 7);
+    assert_eq!(lines[1]["error"]["name"], "Workflow.UnknownWorkflow");
+}
+
+// --- Node -------------------------------------------------------------------------------
+
+/// `tools/asl` with its packages installed, or `None` (after a loud skip) without Node.
+fn node_tools() -> Option<&'static Path> {
+    static TOOLS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOLS
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/asl");
+            let node = Command::new("node").arg("--version").output();
+            if !node.is_ok_and(|o| o.status.success()) {
+                if std::env::var_os("CI").is_some() {
+                    panic!("Node.js (node, npm) is required by the ASL tests in CI; install Node 20 or newer");
+                }
+                eprintln!("\n!!!!!!!! SKIPPED: Node.js is not installed; the ASL validators and differential runs did not run !!!!!!!!\n");
+                return None;
+            }
+            if !dir.join("node_modules/aws-local-stepfunctions").exists() {
+                let status = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir)
+                    .status()
+                    .expect("npm runs");
+                assert!(status.success(), "`npm ci` in tools/asl failed");
+            }
+            Some(dir)
+        })
+        .as_deref()
+}
+
+#[test]
+fn every_definition_passes_both_validators() {
+    let Some(tools) = node_tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = handler().write_asl(dir.path()).unwrap();
+    let out = Command::new("node")
+        .arg(tools.join("validate.cjs"))
+        .args(&files)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report.as_object().unwrap();
+    assert_eq!(report.len(), files.len());
+    for (file, r) in report {
+        for validator in ["asl-validator", "statelint"] {
+            assert_eq!(r[validator], json!([]), "{file}: {validator} found errors");
+        }
+    }
+    eprintln!(
+        "{} definitions pass asl-validator and statelint with zero errors",
+        report.len()
+    );
+}
+
+// --- Differential runs -------------------------------------------------------------------
+
+/// Every workflow × scenario: the workflow's name and its input.
+fn scenarios() -> Vec<(&'static str, Value)> {
+    let job = |p1: &str, p2: u32| json!({"parameter1": p1, "parameter2": p2});
+    let batch = |label: &str, parallel: Vec<Value>| json!({"label": label, "steps": [1, 2, 1], "parallel": parallel});
+    vec![
+        // The nesting example.
+        ("NestingPatternAnotherStateMachine", job("a-ok", 3)),
+        ("NestingPatternAnotherStateMachine", job("a-slow", 1)),
+        ("NestingPatternAnotherStateMachine", job("a-flaky", 1)),
+        ("NestingPatternAnotherStateMachine", job("a-reject", 1)),
+        ("NestingPatternAnotherStateMachine", job("a-broken", 2)),
+        (
+            "NestingPatternMainStateMachine",
+            batch("m-ok", vec![job("p-ok", 1), job("q-ok", 2), job("r-ok", 1)]),
+        ),
+        (
+            "NestingPatternMainStateMachine",
+            batch("m-reject", vec![job("p2-ok", 1)]),
+        ),
+        (
+            "NestingPatternMainStateMachine",
+            batch(
+                "m-ff",
+                vec![job("p3-ok", 1), job("p3-flaky", 1), job("q3-ok", 2)],
+            ),
+        ),
+        ("NestingPatternMainStateMachine", batch("m-empty", vec![])),
+        // The pass workflows.
+        ("Nested", json!(5)),
+        ("Main", json!([[1, 2, 3], "x"])),
+        ("branches", json!(3)),
+        ("branches", json!(50)),
+        ("branches", json!(200)),
+        ("matching", json!(4)),
+        ("matching", json!(3)),
+        ("matching", json!(0)),
+        ("matching", json!(null)),
+        ("matching", json!(13)),
+        ("counting", json!(5)),
+        ("counting", json!(1)),
+        ("whiles", json!([1, 2, 3])),
+        ("whiles", json!([])),
+        ("fors", json!([1, 2])),
+        ("fors", json!([])),
+        ("labels", json!(2)),
+        ("early", json!([1, 2, 0, 5])),
+        ("early", json!([1, 2])),
+        ("early", json!([13])),
+        ("shadowing", json!(7)),
+        ("blocks", json!(1)),
+        ("blocks", json!(6)),
+        ("poll_rounds", json!(2)),
+        ("poll_rounds", json!(0)),
+        ("child_loop", json!(3)),
+        ("child_loop", json!(0)),
+        ("square", json!(4)),
+        ("tail_match", json!(0)),
+        ("tail_match", json!(1)),
+        ("tail_match", json!(5)),
+        ("unannotated_temporaries", json!(4)),
+        ("assignments", json!(2)),
+        ("skip_ahead", json!(3)),
+        ("skip_ahead", json!(10)),
+        ("skip_ahead", json!(30)),
+    ]
+}
+
+struct Native {
+    id: String,
+    outcome: Value,
+    tokens: Vec<String>,
+}
+
+fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let runtime: Runtime = all_workflows!(Runtime::builder()).build().unwrap();
+        let mut out = Vec::new();
+        for (name, input) in runs {
+            let id = runtime.start_json(name, input.clone()).await.unwrap();
+            let outcome = runtime.wait(&id).await.unwrap();
+            let history = runtime.history(&id).await.unwrap();
+            let mut tokens: Vec<String> = history
+                .iter()
+                .filter_map(|e| {
+                    let state = e.state.as_deref()?;
+                    let counts = match &e.kind {
+                        EventKind::TaskSucceeded { .. }
+                        | EventKind::WaitStarted { .. }
+                        | EventKind::PollAttempt { .. } => true,
+                        EventKind::ChildStarted { child, .. } => child.as_str().ends_with(".0"),
+                        _ => false,
+                    };
+                    counts.then(|| state.to_owned())
+                })
+                .collect();
+            let outcome = match outcome {
+                Outcome::Succeeded(v) => {
+                    tokens.push("Succeed".into());
+                    json!({"output": v})
+                }
+                Outcome::Failed(e) => {
+                    tokens.push("Fail".into());
+                    json!({"error": {"name": error_name(&e), "cause": e.to_string()}})
+                }
+                other => {
+                    tokens.push("Fault".into());
+                    json!({"fault": format!("{other:?}")})
+                }
+            };
+            out.push(Native {
+                id: id.to_string(),
+                outcome,
+                tokens,
+            });
+        }
+        out
+    })
+}
+
+#[test]
+fn asl_runs_behave_like_native_runs() {
+    let Some(tools) = node_tools() else { return };
+    let runs = scenarios();
+    let native = run_natively(&runs);
+    let handler = handler();
+    let machines = handler.state_machines();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let results = dir.path().join("results.json");
+    let plan_json = json!({
+        "machines": machines
+            .iter()
+            .map(|m| (m.workflow().to_owned(), m.definition().clone()))
+            .collect::<serde_json::Map<String, Value>>(),
+        "runs": runs.iter().zip(&native).map(|((w, input), n)| json!({"workflow": w, "input": input, "id": n.id})).collect::<Vec<_>>(),
+    });
+    std::fs::write(&plan, plan_json.to_string()).unwrap();
+    let mut node = Command::new("node")
+        .arg(tools.join("run.cjs"))
+        .arg(&plan)
+        .arg(&results)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    // The Node process asks, this process answers, until Node closes its output.
+    let requests = BufReader::new(node.stdout.take().unwrap());
+    let answers = node.stdin.take().unwrap();
+    serve_json_lines(&handler, requests, answers).unwrap();
+    assert!(
+        node.wait().unwrap().success(),
+        "run.cjs failed (see stderr)"
+    );
+    let asl: Vec<Value> = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    assert_eq!(asl.len(), runs.len());
+
+    let mut failures = Vec::new();
+    for (((workflow, input), n), a) in runs.iter().zip(&native).zip(&asl) {
+        let m = machines.iter().find(|m| m.workflow() == *workflow).unwrap();
+        let mut tokens: Vec<String> = a["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| m.token(s.as_str()?).map(str::to_owned))
+            .collect();
+        let outcome = if a.get("error").is_some() {
+            if tokens.last().map(String::as_str) != Some("Fail") {
+                tokens.push("Fault".into());
+            }
+            json!({"error": a["error"]})
+        } else {
+            json!({"output": a["output"]})
+        };
+        let same_outcome = match (n.outcome.get("error"), outcome.get("error")) {
+            (Some(ne), Some(ae)) => {
+                // The same error name and the same error (the cause is its JSON).
+                ne["name"] == ae["name"]
+                    && serde_json::from_str::<Value>(ne["cause"].as_str().unwrap_or("")).ok()
+                        == serde_json::from_str::<Value>(ae["cause"].as_str().unwrap_or("")).ok()
+            }
+            (None, None) => n.outcome == outcome,
+            _ => false,
+        };
+        if !same_outcome || n.tokens != tokens {
+            failures.push(format!(
+                "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}",
+                n.outcome, n.tokens, outcome, tokens, a["states"]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} pairs differ:\n{}",
+        failures.len(),
+        runs.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} workflow × scenario pairs: same outcome and same state sequence natively and as ASL",
+        runs.len()
+    );
+}

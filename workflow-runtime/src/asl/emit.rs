@@ -1,0 +1,330 @@
+//! The ASL definition of a workflow, generated from its state graph.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{child_placeholder, Layout, CHILD_TIMEOUT_SECONDS, STEP_HANDLER_PLACEHOLDER};
+use crate::graph::{NodeKind, StateGraph};
+use crate::workflow::Workflow;
+
+/// A workflow's Amazon States Language definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateMachine {
+    workflow: &'static str,
+    definition: Value,
+    tokens: BTreeMap<String, String>,
+    placeholders: Vec<String>,
+}
+
+impl StateMachine {
+    /// The workflow's name.
+    pub fn workflow(&self) -> &'static str {
+        self.workflow
+    }
+
+    /// The definition as JSON (keys sorted, so the text is deterministic).
+    pub fn definition(&self) -> &Value {
+        &self.definition
+    }
+
+    /// The definition as compact JSON text.
+    pub fn to_json(&self) -> String {
+        self.definition.to_string()
+    }
+
+    /// The definition as indented JSON text, for files and reviews.
+    pub fn to_pretty(&self) -> String {
+        // Serializing a `Value` cannot fail: its keys are strings.
+        serde_json::to_string_pretty(&self.definition).unwrap_or_default()
+    }
+
+    /// The `${…}` substitution placeholders the definition uses: the step handler's
+    /// Lambda ARN first, then each child workflow's state machine ARN.
+    pub fn placeholders(&self) -> &[String] {
+        &self.placeholders
+    }
+
+    /// The graph node an entered state stands for in the native history (see the
+    /// module docs): a node name, `Succeed` or `Fail`; `None` for routing states.
+    pub fn token(&self, state: &str) -> Option<&str> {
+        self.tokens.get(state).map(String::as_str)
+    }
+
+    /// Every state that stands for a node, with its node (for tools comparing runs).
+    pub fn tokens(&self) -> &BTreeMap<String, String> {
+        &self.tokens
+    }
+}
+
+/// The ASL definition of workflow `W`.
+pub fn asl<W: Workflow>() -> StateMachine {
+    emit(W::graph())
+}
+
+/// `W::asl()` for every workflow.
+pub trait AslExt: Workflow {
+    /// This workflow's ASL definition; see [`asl`](fn@asl).
+    fn asl() -> StateMachine {
+        asl::<Self>()
+    }
+}
+
+impl<W: Workflow> AslExt for W {}
+
+pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
+    let layout = Layout::of(graph);
+    let wf = graph.workflow;
+    let mut states = Map::new();
+    let mut tokens = BTreeMap::new();
+    let mut placeholders = vec![STEP_HANDLER_PLACEHOLDER.to_owned()];
+    let mut placeholder = |workflow: &str| {
+        let p = child_placeholder(workflow);
+        if !placeholders.contains(&p) {
+            placeholders.push(p.clone());
+        }
+        p
+    };
+    let choice = |targets: Vec<String>| {
+        let rules: Vec<Value> = targets
+            .iter()
+            .map(|t| json!({"Variable": "$.next", "StringEquals": t, "Next": t}))
+            .collect();
+        json!({"Type": "Choice", "Choices": rules})
+    };
+
+    states.insert(
+        layout.start.clone(),
+        lambda(
+            wf,
+            &layout.start,
+            &layout.start_next,
+            "Starts the workflow from {\"input\": …} and runs it to its first yield point.",
+        ),
+    );
+    states.insert(
+        layout.start_next.clone(),
+        choice(layout.targets(graph, None)),
+    );
+
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let n = &layout.nodes[i];
+        let Some(main) = n.main.clone() else { continue };
+        let after = |k: usize| layout.targets(graph, Some(k));
+        match &node.kind {
+            NodeKind::Task => {
+                let next = n.next.clone().unwrap_or_default();
+                let comment = format!(
+                    "Entered once the call `{}` returned; runs the code after it up to the next yield point.",
+                    node.name
+                );
+                states.insert(main.clone(), lambda(wf, &main, &next, &comment));
+                states.insert(next, choice(after(i)));
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Wait => {
+                let resume = n.resume.clone().unwrap_or_default();
+                let next = n.next.clone().unwrap_or_default();
+                states.insert(main.clone(), wait(&resume));
+                let comment = "Runs the code after the wait up to the next yield point.";
+                states.insert(resume.clone(), lambda(wf, &resume, &next, comment));
+                states.insert(next, choice(after(i)));
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Poll => {
+                let attempt = n.attempt.clone().unwrap_or_default();
+                let check = n.check.clone().unwrap_or_default();
+                states.insert(main.clone(), wait(&attempt));
+                let comment = "One call of the poll; if ready, also the code after the poll up to the next yield point.";
+                states.insert(attempt.clone(), lambda(wf, &attempt, &check, comment));
+                let mut targets = vec![main.clone()];
+                targets.extend(after(i));
+                targets.extend(n.give_up.iter().cloned());
+                states.insert(check, choice(targets));
+                for g in &n.give_up {
+                    states.insert(g.clone(), fail());
+                    tokens.insert(g.clone(), "Fail".to_owned());
+                }
+                tokens.insert(attempt, node.name.to_owned());
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Child { workflow } => {
+                let resume = n.resume.clone().unwrap_or_default();
+                let arn = placeholder(workflow);
+                let mut task = child_task(&arn, "$.children[0]");
+                task["ResultPath"] = json!("$.children_result");
+                task["Next"] = json!(resume);
+                task["Catch"] = catch(&resume);
+                states.insert(main.clone(), task);
+                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Parallel { workflows } => {
+                let resume = n.resume.clone().unwrap_or_default();
+                let branches: Vec<Value> = workflows
+                    .iter()
+                    .zip(&n.children)
+                    .enumerate()
+                    .map(|(b, (w, name))| {
+                        let mut task = child_task(&placeholder(w), &format!("$.children[{b}]"));
+                        task["End"] = json!(true);
+                        json!({"StartAt": name, "States": {name.as_str(): task}})
+                    })
+                    .collect();
+                states.insert(
+                    main.clone(),
+                    json!({
+                        "Type": "Parallel",
+                        "Comment": "The children of a `call_nested!(parallel(…))`; the first failure stops the others.",
+                        "Branches": branches,
+                        "ResultPath": "$.children_result",
+                        "Catch": catch(&resume),
+                        "Next": resume,
+                    }),
+                );
+                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Map {
+                workflow,
+                max_concurrency,
+            } => {
+                let resume = n.resume.clone().unwrap_or_default();
+                let child = n.children.first().cloned().unwrap_or_default();
+                let mut task = child_task(&placeholder(workflow), "$");
+                task["End"] = json!(true);
+                states.insert(
+                    main.clone(),
+                    json!({
+                        "Type": "Map",
+                        "Comment": "The children of a `call_nested!(for … => …)`; the first failure stops the others.",
+                        "ItemsPath": "$.children",
+                        // 0 is "unbounded" in ASL, as `None` is natively.
+                        "MaxConcurrency": max_concurrency.unwrap_or(0),
+                        "ItemProcessor": {
+                            "ProcessorConfig": {"Mode": "INLINE"},
+                            "StartAt": child,
+                            "States": {child.as_str(): task},
+                        },
+                        "ResultPath": "$.children_result",
+                        "Catch": catch(&resume),
+                        "Next": resume,
+                    }),
+                );
+                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                tokens.insert(main, node.name.to_owned());
+            }
+            NodeKind::Succeed => {
+                states.insert(
+                    main.clone(),
+                    json!({"Type": "Succeed", "OutputPath": "$.output"}),
+                );
+                tokens.insert(main, "Succeed".to_owned());
+            }
+            NodeKind::Fail => {
+                states.insert(main.clone(), fail());
+                tokens.insert(main, "Fail".to_owned());
+            }
+            NodeKind::Choice => {}
+        }
+    }
+
+    // No top-level `QueryLanguage`: JSONPath is the default, and statelint@1 (which only
+    // knows JSONPath) refuses the field.
+    let definition = json!({
+        "Comment": format!(
+            "Workflow `{wf}`, generated from its state graph by the `workflow` crate; do not edit. Execution input: {{\"input\": …}}."
+        ),
+        "StartAt": layout.start,
+        "States": states,
+    });
+    StateMachine {
+        workflow: wf,
+        definition,
+        tokens,
+        placeholders,
+    }
+}
+
+/// A Task state that invokes the step handler. The whole execution document goes in
+/// (`document`), the handler's answer becomes the document (`OutputPath`).
+fn lambda(workflow: &str, at: &str, next: &str, comment: &str) -> Value {
+    json!({
+        "Type": "Task",
+        "Comment": comment,
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {
+            "FunctionName": STEP_HANDLER_PLACEHOLDER,
+            "Payload": {
+                "workflow": workflow,
+                "at": at,
+                "execution.$": "$$.Execution.Id",
+                "document.$": "$",
+            },
+        },
+        "OutputPath": "$.Payload",
+        // Lambda's own transient failures; the step is re-run, as after a crash natively
+        // (tasks are at-least-once).
+        "Retry": [{
+            "ErrorEquals": [
+                "Lambda.ServiceException",
+                "Lambda.AWSLambdaException",
+                "Lambda.SdkClientException",
+                "Lambda.TooManyRequestsException",
+            ],
+            "IntervalSeconds": 1,
+            "MaxAttempts": 3,
+            "BackoffRate": 2,
+        }],
+        "Next": next,
+    })
+}
+
+fn wait(next: &str) -> Value {
+    json!({"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": next})
+}
+
+fn fail() -> Value {
+    json!({"Type": "Fail", "ErrorPath": "$.error.name", "CausePath": "$.error.cause"})
+}
+
+/// A child failure (or timeout) is the parent's to handle: it goes to the resume
+/// Lambda, which hands it to the Rust code as a `NestedError`.
+fn catch(resume: &str) -> Value {
+    json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.children_error", "Next": resume}])
+}
+
+/// A nested execution: `call` is the path of the `{workflow, input, id}` it runs.
+fn child_task(arn: &str, call: &str) -> Value {
+    json!({
+        "Type": "Task",
+        "Resource": "arn:aws:states:::states:startExecution.sync:2",
+        "Parameters": {
+            "StateMachineArn": arn,
+            "Input": {
+                "input.$": format!("{call}.input"),
+                "id.$": format!("{call}.id"),
+                "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+            },
+        },
+        "TimeoutSeconds": CHILD_TIMEOUT_SECONDS,
+        "ResultSelector": {"output.$": "$.Output"},
+    })
+}
+
+fn children_tail(
+    states: &mut Map<String, Value>,
+    wf: &str,
+    resume: &str,
+    next: Option<&str>,
+    targets: Vec<String>,
+) {
+    let next = next.unwrap_or_default();
+    let comment = "Hands the children's results to the workflow and runs the code after them up to the next yield point.";
+    states.insert(resume.to_owned(), lambda(wf, resume, next, comment));
+    let rules: Vec<Value> = targets
+        .iter()
+        .map(|t| json!({"Variable": "$.next", "StringEquals": t, "Next": t}))
+        .collect();
+    states.insert(next.to_owned(), json!({"Type": "Choice", "Choices": rules}));
+}

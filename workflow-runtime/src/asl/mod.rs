@@ -1,0 +1,367 @@
+//! Amazon States Language: the same workflow, deployable to AWS Step Functions.
+//!
+//! Two halves, both derived at run time from [`Workflow::graph`] (the state graph the
+//! native driver is written in terms of, so the two cannot drift):
+//!
+//! - [`emit`] turns the graph into an ASL definition ([`StateMachine`]);
+//! - [`StepHandler`] is the function its Lambda Task states call: JSON in, JSON out, it
+//!   resumes the workflow from the serialized state in the request and runs it to the
+//!   next yield point with the same generated `step` function the native driver uses.
+//!
+//! # How a native run maps to states
+//!
+//! A native *step* runs the Rust code from one resume point to the next yield point and
+//! performs the yield if it is a task (the awaited call runs inside the step). Which
+//! yield comes next is only known once that code has run (it may pass an `if`, a `match`
+//! or a loop), so every Lambda Task state runs the code that *follows* a yield point, and
+//! a Choice state then routes on the `next` field of its answer. Per graph node `N`:
+//!
+//! | node             | states                                                                 |
+//! |------------------|------------------------------------------------------------------------|
+//! | (start)          | `Start` (Lambda) → `Start: next` (Choice)                               |
+//! | task `N`         | `N` (Lambda, entered once the call `N` returned) → `N: next` (Choice)   |
+//! | `sleep!` `N`     | `N` (Wait) → `N: resume` (Lambda) → `N: next` (Choice)                  |
+//! | `poll_until!` `N`| `N` (Wait) → `N: attempt` (Lambda) → `N: check` (Choice: wait again, go on, or the Fail states `N: timed out`, `N: too many errors`, `N: attempts exhausted`) |
+//! | child `N`        | `N` (Task `startExecution.sync:2`) → `N: resume` (Lambda) → `N: next`   |
+//! | parallel `N`     | `N` (Parallel, one `startExecution.sync:2` Task per branch: `N: #1`, …) → `N: resume` → `N: next` |
+//! | map `N`          | `N` (Map with `MaxConcurrency`, item Task `N: child`) → `N: resume` → `N: next` |
+//! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's name, `Cause` = its JSON) |
+//!
+//! The graph's choice nodes (`if`, `match`, loops) are folded into the `…: next` Choice
+//! states: the branch condition is Rust code, so the Lambda evaluates it and the Choice
+//! state has one rule per yield point the graph says is reachable through them.
+//!
+//! **State sequence.** Each entered state stands for at most one native history entry
+//! ([`StateMachine::token`]): a task Lambda `N` for `TaskScheduled N`, a Wait `N` for
+//! `WaitStarted N`, `N: attempt` for `PollAttempt N`, a child/Parallel/Map state `N` for
+//! the batch (the native `ChildStarted N` of the batch's first child), `Succeed`/`Fail`
+//! (and the poll's Fail states) for the execution's end; routing and resume states stand
+//! for nothing. Mapped this way, a native run and an ASL run give the same sequence.
+//!
+//! # The execution document
+//!
+//! An execution's input is `{"input": <the workflow's input>}` (a child also gets its
+//! execution id as `id`, and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`). Between
+//! states the execution's JSON is the step handler's last answer (see [`StepHandler`]):
+//! the serialized state enum travels in it, so the Lambda keeps nothing.
+//!
+//! # Waits
+//!
+//! ASL waits in whole seconds: `wait_seconds` is the native duration rounded **up**
+//! (250 ms → 1 s, 0 → 0). A `poll_until!` with a sub-second `every` therefore polls less
+//! often on Step Functions than natively; its `timeout` is still measured on the clock.
+//!
+//! # Substitutions
+//!
+//! Lambda states call `${StepHandlerArn}`; a child workflow named `X` is started as
+//! `${XArn}` (non-alphanumeric characters removed from the name). Fill them with
+//! CloudFormation/SAM `DefinitionSubstitutions`; [`StateMachine::placeholders`] lists them.
+
+mod emit;
+mod handler;
+mod serve;
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::graph::{NodeKind, StateGraph, Transition};
+
+pub use emit::{asl, AslExt, StateMachine};
+pub use handler::{HandlerBuildError, StepClock, StepError, StepHandler, StepHandlerBuilder};
+pub use serve::serve_json_lines;
+
+/// The longest state name Step Functions accepts.
+pub const MAX_STATE_NAME: usize = 80;
+
+/// A child Task's `TimeoutSeconds`: a week. Step Functions would wait up to a year
+/// without one; a stuck child should fail its parent sooner. (It also stays below the
+/// 2³¹ ms a JavaScript timer can hold, which local interpreters rely on.)
+pub const CHILD_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The placeholder of the step handler's Lambda ARN.
+pub const STEP_HANDLER_PLACEHOLDER: &str = "${StepHandlerArn}";
+
+/// Why a poll gave up: the suffix of its Fail state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    TimedOut,
+    TooManyErrors,
+    AttemptsExhausted,
+}
+
+impl GiveUp {
+    const ALL: [GiveUp; 3] = [
+        GiveUp::TimedOut,
+        GiveUp::TooManyErrors,
+        GiveUp::AttemptsExhausted,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            GiveUp::TimedOut => ": timed out",
+            GiveUp::TooManyErrors => ": too many errors",
+            GiveUp::AttemptsExhausted => ": attempts exhausted",
+        }
+    }
+}
+
+/// The ASL states of one graph node.
+#[derive(Debug, Default)]
+pub(crate) struct NodeStates {
+    /// The state named after the node (absent for choice nodes, which fold into routes).
+    pub(crate) main: Option<String>,
+    /// The Lambda that runs the code after a wait or a batch of children.
+    pub(crate) resume: Option<String>,
+    /// The Choice after this node's Lambda.
+    pub(crate) next: Option<String>,
+    /// A poll's attempt Lambda and the Choice after it.
+    pub(crate) attempt: Option<String>,
+    pub(crate) check: Option<String>,
+    /// A poll's Fail states, in [`GiveUp::ALL`] order.
+    pub(crate) give_up: Vec<String>,
+    /// The Task of each child inside a Parallel (one per branch) or Map (one).
+    pub(crate) children: Vec<String>,
+}
+
+/// Every state name of a workflow's definition, shared by the emitter and the step
+/// handler so that the `next` the handler answers is always a state of the definition.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub(crate) start: String,
+    pub(crate) start_next: String,
+    pub(crate) nodes: Vec<NodeStates>,
+    pub(crate) succeed: usize,
+    pub(crate) fail: Option<usize>,
+}
+
+impl Layout {
+    pub(crate) fn of(graph: &StateGraph) -> Layout {
+        let mut names = Names::default();
+        let start = names.alloc("Start", "");
+        let mut nodes: Vec<NodeStates> =
+            graph.nodes.iter().map(|_| NodeStates::default()).collect();
+        // Node names first, so that they are kept exactly; sub-states may then be cut.
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if !matches!(node.kind, NodeKind::Choice) {
+                nodes[i].main = Some(names.alloc(node.name, ""));
+            }
+        }
+        let start_next = names.alloc("Start", ": next");
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let n = &mut nodes[i];
+            match &node.kind {
+                NodeKind::Task => n.next = Some(names.alloc(node.name, ": next")),
+                NodeKind::Wait | NodeKind::Child { .. } => {
+                    n.resume = Some(names.alloc(node.name, ": resume"));
+                    n.next = Some(names.alloc(node.name, ": next"));
+                }
+                NodeKind::Poll => {
+                    n.attempt = Some(names.alloc(node.name, ": attempt"));
+                    n.check = Some(names.alloc(node.name, ": check"));
+                    n.give_up = GiveUp::ALL
+                        .iter()
+                        .map(|g| names.alloc(node.name, g.suffix()))
+                        .collect();
+                }
+                NodeKind::Parallel { workflows } => {
+                    n.children = (1..=workflows.len())
+                        .map(|b| names.alloc(node.name, &format!(": #{b}")))
+                        .collect();
+                    n.resume = Some(names.alloc(node.name, ": resume"));
+                    n.next = Some(names.alloc(node.name, ": next"));
+                }
+                NodeKind::Map { .. } => {
+                    n.children = vec![names.alloc(node.name, ": child")];
+                    n.resume = Some(names.alloc(node.name, ": resume"));
+                    n.next = Some(names.alloc(node.name, ": next"));
+                }
+                NodeKind::Choice | NodeKind::Succeed | NodeKind::Fail => {}
+            }
+        }
+        let find = |kind: fn(&NodeKind) -> bool| graph.nodes.iter().position(|n| kind(&n.kind));
+        Layout {
+            start,
+            start_next,
+            nodes,
+            // A graph always ends in `Succeed`; index 0 only guards a hand-made graph.
+            succeed: find(|k| matches!(k, NodeKind::Succeed)).unwrap_or(0),
+            fail: find(|k| matches!(k, NodeKind::Fail)),
+        }
+    }
+
+    /// The state named after node `i` (`Succeed`, `Fail`, a task's Lambda, a Wait, …).
+    pub(crate) fn main(&self, i: usize) -> &str {
+        self.nodes
+            .get(i)
+            .and_then(|n| n.main.as_deref())
+            .unwrap_or(&self.start)
+    }
+
+    pub(crate) fn succeed(&self) -> &str {
+        self.main(self.succeed)
+    }
+
+    pub(crate) fn fail(&self) -> Option<&str> {
+        self.fail.map(|f| self.main(f))
+    }
+
+    /// Where a Lambda that ran the code after `from` (or from the start) may route: the
+    /// yield points reachable through choice nodes, and the end states. `return` and `?`
+    /// may end the workflow from any code, so `Succeed` and `Fail` are always included.
+    pub(crate) fn targets(&self, graph: &StateGraph, from: Option<usize>) -> Vec<String> {
+        let mut seeds: Vec<usize> = match from {
+            None => vec![graph.start_at],
+            Some(k) => graph.nodes[k]
+                .edges
+                .iter()
+                .filter(|e| e.on == Transition::Next)
+                .map(|e| e.to)
+                .collect(),
+        };
+        let mut seen = HashSet::new();
+        let mut out: Vec<String> = Vec::new();
+        while let Some(i) = seeds.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            let Some(node) = graph.nodes.get(i) else {
+                continue;
+            };
+            if matches!(node.kind, NodeKind::Choice) {
+                // Depth-first in edge order keeps the rule order stable.
+                seeds.extend(
+                    node.edges
+                        .iter()
+                        .rev()
+                        .filter(|e| e.on == Transition::Next)
+                        .map(|e| e.to),
+                );
+            } else if !matches!(node.kind, NodeKind::Succeed | NodeKind::Fail) {
+                out.push(self.main(i).to_owned());
+            }
+        }
+        out.push(self.succeed().to_owned());
+        if let Some(fail) = self.fail() {
+            out.push(fail.to_owned());
+        }
+        out
+    }
+}
+
+/// Allocates unique state names of at most [`MAX_STATE_NAME`] characters.
+#[derive(Default)]
+struct Names {
+    used: HashSet<String>,
+}
+
+impl Names {
+    fn alloc(&mut self, base: &str, suffix: &str) -> String {
+        let mut n = 1;
+        loop {
+            let tag = if n == 1 {
+                String::new()
+            } else {
+                format!(" ~{n}")
+            };
+            let room = MAX_STATE_NAME.saturating_sub(suffix.chars().count() + tag.chars().count());
+            let base: String = if base.chars().count() > room {
+                // Cut the node's name, not the suffix that says what the state does.
+                base.chars()
+                    .take(room.saturating_sub(1))
+                    .chain(['…'])
+                    .collect()
+            } else {
+                base.to_owned()
+            };
+            let name = format!("{base}{tag}{suffix}");
+            if self.used.insert(name.clone()) {
+                return name;
+            }
+            n += 1;
+        }
+    }
+}
+
+/// The name a workflow error gets as the ASL `Error`: the variant names of a serde
+/// externally tagged enum, outermost first (`{"Poll": {"TimedOut": {…}}}` →
+/// `Poll.TimedOut`, `"NotFound"` → `NotFound`); `Workflow.Failed` for other shapes.
+pub fn error_name(error: &Value) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut v = error;
+    loop {
+        match v {
+            Value::String(s) if is_variant(s) => {
+                parts.push(s);
+                break;
+            }
+            Value::Object(m) if m.len() == 1 => {
+                let (k, inner) = m.iter().next().expect("one entry");
+                if !is_variant(k) {
+                    break;
+                }
+                parts.push(k);
+                v = inner;
+            }
+            _ => break,
+        }
+    }
+    if parts.is_empty() {
+        "Workflow.Failed".to_owned()
+    } else {
+        parts.join(".")
+    }
+}
+
+fn is_variant(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The substitution placeholder of child workflow `name`'s state machine ARN.
+pub fn child_placeholder(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("${{{clean}Arn}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_names_follow_variants() {
+        assert_eq!(
+            error_name(&json!({"Poll": {"TimedOut": {"attempts": 3}}})),
+            "Poll.TimedOut"
+        );
+        assert_eq!(error_name(&json!({"Unlucky": 13})), "Unlucky");
+        assert_eq!(error_name(&json!("NotFound")), "NotFound");
+        assert_eq!(error_name(&json!({"Http": "boom"})), "Http");
+        assert_eq!(
+            error_name(&json!({"code": 1, "msg": "x"})),
+            "Workflow.Failed"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_short() {
+        let mut n = Names::default();
+        let long = "x".repeat(80);
+        let a = n.alloc(&long, ": too many errors");
+        let b = n.alloc(&long, ": too many errors");
+        assert_ne!(a, b);
+        assert!(a.chars().count() <= 80 && b.chars().count() <= 80);
+        assert!(a.ends_with(": too many errors") && b.ends_with(": too many errors"));
+        assert_eq!(n.alloc("Start", ""), "Start");
+        assert_eq!(n.alloc("Start", ""), "Start ~2");
+    }
+
+    #[test]
+    fn placeholders_are_alphanumeric() {
+        assert_eq!(
+            child_placeholder("NestingPattern.v2"),
+            "${NestingPatternv2Arn}"
+        );
+    }
+}

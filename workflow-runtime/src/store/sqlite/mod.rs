@@ -1,0 +1,456 @@
+//! The durable store: one SQLite file. [`SqliteStore`]'s docs describe the layout, the
+//! group commit and the lock; `schema.rs`, `writer.rs` and `lock.rs` implement them.
+
+mod lock;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use self::lock::LockFile;
+use self::writer::{Counters, Job, Op, Writer};
+use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
+use crate::error::{OpenError, StoreError};
+use crate::history::Event;
+use crate::ExecutionId;
+
+/// What a commit promises to survive.
+///
+/// Both levels keep the file consistent whatever happens: SQLite's write-ahead log makes
+/// every transaction all or nothing, and a crash never leaves half a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = NORMAL`: a commit is in the operating system's hands when the
+    /// write returns, so it survives the process being killed (`kill -9`, a panic, an
+    /// OOM kill). A power loss or an OS crash can lose the last commits made before it
+    /// (executions resume from an earlier checkpoint: their tasks run again), but never
+    /// corrupts the file. The log is synced at each WAL checkpoint. The default.
+    #[default]
+    Process,
+    /// `synchronous = FULL`: every commit is synced to the disk before the write
+    /// returns, so it also survives a power loss, on hardware that honours `fsync`.
+    /// Group commit shares each sync among all the checkpoints queued meanwhile.
+    PowerLoss,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Process => "NORMAL",
+            Durability::PowerLoss => "FULL",
+        }
+    }
+}
+
+/// How a [`SqliteStore`] is opened.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SqliteOptions {
+    durability: Durability,
+    busy_budget: Duration,
+    max_batch: usize,
+    max_size: Option<u64>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::default(),
+            busy_budget: Duration::from_secs(5),
+            max_batch: 512,
+            max_size: None,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The default options: [`Durability::Process`], a 5 s busy budget, batches of up to
+    /// 512 writes, no size cap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What a commit survives.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long a write waits, retrying with backoff, while another process (a backup,
+    /// an `sqlite3` shell) holds the database lock. Past it the write fails as
+    /// [`StoreError::Unavailable`], which the runtime retries too.
+    pub fn busy_timeout(mut self, budget: Duration) -> Self {
+        self.busy_budget = budget;
+        self
+    }
+
+    /// At most this many writes per transaction.
+    pub fn max_batch(mut self, writes: usize) -> Self {
+        self.max_batch = writes.max(1);
+        self
+    }
+
+    /// Caps the database file at about this many bytes: past it, writes fail as on a full
+    /// disk (and are retried) until the cap is raised with
+    /// [`SqliteStore::set_max_size`]. For a quota on a shared disk.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+}
+
+/// What the writer thread has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Writes (creations, checkpoints, appends) committed.
+    pub writes: u64,
+    /// The most writes one transaction carried.
+    pub largest_batch: u64,
+    /// Transactions rolled back as a whole (disk full, I/O error, lock held too long).
+    pub failed_transactions: u64,
+}
+
+/// A durable [`Store`]: executions and histories in one SQLite file, in WAL mode.
+///
+/// ```
+/// use workflow_runtime::{Runtime, SqliteStore};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("workflows.sqlite")).unwrap();
+/// let runtime = Runtime::builder().store(store).build().unwrap();
+/// # drop(runtime);
+/// ```
+///
+/// Cheap to clone: clones share the file, the writer thread and the lock, which is
+/// released when the last clone is dropped. [`Durability`] says what a commit survives.
+///
+/// # What is stored
+///
+/// Two tables: `executions`, one row per execution (workflow, definition fingerprint,
+/// parent and call site, status, input, state, what it waits for, outcome, timestamps,
+/// `wake_at`), and `events`, the append-only history, ordered per execution. A child's
+/// call site is unique per parent, so a child can be created only once. Pending timers
+/// are the rows with a `wake_at`. The schema is versioned (`PRAGMA user_version`); a file
+/// written by a newer schema is refused with [`OpenError::SchemaTooNew`] and left as it is.
+///
+/// # Writes: group commit
+///
+/// One thread owns the write connection. A checkpoint and its history events are always
+/// one transaction; the thread takes every write queued while it was busy and commits
+/// them together, so throughput grows with the number of concurrent executions instead of
+/// being bound by one commit per transition. Reads use a second connection, beside the
+/// writer (WAL). A write that fails as a whole (disk full, I/O error, the file locked by
+/// another process past the busy timeout) writes nothing and returns
+/// [`StoreError::Unavailable`]; the runtime retries such checkpoints with backoff, so an
+/// execution pauses at its last checkpoint and goes on once the disk has room.
+///
+/// # One runtime per file
+///
+/// Opening takes an exclusive lock on `{file}.lock`: a second store on the same file, in
+/// this process or another, gets [`OpenError::Locked`], so two runtimes never drive the
+/// same executions. The kernel drops the lock with the process, so a restart after
+/// `kill -9` opens the file at once.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    /// Its own `Arc`: a read still running on a blocking thread when the store is dropped
+    /// keeps only this connection, not the writer and its lock, alive.
+    reader: Arc<Mutex<Connection>>,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after its last commit; waiting for it means
+        // the lock is free when the last handle is gone, so the file can be reopened at once.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!(path = %self.path.display(), "the store's writer thread panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path` with the default [`SqliteOptions`].
+    ///
+    /// Creates missing parent directories. Fails if another runtime has the file open
+    /// ([`OpenError::Locked`]), if it was written by a newer schema
+    /// ([`OpenError::SchemaTooNew`]), or if it is not a workflow store.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, OpenError> {
+        let path = path.as_ref().to_owned();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let lock = LockFile::acquire(&path)?;
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sqlite)?;
+        schema::prepare(&mut conn, &path)?;
+        configure(&conn, &options).map_err(sqlite)?;
+        if options.max_size.is_some() {
+            writer::max_page_count(&conn, options.max_size).map_err(sqlite)?;
+        }
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .and_then(|()| reader.busy_timeout(options.busy_budget))
+            .map_err(sqlite)?;
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            jobs: rx,
+            counters: Arc::clone(&counters),
+            max_batch: options.max_batch,
+            busy_budget: options.busy_budget,
+            _lock: lock,
+        };
+        let writer = std::thread::Builder::new()
+            .name("workflow-sqlite-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| OpenError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                path,
+                jobs: Some(tx),
+                writer: Some(writer),
+                reader: Arc::new(Mutex::new(reader)),
+                counters,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        StoreStats {
+            transactions: c.transactions.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Caps the database file at about `bytes` (`None`: no cap), as
+    /// [`SqliteOptions::max_size`] does at open. Writes that would grow the file past the
+    /// cap fail as on a full disk; checkpoints are retried until they fit.
+    pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        self.write(Op::MaxSize(bytes)).await
+    }
+
+    async fn write(&self, op: Op) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Backend("the store's writer thread has stopped".into());
+        self.shared
+            .jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Job { op, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Runs `f` on the read connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.shared.reader);
+        // A connection has no state a panicking query could leave half-changed.
+        tokio::task::spawn_blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", options.durability.pragma())?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Short: the writer's own retry loop does the backing off, within its budget.
+    conn.busy_timeout(Duration::from_millis(20))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create(
+        &self,
+        record: ExecutionRecord,
+        events: Vec<Event>,
+        parent_events: Vec<Event>,
+    ) -> Result<(), StoreError> {
+        self.write(Op::Create {
+            record,
+            events,
+            parent_events,
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.write(Op::Checkpoint(checkpoint)).await
+    }
+
+    async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(Op::Append { id, events }).await
+    }
+
+    async fn get(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM executions WHERE id = ?1",
+                rows::RECORD_COLUMNS
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id.as_str()], rows::record).optional())
+                .map_err(rows::store_error)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let bodies: Vec<String> = conn
+                .prepare_cached("SELECT body FROM events WHERE execution_id = ?1 ORDER BY seq")
+                .and_then(|mut s| {
+                    s.query_map([id.as_str()], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(rows::store_error)?;
+            if bodies.is_empty() && !exists(conn, &id)? {
+                return Err(StoreError::NotFound(id));
+            }
+            bodies.iter().map(|b| rows::event(&id, b)).collect()
+        })
+        .await
+    }
+
+    async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let children: Vec<String> = conn
+                .prepare_cached("SELECT id FROM executions WHERE parent_id = ?1 ORDER BY rowid")
+                .and_then(|mut s| {
+                    s.query_map([id.as_str()], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(rows::store_error)?;
+            if children.is_empty() && !exists(conn, &id)? {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(children.into_iter().map(ExecutionId::from).collect())
+        })
+        .await
+    }
+
+    async fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM executions \
+                 WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
+                   AND (?3 = 0 OR parent_id IS NULL) \
+                 ORDER BY rowid LIMIT ?4",
+                rows::SUMMARY_COLUMNS
+            );
+            let limit = filter
+                .limit
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(
+                        rusqlite::params![
+                            filter.workflow,
+                            filter.status.map(|s| s.as_str()),
+                            filter.top_level,
+                            limit
+                        ],
+                        rows::summary,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(rows::store_error)?
+                .into_iter()
+                .collect()
+        })
+        .await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM executions WHERE status IN ('Running', 'VersionMismatch') \
+                 ORDER BY rowid",
+                rows::RECORD_COLUMNS
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_map([], rows::record)?.collect())
+                .map_err(rows::store_error)
+        })
+        .await
+    }
+}
+
+fn exists(conn: &Connection, id: &ExecutionId) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.as_str()]))
+        .map_err(rows::store_error)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! The SQLite store on its own: schema, lock, round trips, group commit, faults.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::{SqliteOptions, SqliteStore};
+use crate::error::{OpenError, StoreError};
+use crate::history::{Event, EventKind};
+use crate::store::{
+    CallSite, Checkpoint, ExecutionFilter, ExecutionRecord, PendingBatch, PendingChild, SavedState,
+    Status, Store, Wait,
+};
+use crate::time::Timestamp;
+use crate::ExecutionId;
+
+fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
+    ExecutionRecord {
+        id: id.into(),
+        workflow: "W".into(),
+        fingerprint: u64::MAX - 7,
+        parent: parent.map(ExecutionId::from),
+        call_site: parent.map(|_| CallSite {
+            node: "map w".into(),
+            batch: 1,
+            index: 0,
+        }),
+        status: Status::Running,
+        input: json!({"n": 1}),
+        state: b"{\"Start\":{}}".to_vec(),
+        waiting: None,
+        batches: 0,
+        outcome: None,
+        wake_at: None,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+    }
+}
+
+fn event(kind: EventKind) -> Event {
+    Event {
+        at: Timestamp(2),
+        state: Some("node".into()),
+        kind,
+    }
+}
+
+fn checkpoint(id: &str, bytes: &[u8], waiting: Option<Wait>) -> Checkpoint {
+    Checkpoint {
+        id: id.into(),
+        status: Status::Running,
+        state: Some(SavedState {
+            bytes: bytes.to_vec(),
+            waiting,
+            batches: 1,
+        }),
+        outcome: None,
+        events: vec![event(EventKind::TaskScheduled)],
+        parent_events: Vec::new(),
+        at: Timestamp(3),
+    }
+}
+
+#[tokio::test]
+async fn records_and_histories_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let batch = Wait::Children(PendingBatch {
+        batch: 1,
+        node: 0,
+        max_concurrency: Some(3),
+        calls: vec![PendingChild {
+            workflow: "C".into(),
+            input: json!([1, 2]),
+        }],
+    });
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .create(
+                record("a", None),
+                vec![event(EventKind::TaskScheduled)],
+                vec![],
+            )
+            .await
+            .unwrap();
+        store
+            .checkpoint(checkpoint("a", b"[1]", Some(batch.clone())))
+            .await
+            .unwrap();
+        let started = event(EventKind::ChildStarted {
+            child: "a/1.0".into(),
+            workflow: "C".into(),
+        });
+        store
+            .create(record("a/1.0", Some("a")), vec![], vec![started])
+            .await
+            .unwrap();
+    }
+    // Reopened: everything is there, typed.
+    let store = SqliteStore::open(&path).unwrap();
+    let a = store.get(&"a".into()).await.unwrap().unwrap();
+    assert_eq!(a.state, b"[1]");
+    assert_eq!(a.waiting, Some(batch));
+    assert_eq!(a.batches, 1);
+    assert_eq!(a.fingerprint, u64::MAX - 7, "all 64 bits survive");
+    assert_eq!(store.history(&"a".into()).await.unwrap().len(), 3);
+    assert_eq!(
+        store.children(&"a".into()).await.unwrap(),
+        [ExecutionId::from("a/1.0")]
+    );
+    let child = store.get(&"a/1.0".into()).await.unwrap().unwrap();
+    assert_eq!(child.call_site.unwrap().node, "map w");
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished.len(), 2);
+    let listed = store
+        .list(&ExecutionFilter::new().top_level().status(Status::Running))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, ExecutionId::from("a"));
+}
+
+#[tokio::test]
+async fn a_child_is_created_once_and_an_ended_execution_takes_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("db.sqlite")).unwrap();
+    store
+        .create(record("p", None), vec![], vec![])
+        .await
+        .unwrap();
+    store
+        .create(record("p/1.0", Some("p")), vec![], vec![])
+        .await
+        .unwrap();
+    // Same id again.
+    let again = store
+        .create(record("p/1.0", Some("p")), vec![], vec![])
+        .await;
+    assert_eq!(again, Err(StoreError::AlreadyExists("p/1.0".into())));
+    // Another id for the same call site is refused by the uniqueness constraint.
+    let twin = store
+        .create(record("p/1.0bis", Some("p")), vec![], vec![])
+        .await;
+    assert_eq!(twin, Err(StoreError::AlreadyExists("p/1.0bis".into())));
+    let orphan = store
+        .create(record("q/1.0", Some("q")), vec![], vec![])
+        .await;
+    assert_eq!(orphan, Err(StoreError::NotFound("q".into())));
+
+    let mut end = checkpoint("p/1.0", b"[]", None);
+    end.status = Status::Succeeded;
+    end.state = None;
+    end.outcome = Some(crate::Outcome::Succeeded(json!(1)));
+    end.parent_events = vec![event(EventKind::ChildSucceeded {
+        child: "p/1.0".into(),
+    })];
+    store.checkpoint(end).await.unwrap();
+    let late = store.checkpoint(checkpoint("p/1.0", b"[]", None)).await;
+    assert_eq!(late, Err(StoreError::Ended("p/1.0".into())));
+    let parent_history = store.history(&"p".into()).await.unwrap();
+    assert_eq!(
+        parent_history.len(),
+        1,
+        "the child's end is in its parent's history"
+    );
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let first = SqliteStore::open(&path).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    match &err {
+        OpenError::Locked { path: p, holder } => {
+            assert_eq!(p, &path);
+            assert_eq!(
+                holder.as_deref(),
+                Some(format!("pid {}", std::process::id()).as_str())
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(err
+        .to_string()
+        .contains("in use by another workflow runtime"));
+    let clone = first.clone();
+    drop(first);
+    assert!(
+        SqliteStore::open(&path).is_err(),
+        "a clone still holds the lock"
+    );
+    drop(clone);
+    SqliteStore::open(&path).unwrap();
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match SqliteStore::open(&path).unwrap_err() {
+        OpenError::SchemaTooNew {
+            found, supported, ..
+        } => assert_eq!((found, supported), (99, super::schema::SCHEMA_VERSION)),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99);
+}
+
+#[test]
+fn another_applications_database_and_garbage_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.sqlite");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE accounts (id INTEGER)")
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&other).unwrap_err(),
+        OpenError::ForeignDatabase {
+            application_id: 0,
+            ..
+        }
+    ));
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, vec![0x42; 8192]).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&garbage).unwrap_err(),
+        OpenError::Sqlite { .. }
+    ));
+}
+
+/// While another connection holds the write lock, queued writes wait (retrying `BUSY`)
+/// and then commit together: fewer transactions than writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_writes_are_retried_and_queued_writes_share_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open_with(
+        &path,
+        SqliteOptions::new().busy_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    let before = store.stats();
+
+    let blocker = Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writes: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let events = vec![event(EventKind::PollAttempt {
+                    attempt: i,
+                    outcome: crate::PollOutcome::NotReady,
+                })];
+                store.append(&"a".into(), events).await
+            })
+        })
+        .collect();
+    // Let every write reach the queue while the lock is held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let after = store.stats();
+    assert_eq!(after.writes - before.writes, 50);
+    assert!(
+        after.transactions - before.transactions < 50,
+        "group commit: {before:?} → {after:?}"
+    );
+    assert_eq!(store.history(&"a".into()).await.unwrap().len(), 50);
+}
+
+/// A full disk (here: a size cap, which SQLite reports exactly like a full disk) fails
+/// the whole transaction with a transient error, leaves the previous state, and the same
+/// write succeeds once there is room.
+#[tokio::test]
+async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("db.sqlite")).unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    store
+        .checkpoint(checkpoint("a", b"[\"small\"]", None))
+        .await
+        .unwrap();
+    store.set_max_size(Some(1)).await.unwrap();
+    let big = format!("[\"{}\"]", "x".repeat(64 * 1024));
+    let err = store
+        .checkpoint(checkpoint("a", big.as_bytes(), None))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("full"), "{err}");
+    let a = store.get(&"a".into()).await.unwrap().unwrap();
+    assert_eq!(a.state, b"[\"small\"]", "the previous state is intact");
+    assert_eq!(store.history(&"a".into()).await.unwrap().len(), 1);
+    store.set_max_size(None).await.unwrap();
+    store
+        .checkpoint(checkpoint("a", big.as_bytes(), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&"a".into()).await.unwrap().unwrap().state,
+        big.as_bytes()
+    );
+}
