@@ -1867,3 +1867,21 @@ fn minimize(input: &Input, failure: &Failure) -> Option<Input> {
         ..Input::new((&args, &stream(&item).to_string()))
     })
 }
+
+#[test]
+fn tmp_probe() {
+    for (args, item) in [
+        ("", "async fn f() where {}"),
+        ("", "async fn f() where u32: Copy {}"),
+        ("", "async fn f(svc: &Svc) { if c { svc.ping().await; } }"),
+        ("", "async fn f(svc: &Svc) { while c { svc.ping().await; } }"),
+        ("", "async fn f(svc: &Svc) { for i in 0..3 { svc.ping().await; } }"),
+        ("", "async fn f(svc: &Svc) -> u32 { if c { for i in 0..3 { svc.ping().await; } } 1 }"),
+        ("", "async fn f(svc: &Svc) -> u32 { match 1 { _ => while c { svc.ping().await; } } 1 }"),
+        ("", "async fn f() { sleep!(); }"),
+    ] {
+        let outcome = run_source(args, item);
+        let o = match outcome { Outcome::Accepted => "accepted".to_owned(), Outcome::Rejected(m) => format!("rejected: {m}"), Outcome::Failed(f) => f.describe(), Outcome::Untokenizable => "untok".into() };
+        eprintln!("{item}\n   => {o}");
+    }
+}

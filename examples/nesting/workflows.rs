@@ -1,0 +1,240 @@
+//! The nesting example's service client, its API types and its two workflows, shared by
+//! the example (`main.rs`) and the step-handler binary (`examples/step_handler.rs`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+// =======================================================================================
+// The job service's API: what goes over the wire.
+// =======================================================================================
+
+/// What a job is asked to do (the body of `POST /jobs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// A free-form label.
+    pub parameter1: String,
+    /// The job's size; it also decides whether the service rejects it (see `--fail-every`).
+    pub parameter2: u32,
+}
+
+/// A job's id, as the service hands it out (`job-1`, `job-2`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub String);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to `POST /jobs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobCreated {
+    pub id: JobId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The answer to `GET /jobs/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: JobId,
+    pub state: JobState,
+    /// The output of a succeeded job, or why a failed one failed.
+    pub result: Option<String>,
+}
+
+impl JobStatus {
+    pub fn is_finished(&self) -> bool {
+        self.state != JobState::Running
+    }
+}
+
+// =======================================================================================
+// The client the workflows use: a dependency, injected into `&JobService` parameters.
+// =======================================================================================
+
+/// Why a job did not produce a result. Workflow errors are persisted, so this is
+/// `Serialize + Deserialize`; errors of other libraries are kept as their messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum JobError {
+    /// The HTTP call failed (connection, status code, body).
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The service does not know the job.
+    #[error("the service does not know job {id}")]
+    UnknownJob { id: JobId },
+    /// The job ran and failed.
+    #[error("job {id} failed: {reason}")]
+    JobFailed { id: JobId, reason: String },
+    /// Polling gave up (timeout, or too many errors in a row).
+    #[error(transparent)]
+    Poll(#[from] PollError),
+}
+
+impl From<reqwest::Error> for JobError {
+    fn from(e: reqwest::Error) -> Self {
+        JobError::Http(e.to_string())
+    }
+}
+
+/// An HTTP client of the job service, and how the workflows poll it.
+pub struct JobService {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub poll_every: Duration,
+    pub poll_timeout: Duration,
+}
+
+impl JobService {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        JobService {
+            http: reqwest::Client::new(),
+            base_url: base_url.into(),
+            poll_every: Duration::from_millis(100),
+            poll_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How often `run_job` asks for a job's status, and for how long at most.
+    pub fn polling(mut self, every: Duration, timeout: Duration) -> Self {
+        self.poll_every = every;
+        self.poll_timeout = timeout;
+        self
+    }
+
+    /// `POST /jobs`.
+    pub async fn start(&self, req: &JobRequest) -> Result<JobId, JobError> {
+        let created: JobCreated = self
+            .http
+            .post(format!("{}/jobs", self.base_url))
+            .timeout(Duration::from_secs(5))
+            .json(req)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(created.id)
+    }
+
+    /// `GET /jobs/{id}`.
+    pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
+        let response = self
+            .http
+            .get(format!("{}/jobs/{id}", self.base_url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(JobError::UnknownJob { id: id.clone() });
+        }
+        Ok(response.error_for_status()?.json().await?)
+    }
+}
+
+// =======================================================================================
+// The workflows.
+// =======================================================================================
+
+/// What one `run_job` execution reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job_id: JobId,
+    /// Status calls made, the one that saw the job finished included.
+    pub polls: u32,
+    /// From the start of polling to the finished answer.
+    pub runtime_ms: u64,
+    /// The job's output.
+    pub result: String,
+}
+
+/// The child workflow: one job, from start to result.
+///
+/// Every yield point is checkpointed: the `start` call's result, each wait, each status
+/// call. `svc` is a dependency (given to `Builder::dependency`), `req` the input. The
+/// poll's `every` and `timeout` are read once, when the poll starts, and persisted with it.
+#[workflow(name = "NestingPatternAnotherStateMachine")]
+pub async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+    let job: JobId = svc.start(&req).await?;
+    let status: Polled<JobStatus> = poll_until!(
+        svc.status(&job),
+        |s| s.is_finished(),
+        every = svc.poll_every,
+        timeout = svc.poll_timeout,
+        max_errors = 3,
+    )?;
+    if status.value.state == JobState::Failed {
+        let reason = status.value.result.unwrap_or_default();
+        return Err(JobError::JobFailed { id: job, reason });
+    }
+    Ok(JobReport {
+        job_id: job,
+        polls: status.attempts,
+        runtime_ms: u64::try_from(status.elapsed.as_millis()).unwrap_or(u64::MAX),
+        result: status.value.result.unwrap_or_default(),
+    })
+}
+
+/// The parent workflow's input.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Batch {
+    /// Prefix of the sequential jobs' `parameter1`.
+    pub label: String,
+    /// `parameter2` of the three sequential jobs.
+    pub steps: [u32; 3],
+    /// One job each, run in parallel.
+    pub parallel: Vec<JobRequest>,
+}
+
+/// What the parent workflow returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    /// The three sequential jobs, in order.
+    pub sequential: Vec<JobReport>,
+    /// The parallel jobs, in input order.
+    pub parallel: Vec<JobReport>,
+}
+
+/// The parent workflow's error: here, only "a child did not succeed".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum MainError {
+    #[error(transparent)]
+    Child(#[from] NestedError<JobError>),
+}
+
+/// The parent workflow: three children one after the other, then a bounded fan-out.
+///
+/// Each `call_nested!` suspends this execution until its children end; their results
+/// come back typed (`JobReport`), their errors as `NestedError<JobError>`, which `?`
+/// turns into `MainError`. Registering this workflow registers `run_job` too.
+#[workflow(name = "NestingPatternMainStateMachine")]
+pub async fn main_flow(batch: Batch) -> Result<Summary, MainError> {
+    let first: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-1", batch.label),
+        parameter2: batch.steps[0],
+    }))?;
+    let second: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-2", batch.label),
+        parameter2: batch.steps[1],
+    }))?;
+    let third: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-3", batch.label),
+        parameter2: batch.steps[2],
+    }))?;
+    let parallel: Vec<JobReport> =
+        call_nested!(for r in batch.parallel => run_job(r), max_concurrency = 8)?;
+    Ok(Summary {
+        sequential: vec![first, second, third],
+        parallel,
+    })
+}

@@ -1,0 +1,69 @@
+//! The step handler of the nesting example's workflows: what the Task states of their
+//! emitted ASL invoke (see the README's "Deploying to AWS Step Functions").
+//!
+//! ```text
+//! # A long-lived local process: one JSON request per line on stdin, one answer per line.
+//! JOB_SERVICE_URL=http://127.0.0.1:8080 cargo run --example step_handler
+//!
+//! # The same handler as an AWS Lambda function (build it for Lambda, e.g. with cargo-lambda).
+//! cargo build --release --example step_handler --features lambda
+//! ```
+//!
+//! With `--features lambda`, the binary serves Lambda invocations when it runs inside
+//! Lambda (the `AWS_LAMBDA_RUNTIME_API` variable is set) and JSON lines otherwise. An
+//! invalid request fails the invocation with an error whose type is the handler's error
+//! name (`Workflow.InvalidState`, …), which a `Catch` or `Retry` in the ASL can match.
+
+#[path = "nesting/workflows.rs"]
+#[allow(dead_code)]
+mod workflows;
+
+use workflow::asl::{serve_json_lines, StepHandler};
+
+use workflows::{main_flow, run_job, JobService};
+
+fn handler() -> Result<StepHandler, Box<dyn std::error::Error>> {
+    let url = std::env::var("JOB_SERVICE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let handler = StepHandler::builder()
+        .register(main_flow)
+        .register(run_job)
+        .dependency(JobService::new(url))
+        .build()?;
+    Ok(handler)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let handler = handler()?;
+    #[cfg(feature = "lambda")]
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return lambda::serve(handler);
+    }
+    let stdin = std::io::stdin();
+    serve_json_lines(&handler, stdin.lock(), std::io::stdout().lock())?;
+    Ok(())
+}
+
+#[cfg(feature = "lambda")]
+mod lambda {
+    use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+    use serde_json::Value;
+    use workflow::asl::StepHandler;
+
+    pub fn serve(handler: StepHandler) -> Result<(), Box<dyn std::error::Error>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime
+            .block_on(async {
+                let handler = &handler;
+                lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                    handler.handle(event.payload).await.map_err(|e| Diagnostic {
+                        error_type: e.name().to_owned(),
+                        error_message: e.to_string(),
+                    })
+                }))
+                .await
+            })
+            .map_err(|e| e as Box<dyn std::error::Error>)
+    }
+}
