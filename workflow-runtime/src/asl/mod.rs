@@ -295,14 +295,13 @@ pub fn error_name(error: &Value) -> String {
                 parts.push(s);
                 break;
             }
-            Value::Object(m) if m.len() == 1 => {
-                let (k, inner) = m.iter().next().expect("one entry");
-                if !is_variant(k) {
-                    break;
+            Value::Object(m) => match (m.len(), m.iter().next()) {
+                (1, Some((k, inner))) if is_variant(k) => {
+                    parts.push(k);
+                    v = inner;
                 }
-                parts.push(k);
-                v = inner;
-            }
+                _ => break,
+            },
             _ => break,
         }
     }
