@@ -28,6 +28,7 @@ fn runtime() -> Runtime {
         .register(unannotated_temporaries)
         .register(assignments)
         .register(skip_ahead)
+        .register(ping_all)
         .dependency(Calc::default())
         .build()
         .expect("the dependency is provided")
@@ -221,6 +222,14 @@ async fn labelled_blocks_and_if_without_else() {
     assert_eq!(out.unwrap(), 260);
     assert_eq!(count(&rt, &id, "WaitEnded sleep").await, 1);
     assert_eq!(count(&rt, &id, "WaitEnded sleep #2").await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_workflow_ending_in_a_loop() {
+    let rt = runtime();
+    let (out, id) = run(&rt, ping_all, 3).await;
+    out.unwrap();
+    assert_eq!(count(&rt, &id, "TaskSucceeded calc.double").await, 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -109,8 +109,9 @@ pub(crate) fn function(item: ItemFn) -> syn::Result<WorkflowFn> {
     if !sig.generics.params.is_empty() {
         errors.spanned(&sig.generics, GENERIC);
     } else if let Some(w) = &sig.generics.where_clause {
-        // Without parameters the generics have no tokens to point at: use the `where`.
-        errors.spanned(w, GENERIC);
+        // Without parameters the generics have no tokens to point at (nor has an empty
+        // `where` clause's predicate list): point at the `where` keyword.
+        errors.spanned(w.where_token, GENERIC);
     }
     if let Some(c) = &sig.constness {
         errors.spanned(c, "a workflow cannot be `const`");

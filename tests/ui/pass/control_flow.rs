@@ -304,4 +304,12 @@ pub async fn skip_ahead(calc: &Calc, n: u32) -> u32 {
     out
 }
 
+/// A workflow returning `()` whose tail is a `for` loop that yields.
+#[workflow]
+pub async fn ping_all(calc: &Calc, n: u32) {
+    for i in 0..n {
+        calc.double(i).await;
+    }
+}
+
 fn main() {}

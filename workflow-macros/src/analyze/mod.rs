@@ -363,6 +363,21 @@ impl Analyzer<'_> {
                 Tail::Ignore | Tail::Return(_) => Some(expr.clone()),
             };
         }
+        // `for`, `while` and an `if` without `else` have the value `()`: as a tail they are
+        // statements (a workflow returning `()`, or a branch whose value is `()`).
+        let unit = matches!(expr, Expr::ForLoop(_) | Expr::While(_))
+            || matches!(expr, Expr::If(i) if i.else_branch.is_none());
+        if unit && !matches!(tail, Tail::Ignore) {
+            if !self.expr_stmt(expr, Binding::Discard, nodes) {
+                scrub::expr(expr, None, self.errors);
+            }
+            if let Tail::Hold(holder, _) = tail {
+                nodes.push(Node::Plain(
+                    parse_quote!(#holder = ::core::option::Option::Some(());),
+                ));
+            }
+            return None;
+        }
         let ty = match tail {
             Tail::Ignore => {
                 // The value of a statement-position construct is dropped.
