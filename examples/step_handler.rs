@@ -20,13 +20,12 @@ mod workflows;
 
 use workflow::asl::{serve_json_lines, StepHandler};
 
-use workflows::{main_flow, run_job, JobService};
+use workflows::{main_flow, JobService};
 
 fn handler() -> Result<StepHandler, Box<dyn std::error::Error>> {
     let url = std::env::var("JOB_SERVICE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let handler = StepHandler::builder()
-        .register(main_flow)
-        .register(run_job)
+        .register(main_flow) // and run_job, which it calls
         .dependency(JobService::new(url))
         .build()?;
     Ok(handler)

@@ -83,6 +83,7 @@ mod history;
 mod iter;
 mod poll;
 mod recovery;
+mod registry;
 mod runtime;
 mod store;
 mod time;

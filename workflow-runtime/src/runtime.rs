@@ -18,15 +18,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::child::Outcome;
 use crate::context::Deps;
-use crate::driver::{Erased, Launch, Typed};
+use crate::driver::{Erased, Launch};
 use crate::error::{BuildError, RunError, StartError, StoreError};
 use crate::history::Event;
 use crate::recovery::Recovered;
+use crate::registry::{self, WorkflowRef};
 use crate::store::{
     ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, SqliteStore, Status, Store,
 };
 use crate::time::{Clock, Timestamp};
-use crate::workflow::{BoxFuture, Linker, Workflow};
+use crate::workflow::{BoxFuture, Workflow};
 use crate::ExecutionId;
 
 /// The payload limit of a new runtime: 256 KiB, the Step Functions limit for an input or
@@ -45,7 +46,7 @@ pub struct Runtime {
 /// Configures a [`Runtime`]: which workflows, which dependencies, which store.
 #[must_use]
 pub struct Builder {
-    registrations: Vec<Registration>,
+    registrations: Vec<WorkflowRef>,
     deps: Deps,
     store: Option<StoreChoice>,
     payload_limit: usize,
@@ -80,26 +81,14 @@ pub(crate) struct Live {
 #[derive(Clone)]
 pub(crate) struct Registration {
     pub(crate) name: &'static str,
-    type_id: TypeId,
-    link: fn(&mut Linker),
+    pub(crate) type_id: TypeId,
     pub(crate) driver: Arc<dyn Erased>,
-}
-
-impl Registration {
-    pub(crate) fn of<W: Workflow>() -> Self {
-        Registration {
-            name: W::NAME,
-            type_id: TypeId::of::<W>(),
-            link: W::link,
-            driver: Arc::new(Typed::<W>(PhantomData)),
-        }
-    }
 }
 
 impl Builder {
     /// Registers a workflow, and every workflow it calls with `call_nested!`.
     pub fn register<W: Workflow>(mut self, _workflow: W) -> Self {
-        self.registrations.push(Registration::of::<W>());
+        self.registrations.push(WorkflowRef::of::<W>());
         self
     }
 
@@ -145,28 +134,17 @@ impl Builder {
     /// [`sqlite`](Self::sqlite) cannot be opened. Resuming stored executions is a separate,
     /// async step: [`Runtime::recover`].
     pub fn build(self) -> Result<Runtime, BuildError> {
-        let mut workflows: HashMap<&'static str, Registration> = HashMap::new();
-        let mut pending = self.registrations;
-        while let Some(reg) = pending.pop() {
-            if let Some(existing) = workflows.get(reg.name) {
-                if existing.type_id != reg.type_id {
-                    return Err(BuildError::DuplicateName { name: reg.name });
-                }
-                continue;
-            }
-            let mut linker = Linker::default();
-            (reg.link)(&mut linker);
-            for (type_id, type_name) in linker.dependencies {
-                if !self.deps.contains(type_id) {
-                    return Err(BuildError::MissingDependency {
-                        workflow: reg.name,
-                        type_name,
-                    });
-                }
-            }
-            pending.extend(linker.children);
-            workflows.insert(reg.name, reg);
-        }
+        let workflows = registry::link(self.registrations, &self.deps)?
+            .into_iter()
+            .map(|(name, w)| {
+                let registration = Registration {
+                    name,
+                    type_id: w.type_id,
+                    driver: (w.driver)(),
+                };
+                (name, registration)
+            })
+            .collect();
         let store: Arc<dyn Store> = match self.store {
             None => Arc::new(MemoryStore::new()),
             Some(StoreChoice::Given(store)) => store,

@@ -109,7 +109,7 @@ impl<W: Workflow> Step<W> {
 #[derive(Default)]
 pub struct Linker {
     pub(crate) dependencies: Vec<(TypeId, &'static str)>,
-    pub(crate) children: Vec<crate::runtime::Registration>,
+    pub(crate) children: Vec<crate::registry::WorkflowRef>,
 }
 
 impl Linker {
@@ -121,6 +121,6 @@ impl Linker {
 
     /// The workflow calls `W` with `call_nested!`.
     pub fn child<W: Workflow>(&mut self, _workflow: W) {
-        self.children.push(crate::runtime::Registration::of::<W>());
+        self.children.push(crate::registry::WorkflowRef::of::<W>());
     }
 }

@@ -42,10 +42,12 @@ use serde_json::{json, Value};
 use super::{emit, error_name, GiveUp, Layout, StateMachine};
 use crate::child::{ChildResult, ChildrenOutcome, Outcome};
 use crate::context::{to_json, Deps, StepCx};
+use crate::error::BuildError;
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
+use crate::registry::{self, WorkflowRef};
 use crate::time::Timestamp;
-use crate::workflow::{BoxFuture, Linker, Step, Workflow};
+use crate::workflow::{BoxFuture, Step, Workflow};
 use crate::ExecutionId;
 
 /// Why the step handler refused a request. Answered to Step Functions as a Lambda error
@@ -105,33 +107,6 @@ impl StepError {
     }
 }
 
-/// The handler refused its configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandlerBuildError {
-    /// A workflow needs a dependency that was not provided.
-    #[error("workflow `{workflow}` needs a dependency of type `{type_name}`")]
-    MissingDependency {
-        /// The workflow.
-        workflow: &'static str,
-        /// The dependency's type.
-        type_name: &'static str,
-    },
-    /// A workflow calls a child that is not registered: its executions would fail.
-    #[error(
-        "workflow `{workflow}` calls `{child}`, which is not registered with the step handler"
-    )]
-    MissingChild {
-        /// The parent.
-        workflow: &'static str,
-        /// The child.
-        child: &'static str,
-    },
-    /// Two different workflows share a name.
-    #[error("two different workflows are named `{0}`")]
-    DuplicateName(&'static str),
-}
-
 /// Which clock a step reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StepClock {
@@ -148,16 +123,16 @@ pub enum StepClock {
 /// Builds a [`StepHandler`].
 #[derive(Default)]
 pub struct StepHandlerBuilder {
-    entries: Vec<Arc<dyn Entry>>,
+    entries: Vec<WorkflowRef>,
     deps: Deps,
     clock: StepClock,
 }
 
 impl StepHandlerBuilder {
-    /// Serves workflow `W` (register every child it calls too: each child execution
-    /// invokes the same handler).
+    /// Serves workflow `W`, and every workflow it calls with `call_nested!` (each child
+    /// execution invokes the same handler).
     pub fn register<W: Workflow>(mut self, _workflow: W) -> Self {
-        self.entries.push(Arc::new(Typed::<W>(PhantomData)));
+        self.entries.push(WorkflowRef::of::<W>());
         self
     }
 
@@ -178,37 +153,13 @@ impl StepHandlerBuilder {
         self
     }
 
-    /// Checks that every dependency and child is there.
-    pub fn build(self) -> Result<StepHandler, HandlerBuildError> {
-        let mut workflows: HashMap<&'static str, Arc<dyn Entry>> = HashMap::new();
-        for e in &self.entries {
-            if let Some(old) = workflows.insert(e.name(), e.clone()) {
-                // The same workflow registered twice has the same static graph.
-                if !std::ptr::eq(old.graph(), e.graph()) {
-                    return Err(HandlerBuildError::DuplicateName(e.name()));
-                }
-            }
-        }
-        for e in &self.entries {
-            let mut linker = Linker::default();
-            e.link(&mut linker);
-            for (type_id, type_name) in &linker.dependencies {
-                if !self.deps.contains(*type_id) {
-                    return Err(HandlerBuildError::MissingDependency {
-                        workflow: e.name(),
-                        type_name,
-                    });
-                }
-            }
-            for child in &linker.children {
-                if !workflows.contains_key(child.name) {
-                    return Err(HandlerBuildError::MissingChild {
-                        workflow: e.name(),
-                        child: child.name,
-                    });
-                }
-            }
-        }
+    /// Checks that every dependency is there (the same checks as
+    /// [`Builder::build`](crate::Builder::build)).
+    pub fn build(self) -> Result<StepHandler, BuildError> {
+        let workflows = registry::link(self.entries, &self.deps)?
+            .into_iter()
+            .map(|(name, w)| (name, (w.entry)()))
+            .collect();
         Ok(StepHandler {
             workflows,
             deps: self.deps,
@@ -249,7 +200,7 @@ impl std::fmt::Debug for StepHandler {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Request {
+pub(crate) struct Request {
     workflow: String,
     at: String,
     #[serde(default)]
@@ -304,10 +255,9 @@ impl StepHandler {
     }
 }
 
-trait Entry: Send + Sync {
-    fn name(&self) -> &'static str;
+/// The handler's view of a workflow type.
+pub(crate) trait Entry: Send + Sync {
     fn graph(&self) -> &'static StateGraph;
-    fn link(&self, linker: &mut Linker);
     fn run<'a>(
         &'a self,
         request: Request,
@@ -316,17 +266,11 @@ trait Entry: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, StepError>>;
 }
 
-struct Typed<W>(PhantomData<fn() -> W>);
+pub(crate) struct Typed<W>(pub(crate) PhantomData<fn() -> W>);
 
 impl<W: Workflow> Entry for Typed<W> {
-    fn name(&self) -> &'static str {
-        W::NAME
-    }
     fn graph(&self) -> &'static StateGraph {
         W::graph()
-    }
-    fn link(&self, linker: &mut Linker) {
-        W::link(linker)
     }
     fn run<'a>(
         &'a self,

@@ -58,7 +58,7 @@
 //! CloudFormation/SAM `DefinitionSubstitutions`; [`StateMachine::placeholders`] lists them.
 
 mod emit;
-mod handler;
+pub(crate) mod handler;
 mod serve;
 
 use std::collections::HashSet;
@@ -68,7 +68,7 @@ use serde_json::Value;
 use crate::graph::{NodeKind, StateGraph, Transition};
 
 pub use emit::{asl, AslExt, StateMachine};
-pub use handler::{HandlerBuildError, StepClock, StepError, StepHandler, StepHandlerBuilder};
+pub use handler::{StepClock, StepError, StepHandler, StepHandlerBuilder};
 pub use serve::serve_json_lines;
 
 /// The longest state name Step Functions accepts.
