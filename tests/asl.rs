@@ -55,7 +55,7 @@ macro_rules! all_workflows {
             .register(pass_nesting::run_job)
             .register(pass_nesting::main_flow)
             .dependency(flows::Calc::default())
-            .dependency(nesting::JobService::default())
+            .dependency(nesting::scripted())
             .dependency(pass_nesting::Svc)
     };
 }

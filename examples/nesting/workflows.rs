@@ -2,6 +2,8 @@
 //! the example (`main.rs`) and the step-handler binary (`examples/step_handler.rs`).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -87,19 +89,39 @@ impl From<reqwest::Error> for JobError {
     }
 }
 
-/// An HTTP client of the job service, and how the workflows poll it.
+/// What the workflows need from a job service. The example talks to it over HTTP
+/// ([`JobService::new`]); tests and benchmarks answer in process
+/// ([`JobService::with_api`]), so every one of them runs these very workflows.
+pub trait JobApi: Send + Sync + 'static {
+    /// Starts a job.
+    fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId>;
+    /// Tells how a job is doing.
+    fn status<'a>(&'a self, id: &'a JobId) -> ApiFuture<'a, JobStatus>;
+}
+
+/// The future a [`JobApi`] call returns.
+pub type ApiFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, JobError>> + Send + 'a>>;
+
+/// The dependency of the workflows: a job service, and how they poll it.
 pub struct JobService {
-    pub http: reqwest::Client,
-    pub base_url: String,
+    api: Box<dyn JobApi>,
     pub poll_every: Duration,
     pub poll_timeout: Duration,
 }
 
 impl JobService {
+    /// The job service at `base_url`, over HTTP.
     pub fn new(base_url: impl Into<String>) -> Self {
-        JobService {
+        Self::with_api(HttpJobs {
             http: reqwest::Client::new(),
             base_url: base_url.into(),
+        })
+    }
+
+    /// A job service answered by `api`.
+    pub fn with_api(api: impl JobApi) -> Self {
+        JobService {
+            api: Box::new(api),
             poll_every: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(10),
         }
@@ -112,33 +134,53 @@ impl JobService {
         self
     }
 
-    /// `POST /jobs`.
     pub async fn start(&self, req: &JobRequest) -> Result<JobId, JobError> {
-        let created: JobCreated = self
-            .http
-            .post(format!("{}/jobs", self.base_url))
-            .timeout(Duration::from_secs(5))
-            .json(req)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(created.id)
+        self.api.start(req).await
+    }
+
+    pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
+        self.api.status(id).await
+    }
+}
+
+/// The job service's HTTP API.
+struct HttpJobs {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl JobApi for HttpJobs {
+    /// `POST /jobs`.
+    fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId> {
+        Box::pin(async move {
+            let created: JobCreated = self
+                .http
+                .post(format!("{}/jobs", self.base_url))
+                .timeout(Duration::from_secs(5))
+                .json(req)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok(created.id)
+        })
     }
 
     /// `GET /jobs/{id}`.
-    pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
-        let response = self
-            .http
-            .get(format!("{}/jobs/{id}", self.base_url))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(JobError::UnknownJob { id: id.clone() });
-        }
-        Ok(response.error_for_status()?.json().await?)
+    fn status<'a>(&'a self, id: &'a JobId) -> ApiFuture<'a, JobStatus> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .get(format!("{}/jobs/{id}", self.base_url))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(JobError::UnknownJob { id: id.clone() });
+            }
+            Ok(response.error_for_status()?.json().await?)
+        })
     }
 }
 
