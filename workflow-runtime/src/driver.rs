@@ -337,12 +337,22 @@ impl Driver {
                 Some(Wait::Timer { node, until }) => {
                     // From the persisted deadline: a restart fires a due timer at once.
                     let remaining = until.since(self.rt.clock.now());
-                    tokio::select! {
-                        biased;
-                        () = self.cancel.cancelled() => {
+                    if remaining.is_zero() {
+                        // A due timer (a zero wait, or one that fell due during a restart)
+                        // skips tokio's timer wheel, which would hold it until its next
+                        // millisecond tick; yielding keeps such a loop fair to other tasks.
+                        tokio::task::yield_now().await;
+                        if self.cancel.is_cancelled() {
                             return self.finish(Outcome::Cancelled, Vec::new()).await;
                         }
-                        () = tokio::time::sleep(remaining) => {}
+                    } else {
+                        tokio::select! {
+                            biased;
+                            () = self.cancel.cancelled() => {
+                                return self.finish(Outcome::Cancelled, Vec::new()).await;
+                            }
+                            () = tokio::time::sleep(remaining) => {}
+                        }
                     }
                     carried.push(Event {
                         at: self.rt.clock.now(),

@@ -318,6 +318,17 @@ impl SqliteStore {
 fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", options.durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Each write runs in a savepoint, whose journal (the "statement journal") SQLite keeps
+    // in a temporary file by default: with many writes per group commit, writing pages to
+    // that file was a sixth of the writer's time. In memory it costs a copy of each page.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 64 MiB of page cache instead of 2 MiB: the pages of thousands of executions in flight
+    // stay cached instead of being read back from the OS between commits.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    // Copy the WAL back into the database every 64 MiB of log instead of every 4 MiB: a
+    // page that many commits rewrite (a busy execution's row) is copied back once, not
+    // once per 4 MiB. Durability is the same; the WAL file gets bigger.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     // Short: the writer's own retry loop does the backing off, within its budget.
     conn.busy_timeout(Duration::from_millis(20))
 }

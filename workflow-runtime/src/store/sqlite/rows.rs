@@ -165,10 +165,6 @@ pub(super) fn apply_checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<(),
             .and_then(|mut s| s.execute(p))
             .map_err(store_error)
     };
-    run(
-        "UPDATE executions SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        &[&id, &status, &at],
-    )?;
     if let Some(saved) = &cp.state {
         let waiting = saved.waiting.as_ref().map(json).transpose()?;
         let wake_at = saved
@@ -178,10 +174,24 @@ pub(super) fn apply_checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<(),
             .map(ts)
             .transpose()?;
         let batches = to_i64(saved.batches, "batches")?;
+        // One statement: each UPDATE rewrites the whole row, state and input included.
         run(
-            "UPDATE executions SET state = ?2, waiting = ?3, wake_at = ?4, batches = ?5 \
-             WHERE id = ?1",
-            &[&id, &saved.bytes, &waiting, &wake_at, &batches],
+            "UPDATE executions SET status = ?2, updated_at = ?3, state = ?4, waiting = ?5, \
+             wake_at = ?6, batches = ?7 WHERE id = ?1",
+            &[
+                &id,
+                &status,
+                &at,
+                &saved.bytes,
+                &waiting,
+                &wake_at,
+                &batches,
+            ],
+        )?;
+    } else {
+        run(
+            "UPDATE executions SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            &[&id, &status, &at],
         )?;
     }
     if cp.status.is_terminal() {

@@ -1,0 +1,375 @@
+//! The benchmark's workflows: the nesting example's two workflows with the same shape and
+//! the same names (start a job, poll it until it is finished, transform the result; a main
+//! workflow running three children one after the other, then a fan-out), written against
+//! [`Jobs`], an in-process job service that answers at once, instead of the example's HTTP
+//! client. The example's `run_job` / `main_flow` take that HTTP `JobService` type, which is
+//! why they are repeated here rather than imported. `fan_out_*` are `main_flow`'s fan-out
+//! on its own, with the two concurrency limits of workload 6.
+//!
+//! `plain_run_job` / `plain_main_flow` are the same logic as plain tokio `async fn`s, with
+//! no checkpointing: the lower bound of workload 2.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub parameter1: String,
+    pub parameter2: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job-{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: JobId,
+    pub state: JobState,
+    pub result: Option<String>,
+}
+
+impl JobStatus {
+    pub fn is_finished(&self) -> bool {
+        self.state != JobState::Running
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum JobError {
+    #[error("the service does not know job {id}")]
+    UnknownJob { id: JobId },
+    #[error("job {id} failed: {reason}")]
+    JobFailed { id: JobId, reason: String },
+    #[error(transparent)]
+    Poll(#[from] PollError),
+}
+
+/// When a job is finished.
+#[derive(Clone, Copy, Debug)]
+pub enum Readiness {
+    /// At its n-th status call.
+    AfterPolls(u32),
+    /// At the first status call at or after this instant.
+    At(Instant),
+}
+
+/// The job service, in-process and instant: `start` hands out a number, `status` says
+/// `running` until the job is ready (see [`Readiness`]). Optionally it measures the time
+/// between a job's consecutive calls (see [`Intervals`]).
+pub struct Jobs {
+    pub every: Duration,
+    pub timeout: Duration,
+    pub readiness: Readiness,
+    next: AtomicU64,
+    started: AtomicU64,
+    calls: Mutex<HashMap<u64, u32>>,
+    intervals: Option<Mutex<Intervals>>,
+}
+
+impl Jobs {
+    pub fn new(every: Duration, timeout: Duration, readiness: Readiness) -> Self {
+        Jobs {
+            every,
+            timeout,
+            readiness,
+            next: AtomicU64::new(1),
+            started: AtomicU64::new(0),
+            calls: Mutex::new(HashMap::new()),
+            intervals: None,
+        }
+    }
+
+    /// Also measures the interval between a job's calls (its start, then each status).
+    pub fn measured(mut self) -> Self {
+        self.intervals = Some(Mutex::new(Intervals::default()));
+        self
+    }
+
+    /// How many jobs were started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub fn intervals(&self) -> Option<MutexGuard<'_, Intervals>> {
+        self.intervals
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub async fn start(&self, _req: &JobRequest) -> Result<JobId, JobError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        if let Some(mut iv) = self.intervals() {
+            iv.last.insert(id, Instant::now());
+        }
+        Ok(JobId(id))
+    }
+
+    pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
+        if let Some(mut iv) = self.intervals() {
+            iv.call(id.0);
+        }
+        let finished = match self.readiness {
+            Readiness::At(at) => Instant::now() >= at,
+            Readiness::AfterPolls(n) => {
+                let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+                let c = calls.entry(id.0).or_default();
+                *c += 1;
+                let done = *c >= n;
+                if done {
+                    calls.remove(&id.0);
+                }
+                done
+            }
+        };
+        Ok(JobStatus {
+            id: *id,
+            state: if finished {
+                JobState::Succeeded
+            } else {
+                JobState::Running
+            },
+            result: finished.then(|| format!("result of job-{}", id.0)),
+        })
+    }
+}
+
+/// A histogram of the intervals between a job's consecutive calls, in 10 µs buckets up
+/// to 2 s (longer ones go to the last bucket): fixed memory however many calls.
+pub struct Intervals {
+    last: HashMap<u64, Instant>,
+    buckets: Vec<u64>,
+    max: Duration,
+}
+
+const BUCKET: Duration = Duration::from_micros(10);
+const BUCKETS: usize = 200_000;
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            last: HashMap::new(),
+            buckets: vec![0; BUCKETS],
+            max: Duration::ZERO,
+        }
+    }
+}
+
+impl Intervals {
+    fn call(&mut self, job: u64) {
+        let now = Instant::now();
+        if let Some(prev) = self.last.insert(job, now) {
+            let d = now - prev;
+            self.max = self.max.max(d);
+            let b = (d.as_nanos() / BUCKET.as_nanos()) as usize;
+            self.buckets[b.min(BUCKETS - 1)] += 1;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The `q` quantile (0..=1), to the bucket's upper edge.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let total = self.count();
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return BUCKET * (i as u32 + 1);
+            }
+        }
+        self.max
+    }
+
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+}
+
+/// What one `run_job` execution reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job_id: JobId,
+    pub polls: u32,
+    pub runtime_ms: u64,
+    pub result: String,
+}
+
+/// The nested workflow: start a job, poll it until it is finished, transform the result.
+#[workflow(name = "NestingPatternAnotherStateMachine")]
+pub async fn run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, JobError> {
+    let job: JobId = svc.start(&req).await?;
+    let status: Polled<JobStatus> = poll_until!(
+        svc.status(&job),
+        |s| s.is_finished(),
+        every = svc.every,
+        timeout = svc.timeout,
+        max_errors = 3,
+    )?;
+    if status.value.state == JobState::Failed {
+        let reason = status.value.result.unwrap_or_default();
+        return Err(JobError::JobFailed { id: job, reason });
+    }
+    Ok(JobReport {
+        job_id: job,
+        polls: status.attempts,
+        runtime_ms: u64::try_from(status.elapsed.as_millis()).unwrap_or(u64::MAX),
+        result: status.value.result.unwrap_or_default(),
+    })
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Batch {
+    pub label: String,
+    pub steps: [u32; 3],
+    pub parallel: Vec<JobRequest>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub sequential: Vec<JobReport>,
+    pub parallel: Vec<JobReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum MainError {
+    #[error(transparent)]
+    Child(#[from] NestedError<JobError>),
+}
+
+/// The main workflow: three children one after the other, then a bounded fan-out.
+#[workflow(name = "NestingPatternMainStateMachine")]
+pub async fn main_flow(batch: Batch) -> Result<Summary, MainError> {
+    let first: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-1", batch.label),
+        parameter2: batch.steps[0],
+    }))?;
+    let second: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-2", batch.label),
+        parameter2: batch.steps[1],
+    }))?;
+    let third: JobReport = call_nested!(run_job(JobRequest {
+        parameter1: format!("{}-3", batch.label),
+        parameter2: batch.steps[2],
+    }))?;
+    let parallel: Vec<JobReport> =
+        call_nested!(for r in batch.parallel => run_job(r), max_concurrency = 8)?;
+    Ok(Summary {
+        sequential: vec![first, second, third],
+        parallel,
+    })
+}
+
+/// Workload 6: one parent mapping over its input, every child at once.
+#[workflow(name = "FanOutAll")]
+pub async fn fan_out_all(jobs: Vec<JobRequest>) -> Result<usize, MainError> {
+    let done: Vec<JobReport> = call_nested!(for r in jobs => run_job(r), max_concurrency = 10000)?;
+    Ok(done.len())
+}
+
+/// Workload 6: one parent mapping over its input, 100 children at a time.
+#[workflow(name = "FanOut100")]
+pub async fn fan_out_100(jobs: Vec<JobRequest>) -> Result<usize, MainError> {
+    let done: Vec<JobReport> = call_nested!(for r in jobs => run_job(r), max_concurrency = 100)?;
+    Ok(done.len())
+}
+
+// =======================================================================================
+// The lower bound: the same logic as plain `async fn`s, nothing persisted.
+// =======================================================================================
+
+pub async fn plain_run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, JobError> {
+    let job = svc.start(&req).await?;
+    let started = Instant::now();
+    let (mut attempts, mut errors) = (0u32, 0u32);
+    let status = loop {
+        // Like the runtime: a zero wait yields instead of waiting for the timer's next tick.
+        if svc.every.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(svc.every).await;
+        }
+        attempts += 1;
+        let elapsed = started.elapsed();
+        match svc.status(&job).await {
+            Ok(s) if s.is_finished() => break s,
+            Ok(_) => {}
+            Err(e) => {
+                errors += 1;
+                if errors > 3 {
+                    return Err(e);
+                }
+            }
+        }
+        if elapsed + svc.every > svc.timeout {
+            return Err(JobError::Poll(PollError::TimedOut {
+                attempts,
+                elapsed,
+                last_error: None,
+            }));
+        }
+    };
+    if status.state == JobState::Failed {
+        let reason = status.result.unwrap_or_default();
+        return Err(JobError::JobFailed { id: job, reason });
+    }
+    Ok(JobReport {
+        job_id: job,
+        polls: attempts,
+        runtime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        result: status.result.unwrap_or_default(),
+    })
+}
+
+pub async fn plain_main_flow(svc: Arc<Jobs>, batch: Batch) -> Result<Summary, JobError> {
+    let mut sequential = Vec::new();
+    for (i, steps) in batch.steps.iter().enumerate() {
+        let req = JobRequest {
+            parameter1: format!("{}-{}", batch.label, i + 1),
+            parameter2: *steps,
+        };
+        sequential.push(plain_run_job(&svc, req).await?);
+    }
+    // Children in parallel, each on its own task (at most 8 at a time, like `main_flow`).
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for r in batch.parallel {
+        let (svc, limit) = (Arc::clone(&svc), Arc::clone(&limit));
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            plain_run_job(&svc, r).await
+        }));
+    }
+    let mut parallel = Vec::new();
+    for t in tasks {
+        parallel.push(t.await.expect("child task panicked")?);
+    }
+    Ok(Summary {
+        sequential,
+        parallel,
+    })
+}
