@@ -20,21 +20,8 @@
 //    and reused by every execution.
 'use strict';
 
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers() {
-    let resolve;
-    let reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
-
 const fs = require('fs');
-const readline = require('readline');
-const { StateMachine } = require('aws-local-stepfunctions');
+const { StateMachine, collectStates, placeholders, stepHandlerOverStdio } = require('./common.cjs');
 
 const [planFile, resultsFile] = process.argv.slice(2);
 const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
@@ -42,20 +29,7 @@ const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
 const LAMBDA = 'arn:aws:states:::lambda:invoke';
 const CHILD = 'arn:aws:states:::states:startExecution.sync:2';
 
-function collectStates(states, out) {
-  for (const [name, state] of Object.entries(states)) {
-    out.push([name, state]);
-    for (const b of state.Branches ?? []) collectStates(b.States, out);
-    if (state.ItemProcessor) collectStates(state.ItemProcessor.States, out);
-    if (state.Iterator) collectStates(state.Iterator.States, out);
-  }
-  return out;
-}
-
-const byPlaceholder = {};
-for (const name of Object.keys(plan.machines)) {
-  byPlaceholder['${' + name.replace(/[^A-Za-z0-9]/g, '') + 'Arn}'] = name;
-}
+const byPlaceholder = placeholders(plan.machines);
 
 // One reused StateMachine per workflow; `lambda(workflow)` answers its Lambda Tasks.
 function makeRunner(lambda) {
@@ -91,30 +65,11 @@ function makeRunner(lambda) {
 }
 
 // --- 1. Record, with the Rust step handler over JSON lines ----------------------------
-let nextId = 1;
-const pending = new Map();
-const lines = readline.createInterface({ input: process.stdin });
-lines.on('line', (line) => {
-  const answer = JSON.parse(line);
-  const waiter = pending.get(answer.id);
-  if (!waiter) return;
-  pending.delete(answer.id);
-  if (answer.error) {
-    const e = new Error(answer.error.message);
-    e.name = answer.error.name;
-    waiter.reject(e);
-  } else {
-    waiter.resolve(answer.ok);
-  }
-});
+const step = stepHandlerOverStdio();
 const recorded = new Map(); // execution id -> answers, in order
 function rustStep() {
   return () => (payload) => {
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
-      process.stdout.write(JSON.stringify({ id, ...payload }) + '\n');
-    }).then((answer) => {
+    return step(payload).then((answer) => {
       if (!recorded.has(payload.execution)) recorded.set(payload.execution, []);
       recorded.get(payload.execution).push(answer);
       return answer;
@@ -157,7 +112,7 @@ async function pool(n, inflight, task) {
     answers[r.workflow] = recorded.get(r.id);
   }
   process.stdout.end();
-  lines.close();
+  step.close();
 
   const replay = makeRunner(replayStep(answers));
   const results = [];

@@ -7,66 +7,14 @@
 // results: [{"id", "workflow", "states": [entered state names], "output"? , "error"?: {name, cause}}]
 'use strict';
 
-// aws-local-stepfunctions@3 targets Node >= 22; Node 20 lacks only this.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers() {
-    let resolve;
-    let reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
-
 const fs = require('fs');
-const readline = require('readline');
-const { StateMachine } = require('aws-local-stepfunctions');
+const { StateMachine, collectStates, placeholders, stepHandlerOverStdio } = require('./common.cjs');
 
 const [planFile, resultsFile] = process.argv.slice(2);
 const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
 
-// --- The step handler, over JSON lines ---------------------------------------------------
-let nextId = 1;
-const pending = new Map();
-const lines = readline.createInterface({ input: process.stdin });
-lines.on('line', (line) => {
-  const answer = JSON.parse(line);
-  const waiter = pending.get(answer.id);
-  if (!waiter) return;
-  pending.delete(answer.id);
-  if (answer.error) {
-    const e = new Error(answer.error.message);
-    e.name = answer.error.name;
-    waiter.reject(e);
-  } else {
-    waiter.resolve(answer.ok);
-  }
-});
-function step(payload) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    process.stdout.write(JSON.stringify({ id, ...payload }) + '\n');
-  });
-}
-
-// --- Which workflow a `${…Arn}` placeholder names ---------------------------------------
-const byPlaceholder = {};
-for (const name of Object.keys(plan.machines)) {
-  byPlaceholder['${' + name.replace(/[^A-Za-z0-9]/g, '') + 'Arn}'] = name;
-}
-
-function collectStates(states, out) {
-  for (const [name, state] of Object.entries(states)) {
-    out.push([name, state]);
-    for (const b of state.Branches ?? []) collectStates(b.States, out);
-    if (state.ItemProcessor) collectStates(state.ItemProcessor.States, out);
-    if (state.Iterator) collectStates(state.Iterator.States, out);
-  }
-  return out;
-}
+const step = stepHandlerOverStdio();
+const byPlaceholder = placeholders(plan.machines);
 
 async function execute(workflow, input, executionId) {
   const definition = plan.machines[workflow];
