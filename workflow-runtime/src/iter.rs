@@ -104,20 +104,8 @@ impl ForIter {
         let Remaining::Range(state) = &mut self.remaining else {
             return Some(Err(Fault::new("a `for` loop's state is not a range")));
         };
-        let mut step = || -> Result<Option<Value>, Fault> {
-            let mut range: Range<T> = serde_json::from_value(state.clone()).map_err(fault)?;
-            let item = range
-                .next()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(fault)?;
-            *state = serde_json::to_value(range).map_err(fault)?;
-            Ok(item)
-        };
-        match step() {
-            Ok(next) => self.advance(next),
-            Err(e) => Some(Err(e)),
-        }
+        let next = step_range::<Range<T>>(state).map(|(item, _)| item);
+        self.settle(next)
     }
 
     /// The next number of a closed range.
@@ -133,23 +121,39 @@ impl ForIter {
             return self.advance(None);
         }
         // A `RangeInclusive` does not serialize its "exhausted" flag, so it is kept aside.
-        let mut step = || -> Result<Option<Value>, Fault> {
-            let mut range: RangeInclusive<T> =
-                serde_json::from_value(state.clone()).map_err(fault)?;
-            let item = range
-                .next()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(fault)?;
+        let next = step_range::<RangeInclusive<T>>(state).map(|(item, range)| {
             *done = range.is_empty();
-            *state = serde_json::to_value(range).map_err(fault)?;
-            Ok(item)
-        };
-        match step() {
+            item
+        });
+        self.settle(next)
+    }
+
+    fn settle<T: DeserializeOwned>(
+        &mut self,
+        next: Result<Option<Value>, Fault>,
+    ) -> Option<Result<T, Fault>> {
+        match next {
             Ok(next) => self.advance(next),
             Err(e) => Some(Err(e)),
         }
     }
+}
+
+/// Takes the next item of the range persisted in `state` and persists what is left;
+/// returns the item (as JSON) and the range after it.
+fn step_range<R>(state: &mut Value) -> Result<(Option<Value>, R), Fault>
+where
+    R: Iterator + Serialize + DeserializeOwned,
+    R::Item: Serialize,
+{
+    let mut range: R = serde_json::from_value(state.clone()).map_err(fault)?;
+    let item = range
+        .next()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(fault)?;
+    *state = serde_json::to_value(&range).map_err(fault)?;
+    Ok((item, range))
 }
 
 #[cfg(test)]
