@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::borrow::Cow;
+
 use crate::context::Fault;
+use crate::retry::WorkflowError;
 use crate::workflow::Workflow;
 use crate::ExecutionId;
 
@@ -34,6 +37,25 @@ pub enum NestedError<E> {
         /// What went wrong.
         message: String,
     },
+}
+
+/// `Failed` has the child's error's name; the others are the runtime's own.
+impl<E: WorkflowError> WorkflowError for NestedError<E> {
+    fn error_name(&self) -> Cow<'static, str> {
+        match self {
+            NestedError::Failed { error, .. } => error.error_name(),
+            NestedError::Cancelled { .. } => Cow::Borrowed("Workflow.ChildCancelled"),
+            NestedError::Faulted { .. } => Cow::Borrowed("Workflow.ChildFaulted"),
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
+        match self {
+            NestedError::Failed { error, .. } => error.is_retryable(),
+            NestedError::Cancelled { .. } => false,
+            NestedError::Faulted { .. } => true,
+        }
+    }
 }
 
 impl<E> NestedError<E> {

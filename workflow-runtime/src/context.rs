@@ -5,10 +5,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::child::ChildrenOutcome;
-use crate::graph::StateGraph;
+use crate::graph::{Node, StateGraph};
+use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
+use crate::workflow::{Step, Workflow};
 use crate::history::{Event, EventKind};
 use crate::time::{Clock, Timestamp};
 
@@ -88,6 +93,18 @@ pub struct StepCx {
     /// Set by the ASL step handler, whose time comes from the request (or is the wall
     /// time at the start of the invocation) rather than from a long-lived tokio clock.
     fixed_now: Option<Timestamp>,
+    /// How many retries of this step's call were made before this run.
+    pub(crate) retries: u32,
+    /// The ASL handler's `Catch`: the call's error, once Step Functions has retried it
+    /// as often as the policy allows. The call is not made again; this is its result.
+    pub(crate) caught: Option<Caught>,
+}
+
+/// A call's error as Step Functions caught it (the `Error` and `Cause` of a `Catch`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Caught {
+    pub(crate) error: String,
+    pub(crate) cause: serde_json::Value,
 }
 
 impl StepCx {
@@ -102,6 +119,8 @@ impl StepCx {
             events: Vec::new(),
             children,
             fixed_now: None,
+            retries: 0,
+            caught: None,
         }
     }
 
@@ -182,6 +201,103 @@ impl StepCx {
         self.record(node, EventKind::TaskSucceeded { output: None });
     }
 
+    /// Runs the call of task or poll `node`, which has a policy: with its timeout, and,
+    /// if it fails with an error its retry policy retries, ends the step with a retry.
+    pub async fn call<W, T, E, F>(&mut self, node: usize, call: F) -> Result<Result<T, E>, Step<W>>
+    where
+        W: Workflow,
+        F: Future<Output = Result<T, E>>,
+        E: WorkflowError + Serialize + DeserializeOwned,
+    {
+        let result = match self.caught.take() {
+            Some(caught) => Err(self.decode_caught(node, caught)?),
+            None => call.await,
+        };
+        self.retry_or(node, result)
+    }
+
+    /// [`call`](Self::call) for a call with a timeout: one that takes longer is dropped
+    /// (cancelled) and fails with [`TaskTimeout`].
+    pub async fn call_with_timeout<W, T, E, F>(
+        &mut self,
+        node: usize,
+        call: F,
+    ) -> Result<Result<T, E>, Step<W>>
+    where
+        W: Workflow,
+        F: Future<Output = Result<T, E>>,
+        E: WorkflowError + Serialize + DeserializeOwned + From<TaskTimeout>,
+    {
+        let timeout = self.policy(node).timeout;
+        let result = match self.caught.take() {
+            // The state's own `TimeoutSeconds` fired (the handler's timeout is shorter, so
+            // this is a hung invocation): the same error as a native timeout.
+            Some(caught) if caught.error == STATES_TIMEOUT => Err(E::from(TaskTimeout {
+                timeout: timeout.unwrap_or_default(),
+            })),
+            Some(caught) => Err(self.decode_caught(node, caught)?),
+            None => match timeout {
+                Some(t) => tokio::time::timeout(t, call)
+                    .await
+                    .unwrap_or_else(|_| Err(E::from(TaskTimeout { timeout: t }))),
+                None => call.await,
+            },
+        };
+        self.retry_or(node, result)
+    }
+
+    fn policy(&self, node: usize) -> Policy {
+        self.graph.nodes.get(node).map(Node::policy).unwrap_or_default()
+    }
+
+    fn decode_caught<W: Workflow, E: DeserializeOwned>(
+        &self,
+        node: usize,
+        caught: Caught,
+    ) -> Result<E, Step<W>> {
+        serde_json::from_value(caught.cause).map_err(|e| {
+            let at = self.graph.nodes.get(node).map_or("?", |n| n.name);
+            Step::Fault(Fault::new(format!(
+                "the error `{}` caught at `{at}` does not decode into the call's error type: {e}",
+                caught.error
+            )))
+        })
+    }
+
+    fn retry_or<W: Workflow, T, E: WorkflowError + Serialize>(
+        &mut self,
+        node: usize,
+        result: Result<T, E>,
+    ) -> Result<Result<T, E>, Step<W>> {
+        let Err(error) = &result else {
+            return Ok(result);
+        };
+        let Some(policy) = self.policy(node).retry else {
+            return Ok(result);
+        };
+        if !policy.retries(error, self.retries) {
+            return Ok(result);
+        }
+        let attempt = self.retries + 1;
+        let delay = policy.delay(attempt);
+        let name = error.error_name().into_owned();
+        self.record(
+            node,
+            EventKind::RetryScheduled {
+                attempt,
+                error: name.clone(),
+                delay,
+            },
+        );
+        Err(Step::Retry(Retry {
+            node,
+            attempt,
+            delay,
+            error: name,
+            cause: to_json(error),
+        }))
+    }
+
     /// The results of the children this state waited for.
     pub fn take_children(&mut self, node: usize) -> Result<ChildrenOutcome, Fault> {
         self.children.take().ok_or_else(|| {
@@ -189,6 +305,9 @@ impl StepCx {
         })
     }
 }
+
+/// The error Step Functions raises when a state's `TimeoutSeconds` elapses.
+pub(crate) const STATES_TIMEOUT: &str = "States.Timeout";
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Value {
     serde_json::to_value(value)

@@ -23,6 +23,8 @@ use crate::runtime::{Inner, Live};
 use crate::store::{
     CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Status, Wait,
 };
+use crate::retry::Retry;
+use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Step, Workflow};
 use crate::ExecutionId;
 
@@ -332,33 +334,24 @@ impl Driver {
         let mut children: Option<ChildrenOutcome> = None;
         loop {
             // 1. Wait for what the last checkpoint said (after a restart too).
+            let mut retries = 0;
             match waiting.take() {
                 None => {}
                 Some(Wait::Timer { node, until }) => {
-                    // From the persisted deadline: a restart fires a due timer at once.
-                    let remaining = until.since(self.rt.clock.now());
-                    if remaining.is_zero() {
-                        // A due timer (a zero wait, or one that fell due during a restart)
-                        // skips tokio's timer wheel, which would hold it until its next
-                        // millisecond tick; yielding keeps such a loop fair to other tasks.
-                        tokio::task::yield_now().await;
-                        if self.cancel.is_cancelled() {
-                            return self.finish(Outcome::Cancelled, Vec::new()).await;
-                        }
-                    } else {
-                        tokio::select! {
-                            biased;
-                            () = self.cancel.cancelled() => {
-                                return self.finish(Outcome::Cancelled, Vec::new()).await;
-                            }
-                            () = tokio::time::sleep(remaining) => {}
-                        }
+                    if let Err(finished) = self.sleep_until(until).await {
+                        return finished;
                     }
                     carried.push(Event {
                         at: self.rt.clock.now(),
                         state: node_name(node),
                         kind: EventKind::WaitEnded,
                     });
+                }
+                Some(Wait::Retry { until, attempt, .. }) => {
+                    if let Err(finished) = self.sleep_until(until).await {
+                        return finished;
+                    }
+                    retries = attempt;
                 }
                 Some(Wait::Children(batch)) => {
                     let Some(node) = node_name(batch.node) else {
@@ -374,6 +367,7 @@ impl Driver {
             // 2. Step.
             let mut cx = StepCx::new(self.rt.clock, graph, children.take());
             cx.events = std::mem::take(&mut carried);
+            cx.retries = retries;
             let step = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => None,
@@ -385,7 +379,18 @@ impl Driver {
             };
             // 3. Checkpoint what comes next.
             let next = match step {
-                Step::Continue(next) => next,
+                Step::Continue(next) | Step::Task { state: next, .. } => next,
+                Step::Retry(retry) => {
+                    // The step consumed its state: the retry runs the checkpointed one again.
+                    match self.checkpoint_retry::<W>(retry, batches, events).await {
+                        Ok((again, wait)) => {
+                            state = again;
+                            waiting = Some(wait);
+                            continue;
+                        }
+                        Err(finished) => return finished,
+                    }
+                }
                 Step::Sleep {
                     node,
                     state: next,
@@ -448,6 +453,70 @@ impl Driver {
             }
             state = next;
         }
+    }
+
+    /// Waits for a durable timer, from its persisted deadline: a restart fires a due
+    /// timer at once.
+    async fn sleep_until(&self, until: Timestamp) -> Result<(), Finished> {
+        let remaining = until.since(self.rt.clock.now());
+        if remaining.is_zero() {
+            // A due timer (a zero wait, or one that fell due during a restart) skips
+            // tokio's timer wheel, which would hold it until its next millisecond tick;
+            // yielding keeps such a loop fair to other tasks.
+            tokio::task::yield_now().await;
+            if self.cancel.is_cancelled() {
+                return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
+            }
+        } else {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
+                }
+                () = tokio::time::sleep(remaining) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkpoints a retry's wait: the last checkpointed state again (read back from the
+    /// store, as the step consumed it), now waiting for the retry's delay.
+    async fn checkpoint_retry<W: Workflow>(
+        &self,
+        retry: Retry,
+        batches: u64,
+        events: Vec<Event>,
+    ) -> Result<(W::State, Wait), Finished> {
+        let bytes = match self.rt.store.get(&self.id).await {
+            Ok(Some(record)) => record.state,
+            Ok(None) => {
+                let message = format!("execution {} disappeared from the store", self.id);
+                return Err(self.finish(Outcome::Faulted(message), events).await);
+            }
+            Err(e) => {
+                let message = format!("cannot read the state to retry: {e}");
+                return Err(self.finish(Outcome::Faulted(message), events).await);
+            }
+        };
+        let state: W::State = match serde_json::from_slice(&bytes) {
+            Ok(state) => state,
+            Err(e) => {
+                let message = format!("the checkpointed state does not decode: {e}");
+                return Err(self.finish(Outcome::Faulted(message), events).await);
+            }
+        };
+        let wait = Wait::Retry {
+            node: retry.node,
+            until: self.rt.clock.now().after(retry.delay),
+            attempt: retry.attempt,
+        };
+        let saved = SavedState {
+            bytes,
+            waiting: Some(wait.clone()),
+            batches,
+        };
+        self.checkpoint(saved, events).await?;
+        Ok((state, wait))
     }
 
     /// Persists a non-terminal state. An oversized state faults the execution (nothing

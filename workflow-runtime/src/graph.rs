@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::retry::Policy;
+
 /// The state graph of one workflow, as emitted by `#[workflow]`.
 #[derive(Debug, Serialize)]
 pub struct StateGraph {
@@ -25,6 +27,10 @@ pub struct Node {
     pub kind: NodeKind,
     /// Where it may go next.
     pub edges: &'static [Edge],
+    /// The node's retry policy and timeout, for a task, a poll or a child call that has
+    /// them (a function: the macro's duration expressions are not `const`).
+    #[serde(skip)]
+    pub policy: Option<fn() -> Policy>,
 }
 
 /// What a node does.
@@ -79,6 +85,13 @@ pub enum Transition {
     Next,
     /// The node (or the code after it) produced the workflow's error.
     Error,
+}
+
+impl Node {
+    /// The node's policy; the default (no retries, no timeout) if it has none.
+    pub fn policy(&self) -> Policy {
+        self.policy.map(|p| p()).unwrap_or_default()
+    }
 }
 
 impl StateGraph {

@@ -47,6 +47,16 @@ pub enum EventKind {
         /// The workflow error it became, as JSON.
         error: Value,
     },
+    /// A call failed with an error its retry policy retries; the step runs again after
+    /// `delay`.
+    RetryScheduled {
+        /// The retry's number, from 1.
+        attempt: u32,
+        /// The error's name.
+        error: String,
+        /// The delay chosen (jitter applied).
+        delay: std::time::Duration,
+    },
     /// A durable timer was armed.
     WaitStarted {
         /// When it is due.
@@ -127,6 +137,7 @@ impl EventKind {
             EventKind::TaskScheduled => "TaskScheduled",
             EventKind::TaskSucceeded { .. } => "TaskSucceeded",
             EventKind::TaskFailed { .. } => "TaskFailed",
+            EventKind::RetryScheduled { .. } => "RetryScheduled",
             EventKind::WaitStarted { .. } => "WaitStarted",
             EventKind::WaitEnded => "WaitEnded",
             EventKind::PollAttempt { .. } => "PollAttempt",

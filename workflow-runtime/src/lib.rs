@@ -84,6 +84,7 @@ mod iter;
 mod poll;
 mod recovery;
 mod registry;
+mod retry;
 mod runtime;
 mod store;
 mod time;
@@ -102,6 +103,7 @@ pub use error::{
 pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
 pub use history::{Event, EventKind, PollOutcome};
 pub use poll::{PollError, Polled};
+pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
 pub use runtime::{Builder, Execution, ExecutionTree, Runtime, DEFAULT_PAYLOAD_LIMIT};
 pub use store::{
@@ -157,5 +159,6 @@ pub mod codegen {
     pub use crate::context::StepCx;
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
+    pub use crate::retry::Retry;
     pub use crate::workflow::{Linker, Step};
 }

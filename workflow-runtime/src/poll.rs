@@ -1,5 +1,6 @@
 //! The bookkeeping behind `poll_until!`: durable attempt and error counts, and its errors.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::StepCx;
 use crate::history::{EventKind, PollOutcome};
+use crate::retry::WorkflowError;
 use crate::time::Timestamp;
 
 /// The value a `poll_until!` found ready, with what it took to get there.
@@ -79,6 +81,25 @@ pub enum PollError {
         /// The message of the call error that exceeded the limit.
         last_error: String,
     },
+}
+
+impl PollError {
+    /// The name of [`PollError::TimedOut`].
+    pub const TIMED_OUT: &'static str = "Workflow.PollTimedOut";
+    /// The name of [`PollError::AttemptsExhausted`].
+    pub const ATTEMPTS_EXHAUSTED: &'static str = "Workflow.PollAttemptsExhausted";
+    /// The name of [`PollError::TooManyErrors`].
+    pub const TOO_MANY_ERRORS: &'static str = "Workflow.PollTooManyErrors";
+}
+
+impl WorkflowError for PollError {
+    fn error_name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            PollError::TimedOut { .. } => Self::TIMED_OUT,
+            PollError::AttemptsExhausted { .. } => Self::ATTEMPTS_EXHAUSTED,
+            PollError::TooManyErrors { .. } => Self::TOO_MANY_ERRORS,
+        })
+    }
 }
 
 /// The options of one `poll_until!`, evaluated once when the poll starts.

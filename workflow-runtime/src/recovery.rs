@@ -267,8 +267,10 @@ impl Runtime {
         for r in ready {
             match &r.record.waiting {
                 None => report.in_flight += 1,
-                Some(Wait::Timer { until, .. }) if *until <= now => report.timers_due += 1,
-                Some(Wait::Timer { .. }) => report.timers_armed += 1,
+                Some(Wait::Timer { until, .. } | Wait::Retry { until, .. }) if *until <= now => {
+                    report.timers_due += 1;
+                }
+                Some(Wait::Timer { .. } | Wait::Retry { .. }) => report.timers_armed += 1,
                 Some(Wait::Children(_)) => report.waiting_on_children += 1,
             }
             report.resumed.push(r.record.id.clone());

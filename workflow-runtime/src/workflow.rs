@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::child::ChildBatch;
 use crate::context::{Deps, Fault, StepCx};
 use crate::graph::StateGraph;
+use crate::retry::{Retry, WorkflowError};
 
 /// A boxed, `Send` future, as returned by [`Workflow::step`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,7 +35,7 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     /// The success type.
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The error type; [`NoError`] for a workflow that returns a plain value.
-    type Error: Serialize + DeserializeOwned + Send + 'static;
+    type Error: WorkflowError + Serialize + DeserializeOwned + Send + 'static;
     /// The generated state enum, persisted at every checkpoint.
     type State: Serialize + DeserializeOwned + Send + 'static;
 
@@ -69,11 +70,23 @@ impl std::fmt::Display for NoError {
 
 impl std::error::Error for NoError {}
 
+impl WorkflowError for NoError {
+    fn error_name(&self) -> std::borrow::Cow<'static, str> {
+        match *self {}
+    }
+}
+
 /// What one step of a workflow ended with.
 #[doc(hidden)]
 pub enum Step<W: Workflow> {
     /// A task finished: checkpoint the state, then step again.
     Continue(W::State),
+    /// Checkpoint the state, then step again: its step starts with the call of `node`,
+    /// a task with a policy, so that a retry re-runs that call and nothing before it.
+    Task { node: usize, state: W::State },
+    /// The call of a node failed with an error its policy retries: wait, then run the
+    /// last checkpointed state's step again.
+    Retry(Retry),
     /// Checkpoint the state, wait, then step again.
     Sleep {
         node: usize,

@@ -440,6 +440,17 @@ async fn run<W: Workflow>(
                 doc["next"] = json!(layout.main(k));
                 return Ok(doc);
             }
+            Step::Task { node, state: next } => {
+                let mut doc = base(&next, batches, clock)?;
+                doc["next"] = json!(layout.main(node));
+                return Ok(doc);
+            }
+            Step::Retry(retry) => {
+                return Err(StepError::Fault(format!(
+                    "retries are not supported by the step handler yet ({})",
+                    retry.error
+                )))
+            }
             Step::Sleep {
                 node,
                 state: next,

@@ -121,13 +121,24 @@ pub enum Wait {
     },
     /// A batch of children (`call_nested!`).
     Children(PendingBatch),
+    /// A retry's delay: the call of `node` failed, and the checkpointed state's step runs
+    /// again when the delay is due. Persisting the attempt means a restart resumes the
+    /// backoff instead of starting the count over.
+    Retry {
+        /// The node whose call failed.
+        node: usize,
+        /// When the retry is due.
+        until: Timestamp,
+        /// The retry's number, from 1.
+        attempt: u32,
+    },
 }
 
 impl Wait {
     /// When the timer is due, for a timer.
     pub fn wake_at(&self) -> Option<Timestamp> {
         match self {
-            Wait::Timer { until, .. } => Some(*until),
+            Wait::Timer { until, .. } | Wait::Retry { until, .. } => Some(*until),
             Wait::Children(_) => None,
         }
     }
