@@ -28,11 +28,12 @@
 //!     done: bool,
 //! }
 //!
-//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! #[derive(WorkflowError, Debug, Serialize, Deserialize, thiserror::Error)]
 //! enum JobError {
 //!     #[error("service: {0}")]
 //!     Service(String),
 //!     #[error(transparent)]
+//!     #[workflow_error(transparent)]
 //!     Poll(#[from] PollError),
 //! }
 //!
@@ -116,7 +117,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub use workflow_macros::workflow;
+pub use workflow_macros::{workflow, WorkflowError};
 /// Amazon States Language: a workflow's ASL definition (`asl::asl::<W>()` or `W::asl()`)
 /// and the step handler its Lambda Task states call.
 pub use workflow_runtime::asl;
@@ -132,13 +133,15 @@ pub use workflow_runtime::{
     SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
     DEFAULT_PAYLOAD_LIMIT,
 };
+pub use workflow_runtime::{Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 
 /// The names a workflow module needs: `use workflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::{call_nested, poll_until, sleep, workflow};
+    pub use crate::{call_nested, poll_until, sleep, workflow, WorkflowError};
     pub use workflow_runtime::asl::AslExt;
     pub use workflow_runtime::{
-        DurationExt, NestedError, NoError, PollError, Polled, RunError, Runtime, Workflow,
+        DurationExt, NestedError, NoError, PollError, Polled, RunError, Runtime, TaskTimeout,
+        Workflow,
     };
 }
 
@@ -212,7 +215,7 @@ pub mod __private {
     pub use serde;
     pub use workflow_runtime::codegen;
     pub use workflow_runtime::{
-        BoxFuture, Deps, Edge, Fault, NestedError, NoError, Node, NodeKind, StateGraph, Transition,
-        Workflow,
+        BoxFuture, Deps, Edge, Fault, Jitter, NestedError, NoError, Node, NodeKind, Policy,
+        RetryPolicy, StateGraph, TaskTimeout, Transition, Workflow, WorkflowError,
     };
 }

@@ -65,13 +65,14 @@ enum JobState {
     Failed(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum JobError {
     #[error("service: {0}")]
     Service(String),
     #[error("job {label} failed: {reason}")]
     JobFailed { label: String, reason: String },
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 
@@ -173,9 +174,10 @@ struct Summary {
     parallel: Vec<JobReport>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum MainError {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

@@ -108,17 +108,19 @@ struct Done {
     polls: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum JobError {
     #[error("{0}")]
     Service(String),
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error, WorkflowError)]
 enum FanError {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

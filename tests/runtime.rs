@@ -35,11 +35,12 @@ struct JobStatus {
     done: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum JobError {
     #[error("service error: {0}")]
     Service(String),
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
     #[error("rejected {0}")]
     Rejected(u32),
@@ -139,9 +140,10 @@ async fn echo(jobs: &Jobs, n: u32, ms: u64, reject: bool) -> Result<u32, JobErro
     Ok(n)
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum MainError {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

@@ -55,13 +55,14 @@ impl JobStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum JobError {
     #[error("the service does not know job {id}")]
     UnknownJob { id: JobId },
     #[error("job {id} failed: {reason}")]
     JobFailed { id: JobId, reason: String },
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 
@@ -255,9 +256,10 @@ pub struct Summary {
     pub parallel: Vec<JobReport>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum MainError {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

@@ -67,7 +67,7 @@ impl JobStatus {
 
 /// Why a job did not produce a result. Workflow errors are persisted, so this is
 /// `Serialize + Deserialize`; errors of other libraries are kept as their messages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum JobError {
     /// The HTTP call failed (connection, status code, body).
     #[error("HTTP: {0}")]
@@ -80,6 +80,7 @@ pub enum JobError {
     JobFailed { id: JobId, reason: String },
     /// Polling gave up (timeout, or too many errors in a row).
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 
@@ -248,9 +249,10 @@ pub struct Summary {
 }
 
 /// The parent workflow's error: here, only "a child did not succeed".
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum MainError {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

@@ -24,6 +24,7 @@ use crate::analyze::{
 use crate::errors::Errors;
 use crate::lower::{Kind, Lowered, On, Resume};
 use crate::parse::{Param, Ret, WorkflowFn};
+use crate::policy;
 use crate::yields::{Call, Nested, Poll};
 
 pub(crate) struct Codegen<'a> {
@@ -93,8 +94,10 @@ impl Codegen<'_> {
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
         let state_enum = self.state_enum(&fields);
-        let graph = self.graph();
-        let fingerprint = fingerprint(&state_enum, &graph);
+        let graph = self.graph(true);
+        // A policy is not part of what a persisted state means: changing one must not
+        // park the executions in flight.
+        let fingerprint = fingerprint(&state_enum, &self.graph(false));
         let link = self.link();
         let start = self.start();
         let step_fn = self.step_fn(&fields);
@@ -243,11 +246,11 @@ impl Codegen<'_> {
         }
     }
 
-    fn graph(&self) -> TokenStream {
+    fn graph(&self, policies: bool) -> TokenStream {
         let wf = self.wf();
         let name = &self.name;
         let start_at = self.lowered.graph.start_at;
-        let nodes = self.lowered.graph.nodes.iter().map(|n| {
+        let nodes = self.lowered.graph.nodes.iter().enumerate().map(|(i, n)| {
             let node_name = &n.name;
             let kind = match &n.kind {
                 Kind::Task => quote!(#wf::NodeKind::Task),
@@ -276,7 +279,11 @@ impl Codegen<'_> {
                 };
                 quote!(#wf::Edge { to: #to, on: #wf::Transition::#on })
             });
-            quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*] })
+            let policy = match self.body.yields.get(i).and_then(|y| y.policy.as_ref()) {
+                Some(p) if policies => policy::tokens(&wf, p.retry.as_ref(), p.timeout.as_ref()),
+                _ => quote!(::core::option::Option::None),
+            };
+            quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*], policy: #policy })
         });
         quote! {
             static GRAPH: #wf::StateGraph = #wf::StateGraph {
@@ -702,36 +709,19 @@ impl Emit<'_, '_> {
             ));
         };
         match &y.op {
+            Op::Task { .. } if r.waiting.is_some() => {
+                let waiting = r.waiting.as_ref().expect("just checked");
+                let fields = field_inits(self.fields.waiting(k));
+                quote! {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::Task {
+                        node: #node,
+                        state: __WfState::#waiting { #(#fields),* },
+                    });
+                }
+            }
             Op::Task { future, await_span } => {
                 let aw = quote_spanned!(*await_span=> .await);
-                let err = self.gen.err_ty();
-                let ty = match &y.binding {
-                    Binding::Let { ty, .. } => ty.as_ref(),
-                    Binding::Discard | Binding::Assign { .. } => None,
-                };
-                // A typed binding records the task's output in the history.
-                let (get, bind) = match (&y.try_token, ty) {
-                    (Some(q), Some(ty)) => (
-                        quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#future #aw #q) }.await;),
-                        bind(&y.binding, quote!(__wf_cx.task_finished(#node, __wf_r)?)),
-                    ),
-                    (Some(q), None) => (
-                        quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#future #aw #q) }.await;),
-                        bind(
-                            &y.binding,
-                            quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?),
-                        ),
-                    ),
-                    (None, Some(ty)) => (
-                        quote!(let __wf_r: #ty = #future #aw;),
-                        bind(&y.binding, quote!(__wf_cx.task_value(#node, __wf_r))),
-                    ),
-                    (None, None) => (
-                        quote!(let __wf_r = #future #aw; __wf_cx.task_done(#node);),
-                        bind(&y.binding, quote!(__wf_r)),
-                    ),
-                };
-                let value = quote!(#get #bind);
+                let value = self.task_value(y, node, quote!(#future #aw));
                 quote! {
                     __wf_cx.task_scheduled(#node);
                     #value
@@ -747,6 +737,59 @@ impl Emit<'_, '_> {
             },
             Op::Poll(p) => self.enter_poll(p, k, r),
             Op::Nested(n) => self.enter_nested(n, k, r),
+        }
+    }
+
+    /// A task's value, from `call` (its `….await`, or the result a policy's call gave),
+    /// recorded in the history and bound as the statement says.
+    fn task_value(&self, y: &Yield, node: usize, call: TokenStream) -> TokenStream {
+        let err = self.gen.err_ty();
+        let ty = match &y.binding {
+            Binding::Let { ty, .. } => ty.as_ref(),
+            Binding::Discard | Binding::Assign { .. } => None,
+        };
+        // A typed binding records the task's output in the history.
+        let (get, bind) = match (&y.try_token, ty) {
+            (Some(q), Some(ty)) => (
+                quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#call #q) }.await;),
+                bind(&y.binding, quote!(__wf_cx.task_finished(#node, __wf_r)?)),
+            ),
+            (Some(q), None) => (
+                quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#call #q) }.await;),
+                bind(
+                    &y.binding,
+                    quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?),
+                ),
+            ),
+            (None, Some(ty)) => (
+                quote!(let __wf_r: #ty = #call;),
+                bind(&y.binding, quote!(__wf_cx.task_value(#node, __wf_r))),
+            ),
+            (None, None) => (
+                quote!(let __wf_r = #call; __wf_cx.task_done(#node);),
+                bind(&y.binding, quote!(__wf_r)),
+            ),
+        };
+        quote!(#get #bind)
+    }
+
+    /// The call of a task or poll with a policy: with its timeout, and ending the step
+    /// with a retry when its error is retried. Its value is `__wf_call`.
+    fn policy_call(&self, y: &Yield, node: usize, call: &Expr) -> TokenStream {
+        let wf = self.gen.wf();
+        let method = if y.policy.as_ref().is_some_and(|p| p.timeout.is_some()) {
+            quote_spanned!(call_span(call)=> call_with_timeout)
+        } else {
+            quote_spanned!(call_span(call)=> call)
+        };
+        let fut = quote_spanned!(call_span(call)=> ::core::future::IntoFuture::into_future(#call));
+        quote! {
+            let __wf_call = match __wf_cx.#method(#node, #fut).await {
+                ::core::result::Result::Ok(__wf_call) => __wf_call,
+                ::core::result::Result::Err(__wf_step) => {
+                    return ::core::result::Result::Ok::<#wf::codegen::Step<_>, _>(__wf_step);
+                }
+            };
         }
     }
 
@@ -842,14 +885,14 @@ impl Emit<'_, '_> {
         let after_fields = field_inits(self.fields.after(k));
         let q = &y.try_token;
         let bind = bind(&y.binding, quote!(__wf_r #q));
-        let done = quote! {
-            #bind
+        let cont = quote! {
             return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
                 __WfState::#after { #(#after_fields),* },
             ));
         };
+        let done = quote!(#bind #cont);
         let fields = field_inits(self.fields.waiting(k));
-        let body = self.waiting_code(y, k, node, waiting, &fields, done);
+        let body = self.waiting_code(y, node, waiting, &fields, done, cont);
         let rebinds: Vec<TokenStream> = y
             .fors
             .iter()
@@ -861,22 +904,27 @@ impl Emit<'_, '_> {
     fn waiting_code(
         &self,
         y: &Yield,
-        k: usize,
         node: usize,
         waiting: &Ident,
         fields: &[TokenStream],
         done: TokenStream,
+        cont_after: TokenStream,
     ) -> TokenStream {
         let wf = self.gen.wf();
-        let _ = k;
         match &y.op {
             Op::Poll(p) => {
                 let call = &p.call;
                 let ready = &p.ready;
+                let (before, answer) = if y.policy.is_some() {
+                    (self.policy_call(y, node, call), quote!(__wf_call))
+                } else {
+                    (quote!(), quote!(#call.await))
+                };
                 let attempt = quote_spanned! {call_span(call)=>
-                    __wf_poll.attempt(__wf_cx, #node, #call.await, #ready)
+                    __wf_poll.attempt(__wf_cx, #node, #answer, #ready)
                 };
                 quote! {
+                        #before
                         match #attempt {
                             #wf::codegen::PollNext::Wait(__wf_every) => {
                                 return ::core::result::Result::Ok(#wf::codegen::Step::Sleep {
@@ -902,7 +950,17 @@ impl Emit<'_, '_> {
                         #done
                 }
             }
-            Op::Task { .. } | Op::Sleep(_) => unreachable!("only polls and children wait"),
+            Op::Task { future, .. } => {
+                let call = self.policy_call(y, node, future);
+                let value = self.task_value(y, node, quote!(__wf_call));
+                quote! {
+                    __wf_cx.task_scheduled(#node);
+                    #call
+                    #value
+                    #cont_after
+                }
+            }
+            Op::Sleep(_) => unreachable!("sleeps do not wait in a state of their own"),
         }
     }
 

@@ -7,6 +7,7 @@ use syn::ItemFn;
 use crate::codegen::Codegen;
 use crate::errors::Errors;
 use crate::parse::{self, Args, Ret, WorkflowFn};
+use crate::policy;
 use crate::{analyze, lower};
 
 /// The attribute: the expansion, or on error the errors plus a stand-in definition.
@@ -54,7 +55,9 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
     let name = workflow_name(args.as_ref(), &f);
     let attrs = parse::forwarded_attrs(&f.attrs, &mut errors);
     let wf = quote!(#krate::__private);
-    let body = analyze::body(&f, &wf, &mut errors);
+    let mut body = analyze::body(&f, &wf, &mut errors);
+    let default_retry = args.as_ref().and_then(|a| a.retry.as_ref());
+    policy::resolve(&mut body.yields, default_retry, &mut errors);
     let generated = errors.check().and_then(|()| {
         let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
         Codegen {

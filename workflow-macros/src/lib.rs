@@ -12,6 +12,7 @@
 
 mod analyze;
 mod codegen;
+mod derive;
 mod errors;
 mod expand;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod fuzz;
 mod lower;
 mod names;
 mod parse;
+mod policy;
 mod yields;
 
 use proc_macro::TokenStream;
@@ -105,6 +107,19 @@ use proc_macro::TokenStream;
 /// around a yield point; a `poll_until!` without `timeout`/`max_attempts`, with a zero
 /// interval, or with an unknown or repeated option; a non-`async`, generic or method
 /// function; a bad `name`.
+/// Derives `WorkflowError`: a stable name per variant, for retry policies, the history
+/// and the ASL.
+///
+/// Each variant is named after itself unless `#[workflow_error(name = "…")]` says
+/// otherwise; `#[workflow_error(non_retryable)]` keeps every policy from retrying it;
+/// `#[workflow_error(transparent)]` on a variant wrapping one error takes that error's
+/// name and retryability. Names starting with `States.` (Step Functions' own) are refused.
+/// See `WorkflowError` in the `workflow` crate for an example.
+#[proc_macro_derive(WorkflowError, attributes(workflow_error))]
+pub fn derive_workflow_error(item: TokenStream) -> TokenStream {
+    derive::derive(item.into()).into()
+}
+
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::workflow(args.into(), item.into()).into()

@@ -123,12 +123,18 @@ pub(crate) fn lower(body: &Body, fallible: bool) -> Lowered {
         }
         Ident::new(&candidate, Span::call_site())
     };
-    let resumes = ops
+    let resumes = body
+        .yields
         .iter()
         .enumerate()
-        .map(|(i, op)| {
+        .map(|(i, y)| {
             let camel = names::camel(&nodes[i].name);
-            let waits = matches!(op, Op::Poll(_) | Op::Nested(_));
+            // A task with a policy gets a state before its call, which a retry re-runs.
+            let waits = match y.op {
+                Op::Poll(_) | Op::Nested(_) => true,
+                Op::Task { .. } => y.policy.is_some(),
+                Op::Sleep(_) => false,
+            };
             Resume {
                 node: i,
                 waiting: waits.then(|| ident(camel.clone())),

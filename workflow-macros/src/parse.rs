@@ -7,11 +7,15 @@ use syn::{
 };
 
 use crate::errors::Errors;
+use crate::policy::{self, RetrySpec};
+use syn::spanned::Spanned;
 
 /// `#[workflow(name = "…", crate = "…")]`.
 pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: syn::Path,
+    /// `retry(…)`: the policy of every task and poll without a `#[retry]` of its own.
+    pub(crate) retry: Option<RetrySpec>,
 }
 
 /// The function, split into what codegen needs.
@@ -52,6 +56,7 @@ impl Ret {
 pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
     let mut name: Option<LitStr> = None;
     let mut krate: Option<syn::Path> = None;
+    let mut retry: Option<RetrySpec> = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
             if name.is_some() {
@@ -68,14 +73,28 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
             let lit: LitStr = meta.value()?.parse()?;
             krate = Some(lit.parse()?);
             Ok(())
+        } else if meta.path.is_ident("retry") {
+            if retry.is_some() {
+                return Err(meta.error("`retry` is given twice"));
+            }
+            let mut spec = RetrySpec::default();
+            meta.parse_nested_meta(|m| policy::retry_option(&mut spec, &m))?;
+            let mut errors = Errors::default();
+            policy::check_retry(&spec, meta.path.span(), &mut errors);
+            errors.check()?;
+            retry = Some(spec);
+            Ok(())
         } else {
-            Err(meta.error("unknown option; #[workflow] takes `name = \"…\"` and `crate = \"…\"`"))
+            Err(meta.error(
+                "unknown option; #[workflow] takes `name = \"…\"`, `crate = \"…\"` and `retry(…)`",
+            ))
         }
     });
     syn::parse::Parser::parse2(parser, tokens)?;
     Ok(Args {
         name,
         krate: krate.unwrap_or_else(|| parse_quote!(::workflow)),
+        retry,
     })
 }
 

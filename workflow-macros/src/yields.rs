@@ -183,7 +183,7 @@ fn is_literal(e: &Expr, n: u64) -> bool {
     }
 }
 
-fn is_negative(e: &Expr) -> bool {
+pub(crate) fn is_negative(e: &Expr) -> bool {
     match e {
         Expr::Unary(u) => matches!(u.op, syn::UnOp::Neg(_)),
         Expr::MethodCall(m) => is_negative(&m.receiver),
@@ -194,7 +194,7 @@ fn is_negative(e: &Expr) -> bool {
 }
 
 /// `0.secs()`, `Duration::ZERO`, `Duration::from_millis(0)`: a duration literally zero.
-fn is_zero_duration(e: &Expr) -> bool {
+pub(crate) fn is_zero_duration(e: &Expr) -> bool {
     match e {
         Expr::MethodCall(m) => {
             ["millis", "secs", "mins", "hours"]

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use crate::child::ChildrenOutcome;
 use crate::graph::{Node, StateGraph};
-use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
-use crate::workflow::{Step, Workflow};
 use crate::history::{Event, EventKind};
+use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
 use crate::time::{Clock, Timestamp};
+use crate::workflow::{Step, Workflow};
 
 /// Dependencies injected into workflows' `&T` parameters, one value per type.
 #[derive(Clone, Default)]
@@ -247,7 +247,11 @@ impl StepCx {
     }
 
     fn policy(&self, node: usize) -> Policy {
-        self.graph.nodes.get(node).map(Node::policy).unwrap_or_default()
+        self.graph
+            .nodes
+            .get(node)
+            .map(Node::policy)
+            .unwrap_or_default()
     }
 
     fn decode_caught<W: Workflow, E: DeserializeOwned>(

@@ -19,11 +19,11 @@ use crate::child::{ChildResult, ChildrenOutcome, Outcome};
 use crate::context::{to_json, StepCx};
 use crate::error::{Payload, PayloadTooLarge, StartError, StoreError};
 use crate::history::{Event, EventKind};
+use crate::retry::Retry;
 use crate::runtime::{Inner, Live};
 use crate::store::{
     CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Status, Wait,
 };
-use crate::retry::Retry;
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Step, Workflow};
 use crate::ExecutionId;

@@ -103,8 +103,8 @@ pub use error::{
 pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
 pub use history::{Event, EventKind, PollOutcome};
 pub use poll::{PollError, Polled};
-pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
+pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 pub use runtime::{Builder, Execution, ExecutionTree, Runtime, DEFAULT_PAYLOAD_LIMIT};
 pub use store::{
     CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,

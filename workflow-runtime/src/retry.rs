@@ -151,7 +151,9 @@ impl RetryPolicy {
 
     /// The delay before retry number `retry` (from 1), before jitter.
     pub fn base_delay(&self, retry: u32) -> Duration {
-        let factor = self.backoff_rate.powi(retry.saturating_sub(1).min(i32::MAX as u32) as i32);
+        let factor = self
+            .backoff_rate
+            .powi(retry.saturating_sub(1).min(i32::MAX as u32) as i32);
         let secs = self.interval.as_secs_f64() * factor;
         let cap = self.max_delay.map_or(f64::MAX, |d| d.as_secs_f64());
         // `try_from_secs_f64` refuses infinities and overflow; a delay that large is capped.

@@ -30,11 +30,12 @@ impl Calc {
     }
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum Oops {
     #[error("unlucky {0}")]
     Unlucky(u32),
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 

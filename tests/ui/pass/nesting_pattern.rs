@@ -26,11 +26,12 @@ pub struct Status {
     pub done: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Debug, Serialize, Deserialize, thiserror::Error)]
 pub enum JobError {
     #[error("{0}")]
     Service(String),
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Poll(#[from] PollError),
 }
 
@@ -40,9 +41,10 @@ impl From<String> for JobError {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[derive(WorkflowError, Debug, Serialize, Deserialize, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
 }
 

@@ -17,6 +17,7 @@ use syn::{parse_quote, Expr, Ident, Item, Lifetime, Macro, Pat, Stmt, Token, Typ
 
 use crate::errors::Errors;
 use crate::parse::{Ret, WorkflowFn};
+use crate::policy::{self, PolicySpec};
 use crate::yields::{self, MacroKind, Nested, Poll};
 
 /// The analyzed body.
@@ -114,6 +115,8 @@ pub(crate) struct Yield {
     /// The `for` loops around it, outermost first: resumed code binds their patterns
     /// again from their states.
     pub(crate) fors: Vec<ForLoop>,
+    /// `#[retry]` / `#[timeout]` on its statement.
+    pub(crate) policy: Option<PolicySpec>,
 }
 
 /// What resumed code needs to bind a `for` loop's pattern again.
@@ -175,6 +178,7 @@ pub(crate) fn body(f: &WorkflowFn, wf: &TokenStream, errors: &mut Errors) -> Bod
         fors: Vec::new(),
         next_id: 0,
         synthetic: 0,
+        policy: None,
     };
     for p in &f.inputs {
         let local = a.local(
@@ -225,6 +229,9 @@ struct Analyzer<'a> {
     fors: Vec<ForLoop>,
     next_id: usize,
     synthetic: usize,
+    /// The policy attributes of the statement being analyzed, until its yield point
+    /// takes them.
+    policy: Option<PolicySpec>,
 }
 
 impl Analyzer<'_> {
@@ -296,28 +303,66 @@ impl Analyzer<'_> {
         let mut nodes = Vec::new();
         let mut value = None;
         let mut has_tail = false;
+        // The statement around this block keeps its policy: the block's own statements
+        // cannot take it.
+        let outer = self.policy.take();
         for (i, stmt) in stmts.iter().enumerate() {
             let last = i + 1 == stmts.len();
+            let mut stripped;
+            let stmt = match policy_attrs(stmt) {
+                Some(_) => {
+                    stripped = stmt.clone();
+                    let attrs = policy_attrs_mut(&mut stripped).expect("the same statement");
+                    self.policy = policy::take(attrs, self.errors);
+                    &stripped
+                }
+                None => stmt,
+            };
+            self.block_stmt(stmt, last, &tail, &mut nodes, &mut value, &mut has_tail);
+            if let Some(p) = self.policy.take() {
+                self.errors.at(
+                    p.span,
+                    "`#[retry]` and `#[timeout]` go on a statement that is a yield point: a task `….await`, a `poll_until!` or a `call_nested!`",
+                );
+            }
+        }
+        self.policy = outer;
+        if !has_tail {
+            self.no_tail(stmts, &tail, &mut nodes);
+        }
+        Block { nodes, tail: value }
+    }
+
+    fn block_stmt(
+        &mut self,
+        stmt: &Stmt,
+        last: bool,
+        tail: &Tail,
+        nodes: &mut Vec<Node>,
+        value: &mut Option<Expr>,
+        has_tail: &mut bool,
+    ) {
+        {
             match stmt {
                 Stmt::Item(item) => {
                     scrub::item(item, self.errors);
                     self.items.push(item.clone());
                 }
                 Stmt::Expr(expr, None) if last => {
-                    has_tail = true;
-                    value = self.tail(expr, &tail, &mut nodes);
+                    *has_tail = true;
+                    *value = self.tail(expr, tail, nodes);
                 }
-                Stmt::Local(local) => self.local_stmt(local, stmt, &mut nodes),
+                Stmt::Local(local) => self.local_stmt(local, stmt, nodes),
                 Stmt::Expr(expr, Some(_)) => {
                     let (expr, binding) = assignment(expr);
-                    if !self.expr_stmt(expr, binding, &mut nodes) {
+                    if !self.expr_stmt(expr, binding, nodes) {
                         scrub::stmt(stmt, self.errors);
                         nodes.push(Node::Plain(stmt.clone()));
                     }
                 }
                 Stmt::Expr(expr, None) => {
                     // A block-like expression statement (`if …{}` without `;`).
-                    if !self.expr_stmt(expr, Binding::Discard, &mut nodes) {
+                    if !self.expr_stmt(expr, Binding::Discard, nodes) {
                         scrub::stmt(stmt, self.errors);
                         nodes.push(Node::Plain(stmt.clone()));
                     }
@@ -325,17 +370,13 @@ impl Analyzer<'_> {
                 Stmt::Macro(m) => match MacroKind::of(&m.mac) {
                     Some(kind) => {
                         if let Some(op) = self.macro_op(kind, &m.mac) {
-                            self.push_yield(Binding::Discard, op, None, &mut nodes);
+                            self.push_yield(Binding::Discard, op, None, nodes);
                         }
                     }
                     None => nodes.push(Node::Plain(stmt.clone())),
                 },
             }
         }
-        if !has_tail {
-            self.no_tail(stmts, &tail, &mut nodes);
-        }
-        Block { nodes, tail: value }
     }
 
     /// A block without a tail expression in a value position has the value `()`, unless
@@ -494,6 +535,7 @@ impl Analyzer<'_> {
             scope_before,
             scope_after: self.scope.clone(),
             fors: self.fors.clone(),
+            policy: self.policy.take(),
         });
     }
 
@@ -1066,4 +1108,66 @@ impl VisitMut for LabelLoop<'_> {
         }
     }
     fn visit_item_mut(&mut self, _: &mut Item) {}
+}
+
+/// The attributes of a statement where `#[retry]` / `#[timeout]` may be, if it has any
+/// of them: a `let`'s, or those of the expression or macro of an expression statement.
+fn policy_attrs(stmt: &Stmt) -> Option<&Vec<syn::Attribute>> {
+    let attrs = match stmt {
+        Stmt::Local(l) => &l.attrs,
+        Stmt::Macro(m) => &m.attrs,
+        Stmt::Expr(e, _) => expr_attrs(e)?,
+        Stmt::Item(_) => return None,
+    };
+    attrs
+        .iter()
+        .any(|a| a.path().is_ident("retry") || a.path().is_ident("timeout"))
+        .then_some(attrs)
+}
+
+fn policy_attrs_mut(stmt: &mut Stmt) -> Option<&mut Vec<syn::Attribute>> {
+    match stmt {
+        Stmt::Local(l) => Some(&mut l.attrs),
+        Stmt::Macro(m) => Some(&mut m.attrs),
+        Stmt::Expr(e, _) => expr_attrs_mut(e),
+        Stmt::Item(_) => None,
+    }
+}
+
+fn expr_attrs(e: &Expr) -> Option<&Vec<syn::Attribute>> {
+    Some(match e {
+        Expr::Await(x) => &x.attrs,
+        Expr::Try(x) => &x.attrs,
+        Expr::Macro(x) => &x.attrs,
+        Expr::Assign(x) => &x.attrs,
+        Expr::Binary(x) => &x.attrs,
+        Expr::MethodCall(x) => &x.attrs,
+        Expr::Call(x) => &x.attrs,
+        Expr::If(x) => &x.attrs,
+        Expr::Match(x) => &x.attrs,
+        Expr::Loop(x) => &x.attrs,
+        Expr::While(x) => &x.attrs,
+        Expr::ForLoop(x) => &x.attrs,
+        Expr::Block(x) => &x.attrs,
+        _ => return None,
+    })
+}
+
+fn expr_attrs_mut(e: &mut Expr) -> Option<&mut Vec<syn::Attribute>> {
+    Some(match e {
+        Expr::Await(x) => &mut x.attrs,
+        Expr::Try(x) => &mut x.attrs,
+        Expr::Macro(x) => &mut x.attrs,
+        Expr::Assign(x) => &mut x.attrs,
+        Expr::Binary(x) => &mut x.attrs,
+        Expr::MethodCall(x) => &mut x.attrs,
+        Expr::Call(x) => &mut x.attrs,
+        Expr::If(x) => &mut x.attrs,
+        Expr::Match(x) => &mut x.attrs,
+        Expr::Loop(x) => &mut x.attrs,
+        Expr::While(x) => &mut x.attrs,
+        Expr::ForLoop(x) => &mut x.attrs,
+        Expr::Block(x) => &mut x.attrs,
+        _ => return None,
+    })
 }

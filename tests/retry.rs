@@ -1,0 +1,396 @@
+//! Retry policies and timeouts, natively: the exact delays chosen, jitter bounds, error
+//! names, non-retryable errors, timeouts that cancel a slow call, the workflow's default
+//! policy, polls, and the attempt count surviving a restart on a real SQLite file.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+use workflow::{EventKind, Status, Wait};
+
+/// A flaky service: `fail_first` calls fail with `error`, the later ones answer. Each
+/// call takes `slow` (of tokio time) first, and counts.
+struct Flaky {
+    calls: AtomicU32,
+    fail_first: u32,
+    error: SvcError,
+    slow: Mutex<Vec<Duration>>,
+    /// Further calls that fail (numbers from 1).
+    fail_calls: Vec<u32>,
+}
+
+impl Flaky {
+    fn new(fail_first: u32, error: SvcError) -> Flaky {
+        Flaky {
+            calls: AtomicU32::new(0),
+            fail_first,
+            error,
+            slow: Mutex::new(Vec::new()),
+            fail_calls: Vec::new(),
+        }
+    }
+
+    /// Call number `n` (from 1) fails too.
+    fn failing(mut self, n: u32) -> Flaky {
+        self.fail_calls.push(n);
+        self
+    }
+
+    /// The calls take these durations, in order (then none).
+    fn slow(self, durations: &[Duration]) -> Flaky {
+        *self.slow.lock().unwrap() = durations.iter().rev().copied().collect();
+        self
+    }
+
+    async fn fetch(&self, what: &str) -> Result<String, SvcError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let pause = self.slow.lock().unwrap().pop();
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        if n <= self.fail_first || self.fail_calls.contains(&n) {
+            Err(self.error.clone())
+        } else {
+            Ok(format!("{what} #{n}"))
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error, WorkflowError)]
+enum SvcError {
+    #[error("unavailable")]
+    Unavailable,
+    #[error("bad request")]
+    #[workflow_error(non_retryable)]
+    BadRequest,
+    #[error("throttled")]
+    #[workflow_error(name = "Svc.Throttled")]
+    Throttled,
+    #[error("timed out")]
+    #[workflow_error(transparent)]
+    Timeout(#[from] TaskTimeout),
+    #[error(transparent)]
+    #[workflow_error(transparent)]
+    Poll(#[from] PollError),
+}
+
+#[workflow]
+async fn fetch_with_backoff(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    #[retry(on = ["Unavailable", "Svc.Throttled"], interval = 1.secs(), max_attempts = 3, backoff = 2.0)]
+    let got: String = svc.fetch(&what).await?;
+    Ok(got)
+}
+
+#[workflow]
+async fn fetch_with_jitter(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    #[retry(interval = 10.secs(), max_attempts = 5, backoff = 3, max_delay = 60.secs(), jitter = full)]
+    let got: String = svc.fetch(&what).await?;
+    Ok(got)
+}
+
+#[workflow]
+async fn fetch_with_timeout(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    #[retry(on = ["Workflow.Timeout"], interval = 1.secs(), max_attempts = 2)]
+    #[timeout(5.secs())]
+    let got: String = svc.fetch(&what).await?;
+    Ok(got)
+}
+
+/// A `match` on the call's result catches the error once retries are exhausted.
+#[workflow]
+async fn fetch_or_default(svc: &Flaky, what: String) -> String {
+    #[retry(max_attempts = 1, interval = 2.secs())]
+    let got: Result<String, SvcError> = svc.fetch(&what).await;
+    match got {
+        Ok(v) => v,
+        Err(e) => format!("default after {e}"),
+    }
+}
+
+#[workflow(retry(on = ["Unavailable"], interval = 1.secs(), max_attempts = 1))]
+async fn with_default_policy(svc: &Flaky, what: String) -> Result<(String, String), SvcError> {
+    let a: String = svc.fetch(&what).await?;
+    #[retry(none)]
+    let b: String = svc.fetch(&what).await?;
+    Ok((a, b))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Ready(String);
+
+#[workflow]
+async fn poll_flaky(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    #[retry(on = ["Unavailable"], interval = 100.millis(), max_attempts = 2, backoff = 1)]
+    let got: Polled<String> = poll_until!(
+        svc.fetch(&what),
+        |s| s.ends_with("#4"),
+        every = 1.secs(),
+        max_attempts = 10,
+    )?;
+    Ok(got.value)
+}
+
+fn runtime(w: impl Workflow, svc: Flaky) -> Runtime {
+    Runtime::builder()
+        .register(w)
+        .dependency(svc)
+        .build()
+        .unwrap()
+}
+
+async fn run<W: Workflow<Input = String>>(
+    w: W,
+    svc: Flaky,
+) -> (
+    Result<W::Output, RunError<W::Error>>,
+    Vec<workflow::Event>,
+    Duration,
+) {
+    let rt = runtime(w, svc);
+    let t0 = tokio::time::Instant::now();
+    let exec = rt.start(w, "job".to_owned()).await.unwrap();
+    let id = exec.id().clone();
+    let result = exec.result().await;
+    let took = t0.elapsed();
+    let history = rt.history(&id).await.unwrap();
+    (result, history, took)
+}
+
+/// (attempt, error, delay) of each `RetryScheduled`.
+fn retries(history: &[workflow::Event]) -> Vec<(u32, String, Duration)> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RetryScheduled {
+                attempt,
+                error,
+                delay,
+            } => Some((*attempt, error.clone(), *delay)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_failing_twice_is_retried_with_exact_backoff_delays() {
+    let svc = Flaky::new(2, SvcError::Unavailable);
+    let (result, history, took) = run(fetch_with_backoff, svc).await;
+    assert_eq!(result.unwrap(), "job #3");
+    assert_eq!(
+        retries(&history),
+        [
+            (1, "Unavailable".to_owned(), secs(1)),
+            (2, "Unavailable".to_owned(), secs(2)),
+        ]
+    );
+    assert_eq!(
+        took,
+        secs(3),
+        "the retries waited 1 s then 2 s of virtual time"
+    );
+    let scheduled = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskScheduled))
+        .count();
+    assert_eq!(scheduled, 3, "one TaskScheduled per attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_give_the_error_to_the_code() {
+    let svc = Flaky::new(10, SvcError::Throttled);
+    let (result, history, _) = run(fetch_with_backoff, svc).await;
+    assert_eq!(result.unwrap_err(), RunError::Failed(SvcError::Throttled));
+    let delays: Vec<Duration> = retries(&history).into_iter().map(|r| r.2).collect();
+    assert_eq!(delays, [secs(1), secs(2), secs(4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_the_policy_does_not_name_or_that_is_non_retryable_is_not_retried() {
+    for error in [
+        SvcError::BadRequest,
+        SvcError::Timeout(TaskTimeout { timeout: secs(1) }),
+    ] {
+        let svc = Arc::new(Flaky::new(1, error.clone()));
+        let rt = Runtime::builder()
+            .register(fetch_with_backoff)
+            .dependency_arc(Arc::clone(&svc))
+            .build()
+            .unwrap();
+        let exec = rt.start(fetch_with_backoff, "job".into()).await.unwrap();
+        let id = exec.id().clone();
+        assert_eq!(exec.result().await.unwrap_err(), RunError::Failed(error));
+        assert_eq!(svc.calls(), 1);
+        assert!(retries(&rt.history(&id).await.unwrap()).is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_keeps_each_delay_between_zero_and_the_backoff() {
+    let svc = Flaky::new(5, SvcError::Unavailable);
+    let (result, history, _) = run(fetch_with_jitter, svc).await;
+    assert_eq!(result.unwrap(), "job #6");
+    let delays: Vec<Duration> = retries(&history).into_iter().map(|r| r.2).collect();
+    // 10 s × 3^(n-1), capped at 60 s: 10, 30, 60, 60, 60.
+    let bounds = [10, 30, 60, 60, 60];
+    assert_eq!(delays.len(), 5);
+    for (d, max) in delays.iter().zip(bounds) {
+        assert!(*d <= secs(max), "{d:?} > {max} s");
+    }
+    // Five draws are not all the full delay.
+    assert!(delays.iter().zip(bounds).any(|(d, max)| *d < secs(max)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_call_is_cancelled_at_its_timeout_and_retried() {
+    // The first call would take a minute, the second 10 s: both are cut at 5 s; the
+    // third answers at once.
+    let svc = Flaky::new(0, SvcError::Unavailable).slow(&[secs(60), secs(10)]);
+    let (result, history, took) = run(fetch_with_timeout, svc).await;
+    assert_eq!(result.unwrap(), "job #3");
+    let r = retries(&history);
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|(_, e, _)| e == "Workflow.Timeout"));
+    // 5 s + 1 s + 5 s + 1 s (backoff 2: the second delay is 2 s) …
+    assert_eq!(took, secs(5 + 1 + 5 + 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_that_is_not_retried_fails_with_the_timeout_error() {
+    let svc = Flaky::new(0, SvcError::Unavailable).slow(&[secs(60), secs(60), secs(60)]);
+    let (result, _, took) = run(fetch_with_timeout, svc).await;
+    assert_eq!(
+        result.unwrap_err(),
+        RunError::Failed(SvcError::Timeout(TaskTimeout { timeout: secs(5) }))
+    );
+    assert_eq!(took, secs(5 + 1 + 5 + 2 + 5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_match_catches_the_error_after_the_retries() {
+    let svc = Flaky::new(5, SvcError::Unavailable);
+    let (result, history, _) = run(fetch_or_default, svc).await;
+    assert_eq!(result.unwrap(), "default after unavailable");
+    assert_eq!(retries(&history).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_workflow_default_applies_unless_a_statement_opts_out() {
+    let svc = Arc::new(Flaky::new(1, SvcError::Unavailable));
+    let rt = Runtime::builder()
+        .register(with_default_policy)
+        .dependency_arc(Arc::clone(&svc))
+        .build()
+        .unwrap();
+    let result = rt
+        .start(with_default_policy, "a".into())
+        .await
+        .unwrap()
+        .result()
+        .await;
+    assert_eq!(result.unwrap(), ("a #2".to_owned(), "a #3".to_owned()));
+
+    // The second call opted out: its one failure is not retried.
+    let svc = Arc::new(Flaky::new(0, SvcError::Unavailable).failing(2));
+    let rt = Runtime::builder()
+        .register(with_default_policy)
+        .dependency_arc(Arc::clone(&svc))
+        .build()
+        .unwrap();
+    let result = rt
+        .start(with_default_policy, "b".into())
+        .await
+        .unwrap()
+        .result()
+        .await;
+    assert_eq!(result.unwrap_err(), RunError::Failed(SvcError::Unavailable));
+    assert_eq!(svc.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_retries_a_failed_attempt_before_counting_it() {
+    // Calls 1 and 2 fail (retried, 100 ms each), 3 is not ready, 4 is.
+    let svc = Flaky::new(2, SvcError::Unavailable);
+    let (result, history, took) = run(poll_flaky, svc).await;
+    assert_eq!(result.unwrap(), "job #4");
+    assert_eq!(retries(&history).len(), 2);
+    let errors = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.kind,
+                EventKind::PollAttempt {
+                    outcome: workflow::PollOutcome::Error { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(errors, 0, "retried errors do not count as failed attempts");
+    assert_eq!(took, Duration::from_millis(1000 + 200 + 1000));
+}
+
+/// A restart during a backoff resumes it: the attempt count goes on from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_a_backoff_keeps_the_attempt_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("retry.sqlite");
+    #[workflow]
+    async fn slow_backoff(svc: &Flaky, what: String) -> Result<String, SvcError> {
+        #[retry(interval = 300.millis(), max_attempts = 3, backoff = 1)]
+        let got: String = svc.fetch(&what).await?;
+        Ok(got)
+    }
+    let build = |svc: Arc<Flaky>| {
+        Runtime::builder()
+            .register(slow_backoff)
+            .dependency_arc(svc)
+            .sqlite(&db)
+            .build()
+            .unwrap()
+    };
+    let svc = Arc::new(Flaky::new(2, SvcError::Unavailable));
+    let rt = build(Arc::clone(&svc));
+    let exec = rt.start(slow_backoff, "job".into()).await.unwrap();
+    let id = exec.id().clone();
+    // Wait for the first retry's backoff to be checkpointed.
+    for _ in 0..400 {
+        let r = rt.record(&id).await.unwrap();
+        if matches!(r.waiting, Some(Wait::Retry { attempt: 1, .. })) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = rt.record(&id).await.unwrap();
+    assert!(
+        matches!(r.waiting, Some(Wait::Retry { attempt: 1, .. })),
+        "{:?}",
+        r.waiting
+    );
+    rt.shutdown().await;
+    assert_eq!(svc.calls(), 1);
+
+    let rt = build(Arc::clone(&svc));
+    rt.recover().await.unwrap();
+    let outcome = rt.wait(&id).await.unwrap();
+    assert!(
+        matches!(outcome, workflow::Outcome::Succeeded(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(svc.calls(), 3);
+    let attempts: Vec<u32> = retries(&rt.history(&id).await.unwrap())
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(attempts, [1, 2], "the count went on after the restart");
+    assert_eq!(rt.record(&id).await.unwrap().status, Status::Succeeded);
+}

@@ -1,0 +1,195 @@
+//! `#[derive(WorkflowError)]`: error names per variant.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, LitStr};
+
+use crate::errors::Errors;
+
+/// What `#[workflow_error(…)]` says about a variant (or a struct).
+#[derive(Default)]
+struct Options {
+    name: Option<LitStr>,
+    non_retryable: bool,
+    transparent: bool,
+}
+
+fn options(attrs: &[syn::Attribute], errors: &mut Errors) -> Options {
+    let mut o = Options::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("workflow_error")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if let Err(message) = check_name(&lit.value()) {
+                    return Err(syn::Error::new(lit.span(), message));
+                }
+                o.name = Some(lit);
+            } else if meta.path.is_ident("non_retryable") {
+                o.non_retryable = true;
+            } else if meta.path.is_ident("transparent") {
+                o.transparent = true;
+            } else {
+                return Err(meta.error(
+                    "unknown option; `#[workflow_error]` takes `name = \"…\"`, `non_retryable` and `transparent`",
+                ));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            errors.push(e);
+        }
+        if o.transparent && o.name.is_some() {
+            errors.spanned(
+                attr,
+                "a `transparent` error takes the name of the error it wraps; remove `name`",
+            );
+        }
+    }
+    o
+}
+
+/// The rules of `workflow_runtime::check_name`, at compile time.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("an error name cannot be empty".into())
+    } else if name.starts_with("States.") {
+        Err(format!(
+            "`{name}`: names starting with `States.` are Step Functions' own; choose another"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
+    let input: DeriveInput = match syn::parse2(input) {
+        Ok(i) => i,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    let ident = &input.ident;
+    let krate = quote!(::workflow::__private);
+    let (name_arms, retry_arms) = match &input.data {
+        Data::Enum(e) => {
+            let mut names = Vec::new();
+            let mut retries = Vec::new();
+            for v in &e.variants {
+                let o = options(&v.attrs, &mut errors);
+                let vi = &v.ident;
+                let (pattern, inner) = if o.transparent {
+                    match &v.fields {
+                        Fields::Unnamed(f) if f.unnamed.len() == 1 => {
+                            (quote!(#ident::#vi(__wf_inner)), true)
+                        }
+                        Fields::Named(f) if f.named.len() == 1 => {
+                            let field = f.named[0].ident.as_ref();
+                            (quote!(#ident::#vi { #field: __wf_inner }), true)
+                        }
+                        _ => {
+                            errors.spanned(
+                                v,
+                                "a `transparent` variant wraps exactly one error: `Variant(Inner)`",
+                            );
+                            (quote!(#ident::#vi { .. }), false)
+                        }
+                    }
+                } else {
+                    let p = match &v.fields {
+                        Fields::Unit => quote!(#ident::#vi),
+                        Fields::Unnamed(_) => quote!(#ident::#vi(..)),
+                        Fields::Named(_) => quote!(#ident::#vi { .. }),
+                    };
+                    (p, false)
+                };
+                let name = o
+                    .name
+                    .as_ref()
+                    .map_or_else(|| vi.to_string(), LitStr::value);
+                if o.name.is_none() {
+                    if let Err(message) = check_name(&name) {
+                        errors.spanned(vi, message);
+                    }
+                }
+                if inner {
+                    let span = v.span();
+                    names.push(quote_spanned!(span=> #pattern => #krate::WorkflowError::error_name(__wf_inner),));
+                    let retry = if o.non_retryable {
+                        quote!(false)
+                    } else {
+                        quote!(#krate::WorkflowError::is_retryable(__wf_inner))
+                    };
+                    retries.push(quote!(#pattern => #retry,));
+                } else {
+                    names.push(quote!(#pattern => ::std::borrow::Cow::Borrowed(#name),));
+                    let retry = !o.non_retryable;
+                    retries.push(quote!(#pattern => #retry,));
+                }
+            }
+            if e.variants.is_empty() {
+                names.push(quote!(_ => match *self {}));
+                retries.push(quote!(_ => match *self {}));
+            }
+            (names, retries)
+        }
+        Data::Struct(s) => {
+            let o = options(&input.attrs, &mut errors);
+            if o.transparent {
+                let field = match &s.fields {
+                    Fields::Unnamed(f) if f.unnamed.len() == 1 => quote!(0),
+                    Fields::Named(f) if f.named.len() == 1 => {
+                        let i = f.named[0].ident.as_ref();
+                        quote!(#i)
+                    }
+                    _ => {
+                        errors.spanned(ident, "a `transparent` error wraps exactly one error");
+                        quote!(0)
+                    }
+                };
+                let retry = if o.non_retryable {
+                    quote!(false)
+                } else {
+                    quote!(#krate::WorkflowError::is_retryable(&self.#field))
+                };
+                (
+                    vec![quote!(_ => #krate::WorkflowError::error_name(&self.#field),)],
+                    vec![quote!(_ => #retry,)],
+                )
+            } else {
+                let name = o
+                    .name
+                    .as_ref()
+                    .map_or_else(|| ident.to_string(), LitStr::value);
+                let retry = !o.non_retryable;
+                (
+                    vec![quote!(_ => ::std::borrow::Cow::Borrowed(#name),)],
+                    vec![quote!(_ => #retry,)],
+                )
+            }
+        }
+        Data::Union(u) => {
+            errors.spanned(
+                u.union_token,
+                "`WorkflowError` is derived for enums and structs",
+            );
+            (Vec::new(), Vec::new())
+        }
+    };
+    if let Err(e) = errors.check() {
+        return e.to_compile_error();
+    }
+    let (imp, ty, wh) = input.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #imp #krate::WorkflowError for #ident #ty #wh {
+            fn error_name(&self) -> ::std::borrow::Cow<'static, str> {
+                #[allow(unreachable_patterns)]
+                match self { #(#name_arms)* }
+            }
+            fn is_retryable(&self) -> bool {
+                #[allow(unreachable_patterns)]
+                match self { #(#retry_arms)* }
+            }
+        }
+    }
+}
