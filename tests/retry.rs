@@ -394,3 +394,35 @@ async fn a_restart_during_a_backoff_keeps_the_attempt_count() {
     assert_eq!(attempts, [1, 2], "the count went on after the restart");
     assert_eq!(rt.record(&id).await.unwrap().status, Status::Succeeded);
 }
+
+/// Not a literal, so the macro cannot check it: `build()` does.
+const SHRINKING: f64 = 0.5;
+
+#[workflow]
+async fn shrinking_backoff(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    #[retry(backoff = SHRINKING)]
+    let got: String = svc.fetch(&what).await?;
+    Ok(got)
+}
+
+#[test]
+fn a_policy_the_macro_cannot_check_is_refused_by_build() {
+    let err = Runtime::builder()
+        .register(shrinking_backoff)
+        .dependency(Flaky::new(0, SvcError::Unavailable))
+        .build()
+        .unwrap_err();
+    match &err {
+        workflow::BuildError::InvalidPolicy {
+            workflow,
+            node,
+            message,
+        } => {
+            assert_eq!(*workflow, "shrinking_backoff");
+            assert_eq!(*node, "svc.fetch");
+            assert!(message.contains("below 1"), "{message}");
+        }
+        other => panic!("expected InvalidPolicy, got {other:?}"),
+    }
+    assert!(err.to_string().contains("svc.fetch"), "{err}");
+}

@@ -783,8 +783,10 @@ impl Emit<'_, '_> {
             quote_spanned!(call_span(call)=> call)
         };
         let fut = quote_spanned!(call_span(call)=> ::core::future::IntoFuture::into_future(#call));
+        // Spanned on the call: a missing `WorkflowError` is reported there, once.
+        let called = quote_spanned!(call_span(call)=> __wf_cx.#method(#node, #fut).await);
         quote! {
-            let __wf_call = match __wf_cx.#method(#node, #fut).await {
+            let __wf_call = match #called {
                 ::core::result::Result::Ok(__wf_call) => __wf_call,
                 ::core::result::Result::Err(__wf_step) => {
                     return ::core::result::Result::Ok::<#wf::codegen::Step<_>, _>(__wf_step);

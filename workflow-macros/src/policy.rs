@@ -165,7 +165,7 @@ pub(crate) fn take(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<Po
             continue;
         }
         let s = spec.get_or_insert_with(|| PolicySpec {
-            span: attr.span(),
+            span: attr.path().span(),
             retry: None,
             no_retry: false,
             timeout: None,

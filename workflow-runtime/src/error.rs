@@ -23,6 +23,17 @@ pub enum BuildError {
         /// The name.
         name: &'static str,
     },
+    /// A retry policy or timeout has values that cannot work (a backoff rate below 1, a
+    /// zero interval, a reserved error name, …).
+    #[error("the policy of `{node}` in workflow `{workflow}` is invalid: {message}")]
+    InvalidPolicy {
+        /// The workflow's name.
+        workflow: &'static str,
+        /// The node (yield point) the policy is on.
+        node: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The SQLite file given to `Builder::sqlite` could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),

@@ -10,6 +10,7 @@ use crate::asl::handler::{self, Entry};
 use crate::context::Deps;
 use crate::driver::{Erased, Typed};
 use crate::error::BuildError;
+use crate::graph::StateGraph;
 use crate::workflow::{Linker, Workflow};
 
 /// A workflow type, erased: its name, what it needs, and how to make the runtime's and the
@@ -19,6 +20,7 @@ pub(crate) struct WorkflowRef {
     pub(crate) name: &'static str,
     pub(crate) type_id: TypeId,
     link: fn(&mut Linker),
+    graph: fn() -> &'static StateGraph,
     /// The native driver's view.
     pub(crate) driver: fn() -> Arc<dyn Erased>,
     /// The step handler's view.
@@ -31,6 +33,7 @@ impl WorkflowRef {
             name: W::NAME,
             type_id: TypeId::of::<W>(),
             link: W::link,
+            graph: W::graph,
             driver: || Arc::new(Typed::<W>(PhantomData)),
             entry: || Arc::new(handler::Typed::<W>(PhantomData)),
         }
@@ -38,7 +41,8 @@ impl WorkflowRef {
 }
 
 /// `roots` and every workflow they call, transitively, by name. Fails if two different
-/// workflows share a name, or if one needs a dependency `deps` does not have.
+/// workflows share a name, if one needs a dependency `deps` does not have, or if a
+/// policy has values the macro could not check (they were not literals).
 pub(crate) fn link(
     roots: Vec<WorkflowRef>,
     deps: &Deps,
@@ -51,6 +55,15 @@ pub(crate) fn link(
                 return Err(BuildError::DuplicateName { name: w.name });
             }
             continue;
+        }
+        for node in (w.graph)().nodes {
+            if let Err(message) = node.policy().validate() {
+                return Err(BuildError::InvalidPolicy {
+                    workflow: w.name,
+                    node: node.name,
+                    message,
+                });
+            }
         }
         let mut linker = Linker::default();
         (w.link)(&mut linker);

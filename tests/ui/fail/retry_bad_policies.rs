@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize, WorkflowError)]
+enum SvcError {
+    Unavailable,
+}
+
+struct Svc;
+impl Svc {
+    async fn call(&self) -> Result<u32, SvcError> {
+        Ok(1)
+    }
+}
+
+#[workflow]
+async fn bad_values(svc: &Svc) -> Result<u32, SvcError> {
+    #[retry(max_attempts = 0, interval = 5.secs())]
+    let a: u32 = svc.call().await?;
+    #[retry(backoff = 0.5)]
+    let b: u32 = svc.call().await?;
+    #[retry(on = ["States.Timeout"])]
+    let c: u32 = svc.call().await?;
+    #[retry(interval = 0.secs(), jitter = half, retries = 3)]
+    let d: u32 = svc.call().await?;
+    #[timeout(0.secs())]
+    let e: u32 = svc.call().await?;
+    #[retry(interval = 0.secs(), max_delay = -(1.secs()))]
+    let f: u32 = svc.call().await?;
+    Ok(a + b + c + d + e + f)
+}
+
+#[workflow]
+async fn misplaced(svc: &Svc) -> Result<u32, SvcError> {
+    #[retry]
+    let x = 1;
+    #[retry]
+    sleep!(1.secs());
+    #[retry(on = ["Unavailable"])]
+    let n: u32 = call_nested!(bad_values())?;
+    #[retry]
+    #[retry]
+    let a: u32 = svc.call().await?;
+    Ok(x + n + a)
+}
+
+#[workflow(retry(backoff = 0.1))]
+async fn bad_default(svc: &Svc) -> Result<u32, SvcError> {
+    svc.call().await
+}
+
+#[derive(Debug, Serialize, Deserialize, WorkflowError)]
+enum Reserved {
+    #[workflow_error(name = "States.TaskFailed")]
+    Failed,
+    #[workflow_error(transparent)]
+    Two(SvcError, SvcError),
+    #[workflow_error(retryable)]
+    Other,
+}
+
+fn main() {}
