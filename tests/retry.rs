@@ -426,3 +426,57 @@ fn a_policy_the_macro_cannot_check_is_refused_by_build() {
     }
     assert!(err.to_string().contains("svc.fetch"), "{err}");
 }
+
+#[workflow]
+async fn napping_child(nap: u64) -> u64 {
+    sleep!(Duration::from_secs(nap));
+    nap
+}
+
+#[workflow]
+async fn parent_with_timeout(naps: Vec<u64>) -> Result<Vec<u64>, NestedError<NoError>> {
+    #[timeout(5.secs())]
+    let slept: Vec<u64> = call_nested!(for n in naps => napping_child(n), max_concurrency = 2)?;
+    Ok(slept)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_call_times_out_and_its_children_are_cancelled() {
+    let rt = Runtime::builder()
+        .register(parent_with_timeout)
+        .build()
+        .unwrap();
+    let fast = rt.start(parent_with_timeout, vec![1, 2, 3]).await.unwrap();
+    assert_eq!(fast.result().await.unwrap(), [1, 2, 3]);
+
+    let t0_slow = tokio::time::Instant::now();
+    let slow = rt
+        .start(parent_with_timeout, vec![1, 30, 2, 40])
+        .await
+        .unwrap();
+    let id = slow.id().clone();
+    let err = slow.result().await.unwrap_err();
+    assert_eq!(
+        t0_slow.elapsed(),
+        secs(5),
+        "the batch gave up at its timeout"
+    );
+    let RunError::Failed(NestedError::TimedOut { child }) = &err else {
+        panic!("expected a timeout, got {err:?}");
+    };
+    assert!(err
+        .to_string()
+        .ends_with(&format!("child execution {child} timed out")));
+    assert_eq!(
+        workflow::WorkflowError::error_name(&NestedError::<NoError>::TimedOut {
+            child: child.clone()
+        }),
+        "Workflow.Timeout"
+    );
+    // Two at a time: child 0 (1 s) finished, then 2 (2 s) in its place, then 3 (40 s);
+    // at 5 s, 1 (30 s) and 3 were cancelled.
+    let tree = rt.tree(&id).await.unwrap();
+    let statuses: Vec<Status> = tree.children.iter().map(|c| c.status).collect();
+    use Status::{Cancelled, Succeeded};
+    assert_eq!(statuses, [Succeeded, Cancelled, Succeeded, Cancelled]);
+}

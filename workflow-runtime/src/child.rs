@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::context::Fault;
-use crate::retry::WorkflowError;
+use crate::retry::{TaskTimeout, WorkflowError};
 use crate::workflow::Workflow;
 use crate::ExecutionId;
 
@@ -29,6 +29,13 @@ pub enum NestedError<E> {
         /// The child's execution id.
         child: ExecutionId,
     },
+    /// The `call_nested!`'s `#[timeout]` passed before the child finished; it was
+    /// cancelled.
+    #[error("child execution {child} timed out")]
+    TimedOut {
+        /// The child's execution id.
+        child: ExecutionId,
+    },
     /// The runtime could not run the child or read its result.
     #[error("child execution {child} faulted: {message}")]
     Faulted {
@@ -45,6 +52,7 @@ impl<E: WorkflowError> WorkflowError for NestedError<E> {
         match self {
             NestedError::Failed { error, .. } => error.error_name(),
             NestedError::Cancelled { .. } => Cow::Borrowed("Workflow.ChildCancelled"),
+            NestedError::TimedOut { .. } => Cow::Borrowed(TaskTimeout::NAME),
             NestedError::Faulted { .. } => Cow::Borrowed("Workflow.ChildFaulted"),
         }
     }
@@ -53,7 +61,7 @@ impl<E: WorkflowError> WorkflowError for NestedError<E> {
         match self {
             NestedError::Failed { error, .. } => error.is_retryable(),
             NestedError::Cancelled { .. } => false,
-            NestedError::Faulted { .. } => true,
+            NestedError::TimedOut { .. } | NestedError::Faulted { .. } => true,
         }
     }
 }
@@ -64,6 +72,7 @@ impl<E> NestedError<E> {
         match self {
             NestedError::Failed { child, .. }
             | NestedError::Cancelled { child }
+            | NestedError::TimedOut { child }
             | NestedError::Faulted { child, .. } => child,
         }
     }
@@ -76,6 +85,7 @@ impl<E> NestedError<E> {
                 error: error.into(),
             },
             NestedError::Cancelled { child } => NestedError::Cancelled { child },
+            NestedError::TimedOut { child } => NestedError::TimedOut { child },
             NestedError::Faulted { child, message } => NestedError::Faulted { child, message },
         }
     }
@@ -160,6 +170,8 @@ pub(crate) struct ChildResult {
 pub struct ChildrenOutcome {
     pub(crate) results: Vec<ChildResult>,
     pub(crate) failure: Option<usize>,
+    /// The batch's timeout passed: its cancelled children timed out.
+    pub(crate) timed_out: bool,
 }
 
 impl ChildrenOutcome {
@@ -195,6 +207,9 @@ impl ChildrenOutcome {
                 }),
                 Err(e) => Err(faulted(format!("error does not decode: {e}"))),
             },
+            Outcome::Cancelled if self.timed_out => Err(NestedError::TimedOut {
+                child: child.clone(),
+            }),
             Outcome::Cancelled => Err(NestedError::Cancelled {
                 child: child.clone(),
             }),

@@ -411,8 +411,10 @@ impl Driver {
                         return self.finish(outcome, events).await;
                     }
                     batches += 1;
+                    let timeout = graph.nodes.get(batch.node).and_then(|n| n.policy().timeout);
                     waiting = Some(Wait::Children(PendingBatch {
                         batch: batches,
+                        deadline: timeout.map(|t| self.rt.clock.now().after(t)),
                         node: batch.node,
                         max_concurrency: batch.max_concurrency,
                         calls: batch
@@ -672,8 +674,18 @@ impl Driver {
         let mut calls = batch.calls.into_iter().enumerate();
         let mut running = 0usize;
         let mut failure = None;
+        let mut timed_out = false;
+        // From the persisted deadline, so a restart keeps the batch's timeout.
+        let deadline = batch.deadline.map(|d| d.since(self.rt.clock.now()));
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
-            while failure.is_none() && running < limit {
+            while failure.is_none() && !timed_out && running < limit {
                 let Some((i, call)) = calls.next() else { break };
                 let link = ParentLink {
                     id: self.id.clone(),
@@ -712,6 +724,12 @@ impl Driver {
                     }
                     return None;
                 }
+                () = &mut expired, if !timed_out => {
+                    // The running children end as cancelled and are reported timed out.
+                    timed_out = true;
+                    siblings.cancel();
+                    continue;
+                }
                 done = rx.recv() => done?,
             };
             running -= 1;
@@ -743,7 +761,11 @@ impl Driver {
                 })
             })
             .collect();
-        Some(ChildrenOutcome { results, failure })
+        Some(ChildrenOutcome {
+            results,
+            failure,
+            timed_out,
+        })
     }
 
     /// Starts child `id`, or re-attaches it if it exists already.

@@ -156,6 +156,10 @@ pub struct PendingBatch {
     pub max_concurrency: Option<usize>,
     /// The children, in input order.
     pub calls: Vec<PendingChild>,
+    /// When the batch times out (the `call_nested!`'s `#[timeout]`): its unfinished
+    /// children are cancelled and reported as timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
 }
 
 /// One child of a [`PendingBatch`].

@@ -67,6 +67,7 @@ async fn records_and_histories_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let batch = Wait::Children(PendingBatch {
+        deadline: None,
         batch: 1,
         node: 0,
         max_concurrency: Some(3),
