@@ -159,6 +159,22 @@ mod tests {
     }
 
     #[test]
+    fn retry_policy_and_timeout() {
+        insta::assert_snapshot!(expand(
+            quote!(retry(on = ["Unavailable"], interval = 2.secs(), max_attempts = 4)),
+            quote! {
+                async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+                    #[timeout(30.secs())]
+                    let job: JobId = svc.start(&req).await?;
+                    #[retry(none)]
+                    let report: JobReport = svc.report(&job).await?;
+                    Ok(report)
+                }
+            }
+        ));
+    }
+
+    #[test]
     fn main_workflow_with_children() {
         insta::assert_snapshot!(expand(
             quote!(name = "NestingPatternMainStateMachine"),

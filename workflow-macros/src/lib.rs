@@ -38,7 +38,7 @@ use proc_macro::TokenStream;
 ///     }
 /// }
 ///
-/// #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+/// #[derive(Debug, Serialize, Deserialize, thiserror::Error, WorkflowError)]
 /// #[error("{0}")]
 /// pub struct ShopError(String);
 /// impl From<String> for ShopError {
