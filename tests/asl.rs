@@ -21,6 +21,8 @@ mod nesting;
 #[path = "ui/pass/nesting_pattern.rs"]
 #[allow(clippy::all)]
 mod pass_nesting;
+#[path = "asl/retries.rs"]
+mod retries;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -28,36 +30,71 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use workflow::asl::{error_name, serve_json_lines, StateMachine, StepClock, StepHandler};
-use workflow::{EventKind, Outcome, Runtime};
+use workflow::asl::{serve_json_lines, StateMachine, StepClock, StepHandler};
+use workflow::{EventKind, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
 
-macro_rules! all_workflows {
-    ($builder:expr) => {
+/// Every workflow of these tests: `workflows!(register <builder>)` registers them (and
+/// their dependencies), `workflows!(info)` lists what the native side needs of each.
+macro_rules! workflows {
+    ($mode:ident $([$arg:expr])?) => {
+        workflows!(@ $mode [$($arg)?]
+            flows::branches, flows::matching, flows::counting, flows::whiles, flows::fors,
+            flows::labels, flows::early, flows::shadowing, flows::blocks, flows::poll_rounds,
+            flows::child_loop, flows::square, flows::tail_match,
+            flows::unannotated_temporaries, flows::assignments, flows::skip_ahead,
+            nesting::run_job, nesting::main_flow, pass_nesting::run_job,
+            pass_nesting::main_flow, retries::retried, retries::caught, retries::timed,
+            retries::polled, retries::looped,
+        )
+    };
+    (@ register [$builder:expr] $($w:path,)*) => {
         $builder
-            .register(flows::branches)
-            .register(flows::matching)
-            .register(flows::counting)
-            .register(flows::whiles)
-            .register(flows::fors)
-            .register(flows::labels)
-            .register(flows::early)
-            .register(flows::shadowing)
-            .register(flows::blocks)
-            .register(flows::poll_rounds)
-            .register(flows::child_loop)
-            .register(flows::square)
-            .register(flows::tail_match)
-            .register(flows::unannotated_temporaries)
-            .register(flows::assignments)
-            .register(flows::skip_ahead)
-            .register(nesting::run_job)
-            .register(nesting::main_flow)
-            .register(pass_nesting::run_job)
-            .register(pass_nesting::main_flow)
+            $(.register($w))*
             .dependency(flows::Calc::default())
             .dependency(nesting::scripted())
             .dependency(pass_nesting::Svc)
+            .dependency(retries::Flaky::default())
     };
+    (@ info [] $($w:path,)*) => {
+        vec![$(Info::of($w)),*]
+    };
+}
+
+macro_rules! all_workflows {
+    ($builder:expr) => {
+        workflows!(register[$builder])
+    };
+}
+
+/// What the native side of a comparison needs of a workflow: its graph, and the name of
+/// an error (as JSON) of its typed error.
+struct Info {
+    name: &'static str,
+    graph: &'static StateGraph,
+    error_name: fn(&Value) -> String,
+}
+
+impl Info {
+    fn of<W: Workflow>(_: W) -> Info {
+        fn error_name<W: Workflow>(error: &Value) -> String {
+            serde_json::from_value::<W::Error>(error.clone()).map_or_else(
+                |e| format!("<not a {} error: {e}>", W::NAME),
+                |e| e.error_name().into_owned(),
+            )
+        }
+        Info {
+            name: W::NAME,
+            graph: W::graph(),
+            error_name: error_name::<W>,
+        }
+    }
+
+    fn find(name: &str) -> Info {
+        let all: Vec<Info> = workflows!(info);
+        all.into_iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("`{name}` is not one of the tests' workflows"))
+    }
 }
 
 fn handler() -> StepHandler {
@@ -128,7 +165,7 @@ fn bad_requests_get_catchable_errors() {
         .enable_all()
         .build()
         .unwrap();
-    let name = |req: Value| rt.block_on(h.handle(req)).unwrap_err().name();
+    let name = |req: Value| rt.block_on(h.handle(req)).unwrap_err().name().to_owned();
     assert_eq!(name(json!({"nope": 1})), "Workflow.InvalidRequest");
     assert_eq!(
         name(json!({"workflow": "Missing", "at": "Start"})),
@@ -172,6 +209,46 @@ fn bad_requests_get_catchable_errors() {
     assert_eq!(lines[0]["error"]["name"], "Workflow.InvalidRequest");
     assert_eq!(lines[1]["id"], 7);
     assert_eq!(lines[1]["error"]["name"], "Workflow.UnknownWorkflow");
+}
+
+#[test]
+fn retried_calls_answer_errors_and_caught_errors_reach_the_code() {
+    let h = handler();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let step = |workflow: &str, at: &str, document: Value| {
+        rt.block_on(h.handle(json!({"workflow": workflow, "at": at, "document": document})))
+    };
+    // The step before a task with a policy stops before its call.
+    let doc = step("caught", "Start", json!({"input": "fail9:z"})).unwrap();
+    assert_eq!(doc["next"], "svc.fetch");
+    // The call fails with an error the policy retries: an error of that name, whose
+    // message (a `Catch`'s `Cause`) is the error as JSON.
+    let e = step("caught", "svc.fetch", doc.clone()).unwrap_err();
+    assert_eq!(e.name(), "Unavailable");
+    assert_eq!(e.to_string(), "\"Unavailable\"");
+    // Caught as AWS Lambda reports a function error: the code gets it, no call is made.
+    let mut caught = doc.clone();
+    caught["caught"] = json!({
+        "Error": "Unavailable",
+        "Cause": json!({"errorType": "Unavailable", "errorMessage": "\"Unavailable\""}).to_string(),
+    });
+    let end = step("caught", "svc.fetch: caught", caught).unwrap();
+    assert_eq!(end["next"], "Succeed");
+    assert_eq!(end["output"], "default after unavailable");
+    // A hung invocation's `States.Timeout` is the call's own timeout error.
+    let doc = step("timed", "Start", json!({"input": "ok:z"})).unwrap();
+    assert_eq!(doc["next"], "svc.fetch");
+    let mut caught = doc.clone();
+    caught["caught"] = json!({"Error": "States.Timeout", "Cause": "Task timed out"});
+    let end = step("timed", "svc.fetch: caught", caught).unwrap();
+    assert_eq!(end["next"], "Fail");
+    assert_eq!(end["error"]["name"], "Workflow.Timeout");
+    // A `caught` state without the caught error is a bad request.
+    let e = step("timed", "svc.fetch: caught", doc).unwrap_err();
+    assert_eq!(e.name(), "Workflow.InvalidState");
 }
 
 // --- Node -------------------------------------------------------------------------------
@@ -298,6 +375,21 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("skip_ahead", json!(3)),
         ("skip_ahead", json!(10)),
         ("skip_ahead", json!(30)),
+        // Retry policies and timeouts (see `asl/retries.rs` for the scripts).
+        ("retried", json!("fail2:a")), // fails twice, then answers
+        ("retried", json!("fail9:b")), // retries exhausted, `?` → Fail `Unavailable`
+        ("retried", json!("bad:c")),   // not retryable: no retry, Fail `BadRequest`
+        ("caught", json!("fail9:d")),  // retries exhausted, the `match` catches it
+        ("caught", json!("fail1:e")),  // one retry
+        ("caught", json!("bad:f")),    // not retried, caught at once
+        ("timed", json!("slow1:g")),   // times out once, then answers
+        ("timed", json!("slow5:h")),   // times out twice: Fail `Workflow.Timeout`
+        ("polled", json!("fail2:i")),  // a poll attempt retried twice, then polled on
+        ("polled", json!("fail9:j")),  // exhausted: the poll counts it, too many errors
+        ("polled", json!("ok:k")),     // a poll with a policy that never fails
+        ("looped", json!(["fail1:l1", "ok:l2", "fail1:l3"])), // the default policy in a loop
+        ("looped", json!(["ok:l4", "fail2:l5"])), // exhausted inside the loop
+        ("looped", json!([])),
     ]
 }
 
@@ -317,9 +409,14 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
         let runtime: Runtime = all_workflows!(Runtime::builder()).build().unwrap();
         let mut out = Vec::new();
         for (name, input) in runs {
+            let info = Info::find(name);
             let id = runtime.start_json(name, input.clone()).await.unwrap();
             let outcome = runtime.wait(&id).await.unwrap();
             let history = runtime.history(&id).await.unwrap();
+            // A task with a policy has its state entered before the call, so its state
+            // stands for its failure too.
+            let has_policy =
+                |state: &str| info.graph.node(state).is_some_and(|n| n.policy.is_some());
             let mut tokens: Vec<String> = history
                 .iter()
                 .filter_map(|e| {
@@ -328,6 +425,7 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
                         EventKind::TaskSucceeded { .. }
                         | EventKind::WaitStarted { .. }
                         | EventKind::PollAttempt { .. } => true,
+                        EventKind::TaskFailed { .. } => has_policy(state),
                         EventKind::ChildStarted { child, .. } => child.as_str().ends_with(".0"),
                         _ => false,
                     };
@@ -341,7 +439,7 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
                 }
                 Outcome::Failed(e) => {
                     tokens.push("Fail".into());
-                    json!({"error": {"name": error_name(&e), "cause": e.to_string()}})
+                    json!({"error": {"name": (info.error_name)(&e), "cause": e.to_string()}})
                 }
                 other => {
                     tokens.push("Fault".into());

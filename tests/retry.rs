@@ -480,3 +480,139 @@ async fn a_nested_call_times_out_and_its_children_are_cancelled() {
     use Status::{Cancelled, Succeeded};
     assert_eq!(statuses, [Succeeded, Cancelled, Succeeded, Cancelled]);
 }
+
+#[workflow]
+async fn flaky_child(svc: &Flaky, what: String) -> Result<String, SvcError> {
+    let got: String = svc.fetch(&what).await?;
+    Ok(got)
+}
+
+#[workflow]
+async fn parent_retrying_child(what: String) -> Result<String, NestedError<SvcError>> {
+    #[retry(on = ["Unavailable"], interval = 1.secs(), max_attempts = 2)]
+    let got: String = call_nested!(flaky_child(what))?;
+    Ok(got)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_child_is_run_again_as_a_new_child() {
+    let svc = Arc::new(Flaky::new(2, SvcError::Unavailable));
+    let rt = Runtime::builder()
+        .register(parent_retrying_child)
+        .dependency_arc(Arc::clone(&svc))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let exec = rt.start(parent_retrying_child, "job".into()).await.unwrap();
+    let id = exec.id().clone();
+    assert_eq!(exec.result().await.unwrap(), "job #3");
+    assert_eq!(t0.elapsed(), secs(1 + 2));
+    let tree = rt.tree(&id).await.unwrap();
+    let children: Vec<(String, Status)> = tree
+        .children
+        .iter()
+        .map(|c| {
+            (
+                c.id.as_str().rsplit('/').next().unwrap().to_owned(),
+                c.status,
+            )
+        })
+        .collect();
+    use Status::{Failed, Succeeded};
+    assert_eq!(
+        children,
+        [
+            ("1.0".into(), Failed),
+            ("2.0".into(), Failed),
+            ("3.0".into(), Succeeded)
+        ],
+        "each retry is a new batch, so a new child"
+    );
+    let r = retries(&rt.history(&id).await.unwrap());
+    assert_eq!(
+        r,
+        [
+            (1, "Unavailable".into(), secs(1)),
+            (2, "Unavailable".into(), secs(2))
+        ]
+    );
+
+    // Exhausted: the child's error, through `NestedError::Failed`.
+    let svc = Arc::new(Flaky::new(9, SvcError::Unavailable));
+    let rt = Runtime::builder()
+        .register(parent_retrying_child)
+        .dependency_arc(Arc::clone(&svc))
+        .build()
+        .unwrap();
+    let err = rt
+        .start(parent_retrying_child, "job".into())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RunError::Failed(NestedError::Failed {
+                error: SvcError::Unavailable,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(svc.calls(), 3);
+}
+
+/// A restart while a `call_nested!` waits to retry: the retried batch runs once, as the
+/// next batch, and the attempt count goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_a_nested_retry_runs_the_new_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested-retry.sqlite");
+    #[workflow]
+    async fn slow_retrying_parent(what: String) -> Result<String, NestedError<SvcError>> {
+        #[retry(interval = 300.millis(), max_attempts = 2, backoff = 1)]
+        let got: String = call_nested!(flaky_child(what))?;
+        Ok(got)
+    }
+    let build = |svc: Arc<Flaky>| {
+        Runtime::builder()
+            .register(slow_retrying_parent)
+            .dependency_arc(svc)
+            .sqlite(&db)
+            .build()
+            .unwrap()
+    };
+    let svc = Arc::new(Flaky::new(1, SvcError::Unavailable));
+    let rt = build(Arc::clone(&svc));
+    let exec = rt.start(slow_retrying_parent, "job".into()).await.unwrap();
+    let id = exec.id().clone();
+    let waiting_to_retry = |w: &Option<Wait>| matches!(w, Some(Wait::Retry { attempt: 1, batch: Some(b), .. }) if b.batch == 2);
+    for _ in 0..400 {
+        if waiting_to_retry(&rt.record(&id).await.unwrap().waiting) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(waiting_to_retry(&rt.record(&id).await.unwrap().waiting));
+    rt.shutdown().await;
+
+    let rt = build(Arc::clone(&svc));
+    rt.recover().await.unwrap();
+    let outcome = rt.wait(&id).await.unwrap();
+    assert!(
+        matches!(outcome, workflow::Outcome::Succeeded(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(svc.calls(), 2, "one failed child, one retried child");
+    let statuses: Vec<Status> = rt
+        .tree(&id)
+        .await
+        .unwrap()
+        .children
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [Status::Failed, Status::Succeeded]);
+}

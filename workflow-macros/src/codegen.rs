@@ -941,6 +941,16 @@ impl Emit<'_, '_> {
             }
             Op::Nested(n) => {
                 let decode = self.decode(n);
+                let retry = y.policy.as_ref().filter(|p| p.retry.is_some()).map(|_| {
+                    quote! {
+                        let __wf_r = match __wf_cx.nested(#node, __wf_r) {
+                            ::core::result::Result::Ok(__wf_r) => __wf_r,
+                            ::core::result::Result::Err(__wf_step) => {
+                                return ::core::result::Result::Ok::<#wf::codegen::Step<_>, _>(__wf_step);
+                            }
+                        };
+                    }
+                });
                 quote! {
                         let mut __wf_o = match __wf_cx.take_children(#node) {
                             ::core::result::Result::Ok(__wf_o) => __wf_o,
@@ -949,6 +959,7 @@ impl Emit<'_, '_> {
                             }
                         };
                         let __wf_r = #decode;
+                        #retry
                         #done
                 }
             }

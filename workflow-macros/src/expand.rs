@@ -161,7 +161,11 @@ mod tests {
     #[test]
     fn retry_policy_and_timeout() {
         insta::assert_snapshot!(expand(
-            quote!(retry(on = ["Unavailable"], interval = 2.secs(), max_attempts = 4)),
+            quote!(retry(
+                on = ["Unavailable"],
+                interval = 2.secs(),
+                max_attempts = 4
+            )),
             quote! {
                 async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
                     #[timeout(30.secs())]

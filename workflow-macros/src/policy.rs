@@ -288,13 +288,9 @@ pub(crate) fn resolve(yields: &mut [Yield], default: Option<&RetrySpec>, errors:
         };
         match &y.op {
             Op::Task { .. } | Op::Poll(_) => {}
+            // The workflow's default is for calls; a child has its own policies inside.
             Op::Nested(_) => {
-                if let Some(p) = own.as_ref().filter(|p| p.retry.is_some()) {
-                    errors.at(p.span, "`#[retry]` on `call_nested!` is not supported yet: retry inside the child workflow, or catch the `NestedError` and call again");
-                }
-                y.policy = own
-                    .filter(|p| p.timeout.is_some())
-                    .map(|p| PolicySpec { retry: None, ..p });
+                y.policy = own.filter(|p| p.retry.is_some() || p.timeout.is_some());
                 continue;
             }
             Op::Sleep(_) => {

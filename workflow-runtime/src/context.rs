@@ -10,7 +10,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::child::ChildrenOutcome;
+use crate::child::{ChildrenOutcome, NestedError};
 use crate::graph::{Node, StateGraph};
 use crate::history::{Event, EventKind};
 use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
@@ -243,6 +243,20 @@ impl StepCx {
                 None => call.await,
             },
         };
+        self.retry_or(node, result)
+    }
+
+    /// The result of `call_nested!` at `node`, which has a retry policy: if the error is
+    /// one it retries, ends the step with a retry of the whole batch.
+    pub fn nested<W, T, E>(
+        &mut self,
+        node: usize,
+        result: Result<T, NestedError<E>>,
+    ) -> Result<Result<T, NestedError<E>>, Step<W>>
+    where
+        W: Workflow,
+        E: WorkflowError + Serialize,
+    {
         self.retry_or(node, result)
     }
 

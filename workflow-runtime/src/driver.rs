@@ -347,22 +347,27 @@ impl Driver {
                         kind: EventKind::WaitEnded,
                     });
                 }
-                Some(Wait::Retry { until, attempt, .. }) => {
+                Some(Wait::Retry {
+                    until,
+                    attempt,
+                    batch,
+                    ..
+                }) => {
                     if let Err(finished) = self.sleep_until(until).await {
                         return finished;
                     }
                     retries = attempt;
-                }
-                Some(Wait::Children(batch)) => {
-                    let Some(node) = node_name(batch.node) else {
-                        let message = format!("child batch at unknown node {}", batch.node);
-                        return self.finish(Outcome::Faulted(message), Vec::new()).await;
-                    };
-                    match self.run_children(node, batch).await {
-                        Some(outcome) => children = Some(outcome),
-                        None => return self.finish(Outcome::Cancelled, Vec::new()).await,
+                    if let Some(batch) = batch {
+                        match self.children_at(&node_name, batch).await {
+                            Ok(outcome) => children = Some(outcome),
+                            Err(finished) => return finished,
+                        }
                     }
                 }
+                Some(Wait::Children(batch)) => match self.children_at(&node_name, batch).await {
+                    Ok(outcome) => children = Some(outcome),
+                    Err(finished) => return finished,
+                },
             }
             // 2. Step.
             let mut cx = StepCx::new(self.rt.clock, graph, children.take());
@@ -382,7 +387,10 @@ impl Driver {
                 Step::Continue(next) | Step::Task { state: next, .. } => next,
                 Step::Retry(retry) => {
                     // The step consumed its state: the retry runs the checkpointed one again.
-                    match self.checkpoint_retry::<W>(retry, batches, events).await {
+                    match self
+                        .checkpoint_retry::<W>(retry, &mut batches, events)
+                        .await
+                    {
                         Ok((again, wait)) => {
                             state = again;
                             waiting = Some(wait);
@@ -457,6 +465,22 @@ impl Driver {
         }
     }
 
+    /// Runs a batch of children to its outcome; cancelled, the execution ends.
+    async fn children_at(
+        &self,
+        node_name: &impl Fn(usize) -> Option<Cow<'static, str>>,
+        batch: PendingBatch,
+    ) -> Result<ChildrenOutcome, Finished> {
+        let Some(node) = node_name(batch.node) else {
+            let message = format!("child batch at unknown node {}", batch.node);
+            return Err(self.finish(Outcome::Faulted(message), Vec::new()).await);
+        };
+        match self.run_children(node, batch).await {
+            Some(outcome) => Ok(outcome),
+            None => Err(self.finish(Outcome::Cancelled, Vec::new()).await),
+        }
+    }
+
     /// Waits for a durable timer, from its persisted deadline: a restart fires a due
     /// timer at once.
     async fn sleep_until(&self, until: Timestamp) -> Result<(), Finished> {
@@ -486,11 +510,11 @@ impl Driver {
     async fn checkpoint_retry<W: Workflow>(
         &self,
         retry: Retry,
-        batches: u64,
+        batches: &mut u64,
         events: Vec<Event>,
     ) -> Result<(W::State, Wait), Finished> {
-        let bytes = match self.rt.store.get(&self.id).await {
-            Ok(Some(record)) => record.state,
+        let (bytes, waited) = match self.rt.store.get(&self.id).await {
+            Ok(Some(record)) => (record.state, record.waiting),
             Ok(None) => {
                 let message = format!("execution {} disappeared from the store", self.id);
                 return Err(self.finish(Outcome::Faulted(message), events).await);
@@ -507,15 +531,33 @@ impl Driver {
                 return Err(self.finish(Outcome::Faulted(message), events).await);
             }
         };
+        let until = self.rt.clock.now().after(retry.delay);
+        // A `call_nested!` retries its whole batch: the same calls, as a new batch.
+        let batch = match waited {
+            Some(Wait::Children(b) | Wait::Retry { batch: Some(b), .. }) => {
+                *batches += 1;
+                let timeout = W::graph()
+                    .nodes
+                    .get(b.node)
+                    .and_then(|n| n.policy().timeout);
+                Some(PendingBatch {
+                    batch: *batches,
+                    deadline: timeout.map(|t| until.after(t)),
+                    ..b
+                })
+            }
+            _ => None,
+        };
         let wait = Wait::Retry {
             node: retry.node,
-            until: self.rt.clock.now().after(retry.delay),
+            until,
             attempt: retry.attempt,
+            batch,
         };
         let saved = SavedState {
             bytes,
             waiting: Some(wait.clone()),
-            batches,
+            batches: *batches,
         };
         self.checkpoint(saved, events).await?;
         Ok((state, wait))

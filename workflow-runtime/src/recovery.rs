@@ -257,7 +257,12 @@ impl Runtime {
         let waiting_batches: HashMap<ExecutionId, u64> = ready
             .iter()
             .filter_map(|r| match &r.record.waiting {
-                Some(Wait::Children(batch)) => Some((r.record.id.clone(), batch.batch)),
+                Some(
+                    Wait::Children(batch)
+                    | Wait::Retry {
+                        batch: Some(batch), ..
+                    },
+                ) => Some((r.record.id.clone(), batch.batch)),
                 _ => None,
             })
             .collect();

@@ -36,12 +36,10 @@ async fn misplaced(svc: &Svc) -> Result<u32, SvcError> {
     let x = 1;
     #[retry]
     sleep!(1.secs());
-    #[retry(on = ["Unavailable"])]
-    let n: u32 = call_nested!(bad_values())?;
     #[retry]
     #[retry]
     let a: u32 = svc.call().await?;
-    Ok(x + n + a)
+    Ok(x + a)
 }
 
 #[workflow(retry(backoff = 0.1))]

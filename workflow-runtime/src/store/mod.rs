@@ -131,6 +131,10 @@ pub enum Wait {
         until: Timestamp,
         /// The retry's number, from 1.
         attempt: u32,
+        /// For a `call_nested!`, the batch that runs again when the retry is due (new
+        /// batch number, so new child ids).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<PendingBatch>,
     },
 }
 
