@@ -121,9 +121,6 @@ async fn with_default_policy(svc: &Flaky, what: String) -> Result<(String, Strin
     Ok((a, b))
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Ready(String);
-
 #[workflow]
 async fn poll_flaky(svc: &Flaky, what: String) -> Result<String, SvcError> {
     #[retry(on = ["Unavailable"], interval = 100.millis(), max_attempts = 2, backoff = 1)]
@@ -615,4 +612,51 @@ async fn a_restart_during_a_nested_retry_runs_the_new_batch_once() {
         .map(|c| c.status)
         .collect();
     assert_eq!(statuses, [Status::Failed, Status::Succeeded]);
+}
+
+#[workflow(timeout = 10.secs())]
+async fn bounded(naps: u64) -> u64 {
+    let mut slept: u64 = 0;
+    while slept < naps {
+        sleep!(4.secs());
+        slept += 4;
+    }
+    slept
+}
+
+#[workflow]
+async fn calls_bounded(naps: u64) -> Result<u64, NestedError<NoError>> {
+    let slept: u64 = call_nested!(bounded(naps))?;
+    Ok(slept)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_execution_past_its_workflow_timeout_times_out() {
+    let rt = Runtime::builder().register(calls_bounded).build().unwrap();
+    assert_eq!(
+        rt.start(bounded, 8).await.unwrap().result().await.unwrap(),
+        8
+    );
+
+    let t0 = tokio::time::Instant::now();
+    let exec = rt.start(bounded, 20).await.unwrap();
+    let id = exec.id().clone();
+    assert_eq!(exec.result().await.unwrap_err(), RunError::TimedOut);
+    assert_eq!(t0.elapsed(), secs(10));
+    assert_eq!(rt.record(&id).await.unwrap().status, Status::TimedOut);
+    let history = rt.history(&id).await.unwrap();
+    assert_eq!(history.last().unwrap().kind, EventKind::ExecutionTimedOut);
+
+    // A parent sees its child's timeout as `NestedError::TimedOut`.
+    let exec = rt.start(calls_bounded, 20).await.unwrap();
+    let err = exec.result().await.unwrap_err();
+    assert!(
+        matches!(err, RunError::Failed(NestedError::TimedOut { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        bounded::graph().timeout.map(|t| t()),
+        Some(secs(10)),
+        "the graph carries the timeout, for the ASL's TimeoutSeconds"
+    );
 }

@@ -34,6 +34,8 @@ pub(crate) struct Codegen<'a> {
     pub(crate) name: String,
     pub(crate) krate: &'a syn::Path,
     pub(crate) attrs: &'a [syn::Attribute],
+    /// `#[workflow(timeout = …)]`.
+    pub(crate) timeout: Option<&'a syn::Expr>,
 }
 
 /// The fields of every state variant but `Start` (whose fields are the parameters).
@@ -248,6 +250,10 @@ impl Codegen<'_> {
 
     fn graph(&self, policies: bool) -> TokenStream {
         let wf = self.wf();
+        let timeout = match self.timeout {
+            Some(t) if policies => quote!(::core::option::Option::Some(|| #t)),
+            _ => quote!(::core::option::Option::None),
+        };
         let name = &self.name;
         let start_at = self.lowered.graph.start_at;
         let nodes = self.lowered.graph.nodes.iter().enumerate().map(|(i, n)| {
@@ -290,6 +296,7 @@ impl Codegen<'_> {
                 workflow: #name,
                 start_at: #start_at,
                 nodes: &[#(#nodes),*],
+                timeout: #timeout,
             };
             &GRAPH
         }

@@ -67,6 +67,7 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
             name: name.clone(),
             krate: &krate,
             attrs: &attrs,
+            timeout: args.as_ref().and_then(|a| a.timeout.as_ref()),
         }
         .emit()
     });

@@ -16,6 +16,8 @@ pub(crate) struct Args {
     pub(crate) krate: syn::Path,
     /// `retry(…)`: the policy of every task and poll without a `#[retry]` of its own.
     pub(crate) retry: Option<RetrySpec>,
+    /// `timeout = …`: how long an execution may run.
+    pub(crate) timeout: Option<syn::Expr>,
 }
 
 /// The function, split into what codegen needs.
@@ -57,6 +59,7 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
     let mut name: Option<LitStr> = None;
     let mut krate: Option<syn::Path> = None;
     let mut retry: Option<RetrySpec> = None;
+    let mut timeout: Option<syn::Expr> = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
             if name.is_some() {
@@ -84,9 +87,22 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
             errors.check()?;
             retry = Some(spec);
             Ok(())
+        } else if meta.path.is_ident("timeout") {
+            if timeout.is_some() {
+                return Err(meta.error("`timeout` is given twice"));
+            }
+            let e: syn::Expr = meta.value()?.parse()?;
+            if crate::yields::is_negative(&e) || crate::yields::is_zero_duration(&e) {
+                return Err(syn::Error::new_spanned(
+                    e,
+                    "an execution timeout must be positive, e.g. `timeout = 1.hours()`",
+                ));
+            }
+            timeout = Some(e);
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown option; #[workflow] takes `name = \"…\"`, `crate = \"…\"` and `retry(…)`",
+                "unknown option; #[workflow] takes `name = \"…\"`, `crate = \"…\"`, `retry(…)` and `timeout = …`",
             ))
         }
     });
@@ -95,6 +111,7 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
         name,
         krate: krate.unwrap_or_else(|| parse_quote!(::workflow)),
         retry,
+        timeout,
     })
 }
 

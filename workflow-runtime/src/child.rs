@@ -101,6 +101,8 @@ pub enum Outcome {
     Failed(Value),
     /// It was cancelled.
     Cancelled,
+    /// It ran past its workflow's timeout (`#[workflow(timeout = …)]`).
+    TimedOut,
     /// The runtime could not go on with it.
     Faulted(String),
 }
@@ -207,6 +209,9 @@ impl ChildrenOutcome {
                 }),
                 Err(e) => Err(faulted(format!("error does not decode: {e}"))),
             },
+            Outcome::TimedOut => Err(NestedError::TimedOut {
+                child: child.clone(),
+            }),
             Outcome::Cancelled if self.timed_out => Err(NestedError::TimedOut {
                 child: child.clone(),
             }),

@@ -78,6 +78,8 @@ pub(crate) struct Resume {
     pub(crate) parent_node: Option<Cow<'static, str>>,
     pub(crate) waiting: Option<Wait>,
     pub(crate) batches: u64,
+    /// When it was created: its timeout counts from there.
+    pub(crate) created_at: Timestamp,
     /// The decoded `W::State`, type-erased so the registry can hold it.
     pub(crate) state: Box<dyn Any + Send>,
 }
@@ -92,6 +94,7 @@ impl Resume {
                 .map(|site| Cow::Owned(site.node.clone())),
             waiting: record.waiting.clone(),
             batches: record.batches,
+            created_at: record.created_at,
             state,
         }
     }
@@ -208,6 +211,7 @@ impl<W: Workflow> Erased for Typed<W> {
                 id: launch.id,
                 cancel: launch.cancel,
                 parent_node: parent.map(|p| p.node),
+                deadline: deadline::<W>(now),
             };
             Ok(driver.spawn::<W>(state, None, 0, launch.notify))
         })
@@ -242,6 +246,7 @@ impl<W: Workflow> Erased for Typed<W> {
             id: resume.id,
             cancel,
             parent_node: resume.parent_node,
+            deadline: deadline::<W>(resume.created_at),
         };
         match resume.state.downcast::<W::State>() {
             Ok(state) => driver.spawn::<W>(*state, resume.waiting, resume.batches, notify),
@@ -276,6 +281,13 @@ pub(crate) struct Driver {
     id: ExecutionId,
     cancel: CancellationToken,
     parent_node: Option<Cow<'static, str>>,
+    /// When the execution times out, if its workflow has a timeout.
+    deadline: Option<Timestamp>,
+}
+
+/// When an execution created at `created_at` times out.
+fn deadline<W: Workflow>(created_at: Timestamp) -> Option<Timestamp> {
+    W::graph().timeout.map(|t| created_at.after(t()))
 }
 
 /// How long a checkpoint that failed transiently waits before the first retry, and at
@@ -322,7 +334,30 @@ impl Driver {
         done.send_replace(Some(finished.outcome));
     }
 
+    /// Drives the execution to its end, or to its timeout: then whatever it was doing
+    /// is dropped (a step's call is cancelled) and its children are cancelled.
     async fn drive<W: Workflow>(
+        &self,
+        state: W::State,
+        waiting: Option<Wait>,
+        batches: u64,
+    ) -> Finished {
+        let Some(deadline) = self.deadline else {
+            return self.run::<W>(state, waiting, batches).await;
+        };
+        let remaining = deadline.since(self.rt.clock.now());
+        let run = self.run::<W>(state, waiting, batches);
+        tokio::select! {
+            biased;
+            finished = run => finished,
+            () = tokio::time::sleep(remaining) => {
+                self.cancel.cancel();
+                self.finish(Outcome::TimedOut, Vec::new()).await
+            }
+        }
+    }
+
+    async fn run<W: Workflow>(
         &self,
         mut state: W::State,
         mut waiting: Option<Wait>,
@@ -635,6 +670,7 @@ impl Driver {
                 error: error.clone(),
             },
             Outcome::Cancelled => EventKind::ExecutionCancelled,
+            Outcome::TimedOut => EventKind::ExecutionTimedOut,
             Outcome::Faulted(message) => EventKind::ExecutionFaulted {
                 message: message.clone(),
             },
@@ -915,6 +951,7 @@ pub(crate) fn child_event(child: &ExecutionId, outcome: &Outcome) -> EventKind {
             error: Value::String(message.clone()),
         },
         Outcome::Cancelled => EventKind::ChildCancelled { child },
+        Outcome::TimedOut => EventKind::ChildTimedOut { child },
     }
 }
 

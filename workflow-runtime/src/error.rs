@@ -82,6 +82,9 @@ pub enum RunError<E> {
     /// The execution was cancelled.
     #[error("execution was cancelled")]
     Cancelled,
+    /// The execution ran past its workflow's timeout (`#[workflow(timeout = …)]`).
+    #[error("execution timed out")]
+    TimedOut,
     /// The runtime could not go on with the execution.
     #[error("execution faulted: {0}")]
     Faulted(String),

@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use std::time::Duration;
+
 use crate::retry::Policy;
 
 /// The state graph of one workflow, as emitted by `#[workflow]`.
@@ -16,6 +18,10 @@ pub struct StateGraph {
     pub start_at: usize,
     /// The nodes; edges refer to them by index.
     pub nodes: &'static [Node],
+    /// How long an execution may run (`#[workflow(timeout = …)]`), the ASL's top-level
+    /// `TimeoutSeconds`.
+    #[serde(skip)]
+    pub timeout: Option<fn() -> Duration>,
 }
 
 /// One named state.

@@ -90,6 +90,11 @@ pub enum EventKind {
         /// The child's error, as JSON.
         error: Value,
     },
+    /// A child ran past its workflow's timeout.
+    ChildTimedOut {
+        /// The child's execution id.
+        child: ExecutionId,
+    },
     /// A child execution was cancelled.
     ChildCancelled {
         /// The child's id.
@@ -107,6 +112,8 @@ pub enum EventKind {
     },
     /// The execution was cancelled.
     ExecutionCancelled,
+    /// The execution ran past its workflow's timeout.
+    ExecutionTimedOut,
     /// The runtime could not go on with the execution (see the message).
     ExecutionFaulted {
         /// What went wrong.
@@ -145,9 +152,11 @@ impl EventKind {
             EventKind::ChildSucceeded { .. } => "ChildSucceeded",
             EventKind::ChildFailed { .. } => "ChildFailed",
             EventKind::ChildCancelled { .. } => "ChildCancelled",
+            EventKind::ChildTimedOut { .. } => "ChildTimedOut",
             EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
             EventKind::ExecutionFailed { .. } => "ExecutionFailed",
             EventKind::ExecutionCancelled => "ExecutionCancelled",
+            EventKind::ExecutionTimedOut => "ExecutionTimedOut",
             EventKind::ExecutionFaulted { .. } => "ExecutionFaulted",
         }
     }

@@ -360,6 +360,7 @@ impl Inner {
         let at = self.clock.now();
         let kind = match &outcome {
             Outcome::Cancelled => EventKind::ExecutionCancelled,
+            Outcome::TimedOut => EventKind::ExecutionTimedOut,
             Outcome::Faulted(message) => EventKind::ExecutionFaulted {
                 message: message.clone(),
             },

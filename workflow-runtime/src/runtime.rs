@@ -409,6 +409,7 @@ impl<W: Workflow> Execution<W> {
                 Err(e) => Err(RunError::Faulted(format!("error does not decode: {e}"))),
             },
             Outcome::Cancelled => Err(RunError::Cancelled),
+            Outcome::TimedOut => Err(RunError::TimedOut),
             Outcome::Faulted(message) => Err(RunError::Faulted(message)),
         }
     }

@@ -43,6 +43,8 @@ pub enum Status {
     Failed,
     /// Was cancelled.
     Cancelled,
+    /// Ran past its workflow's timeout.
+    TimedOut,
     /// The runtime could not go on with it.
     Faulted,
     /// Parked by [`Runtime::recover`](crate::Runtime::recover): its state was written by a
@@ -57,7 +59,11 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Faulted
+            Status::Succeeded
+                | Status::Failed
+                | Status::Cancelled
+                | Status::TimedOut
+                | Status::Faulted
         )
     }
 
@@ -66,6 +72,7 @@ impl Status {
             Outcome::Succeeded(_) => Status::Succeeded,
             Outcome::Failed(_) => Status::Failed,
             Outcome::Cancelled => Status::Cancelled,
+            Outcome::TimedOut => Status::TimedOut,
             Outcome::Faulted(_) => Status::Faulted,
         }
     }
@@ -77,6 +84,7 @@ impl Status {
             Status::Succeeded => "Succeeded",
             Status::Failed => "Failed",
             Status::Cancelled => "Cancelled",
+            Status::TimedOut => "TimedOut",
             Status::Faulted => "Faulted",
             Status::VersionMismatch => "VersionMismatch",
         }
@@ -88,6 +96,7 @@ impl Status {
             "Succeeded" => Status::Succeeded,
             "Failed" => Status::Failed,
             "Cancelled" => Status::Cancelled,
+            "TimedOut" => Status::TimedOut,
             "Faulted" => Status::Faulted,
             "VersionMismatch" => Status::VersionMismatch,
             _ => return None,
