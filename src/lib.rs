@@ -114,6 +114,84 @@
 //!   parameters are dependencies given to [`Builder::dependency`].
 //! - The return type is `Result<T, E>` or a plain `T`; `T` and `E` are persisted and must be
 //!   serializable.
+//!
+//! # Retries, timeouts and error handling
+//!
+//! Errors have names: a workflow's error type derives [`WorkflowError`](trait@WorkflowError)
+//! (each variant is named after itself unless it says otherwise), and so does the error
+//! of any call with a policy. A yield statement carries its policy as attributes, with the
+//! knobs of Step Functions' `Retry`; `#[workflow(retry(…))]` is the default of every task
+//! and poll, which a statement opts out of with `#[retry(none)]`:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use workflow::prelude::*;
+//!
+//! struct Inventory;
+//! impl Inventory {
+//!     async fn reserve(&self, sku: &str) -> Result<u32, StockError> {
+//!         if sku.is_empty() { Err(StockError::UnknownItem) } else { Ok(7) }
+//!     }
+//! }
+//!
+//! #[derive(WorkflowError, Debug, Serialize, Deserialize, thiserror::Error)]
+//! enum StockError {
+//!     #[error("the inventory is unavailable")]
+//!     Unavailable,                                  // named "Unavailable"
+//!     #[error("no such item")]
+//!     #[workflow_error(name = "Stock.UnknownItem", non_retryable)]
+//!     UnknownItem,
+//!     #[error(transparent)]
+//!     #[workflow_error(transparent)]                // named "Workflow.Timeout"
+//!     Timeout(#[from] TaskTimeout),
+//! }
+//!
+//! #[workflow(timeout = 1.hours())]                  // the whole execution
+//! async fn reserve(inventory: &Inventory, sku: String) -> Result<u32, StockError> {
+//!     #[retry(on = ["Unavailable", "Workflow.Timeout"], interval = 1.secs(),
+//!             max_attempts = 5, backoff = 2.0, max_delay = 30.secs(), jitter = full)]
+//!     #[timeout(10.secs())]                         // one call; a slow one is cancelled
+//!     let reserved: Result<u32, StockError> = inventory.reserve(&sku).await;
+//!     match reserved {                              // catch: ordinary Rust
+//!         Err(StockError::UnknownItem) => Ok(0),
+//!         other => other,                           // or `?` to fail the workflow
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::builder().register(reserve).dependency(Inventory).build()?;
+//! assert_eq!(runtime.start(reserve, "tea".into()).await?.result().await?, 7);
+//! assert_eq!(runtime.start(reserve, String::new()).await?.result().await?, 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - `#[retry(on = [names], interval, max_attempts, backoff, max_delay, jitter = full |
+//!   none)]`, every option optional (Step Functions' defaults: every retryable error, 1 s,
+//!   3 retries, backoff 2, no cap, no jitter). It goes on a task, a `poll_until!` (each
+//!   attempt's call is retried before it counts as an error) or a `call_nested!` (the
+//!   whole batch runs again, as new child executions). Retry `n` waits
+//!   `interval × backoff^(n-1)`, capped at `max_delay`; full jitter draws from zero to that.
+//! - Retry waits are durable timers: a restart during a backoff resumes it, with the same
+//!   attempt count. Every retry is in the history (`RetryScheduled`: attempt, error
+//!   name, delay).
+//! - After the last retry, the error is the call's value: `?` propagates it, `match`
+//!   handles it. An error marked `non_retryable` is never retried.
+//! - `#[timeout(d)]` bounds one call (the call is dropped, and it fails with
+//!   [`TaskTimeout`], named `Workflow.Timeout`, which a policy may retry; the call's error
+//!   type needs `From<TaskTimeout>`) or one `call_nested!` (its unfinished children are
+//!   cancelled, and it fails with `NestedError::TimedOut`). `#[workflow(timeout = d)]`
+//!   bounds a whole execution ([`RunError::TimedOut`]).
+//! - Bad values are compile errors when they are literals (a backoff below 1, zero
+//!   attempts with a delay, a zero interval, a name starting with `States.`) and
+//!   [`BuildError::InvalidPolicy`] otherwise. Names starting with `States.` are Step
+//!   Functions' own: the runtime's errors are `Workflow.Timeout`, `Workflow.PollTimedOut`,
+//!   `Workflow.PollAttemptsExhausted`, `Workflow.PollTooManyErrors`,
+//!   `Workflow.ChildCancelled` and `Workflow.ChildFaulted`.
+//! - In the emitted ASL a policy is the state's `Retry`, a timeout its `TimeoutSeconds`,
+//!   and what the Rust code decides (a caught error, a retried `call_nested!`) goes
+//!   through the step handler's answer.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
