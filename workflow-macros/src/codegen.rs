@@ -378,7 +378,8 @@ impl Codegen<'_> {
                 clippy::needless_return,
                 clippy::let_unit_value,
                 clippy::never_loop,
-                clippy::diverging_sub_expression
+                clippy::diverging_sub_expression,
+                clippy::needless_question_mark
             )]
             async fn __wf_step(
                 __wf_state: __WfState,
