@@ -1,11 +1,16 @@
 //! The ASL definition of a workflow, generated from its state graph.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::{child_placeholder, Layout, CHILD_TIMEOUT_SECONDS, STEP_HANDLER_PLACEHOLDER};
+use super::{
+    child_placeholder, whole_seconds, Layout, CHILD_TIMEOUT_SECONDS, STEP_HANDLER_PLACEHOLDER,
+};
+use crate::context::STATES_TIMEOUT;
 use crate::graph::{NodeKind, StateGraph};
+use crate::retry::{Jitter, Policy, RetryPolicy, TaskTimeout};
 use crate::workflow::Workflow;
 
 /// A workflow's Amazon States Language definition.
@@ -114,11 +119,29 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
         match &node.kind {
             NodeKind::Task => {
                 let next = n.next.clone().unwrap_or_default();
-                let comment = format!(
-                    "Entered once the call `{}` returned; runs the code after it up to the next yield point.",
-                    node.name
-                );
-                states.insert(main.clone(), lambda(wf, &main, &next, &comment));
+                match &n.caught {
+                    None => {
+                        let comment = format!(
+                            "Entered once the call `{}` returned; runs the code after it up to the next yield point.",
+                            node.name
+                        );
+                        states.insert(main.clone(), lambda(wf, &main, &next, &comment));
+                    }
+                    Some(caught) => {
+                        let comment = format!(
+                            "Makes the call `{}` (retried and timed out as its policy says), then runs the code after it up to the next yield point.",
+                            node.name
+                        );
+                        let mut task = lambda(wf, &main, &next, &comment);
+                        with_policy(&mut task, &node.policy(), caught);
+                        states.insert(main.clone(), task);
+                        let comment = format!(
+                            "The call `{}` failed after its retries: hands the error to the code after it, which runs up to the next yield point.",
+                            node.name
+                        );
+                        states.insert(caught.clone(), lambda(wf, caught, &next, &comment));
+                    }
+                }
                 states.insert(next, choice(after(i)));
                 tokens.insert(main, node.name.to_owned());
             }
@@ -136,7 +159,13 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 let check = n.check.clone().unwrap_or_default();
                 states.insert(main.clone(), wait(&attempt));
                 let comment = "One call of the poll; if ready, also the code after the poll up to the next yield point.";
-                states.insert(attempt.clone(), lambda(wf, &attempt, &check, comment));
+                let mut task = lambda(wf, &attempt, &check, comment);
+                if let Some(caught) = &n.caught {
+                    with_policy(&mut task, &node.policy(), caught);
+                    let comment = "The poll's call failed after its retries: counts the error, and if the poll is done, runs the code after it up to the next yield point.";
+                    states.insert(caught.clone(), lambda(wf, caught, &check, comment));
+                }
+                states.insert(attempt.clone(), task);
                 let mut targets = vec![main.clone()];
                 targets.extend(after(i));
                 targets.extend(n.give_up.iter().cloned());
@@ -278,6 +307,88 @@ fn lambda(workflow: &str, at: &str, next: &str, comment: &str) -> Value {
         }],
         "Next": next,
     })
+}
+
+/// Step Functions' side of a call's policy, on the Task state `task` that makes the call:
+///
+/// - `Retry`: the policy's retrier after the Lambda one. The step handler answers with
+///   an error named as the call's error whenever the policy would retry it (it cannot
+///   know how often Step Functions already did, so `MaxAttempts` decides when to stop);
+/// - `TimeoutSeconds`: a backstop above the call's timeout, which the handler enforces
+///   exactly (`Workflow.Timeout`); Step Functions' own `States.Timeout` only fires for an
+///   invocation that hangs, and is handed to the code as the same timeout error;
+/// - `Catch`: what the retrier gave up on (and a `States.Timeout`) goes to the `caught`
+///   Lambda, which gives the error to the code as the call's result.
+///
+/// A policy for every error (`on` empty) retries and catches `States.ALL`: it also
+/// retries the Lambda's own failures and the handler's refusals (`Workflow.Fault`, …),
+/// which the `caught` Lambda then cannot decode as the call's error and reports as a
+/// fault (`Workflow.Fault`).
+fn with_policy(task: &mut Value, policy: &Policy, caught: &str) {
+    let timeout = policy.timeout;
+    // `States.Timeout` only where there is a state timeout that `call_with_timeout` maps.
+    let names = |retry: &RetryPolicy| -> Vec<String> {
+        if retry.on.is_empty() {
+            // Every error: `States.ALL` must stand alone (and last).
+            return vec!["States.ALL".to_owned()];
+        }
+        let mut names: Vec<String> = retry.on.iter().map(|n| (*n).to_owned()).collect();
+        if timeout.is_some() && retry.matches(TaskTimeout::NAME) {
+            names.push(STATES_TIMEOUT.to_owned());
+        }
+        names
+    };
+    if let Some(retry) = &policy.retry {
+        let mut retrier = json!({
+            "ErrorEquals": names(retry),
+            "IntervalSeconds": whole_seconds(retry.interval).max(1),
+            "MaxAttempts": retry.max_attempts,
+            "BackoffRate": number(retry.backoff_rate),
+            "JitterStrategy": match retry.jitter {
+                Jitter::None => "NONE",
+                Jitter::Full => "FULL",
+            },
+        });
+        if let Some(max) = retry.max_delay {
+            retrier["MaxDelaySeconds"] = json!(whole_seconds(max).max(1));
+        }
+        if let Some(retriers) = task["Retry"].as_array_mut() {
+            retriers.push(retrier);
+        }
+    }
+    if let Some(t) = timeout {
+        task["TimeoutSeconds"] = json!(backstop_seconds(t));
+    }
+    let mut errors = match &policy.retry {
+        Some(retry) => names(retry),
+        None => Vec::new(),
+    };
+    if timeout.is_some()
+        && !errors
+            .iter()
+            .any(|e| e == STATES_TIMEOUT || e == "States.ALL")
+    {
+        errors.push(STATES_TIMEOUT.to_owned());
+    }
+    if !errors.is_empty() {
+        task["Catch"] = json!([{"ErrorEquals": errors, "ResultPath": "$.caught", "Next": caught}]);
+    }
+}
+
+/// `2` rather than `2.0` for a whole number, as one writes ASL by hand.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&x) {
+        json!(x as u32)
+    } else {
+        json!(x)
+    }
+}
+
+/// A Task state's `TimeoutSeconds` for a call of timeout `t`: whole seconds, plus room for
+/// the Lambda to start and for the code after the call (a tenth, at least 5 s).
+pub(crate) fn backstop_seconds(t: Duration) -> u64 {
+    let secs = whole_seconds(t);
+    secs.saturating_add((secs / 10).max(5))
 }
 
 fn wait(next: &str) -> Value {

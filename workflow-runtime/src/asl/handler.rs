@@ -17,7 +17,7 @@
 //!  "wait_seconds": 10,                                  // for a Wait
 //!  "children": [{"workflow": "…", "input": …, "id": "…"}], // for a child/Parallel/Map
 //!  "output": …,                                         // for Succeed
-//!  "error": {"name": "Poll.TimedOut", "cause": "<the error as JSON>"}, // for Fail
+//!  "error": {"name": "Workflow.PollTimedOut", "cause": "<the error as JSON>"}, // for Fail
 //!  "clock": 1700000000000000}                           // virtual clock only
 //! ```
 //!
@@ -26,8 +26,14 @@
 //! `Cause` being the `startExecution.sync:2` description of the failed child, whose
 //! `Input.id` says which child it was); the resume Lambda decodes them.
 //!
+//! A task or poll with a policy adds, in the Lambda that its `Catch` leads to, the
+//! error Step Functions caught as `caught` (`{"Error", "Cause"}`); the call is not made
+//! again, the error is its result.
+//!
 //! Bad requests are answered with a [`StepError`], whose [`name`](StepError::name)
-//! (`Workflow.InvalidRequest`, `Workflow.UnknownWorkflow`, …) a `Catch` can match.
+//! (`Workflow.InvalidRequest`, `Workflow.UnknownWorkflow`, …) a `Catch` can match. A
+//! call that its policy retries is answered with [`StepError::Task`], named as the
+//! call's error, which the Task state's `Retry` matches.
 //! Fingerprints are strings because JavaScript numbers (and so the JSON of some
 //! interpreters) cannot hold every `u64`.
 
@@ -39,13 +45,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{emit, error_name, GiveUp, Layout, StateMachine};
+use super::{emit, whole_seconds, GiveUp, Layout, StateMachine};
 use crate::child::{ChildResult, ChildrenOutcome, Outcome};
-use crate::context::{to_json, Deps, StepCx};
+use crate::context::{to_json, Caught, Deps, StepCx, STATES_TIMEOUT};
 use crate::error::BuildError;
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
 use crate::registry::{self, WorkflowRef};
+use crate::retry::{Policy, TaskTimeout, WorkflowError};
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Step, Workflow};
 use crate::ExecutionId;
@@ -91,19 +98,51 @@ pub enum StepError {
     /// serialize), as `ExecutionFaulted` natively.
     #[error("{0}")]
     Fault(String),
+    /// The call of a task or poll failed with an error its retry policy retries: the
+    /// Task state's `Retry` (with the same error names) runs the step again, and once
+    /// it gives up, its `Catch` hands the error to the code. Not a problem of the
+    /// request: the handler's way to say "retry me".
+    #[error("{cause}")]
+    Task {
+        /// The error's name ([`WorkflowError::error_name`]).
+        ///
+        /// [`WorkflowError::error_name`]: crate::WorkflowError::error_name
+        name: String,
+        /// The error as JSON text (what a `Catch` gets as `Cause`).
+        cause: String,
+    },
 }
 
 impl StepError {
-    /// The ASL error name (`Workflow.InvalidState`, …).
-    pub fn name(&self) -> &'static str {
+    /// The names of the handler's own errors, which are never a workflow's.
+    const OWN: [&'static str; 6] = [
+        "Workflow.InvalidRequest",
+        "Workflow.UnknownWorkflow",
+        "Workflow.InvalidInput",
+        "Workflow.InvalidState",
+        "Workflow.IncompatibleState",
+        "Workflow.Fault",
+    ];
+
+    /// The ASL error name (`Workflow.InvalidState`, …; a call's own error name for
+    /// [`StepError::Task`]).
+    pub fn name(&self) -> &str {
         match self {
-            StepError::InvalidRequest(_) => "Workflow.InvalidRequest",
-            StepError::UnknownWorkflow(_) => "Workflow.UnknownWorkflow",
-            StepError::InvalidInput { .. } => "Workflow.InvalidInput",
-            StepError::InvalidState { .. } => "Workflow.InvalidState",
-            StepError::IncompatibleState { .. } => "Workflow.IncompatibleState",
-            StepError::Fault(_) => "Workflow.Fault",
+            StepError::InvalidRequest(_) => Self::OWN[0],
+            StepError::UnknownWorkflow(_) => Self::OWN[1],
+            StepError::InvalidInput { .. } => Self::OWN[2],
+            StepError::InvalidState { .. } => Self::OWN[3],
+            StepError::IncompatibleState { .. } => Self::OWN[4],
+            StepError::Fault(_) => Self::OWN[5],
+            StepError::Task { name, .. } => name,
         }
+    }
+
+    /// Whether an ASL error of this name says the execution could not go on (the
+    /// handler refused a request, or Step Functions' own `States.…` errors) rather than
+    /// that the workflow failed with one of its errors.
+    pub(crate) fn is_fault(name: &str) -> bool {
+        Self::OWN.contains(&name) || name.starts_with(crate::retry::RESERVED_PREFIX)
     }
 }
 
@@ -117,6 +156,11 @@ pub enum StepClock {
     /// Time carried in the document (`clock`, µs) and moved forward by exactly each
     /// requested wait: for local runs whose Wait states are overridden to not wait, so
     /// that poll timeouts fire as they do natively under virtual time.
+    ///
+    /// Retry delays are Step Functions' to wait and are not reported to the handler: a
+    /// call whose retries were exhausted moves the clock by every retry's delay (without
+    /// jitter), but a call that succeeded after some retries does not move it, since the
+    /// handler cannot know how many there were. Nor does the time a call takes.
     Virtual,
 }
 
@@ -286,8 +330,12 @@ impl<W: Workflow> Entry for Typed<W> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Role {
     Start,
-    /// After a task, a wait, or a batch of children (whose results are in the document).
+    /// After a task without a policy, a wait, or a batch of children (whose results
+    /// are in the document).
     After(usize),
+    /// The call of a task with a policy, then the code after it.
+    Call(usize),
+    /// One call of a poll.
     Attempt(usize),
 }
 
@@ -306,7 +354,7 @@ async fn run<W: Workflow>(
         workflow: W::NAME,
         message,
     };
-    let role = role_of(&layout, graph, &request.at).ok_or_else(|| {
+    let (role, caught) = role_of(&layout, graph, &request.at).ok_or_else(|| {
         StepError::InvalidRequest(format!(
             "`{}` is not a Lambda state of `{}`",
             request.at,
@@ -314,6 +362,11 @@ async fn run<W: Workflow>(
         ))
     })?;
     let doc = request.document;
+    let mut caught = if caught {
+        Some(caught_of(&doc).map_err(invalid)?)
+    } else {
+        None
+    };
     let wall = || {
         Timestamp(
             SystemTime::now()
@@ -324,6 +377,11 @@ async fn run<W: Workflow>(
     };
     let doc_clock = doc.get("clock").and_then(Value::as_u64).map(Timestamp);
     let mut clock = doc_clock.unwrap_or_else(wall);
+    if let (Some(c), Role::Call(k) | Role::Attempt(k)) = (&caught, role) {
+        // Step Functions waited between its retries without telling the handler; if it
+        // retried at all, it retried as often as the policy allows.
+        clock = clock.after(retried_for(&graph.nodes[k].policy(), &c.error));
+    }
 
     let (mut state, execution, mut batches, mut children): (W::State, String, u64, _) =
         if role == Role::Start {
@@ -415,11 +473,24 @@ async fn run<W: Workflow>(
             StepClock::Wall => wall(),
         };
         let mut cx = StepCx::at_time(now, graph, children.take());
+        if let Some(c) = caught.take() {
+            cx.caught = Some(c);
+            // Step Functions retried the call as often as the policy allows.
+            cx.retries = u32::MAX;
+        }
+        // Otherwise `retries` stays 0: the handler cannot know how often Step Functions
+        // already retried, so it asks for a retry whenever the policy would retry at all
+        // and the state's `MaxAttempts` decides when to give up.
         let step = W::step(state, deps, &mut cx).await;
         let events = std::mem::take(&mut cx.events);
-        let attempt = if first { role } else { Role::Start };
+        let at = if first { role } else { Role::Start };
         first = false;
         match step {
+            Step::Continue(next) if matches!(at, Role::Call(_)) => {
+                // This state's own call returned: it goes on with the code after it.
+                state = next;
+                continue;
+            }
             Step::Continue(next) => {
                 let ran = events.iter().rev().find_map(|e| match e.kind {
                     EventKind::TaskSucceeded { .. } => e.state.as_deref(),
@@ -446,10 +517,18 @@ async fn run<W: Workflow>(
                 return Ok(doc);
             }
             Step::Retry(retry) => {
-                return Err(StepError::Fault(format!(
-                    "retries are not supported by the step handler yet ({})",
-                    retry.error
-                )))
+                // Only the state that makes the call has the `Retry` that matches it.
+                if !matches!(at, Role::Call(k) | Role::Attempt(k) if k == retry.node) {
+                    return Err(StepError::Fault(format!(
+                        "a retry of the call at `{}` asked for in state `{}`",
+                        layout.main(retry.node),
+                        request.at
+                    )));
+                }
+                return Err(StepError::Task {
+                    name: retry.error,
+                    cause: retry.cause.to_string(),
+                });
             }
             Step::Sleep {
                 node,
@@ -472,6 +551,7 @@ async fn run<W: Workflow>(
                     children = Some(ChildrenOutcome {
                         results: Vec::new(),
                         failure: None,
+                        timed_out: false,
                     });
                     state = next;
                     continue;
@@ -499,8 +579,9 @@ async fn run<W: Workflow>(
                 return Ok(end(layout.succeed(), "output", to_json(&output), clock));
             }
             Step::Fail(error) => {
+                let name = error.error_name().into_owned();
                 let error = to_json(&error);
-                let next = match attempt {
+                let next = match at {
                     Role::Attempt(k) => {
                         let g = give_up(poll_before.as_ref(), &events);
                         let i = GiveUp::ALL.iter().position(|x| *x == g).unwrap_or(0);
@@ -511,7 +592,7 @@ async fn run<W: Workflow>(
                 let next = next
                     .or_else(|| layout.fail().map(str::to_owned))
                     .ok_or_else(|| StepError::Fault("the workflow cannot fail".into()))?;
-                let value = json!({"name": error_name(&error), "cause": error.to_string()});
+                let value = json!({"name": name, "cause": error.to_string()});
                 return Ok(end(&next, "error", value, clock));
             }
             Step::Fault(fault) => return Err(StepError::Fault(fault.message().to_owned())),
@@ -522,23 +603,87 @@ async fn run<W: Workflow>(
     )))
 }
 
-fn role_of(layout: &Layout, graph: &StateGraph, at: &str) -> Option<Role> {
+/// The role of Lambda state `at`, and whether it is a `…: caught` state (whose
+/// document holds the error Step Functions caught).
+fn role_of(layout: &Layout, graph: &StateGraph, at: &str) -> Option<(Role, bool)> {
     if at == layout.start {
-        return Some(Role::Start);
+        return Some((Role::Start, false));
     }
     layout.nodes.iter().enumerate().find_map(|(k, n)| {
-        let after = match graph.nodes[k].kind {
-            NodeKind::Task => n.main.as_deref(),
-            _ => n.resume.as_deref(),
-        };
-        if after == Some(at) {
-            Some(Role::After(k))
-        } else if n.attempt.as_deref() == Some(at) {
-            Some(Role::Attempt(k))
-        } else {
-            None
+        let node = &graph.nodes[k];
+        let is = |s: &Option<String>| s.as_deref() == Some(at);
+        match node.kind {
+            NodeKind::Task if n.caught.is_some() && is(&n.main) => Some((Role::Call(k), false)),
+            NodeKind::Task if is(&n.caught) => Some((Role::Call(k), true)),
+            NodeKind::Task if is(&n.main) => Some((Role::After(k), false)),
+            NodeKind::Poll if is(&n.attempt) => Some((Role::Attempt(k), false)),
+            NodeKind::Poll if is(&n.caught) => Some((Role::Attempt(k), true)),
+            NodeKind::Task | NodeKind::Poll => None,
+            _ if is(&n.resume) => Some((Role::After(k), false)),
+            _ => None,
         }
     })
+}
+
+/// How long Step Functions waited between the retries of a call that failed with `error`
+/// before its `Catch` took it: every retry's delay (without jitter) if the policy retries
+/// that error, else nothing.
+fn retried_for(policy: &Policy, error: &str) -> Duration {
+    let Some(retry) = &policy.retry else {
+        return Duration::ZERO;
+    };
+    let name = if error == STATES_TIMEOUT {
+        TaskTimeout::NAME
+    } else {
+        error
+    };
+    if !retry.matches(name) {
+        return Duration::ZERO;
+    }
+    let mut total = Duration::ZERO;
+    let mut previous = None;
+    for n in 1..=retry.max_attempts {
+        let delay = retry.base_delay(n);
+        if previous == Some(delay) {
+            // The delays stopped growing (capped): the remaining ones are all the same.
+            let rest = retry.max_attempts - n + 1;
+            return total.saturating_add(delay.saturating_mul(rest));
+        }
+        total = total.saturating_add(delay);
+        previous = Some(delay);
+    }
+    total
+}
+
+/// The error a `Catch` put in the document (at `$.caught`).
+fn caught_of(doc: &Value) -> Result<Caught, String> {
+    let caught = doc
+        .get("caught")
+        .ok_or("the document has no `caught` error")?;
+    let error = caught
+        .get("Error")
+        .and_then(Value::as_str)
+        .ok_or("the caught error has no `Error`")?;
+    let cause = caught.get("Cause").and_then(Value::as_str).unwrap_or("");
+    Ok(Caught {
+        error: error.to_owned(),
+        cause: decode_cause(cause),
+    })
+}
+
+/// A caught error's `Cause`: the error's JSON as the handler answered it, which AWS
+/// Lambda wraps in its function error (`{"errorType", "errorMessage", …}`).
+fn decode_cause(cause: &str) -> Value {
+    match serde_json::from_str::<Value>(cause) {
+        Ok(Value::Object(m)) if m.contains_key("errorType") => match m.get("errorMessage") {
+            Some(Value::String(message)) => {
+                serde_json::from_str(message).unwrap_or_else(|_| Value::String(message.clone()))
+            }
+            _ => Value::Object(m),
+        },
+        Ok(v) => v,
+        Err(_) => Value::String(cause.to_owned()),
+    }
 }
 
 fn is_children(kind: &NodeKind) -> bool {
@@ -546,11 +691,6 @@ fn is_children(kind: &NodeKind) -> bool {
         kind,
         NodeKind::Child { .. } | NodeKind::Parallel { .. } | NodeKind::Map { .. }
     )
-}
-
-/// Whole seconds for a Wait state, rounded up so that a wait is never shorter than asked.
-fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The `PollState` inside a serialized state enum (the waiting variant holds one).
@@ -634,11 +774,12 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
                 let child_error = d.get("Error").and_then(Value::as_str).unwrap_or("");
                 let child_cause = d.get("Cause").and_then(Value::as_str).unwrap_or("");
                 match serde_json::from_str::<Value>(child_cause) {
-                    Ok(v) if !child_error.starts_with("Workflow.") => Outcome::Failed(v),
+                    Ok(v) if !StepError::is_fault(child_error) => Outcome::Failed(v),
                     _ => Outcome::Faulted(format!("{child_error}: {child_cause}")),
                 }
             }
-            _ if error == "States.Timeout" => Outcome::Faulted("the child timed out".into()),
+            // The child Task's `TimeoutSeconds` (the `call_nested!`'s `#[timeout]`).
+            _ if error == STATES_TIMEOUT => Outcome::Cancelled,
             _ => Outcome::Faulted(format!("{error}: {cause}")),
         };
         let results = ids
@@ -657,6 +798,7 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
         return Ok(ChildrenOutcome {
             results,
             failure: Some(index),
+            timed_out: error == STATES_TIMEOUT,
         });
     }
     let result = doc
@@ -684,5 +826,6 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
     Ok(ChildrenOutcome {
         results,
         failure: None,
+        timed_out: false,
     })
 }

@@ -20,23 +20,48 @@
 //! |------------------|------------------------------------------------------------------------|
 //! | (start)          | `Start` (Lambda) → `Start: next` (Choice)                               |
 //! | task `N`         | `N` (Lambda, entered once the call `N` returned) → `N: next` (Choice)   |
+//! | task `N` with a policy | `N` (Lambda that makes the call, with `Retry`, `TimeoutSeconds`, `Catch` → `N: caught`), then the code after it → `N: next` (Choice) |
 //! | `sleep!` `N`     | `N` (Wait) → `N: resume` (Lambda) → `N: next` (Choice)                  |
 //! | `poll_until!` `N`| `N` (Wait) → `N: attempt` (Lambda) → `N: check` (Choice: wait again, go on, or the Fail states `N: timed out`, `N: too many errors`, `N: attempts exhausted`) |
 //! | child `N`        | `N` (Task `startExecution.sync:2`) → `N: resume` (Lambda) → `N: next`   |
 //! | parallel `N`     | `N` (Parallel, one `startExecution.sync:2` Task per branch: `N: #1`, …) → `N: resume` → `N: next` |
 //! | map `N`          | `N` (Map with `MaxConcurrency`, item Task `N: child`) → `N: resume` → `N: next` |
-//! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's name, `Cause` = its JSON) |
+//! | poll `N` with a policy | as a poll, with `Retry`, `TimeoutSeconds` and `Catch` → `N: caught` (Lambda → `N: check`) on `N: attempt` |
+//! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's [name](crate::WorkflowError::error_name), `Cause` = its JSON) |
 //!
 //! The graph's choice nodes (`if`, `match`, loops) are folded into the `…: next` Choice
 //! states: the branch condition is Rust code, so the Lambda evaluates it and the Choice
 //! state has one rule per yield point the graph says is reachable through them.
 //!
 //! **State sequence.** Each entered state stands for at most one native history entry
-//! ([`StateMachine::token`]): a task Lambda `N` for `TaskScheduled N`, a Wait `N` for
+//! ([`StateMachine::token`]): a task Lambda `N` for the task's outcome (`TaskSucceeded N`,
+//! or for a task with a policy, whose state is entered before the call, also
+//! `TaskFailed N`), a Wait `N` for
 //! `WaitStarted N`, `N: attempt` for `PollAttempt N`, a child/Parallel/Map state `N` for
 //! the batch (the native `ChildStarted N` of the batch's first child), `Succeed`/`Fail`
 //! (and the poll's Fail states) for the execution's end; routing and resume states stand
-//! for nothing. Mapped this way, a native run and an ASL run give the same sequence.
+//! for nothing, and so do the `N: caught` states (the rest of the state whose error was
+//! caught). Mapped this way, a native run and an ASL run give the same sequence.
+//!
+//! # Retries, timeouts and caught errors
+//!
+//! A task with a policy (`#[retry(…)]`, `#[timeout(…)]`, or the workflow's default) is a
+//! yield point of its own natively: the step before it checkpoints, and the next step
+//! starts with the call, so that a retry re-runs the call and nothing before it. In ASL
+//! its Lambda `N` makes the call and then runs on to the next yield point. When the call
+//! fails with an error the policy retries, the step handler answers with an error of the
+//! same name ([`StepError::Task`]) and the state's `Retry` (the policy's names, or
+//! `States.ALL` for every error; interval, backoff, cap and jitter in whole seconds,
+//! rounded up) runs the Lambda again. Once it gives up, the `Catch` leads to the Lambda
+//! `N: caught`, which hands the error to the code as the call's result, as natively
+//! after the last retry. Natively the retries do not enter states (the history has a
+//! `RetryScheduled` each); on Step Functions the Task state is entered once and retried
+//! inside it. A poll with a policy does the same on its `N: attempt` Lambda.
+//!
+//! A timeout is enforced by the step handler (`Workflow.Timeout`, the same error as
+//! natively); the Task state's `TimeoutSeconds` is a backstop a little above it, for an
+//! invocation that hangs, and its `States.Timeout` reaches the code as the same timeout
+//! error.
 //!
 //! # The execution document
 //!
@@ -62,8 +87,7 @@ pub(crate) mod handler;
 mod serve;
 
 use std::collections::HashSet;
-
-use serde_json::Value;
+use std::time::Duration;
 
 use crate::graph::{NodeKind, StateGraph, Transition};
 
@@ -78,6 +102,9 @@ pub const MAX_STATE_NAME: usize = 80;
 /// without one; a stuck child should fail its parent sooner. (It also stays below the
 /// 2³¹ ms a JavaScript timer can hold, which local interpreters rely on.)
 pub const CHILD_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The suffix of the Lambda a task or poll goes to when its call's error was caught.
+const CAUGHT: &str = ": caught";
 
 /// The placeholder of the step handler's Lambda ARN.
 pub const STEP_HANDLER_PLACEHOLDER: &str = "${StepHandlerArn}";
@@ -115,6 +142,9 @@ pub(crate) struct NodeStates {
     pub(crate) resume: Option<String>,
     /// The Choice after this node's Lambda.
     pub(crate) next: Option<String>,
+    /// The Lambda a task or poll with a policy goes to when Step Functions caught its
+    /// call's error (retries exhausted, or its timeout): it hands the error to the code.
+    pub(crate) caught: Option<String>,
     /// A poll's attempt Lambda and the Choice after it.
     pub(crate) attempt: Option<String>,
     pub(crate) check: Option<String>,
@@ -151,13 +181,21 @@ impl Layout {
         for (i, node) in graph.nodes.iter().enumerate() {
             let n = &mut nodes[i];
             match &node.kind {
-                NodeKind::Task => n.next = Some(names.alloc(node.name, ": next")),
+                NodeKind::Task => {
+                    if node.policy.is_some() {
+                        n.caught = Some(names.alloc(node.name, CAUGHT));
+                    }
+                    n.next = Some(names.alloc(node.name, ": next"));
+                }
                 NodeKind::Wait | NodeKind::Child { .. } => {
                     n.resume = Some(names.alloc(node.name, ": resume"));
                     n.next = Some(names.alloc(node.name, ": next"));
                 }
                 NodeKind::Poll => {
                     n.attempt = Some(names.alloc(node.name, ": attempt"));
+                    if node.policy.is_some() {
+                        n.caught = Some(names.alloc(node.name, CAUGHT));
+                    }
                     n.check = Some(names.alloc(node.name, ": check"));
                     n.give_up = GiveUp::ALL
                         .iter()
@@ -283,38 +321,9 @@ impl Names {
     }
 }
 
-/// The name a workflow error gets as the ASL `Error`: the variant names of a serde
-/// externally tagged enum, outermost first (`{"Poll": {"TimedOut": {…}}}` →
-/// `Poll.TimedOut`, `"NotFound"` → `NotFound`); `Workflow.Failed` for other shapes.
-pub fn error_name(error: &Value) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    let mut v = error;
-    loop {
-        match v {
-            Value::String(s) if is_variant(s) => {
-                parts.push(s);
-                break;
-            }
-            Value::Object(m) => match (m.len(), m.iter().next()) {
-                (1, Some((k, inner))) if is_variant(k) => {
-                    parts.push(k);
-                    v = inner;
-                }
-                _ => break,
-            },
-            _ => break,
-        }
-    }
-    if parts.is_empty() {
-        "Workflow.Failed".to_owned()
-    } else {
-        parts.join(".")
-    }
-}
-
-fn is_variant(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// Whole seconds for ASL, rounded up so that a wait is never shorter than asked.
+pub(crate) fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The substitution placeholder of child workflow `name`'s state machine ARN.
@@ -326,22 +335,6 @@ pub fn child_placeholder(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn error_names_follow_variants() {
-        assert_eq!(
-            error_name(&json!({"Poll": {"TimedOut": {"attempts": 3}}})),
-            "Poll.TimedOut"
-        );
-        assert_eq!(error_name(&json!({"Unlucky": 13})), "Unlucky");
-        assert_eq!(error_name(&json!("NotFound")), "NotFound");
-        assert_eq!(error_name(&json!({"Http": "boom"})), "Http");
-        assert_eq!(
-            error_name(&json!({"code": 1, "msg": "x"})),
-            "Workflow.Failed"
-        );
-    }
 
     #[test]
     fn names_are_unique_and_short() {
