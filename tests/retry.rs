@@ -209,6 +209,17 @@ async fn exhausted_retries_give_the_error_to_the_code() {
     assert_eq!(result.unwrap_err(), RunError::Failed(SvcError::Throttled));
     let delays: Vec<Duration> = retries(&history).into_iter().map(|r| r.2).collect();
     assert_eq!(delays, [secs(1), secs(2), secs(4)]);
+    // The history names the errors.
+    let names: Vec<&str> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskFailed { name, .. } | EventKind::ExecutionFailed { name, .. } => {
+                name.as_deref()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["Svc.Throttled", "Svc.Throttled"]);
 }
 
 #[tokio::test(start_paused = true)]

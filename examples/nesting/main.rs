@@ -498,11 +498,19 @@ fn detail(kind: &EventKind) -> String {
     match kind {
         EventKind::ChildStarted { child, .. }
         | EventKind::ChildSucceeded { child }
-        | EventKind::ChildCancelled { child } => short(child),
+        | EventKind::ChildCancelled { child }
+        | EventKind::ChildTimedOut { child } => short(child),
         EventKind::ChildFailed { child, error } => format!("{} {error}", short(child)),
         EventKind::PollAttempt { attempt, outcome } => format!("#{attempt}: {outcome:?}"),
         EventKind::TaskSucceeded { output: Some(v) } => v.to_string(),
-        EventKind::TaskFailed { error } | EventKind::ExecutionFailed { error } => error.to_string(),
+        EventKind::TaskFailed { error, name } | EventKind::ExecutionFailed { error, name } => {
+            format!("{} {error}", name.as_deref().unwrap_or(""))
+        }
+        EventKind::RetryScheduled {
+            attempt,
+            error,
+            delay,
+        } => format!("#{attempt} after {error}, in {delay:?}"),
         EventKind::ExecutionFaulted { message } => message.clone(),
         _ => String::new(),
     }

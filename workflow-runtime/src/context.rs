@@ -160,7 +160,7 @@ impl StepCx {
     }
 
     /// A task whose value the workflow keeps finished: records its output or error.
-    pub fn task_finished<T: Serialize, E: Serialize>(
+    pub fn task_finished<T: Serialize, E: Serialize + WorkflowError>(
         &mut self,
         node: usize,
         result: Result<T, E>,
@@ -169,21 +169,27 @@ impl StepCx {
             Ok(v) => EventKind::TaskSucceeded {
                 output: serde_json::to_value(v).ok(),
             },
-            Err(e) => EventKind::TaskFailed { error: to_json(e) },
+            Err(e) => EventKind::TaskFailed {
+                error: to_json(e),
+                name: Some(e.error_name().into_owned()),
+            },
         };
         self.record(node, kind);
         result
     }
 
     /// A task whose value the workflow drops finished.
-    pub fn task_finished_opaque<T, E: Serialize>(
+    pub fn task_finished_opaque<T, E: Serialize + WorkflowError>(
         &mut self,
         node: usize,
         result: Result<T, E>,
     ) -> Result<T, E> {
         let kind = match &result {
             Ok(_) => EventKind::TaskSucceeded { output: None },
-            Err(e) => EventKind::TaskFailed { error: to_json(e) },
+            Err(e) => EventKind::TaskFailed {
+                error: to_json(e),
+                name: Some(e.error_name().into_owned()),
+            },
         };
         self.record(node, kind);
         result

@@ -19,7 +19,7 @@ use crate::child::{ChildResult, ChildrenOutcome, Outcome};
 use crate::context::{to_json, StepCx};
 use crate::error::{Payload, PayloadTooLarge, StartError, StoreError};
 use crate::history::{Event, EventKind};
-use crate::retry::Retry;
+use crate::retry::{Retry, WorkflowError};
 use crate::runtime::{Inner, Live};
 use crate::store::{
     CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Status, Wait,
@@ -477,7 +477,9 @@ impl Driver {
                         .await;
                 }
                 Step::Fail(error) => {
-                    return self.finish(Outcome::Failed(to_json(&error)), events).await;
+                    let name = error.error_name().into_owned();
+                    let outcome = Outcome::Failed(to_json(&error));
+                    return self.finish_named(outcome, events, Some(name)).await;
                 }
                 Step::Fault(fault) => {
                     return self
@@ -661,13 +663,24 @@ impl Driver {
     }
 
     /// Writes the terminal checkpoint, with the parent's `Child…` event for a child.
-    async fn finish(&self, outcome: Outcome, mut events: Vec<Event>) -> Finished {
+    async fn finish(&self, outcome: Outcome, events: Vec<Event>) -> Finished {
+        self.finish_named(outcome, events, None).await
+    }
+
+    /// [`finish`](Self::finish), with the name of a failure's error for its event.
+    async fn finish_named(
+        &self,
+        outcome: Outcome,
+        mut events: Vec<Event>,
+        name: Option<String>,
+    ) -> Finished {
         let kind = match &outcome {
             Outcome::Succeeded(output) => EventKind::ExecutionSucceeded {
                 output: output.clone(),
             },
             Outcome::Failed(error) => EventKind::ExecutionFailed {
                 error: error.clone(),
+                name,
             },
             Outcome::Cancelled => EventKind::ExecutionCancelled,
             Outcome::TimedOut => EventKind::ExecutionTimedOut,

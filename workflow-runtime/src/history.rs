@@ -46,6 +46,9 @@ pub enum EventKind {
     TaskFailed {
         /// The workflow error it became, as JSON.
         error: Value,
+        /// Its name ([`WorkflowError`](crate::WorkflowError)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// A call failed with an error its retry policy retries; the step runs again after
     /// `delay`.
@@ -109,6 +112,9 @@ pub enum EventKind {
     ExecutionFailed {
         /// The error, as JSON.
         error: Value,
+        /// Its name ([`WorkflowError`](crate::WorkflowError)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// The execution was cancelled.
     ExecutionCancelled,

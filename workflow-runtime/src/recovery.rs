@@ -369,6 +369,7 @@ impl Inner {
             },
             Outcome::Failed(error) => EventKind::ExecutionFailed {
                 error: error.clone(),
+                name: None,
             },
         };
         let parent_events = parent_node
