@@ -833,7 +833,7 @@ impl Gen<'_> {
 
     fn args(&mut self) -> String {
         if self.oops() {
-            return match self.rng.below(13) {
+            return match self.rng.below(16) {
                 0 => "name = \"has spaces\"".to_owned(),
                 1 => "name = \"\"".to_owned(),
                 2 => "name = 5".to_owned(),
@@ -846,11 +846,15 @@ impl Gen<'_> {
                 9 => "crate = \"a\", crate = \"b\"".to_owned(),
                 10 => "name = \"a\",,".to_owned(),
                 11 => "= \"a\"".to_owned(),
+                12 => "retry(backoff = 0.5)".to_owned(),
+                13 => "timeout = 0.secs()".to_owned(),
+                14 => "retry(on = [\"States.ALL\"]), retry".to_owned(),
                 _ => format!("name = \"{}\"", "N".repeat(81)),
             };
         }
-        match self.rng.below(5) {
+        match self.rng.below(6) {
             0 | 1 => String::new(),
+            5 => "retry(on = [\"Unavailable\"], max_attempts = 2), timeout = 1.hours()".to_owned(),
             2 => format!("name = \"{}\"", self.fresh("Flow-")),
             3 => "crate = \"my_facade\"".to_owned(),
             _ => format!(
@@ -1254,8 +1258,43 @@ impl Gen<'_> {
         } else {
             stmt
         };
+        let stmt = if self.rng.chance(20) {
+            format!("{}{stmt}", self.policy(has_value))
+        } else {
+            stmt
+        };
         self.after_yield();
         stmt
+    }
+
+    /// `#[retry(…)]` / `#[timeout(…)]` for a yield statement (`sleep!` has none).
+    fn policy(&mut self, calls: bool) -> &'static str {
+        if !calls && !self.oops() {
+            return "";
+        }
+        if !calls || self.oops() {
+            return *self.rng.pick(&[
+                "#[retry(backoff = 0.5)] ",
+                "#[retry(max_attempts = 0, interval = 1.secs())] ",
+                "#[retry(on = [\"States.ALL\"])] ",
+                "#[retry(on = [])] ",
+                "#[retry(on = [Unavailable])] ",
+                "#[retry(jitter = half)] ",
+                "#[retry(interval)] ",
+                "#[retry(tries = 3)] ",
+                "#[retry] #[retry] ",
+                "#[timeout] ",
+                "#[timeout(0.secs())] ",
+                "#[timeout(1.secs(), 2.secs())] ",
+            ]);
+        }
+        *self.rng.pick(&[
+            "#[retry] ",
+            "#[retry(none)] ",
+            "#[retry(on = [\"Unavailable\", \"Workflow.Timeout\"], interval = 1.secs(), max_attempts = 3, backoff = 2.0, max_delay = 10.secs(), jitter = full)] ",
+            "#[timeout(5.secs())] ",
+            "#[retry(max_attempts = 2)] #[timeout(500.millis())] ",
+        ])
     }
 
     /// A yield point where no version lowers it: inside a larger expression, a closure, an
