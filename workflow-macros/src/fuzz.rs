@@ -872,7 +872,7 @@ impl Gen<'_> {
                     .rng
                     .pick(&["#[inline]", "#[tokio::main]", "#[must_use]"])
             } else {
-                *self.rng.pick(&[
+                self.rng.pick(&[
                     "/// Runs a job to completion.",
                     "#[doc = \"A workflow.\"]",
                     "#[allow(clippy::all)]",
@@ -925,7 +925,7 @@ impl Gen<'_> {
             }
             self.deps.push(name.to_owned());
             let reference = if self.oops() {
-                *self.rng.pick(&["&mut ", "&'a ", "&'static "])
+                self.rng.pick(&["&mut ", "&'a ", "&'static "])
             } else {
                 "&"
             };
@@ -1268,33 +1268,37 @@ impl Gen<'_> {
     }
 
     /// `#[retry(…)]` / `#[timeout(…)]` for a yield statement (`sleep!` has none).
-    fn policy(&mut self, calls: bool) -> &'static str {
+    fn policy(&mut self, calls: bool) -> String {
         if !calls && !self.oops() {
-            return "";
+            return String::new();
         }
         if !calls || self.oops() {
-            return *self.rng.pick(&[
-                "#[retry(backoff = 0.5)] ",
-                "#[retry(max_attempts = 0, interval = 1.secs())] ",
-                "#[retry(on = [\"States.ALL\"])] ",
-                "#[retry(on = [])] ",
-                "#[retry(on = [Unavailable])] ",
-                "#[retry(jitter = half)] ",
-                "#[retry(interval)] ",
-                "#[retry(tries = 3)] ",
-                "#[retry] #[retry] ",
-                "#[timeout] ",
-                "#[timeout(0.secs())] ",
-                "#[timeout(1.secs(), 2.secs())] ",
-            ]);
+            return self
+                .rng
+                .pick(&[
+                    "#[retry(backoff = 0.5)] ",
+                    "#[retry(max_attempts = 0, interval = 1.secs())] ",
+                    "#[retry(on = [\"States.ALL\"])] ",
+                    "#[retry(on = [])] ",
+                    "#[retry(on = [Unavailable])] ",
+                    "#[retry(jitter = half)] ",
+                    "#[retry(interval)] ",
+                    "#[retry(tries = 3)] ",
+                    "#[retry] #[retry] ",
+                    "#[timeout] ",
+                    "#[timeout(0.secs())] ",
+                    "#[timeout(1.secs(), 2.secs())] ",
+                ])
+                .to_string();
         }
-        *self.rng.pick(&[
+        self.rng.pick(&[
             "#[retry] ",
             "#[retry(none)] ",
             "#[retry(on = [\"Unavailable\", \"Workflow.Timeout\"], interval = 1.secs(), max_attempts = 3, backoff = 2.0, max_delay = 10.secs(), jitter = full)] ",
             "#[timeout(5.secs())] ",
             "#[retry(max_attempts = 2)] #[timeout(500.millis())] ",
         ])
+        .to_string()
     }
 
     /// A yield point where no version lowers it: inside a larger expression, a closure, an
