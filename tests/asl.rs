@@ -11,7 +11,15 @@
 //! of a batch's first child each give `N`; in ASL each entered state gives
 //! [`StateMachine::token`] (`N` for a task's Lambda, a Wait, a poll attempt, a child /
 //! Parallel / Map state; nothing for routing and resume states). Both end with
-//! `Succeed`, `Fail` (the Fail state, or a poll's give-up state) or `Fault`.
+//! `Succeed`, `Fail` (the Fail state, or a poll's give-up state), `TimedOut` or `Fault`.
+//!
+//! **Execution timeouts.** A run past its `#[workflow(timeout)]` ends natively with
+//! `Outcome::TimedOut` (`RunError::TimedOut`, no error value), and on Step Functions with
+//! the execution status `TIMED_OUT` and the error `States.Timeout` (the definition's
+//! `TimeoutSeconds`; here the interpreter's `ExecutionTimeoutError`, which `run.cjs`
+//! reports as `States.Timeout`). Both count as the same outcome, `{"timed_out": true}`,
+//! and end the state sequence with `TimedOut`. A parent sees either as the child's
+//! `NestedError::TimedOut` (`Workflow.Timeout`), compared like any error.
 
 #[path = "ui/pass/control_flow.rs"]
 #[allow(clippy::all)]
@@ -44,7 +52,9 @@ macro_rules! workflows {
             flows::unannotated_temporaries, flows::assignments, flows::skip_ahead,
             nesting::run_job, nesting::main_flow, pass_nesting::run_job,
             pass_nesting::main_flow, retries::retried, retries::caught, retries::timed,
-            retries::polled, retries::looped,
+            retries::polled, retries::looped, retries::fetch_child, retries::nested_retried,
+            retries::nested_timed, retries::bounded_child, retries::calls_bounded,
+            retries::nested_map,
         )
     };
     (@ register [$builder:expr] $($w:path,)*) => {
@@ -209,6 +219,71 @@ fn bad_requests_get_catchable_errors() {
     assert_eq!(lines[0]["error"]["name"], "Workflow.InvalidRequest");
     assert_eq!(lines[1]["id"], 7);
     assert_eq!(lines[1]["error"]["name"], "Workflow.UnknownWorkflow");
+}
+
+#[test]
+fn a_retried_batch_is_answered_as_the_next_batch_after_a_wait() {
+    let h = handler();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let step = |at: &str, document: Value| {
+        let req =
+            json!({"workflow": "nested_retried", "at": at, "execution": "e", "document": document});
+        rt.block_on(h.handle(req)).unwrap()
+    };
+    let doc = step("Start", json!({"input": "fail9:y"}));
+    assert_eq!(doc["next"], "fetch_child");
+    assert_eq!(doc["children"][0]["id"], "e/1.0");
+    // The child failed (as `.sync:2` reports it): the batch runs again as batch 2.
+    let failed = |mut doc: Value| {
+        let id = doc["children"][0]["id"].clone();
+        doc["children_error"] = json!({
+            "Error": "States.TaskFailed",
+            "Cause": json!({"Status": "FAILED", "Error": "Unavailable", "Cause": "\"Unavailable\"", "Input": {"id": id}}).to_string(),
+        });
+        doc
+    };
+    let again = step("fetch_child: resume", failed(doc.clone()));
+    assert_eq!(again["next"], "fetch_child: retry");
+    assert_eq!(
+        again["state"], doc["state"],
+        "the state that waited for the batch"
+    );
+    assert_eq!(again["children"][0]["id"], "e/2.0");
+    assert_eq!(again["children"][0]["input"], doc["children"][0]["input"]);
+    assert_eq!(
+        (again["batches"].clone(), again["retries"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(again["wait_seconds"], 1);
+    // The attempt count comes back with the document: the second retry waits 2 s, and
+    // after it the policy (`max_attempts = 2`) gives up.
+    let third = step("fetch_child: resume", failed(again));
+    assert_eq!(
+        (
+            third["children"][0]["id"].clone(),
+            third["retries"].clone(),
+            third["wait_seconds"].clone()
+        ),
+        (json!("e/3.0"), json!(2), json!(2))
+    );
+    let end = step("fetch_child: resume", failed(third));
+    assert_eq!(end["next"], "Fail");
+    assert_eq!(end["error"]["name"], "Unavailable");
+    // A child past its own execution timeout is described as `TIMED_OUT`.
+    let doc = step("Start", json!({"input": "ok:y"}));
+    let mut timed_out = doc.clone();
+    timed_out["children_error"] = json!({
+        "Error": "States.TaskFailed",
+        "Cause": json!({"Status": "TIMED_OUT", "Input": {"id": "e/1.0"}}).to_string(),
+    });
+    let again = step("fetch_child: resume", timed_out);
+    assert_eq!(
+        again["next"], "fetch_child: retry",
+        "`Workflow.Timeout` is retried"
+    );
 }
 
 #[test]
@@ -390,6 +465,19 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("looped", json!(["fail1:l1", "ok:l2", "fail1:l3"])), // the default policy in a loop
         ("looped", json!(["ok:l4", "fail2:l5"])), // exhausted inside the loop
         ("looped", json!([])),
+        // Nested calls with policies, and execution timeouts.
+        ("nested_retried", json!("fail1:m")), // the child fails once: a new batch answers
+        ("nested_retried", json!("fail9:n")), // exhausted: `?` → Fail `Unavailable`
+        ("nested_retried", json!("slow1:o")), // the batch times out once, then answers
+        ("nested_timed", json!("slow1:p")),   // times out: Fail `Workflow.Timeout`
+        ("nested_timed", json!("ok:q")),
+        ("bounded_child", json!("slow1:r")), // the execution times out
+        ("bounded_child", json!("ok:s")),
+        ("calls_bounded", json!("slow1:t")), // the child's execution timeout, in the parent
+        ("calls_bounded", json!("ok:u")),
+        ("nested_map", json!(["ok:v1", "ok:v2", "ok:v3"])),
+        ("nested_map", json!(["fail1:w"])), // a batch of one, run again
+        ("nested_map", json!(["fail9:x"])), // exhausted: Fail `Unavailable`
     ]
 }
 
@@ -440,6 +528,10 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
                 Outcome::Failed(e) => {
                     tokens.push("Fail".into());
                     json!({"error": {"name": (info.error_name)(&e), "cause": e.to_string()}})
+                }
+                Outcome::TimedOut => {
+                    tokens.push("TimedOut".into());
+                    json!({"timed_out": true})
                 }
                 other => {
                     tokens.push("Fault".into());
@@ -502,7 +594,11 @@ fn asl_runs_behave_like_native_runs() {
             .iter()
             .filter_map(|s| m.token(s.as_str()?).map(str::to_owned))
             .collect();
-        let outcome = if a.get("error").is_some() {
+        let outcome = if a["error"]["name"] == "States.Timeout" {
+            // The definition's `TimeoutSeconds`: Step Functions' execution timeout.
+            tokens.push("TimedOut".into());
+            json!({"timed_out": true})
+        } else if a.get("error").is_some() {
             if tokens.last().map(String::as_str) != Some("Fail") {
                 tokens.push("Fault".into());
             }

@@ -7,7 +7,7 @@
 //!
 //! - `failN` — the first `N` calls fail with `Unavailable`, later ones answer;
 //! - `bad` — every call fails with the non-retryable `BadRequest`;
-//! - `slowN` — the first `N` calls take 3 s (more than the 1 s timeouts below; in real
+//! - `slowN` — the first `N` calls take 2 s (more than the 1 s timeouts below; in real
 //!   time for the step handler, so keep `N` small), later ones answer at once;
 //! - anything else answers at once.
 //!
@@ -48,7 +48,7 @@ impl Flaky {
             return Err(SvcError::Unavailable);
         }
         if n <= count("slow") {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         Ok(format!("{key} #{n}"))
     }
@@ -126,4 +126,54 @@ pub async fn looped(svc: &Flaky, keys: Vec<String>) -> Result<Vec<String>, SvcEr
     let last: String = svc.fetch("ok:last").await?;
     out.push(last);
     Ok(out)
+}
+
+/// The child of the nested scenarios: one call, its error is the child's.
+#[workflow]
+pub async fn fetch_child(svc: &Flaky, key: String) -> Result<String, SvcError> {
+    let got: String = svc.fetch(&key).await?;
+    Ok(got)
+}
+
+/// A `call_nested!` whose batch runs again (new child) while the child fails with
+/// `Unavailable` or times out (1 s).
+#[workflow]
+pub async fn nested_retried(key: String) -> Result<String, NestedError<SvcError>> {
+    #[retry(on = ["Unavailable", "Workflow.Timeout"], interval = 1.secs(), max_attempts = 2)]
+    #[timeout(1.secs())]
+    let got: String = call_nested!(fetch_child(key))?;
+    Ok(got)
+}
+
+/// A `call_nested!` with a timeout and no retry: a slow child fails the parent with
+/// `Workflow.Timeout`.
+#[workflow]
+pub async fn nested_timed(key: String) -> Result<String, NestedError<SvcError>> {
+    #[timeout(1.secs())]
+    let got: String = call_nested!(fetch_child(key))?;
+    Ok(got)
+}
+
+/// A workflow with an execution timeout (1 s): a slow call ends it timed out.
+#[workflow(timeout = 1.secs())]
+pub async fn bounded_child(svc: &Flaky, key: String) -> Result<String, SvcError> {
+    let got: String = svc.fetch(&key).await?;
+    Ok(got)
+}
+
+/// Its parent, which sees the child's timeout as `NestedError::TimedOut`.
+#[workflow]
+pub async fn calls_bounded(key: String) -> Result<String, NestedError<SvcError>> {
+    let got: String = call_nested!(bounded_child(key))?;
+    Ok(got)
+}
+
+/// The same policy on a Map: its timeout is on the Map's child Task, a retry runs every
+/// item again as a new batch.
+#[workflow]
+pub async fn nested_map(keys: Vec<String>) -> Result<Vec<String>, NestedError<SvcError>> {
+    #[retry(on = ["Unavailable"], interval = 1.secs(), max_attempts = 1)]
+    #[timeout(2.secs())]
+    let got: Vec<String> = call_nested!(for k in keys => fetch_child(k), max_concurrency = 2)?;
+    Ok(got)
 }

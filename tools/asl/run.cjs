@@ -16,7 +16,10 @@ const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
 const step = stepHandlerOverStdio();
 const byPlaceholder = placeholders(plan.machines);
 
-async function execute(workflow, input, executionId) {
+// `timeoutMs`: a parent Task's `TimeoutSeconds`, after which the interpreter fails that
+// Task with States.Timeout; the child is then aborted too, as the native runtime cancels
+// the children of a batch past its deadline (so it makes no more calls meanwhile).
+async function execute(workflow, input, executionId, timeoutMs) {
   const definition = plan.machines[workflow];
   if (!definition) throw Object.assign(new Error(`no machine for ${workflow}`), { name: 'Test.NoMachine' });
   const taskResourceLocalHandlers = {};
@@ -33,7 +36,15 @@ async function execute(workflow, input, executionId) {
     } else if (state.Resource === 'arn:aws:states:::states:startExecution.sync:2') {
       taskResourceLocalHandlers[name] = async (params) => {
         const child = byPlaceholder[params.StateMachineArn];
-        const run = await execute(child, params.Input, params.Input.id);
+        // The interpreter's own default for a Task without TimeoutSeconds is 60 s.
+        const run = await execute(child, params.Input, params.Input.id, (state.TimeoutSeconds ?? 60) * 1000);
+        if (run.timedOut) {
+          // A child past its execution's TimeoutSeconds: `.sync:2` fails with
+          // States.TaskFailed and describes the child as TIMED_OUT.
+          const e = new Error(JSON.stringify({ Status: 'TIMED_OUT', Input: params.Input }));
+          e.name = 'States.TaskFailed';
+          throw e;
+        }
         if (run.error) {
           // What `.sync:2` fails with: States.TaskFailed, the child's description as cause.
           const e = new Error(JSON.stringify({ Status: 'FAILED', Error: run.error.name, Cause: run.error.cause, Input: params.Input }));
@@ -49,6 +60,9 @@ async function execute(workflow, input, executionId) {
     overrides: { taskResourceLocalHandlers, waitTimeOverrides, retryIntervalOverrides },
     context: { Execution: { Id: executionId, Input: input } },
   });
+  // A little after the Task's own timer, so that the Task fails with States.Timeout and not
+  // with this abort.
+  const stop = timeoutMs === undefined ? undefined : setTimeout(() => execution.abort(), timeoutMs + 100);
   const states = [];
   const logging = (async () => {
     for await (const event of execution.eventLogs) {
@@ -65,7 +79,13 @@ async function execute(workflow, input, executionId) {
     // error nothing caught) in an ExecutionError.
     const cause = e.name === 'ExecutionError' && e.cause ? e.cause : e;
     outcome = { error: { name: cause.name, cause: cause.message } };
+    if (e.name === 'ExecutionTimeoutError') {
+      // The definition's TimeoutSeconds: Step Functions ends the execution TIMED_OUT
+      // with the error States.Timeout.
+      outcome = { error: { name: 'States.Timeout', cause: e.message }, timedOut: true };
+    }
   }
+  clearTimeout(stop);
   await logging.catch(() => {});
   return { workflow, states, ...outcome };
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    child_placeholder, whole_seconds, Layout, CHILD_TIMEOUT_SECONDS, STEP_HANDLER_PLACEHOLDER,
+    child_placeholder, whole_seconds, Layout, NodeStates, CHILD_TIMEOUT_SECONDS,
+    STEP_HANDLER_PLACEHOLDER,
 };
 use crate::context::STATES_TIMEOUT;
 use crate::graph::{NodeKind, StateGraph};
@@ -180,22 +181,25 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
             NodeKind::Child { workflow } => {
                 let resume = n.resume.clone().unwrap_or_default();
                 let arn = placeholder(workflow);
-                let mut task = child_task(&arn, "$.children[0]");
+                let mut task = child_task(&arn, "$.children[0]", &node.policy());
                 task["ResultPath"] = json!("$.children_result");
                 task["Next"] = json!(resume);
                 task["Catch"] = catch(&resume);
                 states.insert(main.clone(), task);
-                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                children_tail(&mut states, wf, &resume, n, after(i));
+                retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Parallel { workflows } => {
                 let resume = n.resume.clone().unwrap_or_default();
+                let policy = node.policy();
                 let branches: Vec<Value> = workflows
                     .iter()
                     .zip(&n.children)
                     .enumerate()
                     .map(|(b, (w, name))| {
-                        let mut task = child_task(&placeholder(w), &format!("$.children[{b}]"));
+                        let mut task =
+                            child_task(&placeholder(w), &format!("$.children[{b}]"), &policy);
                         task["End"] = json!(true);
                         json!({"StartAt": name, "States": {name.as_str(): task}})
                     })
@@ -211,7 +215,8 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                         "Next": resume,
                     }),
                 );
-                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                children_tail(&mut states, wf, &resume, n, after(i));
+                retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Map {
@@ -220,7 +225,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
             } => {
                 let resume = n.resume.clone().unwrap_or_default();
                 let child = n.children.first().cloned().unwrap_or_default();
-                let mut task = child_task(&placeholder(workflow), "$");
+                let mut task = child_task(&placeholder(workflow), "$", &node.policy());
                 task["End"] = json!(true);
                 states.insert(
                     main.clone(),
@@ -240,7 +245,8 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                         "Next": resume,
                     }),
                 );
-                children_tail(&mut states, wf, &resume, n.next.as_deref(), after(i));
+                children_tail(&mut states, wf, &resume, n, after(i));
+                retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Succeed => {
@@ -260,13 +266,18 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
 
     // No top-level `QueryLanguage`: JSONPath is the default, and statelint@1 (which only
     // knows JSONPath) refuses the field.
-    let definition = json!({
+    let mut definition = json!({
         "Comment": format!(
             "Workflow `{wf}`, generated from its state graph by the `workflow` crate; do not edit. Execution input: {{\"input\": …}}."
         ),
         "StartAt": layout.start,
         "States": states,
     });
+    // `#[workflow(timeout = …)]`: the execution times out (`States.Timeout`, status
+    // `TIMED_OUT`) as natively (`Outcome::TimedOut`).
+    if let Some(t) = graph.timeout {
+        definition["TimeoutSeconds"] = json!(whole_seconds(t()).max(1));
+    }
     StateMachine {
         workflow: wf,
         definition,
@@ -406,7 +417,14 @@ fn catch(resume: &str) -> Value {
 }
 
 /// A nested execution: `call` is the path of the `{workflow, input, id}` it runs.
-fn child_task(arn: &str, call: &str) -> Value {
+///
+/// Its `TimeoutSeconds` is the `call_nested!`'s `#[timeout]` (whole seconds, rounded up),
+/// else [`CHILD_TIMEOUT_SECONDS`]. ASL has no `TimeoutSeconds` on a Parallel or Map state,
+/// so a batch's timeout is on each of its child Tasks: the first to time out fails the
+/// Parallel/Map, which stops the others, as natively the batch's deadline cancels them.
+/// Children that all start together share the native deadline; a Map whose
+/// `MaxConcurrency` holds some back gives each its own timeout from when it starts.
+fn child_task(arn: &str, call: &str, policy: &Policy) -> Value {
     json!({
         "Type": "Task",
         "Resource": "arn:aws:states:::states:startExecution.sync:2",
@@ -418,7 +436,9 @@ fn child_task(arn: &str, call: &str) -> Value {
                 "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
             },
         },
-        "TimeoutSeconds": CHILD_TIMEOUT_SECONDS,
+        "TimeoutSeconds": policy
+            .timeout
+            .map_or(CHILD_TIMEOUT_SECONDS, |t| whole_seconds(t).max(1)),
         "ResultSelector": {"output.$": "$.Output"},
     })
 }
@@ -427,10 +447,12 @@ fn children_tail(
     states: &mut Map<String, Value>,
     wf: &str,
     resume: &str,
-    next: Option<&str>,
-    targets: Vec<String>,
+    n: &NodeStates,
+    after: Vec<String>,
 ) {
-    let next = next.unwrap_or_default();
+    let next = n.next.as_deref().unwrap_or_default();
+    // A retried batch goes back through `N: retry`; the rest is the code after the node.
+    let targets: Vec<String> = n.retry.iter().cloned().chain(after).collect();
     let comment = "Hands the children's results to the workflow and runs the code after them up to the next yield point.";
     states.insert(resume.to_owned(), lambda(wf, resume, next, comment));
     let rules: Vec<Value> = targets
@@ -438,4 +460,14 @@ fn children_tail(
         .map(|t| json!({"Variable": "$.next", "StringEquals": t, "Next": t}))
         .collect();
     states.insert(next.to_owned(), json!({"Type": "Choice", "Choices": rules}));
+}
+
+/// A `call_nested!` with a retry policy: when the resume Lambda's code retries the
+/// batch (`Step::Retry`), it answers the same state with a new batch and the delay, and
+/// this Wait leads back to the node's child Task / Parallel / Map. Natively a retry
+/// enters no state, so it stands for nothing; the batch it leads to is the node again.
+fn retry_wait(states: &mut Map<String, Value>, n: &NodeStates, main: &str) {
+    if let Some(retry) = &n.retry {
+        states.insert(retry.clone(), wait(main));
+    }
 }

@@ -16,6 +16,7 @@
 //!  "batches": 0, "state": <the state enum>, "next": "<state to go to>",
 //!  "wait_seconds": 10,                                  // for a Wait
 //!  "children": [{"workflow": "…", "input": …, "id": "…"}], // for a child/Parallel/Map
+//!  "retries": 1,                // a `call_nested!`'s batch run again: the attempt count
 //!  "output": …,                                         // for Succeed
 //!  "error": {"name": "Workflow.PollTimedOut", "cause": "<the error as JSON>"}, // for Fail
 //!  "clock": 1700000000000000}                           // virtual clock only
@@ -24,7 +25,12 @@
 //! A child Task, Parallel or Map adds its result as `children_result` (`{"output": …}`,
 //! or a list of them) or its failure as `children_error` (`{"Error", "Cause"}`, the
 //! `Cause` being the `startExecution.sync:2` description of the failed child, whose
-//! `Input.id` says which child it was); the resume Lambda decodes them.
+//! `Input.id` says which child it was; a child that timed out is described with
+//! `"Status": "TIMED_OUT"`); the resume Lambda decodes them. When the code retries the
+//! batch (a `call_nested!` with a retry policy), the resume Lambda answers the same
+//! `state`, the same calls as the next batch (new ids), `wait_seconds` (the delay,
+//! rounded up), `retries` (read back into the attempt count when the new batch is
+//! decoded) and `next` = the node's `N: retry` Wait.
 //!
 //! A task or poll with a policy adds, in the Lambda that its `Catch` leads to, the
 //! error Step Functions caught as `caught` (`{"Error", "Cause"}`); the call is not made
@@ -437,6 +443,14 @@ async fn run<W: Workflow>(
         Role::Attempt(_) => doc.get("state").and_then(find_poll).cloned(),
         _ => None,
     };
+    // A retried batch's attempt count, as natively `Wait::Retry`'s `attempt`.
+    let batch_retries = match role {
+        Role::After(k) if is_children(&graph.nodes[k].kind) => doc
+            .get("retries")
+            .and_then(Value::as_u64)
+            .map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
+        _ => 0,
+    };
 
     let base = |state: &W::State, batches: u64, clock: Timestamp| -> Result<Value, StepError> {
         let mut doc = json!({
@@ -473,6 +487,9 @@ async fn run<W: Workflow>(
             StepClock::Wall => wall(),
         };
         let mut cx = StepCx::at_time(now, graph, children.take());
+        if first {
+            cx.retries = batch_retries;
+        }
         if let Some(c) = caught.take() {
             cx.caught = Some(c);
             // Step Functions retried the call as often as the policy allows.
@@ -514,6 +531,48 @@ async fn run<W: Workflow>(
             Step::Task { node, state: next } => {
                 let mut doc = base(&next, batches, clock)?;
                 doc["next"] = json!(layout.main(node));
+                return Ok(doc);
+            }
+            Step::Retry(retry) if matches!(at, Role::After(k) if k == retry.node && is_children(&graph.nodes[k].kind)) =>
+            {
+                // A `call_nested!` retries its whole batch, as natively: the state that
+                // waited for the batch (the document's, as the step consumed it), the
+                // same calls as a new batch, after the delay in `N: retry`.
+                let retry_state = layout.nodes[retry.node].retry.clone().ok_or_else(|| {
+                    StepError::Fault(format!(
+                        "`{}` retried a batch but has no retry state",
+                        request.at
+                    ))
+                })?;
+                let calls = doc
+                    .get("children")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| invalid("the document has no `children`".into()))?;
+                batches += 1;
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let mut c = c.clone();
+                        c["id"] = json!(format!("{execution}/{batches}.{i}"));
+                        c
+                    })
+                    .collect();
+                clock = clock.after(retry.delay);
+                let mut doc = json!({
+                    "workflow": W::NAME,
+                    "fingerprint": W::FINGERPRINT.to_string(),
+                    "execution": execution,
+                    "batches": batches,
+                    "state": doc.get("state").cloned().unwrap_or(Value::Null),
+                    "next": retry_state,
+                    "wait_seconds": whole_seconds(retry.delay),
+                    "children": calls,
+                    "retries": retry.attempt,
+                });
+                if clock_mode == StepClock::Virtual {
+                    doc["clock"] = json!(clock.0);
+                }
                 return Ok(doc);
             }
             Step::Retry(retry) => {
@@ -770,6 +829,12 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
             .and_then(|id| ids.iter().position(|x| x.as_str() == id))
             .unwrap_or(0);
         let outcome = match described.as_ref() {
+            // The child ran past its own `#[workflow(timeout)]` (its execution's
+            // `TimeoutSeconds`): `.sync:2` fails with `States.TaskFailed` and describes it
+            // as `TIMED_OUT`; natively the child's outcome is `TimedOut`.
+            Some(d) if d.get("Status").and_then(Value::as_str) == Some("TIMED_OUT") => {
+                Outcome::TimedOut
+            }
             Some(d) if d.get("Error").is_some() => {
                 let child_error = d.get("Error").and_then(Value::as_str).unwrap_or("");
                 let child_cause = d.get("Cause").and_then(Value::as_str).unwrap_or("");

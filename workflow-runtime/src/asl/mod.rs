@@ -1,9 +1,11 @@
 //! Amazon States Language: the same workflow, deployable to AWS Step Functions.
 //!
-//! Two halves, both derived at run time from [`Workflow::graph`] (the state graph the
-//! native driver is written in terms of, so the two cannot drift):
+//! Two halves, both derived at run time from
+//! [`Workflow::graph`](crate::Workflow::graph) (the state graph the native driver is
+//! written in terms of, so the two cannot drift):
 //!
-//! - [`emit`] turns the graph into an ASL definition ([`StateMachine`]);
+//! - [`asl()`](asl) (the `emit` module) turns the graph into an ASL definition
+//!   ([`StateMachine`]);
 //! - [`StepHandler`] is the function its Lambda Task states call: JSON in, JSON out, it
 //!   resumes the workflow from the serialized state in the request and runs it to the
 //!   next yield point with the same generated `step` function the native driver uses.
@@ -27,6 +29,8 @@
 //! | parallel `N`     | `N` (Parallel, one `startExecution.sync:2` Task per branch: `N: #1`, …) → `N: resume` → `N: next` |
 //! | map `N`          | `N` (Map with `MaxConcurrency`, item Task `N: child`) → `N: resume` → `N: next` |
 //! | poll `N` with a policy | as a poll, with `Retry`, `TimeoutSeconds` and `Catch` → `N: caught` (Lambda → `N: check`) on `N: attempt` |
+//! | child/parallel/map `N` with a policy | as above; `#[timeout]` is each child Task's `TimeoutSeconds`; a retry goes `N: resume` → `N: next` → `N: retry` (Wait) → `N` |
+//! | `#[workflow(timeout)]` | the definition's top-level `TimeoutSeconds`                     |
 //! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's [name](crate::WorkflowError::error_name), `Cause` = its JSON) |
 //!
 //! The graph's choice nodes (`if`, `match`, loops) are folded into the `…: next` Choice
@@ -41,7 +45,9 @@
 //! the batch (the native `ChildStarted N` of the batch's first child), `Succeed`/`Fail`
 //! (and the poll's Fail states) for the execution's end; routing and resume states stand
 //! for nothing, and so do the `N: caught` states (the rest of the state whose error was
-//! caught). Mapped this way, a native run and an ASL run give the same sequence.
+//! caught) and the `N: retry` Waits (natively a retry enters no state; the retried
+//! batch's `ChildStarted N` is the child state `N` entered again). Mapped this way, a
+//! native run and an ASL run give the same sequence.
 //!
 //! # Retries, timeouts and caught errors
 //!
@@ -62,6 +68,32 @@
 //! natively); the Task state's `TimeoutSeconds` is a backstop a little above it, for an
 //! invocation that hangs, and its `States.Timeout` reaches the code as the same timeout
 //! error.
+//!
+//! ## Nested calls
+//!
+//! A `call_nested!`'s `#[timeout(d)]` is the `TimeoutSeconds` of its child Task (whole
+//! seconds, rounded up; without one, [`CHILD_TIMEOUT_SECONDS`]). ASL has no
+//! `TimeoutSeconds` on Parallel or Map states, so a batch's timeout is on each child
+//! Task: the first to time out fails the Parallel/Map (which stops the others) with
+//! `States.Timeout`, and the resume Lambda gives the code `NestedError::TimedOut`, as
+//! natively. The one difference: natively the batch has one deadline from its start,
+//! while a Map whose `MaxConcurrency` holds children back gives each its own timeout
+//! from when it starts, so such a batch may run longer.
+//!
+//! Its `#[retry(…)]` is decided by the Rust code, not by a `Retry` field: `.sync:2`
+//! reports every failed child as `States.TaskFailed`, so the child's error names would
+//! never match on Step Functions. The Task / Parallel / Map `Catch`es every error into
+//! the resume Lambda; when the code retries (the child's error is one the policy
+//! retries, attempts left), the handler answers the same state with the same calls as
+//! the next batch (new ids `{parent}/{batch}.{index}`, as natively), `wait_seconds` =
+//! the delay rounded up, and the attempt count as `retries`; the Choice routes to the
+//! Wait `N: retry`, which leads back to `N`.
+//!
+//! A child that runs past its own `#[workflow(timeout)]` ends `TIMED_OUT`; `.sync:2`
+//! fails with `States.TaskFailed` describing it with `"Status": "TIMED_OUT"`, which the
+//! resume Lambda reads as the child's timeout (`NestedError::TimedOut`, as natively). A
+//! top-level execution that times out ends with `States.Timeout` on Step Functions and
+//! `Outcome::TimedOut` (`RunError::TimedOut`) natively.
 //!
 //! # The execution document
 //!
@@ -98,13 +130,17 @@ pub use serve::serve_json_lines;
 /// The longest state name Step Functions accepts.
 pub const MAX_STATE_NAME: usize = 80;
 
-/// A child Task's `TimeoutSeconds`: a week. Step Functions would wait up to a year
-/// without one; a stuck child should fail its parent sooner. (It also stays below the
-/// 2³¹ ms a JavaScript timer can hold, which local interpreters rely on.)
+/// A child Task's `TimeoutSeconds` without a `#[timeout]`: a week. Step Functions would
+/// wait up to a year without one; a stuck child should fail its parent sooner. (It also
+/// stays below the 2³¹ ms a JavaScript timer can hold, which local interpreters rely on.)
 pub const CHILD_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 
 /// The suffix of the Lambda a task or poll goes to when its call's error was caught.
 const CAUGHT: &str = ": caught";
+
+/// The suffix of the Wait a `call_nested!` with a retry policy waits in before its
+/// batch runs again.
+const RETRY: &str = ": retry";
 
 /// The placeholder of the step handler's Lambda ARN.
 pub const STEP_HANDLER_PLACEHOLDER: &str = "${StepHandlerArn}";
@@ -152,6 +188,8 @@ pub(crate) struct NodeStates {
     pub(crate) give_up: Vec<String>,
     /// The Task of each child inside a Parallel (one per branch) or Map (one).
     pub(crate) children: Vec<String>,
+    /// The Wait before a `call_nested!` with a retry policy runs its batch again.
+    pub(crate) retry: Option<String>,
 }
 
 /// Every state name of a workflow's definition, shared by the emitter and the step
@@ -215,6 +253,13 @@ impl Layout {
                     n.next = Some(names.alloc(node.name, ": next"));
                 }
                 NodeKind::Choice | NodeKind::Succeed | NodeKind::Fail => {}
+            }
+            let is_children = matches!(
+                node.kind,
+                NodeKind::Child { .. } | NodeKind::Parallel { .. } | NodeKind::Map { .. }
+            );
+            if is_children && node.policy().retry.is_some() {
+                n.retry = Some(names.alloc(node.name, RETRY));
             }
         }
         let find = |kind: fn(&NodeKind) -> bool| graph.nodes.iter().position(|n| kind(&n.kind));
