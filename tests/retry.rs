@@ -133,6 +133,15 @@ async fn poll_flaky(svc: &Flaky, what: String) -> Result<String, SvcError> {
     Ok(got.value)
 }
 
+/// A runtime serving `w`, with `svc` kept by the test to count its calls.
+fn shared(w: impl Workflow, svc: &Arc<Flaky>) -> Runtime {
+    Runtime::builder()
+        .register(w)
+        .dependency_arc(Arc::clone(svc))
+        .build()
+        .unwrap()
+}
+
 fn runtime(w: impl Workflow, svc: Flaky) -> Runtime {
     Runtime::builder()
         .register(w)
@@ -229,11 +238,7 @@ async fn an_error_the_policy_does_not_name_or_that_is_non_retryable_is_not_retri
         SvcError::Timeout(TaskTimeout { timeout: secs(1) }),
     ] {
         let svc = Arc::new(Flaky::new(1, error.clone()));
-        let rt = Runtime::builder()
-            .register(fetch_with_backoff)
-            .dependency_arc(Arc::clone(&svc))
-            .build()
-            .unwrap();
+        let rt = shared(fetch_with_backoff, &svc);
         let exec = rt.start(fetch_with_backoff, "job".into()).await.unwrap();
         let id = exec.id().clone();
         assert_eq!(exec.result().await.unwrap_err(), RunError::Failed(error));
@@ -294,11 +299,7 @@ async fn a_match_catches_the_error_after_the_retries() {
 #[tokio::test(start_paused = true)]
 async fn the_workflow_default_applies_unless_a_statement_opts_out() {
     let svc = Arc::new(Flaky::new(1, SvcError::Unavailable));
-    let rt = Runtime::builder()
-        .register(with_default_policy)
-        .dependency_arc(Arc::clone(&svc))
-        .build()
-        .unwrap();
+    let rt = shared(with_default_policy, &svc);
     let result = rt
         .start(with_default_policy, "a".into())
         .await
@@ -309,11 +310,7 @@ async fn the_workflow_default_applies_unless_a_statement_opts_out() {
 
     // The second call opted out: its one failure is not retried.
     let svc = Arc::new(Flaky::new(0, SvcError::Unavailable).failing(2));
-    let rt = Runtime::builder()
-        .register(with_default_policy)
-        .dependency_arc(Arc::clone(&svc))
-        .build()
-        .unwrap();
+    let rt = shared(with_default_policy, &svc);
     let result = rt
         .start(with_default_policy, "b".into())
         .await
@@ -347,6 +344,38 @@ async fn a_poll_retries_a_failed_attempt_before_counting_it() {
     assert_eq!(took, Duration::from_millis(1000 + 200 + 1000));
 }
 
+/// Starts `w` on the SQLite file `db`, stops the runtime once the execution waits as
+/// `stop_at` says (what a crash then leaves), and recovers it in a new runtime.
+async fn restarted<W: Workflow<Input = String>>(
+    w: W,
+    svc: &Arc<Flaky>,
+    db: &std::path::Path,
+    stop_at: impl Fn(&Option<Wait>) -> bool,
+) -> (Runtime, workflow::ExecutionId) {
+    let build = || {
+        Runtime::builder()
+            .register(w)
+            .dependency_arc(Arc::clone(svc))
+            .sqlite(db)
+            .build()
+            .unwrap()
+    };
+    let rt = build();
+    let id = rt.start(w, "job".into()).await.unwrap().id().clone();
+    for _ in 0..400 {
+        if stop_at(&rt.record(&id).await.unwrap().waiting) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiting = rt.record(&id).await.unwrap().waiting;
+    assert!(stop_at(&waiting), "never reached: {waiting:?}");
+    rt.shutdown().await;
+    let rt = build();
+    rt.recover().await.unwrap();
+    (rt, id)
+}
+
 /// A restart during a backoff resumes it: the attempt count goes on from where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_during_a_backoff_keeps_the_attempt_count() {
@@ -358,37 +387,12 @@ async fn a_restart_during_a_backoff_keeps_the_attempt_count() {
         let got: String = svc.fetch(&what).await?;
         Ok(got)
     }
-    let build = |svc: Arc<Flaky>| {
-        Runtime::builder()
-            .register(slow_backoff)
-            .dependency_arc(svc)
-            .sqlite(&db)
-            .build()
-            .unwrap()
-    };
     let svc = Arc::new(Flaky::new(2, SvcError::Unavailable));
-    let rt = build(Arc::clone(&svc));
-    let exec = rt.start(slow_backoff, "job".into()).await.unwrap();
-    let id = exec.id().clone();
-    // Wait for the first retry's backoff to be checkpointed.
-    for _ in 0..400 {
-        let r = rt.record(&id).await.unwrap();
-        if matches!(r.waiting, Some(Wait::Retry { attempt: 1, .. })) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let r = rt.record(&id).await.unwrap();
-    assert!(
-        matches!(r.waiting, Some(Wait::Retry { attempt: 1, .. })),
-        "{:?}",
-        r.waiting
-    );
-    rt.shutdown().await;
-    assert_eq!(svc.calls(), 1);
-
-    let rt = build(Arc::clone(&svc));
-    rt.recover().await.unwrap();
+    let (rt, id) = restarted(slow_backoff, &svc, &db, |w| {
+        matches!(w, Some(Wait::Retry { attempt: 1, .. }))
+    })
+    .await;
+    assert_eq!(svc.calls(), 1, "stopped during the first backoff");
     let outcome = rt.wait(&id).await.unwrap();
     assert!(
         matches!(outcome, workflow::Outcome::Succeeded(_)),
@@ -505,11 +509,7 @@ async fn parent_retrying_child(what: String) -> Result<String, NestedError<SvcEr
 #[tokio::test(start_paused = true)]
 async fn a_failed_child_is_run_again_as_a_new_child() {
     let svc = Arc::new(Flaky::new(2, SvcError::Unavailable));
-    let rt = Runtime::builder()
-        .register(parent_retrying_child)
-        .dependency_arc(Arc::clone(&svc))
-        .build()
-        .unwrap();
+    let rt = shared(parent_retrying_child, &svc);
     let t0 = tokio::time::Instant::now();
     let exec = rt.start(parent_retrying_child, "job".into()).await.unwrap();
     let id = exec.id().clone();
@@ -547,11 +547,7 @@ async fn a_failed_child_is_run_again_as_a_new_child() {
 
     // Exhausted: the child's error, through `NestedError::Failed`.
     let svc = Arc::new(Flaky::new(9, SvcError::Unavailable));
-    let rt = Runtime::builder()
-        .register(parent_retrying_child)
-        .dependency_arc(Arc::clone(&svc))
-        .build()
-        .unwrap();
+    let rt = shared(parent_retrying_child, &svc);
     let err = rt
         .start(parent_retrying_child, "job".into())
         .await
@@ -584,30 +580,14 @@ async fn a_restart_during_a_nested_retry_runs_the_new_batch_once() {
         let got: String = call_nested!(flaky_child(what))?;
         Ok(got)
     }
-    let build = |svc: Arc<Flaky>| {
-        Runtime::builder()
-            .register(slow_retrying_parent)
-            .dependency_arc(svc)
-            .sqlite(&db)
-            .build()
-            .unwrap()
-    };
     let svc = Arc::new(Flaky::new(1, SvcError::Unavailable));
-    let rt = build(Arc::clone(&svc));
-    let exec = rt.start(slow_retrying_parent, "job".into()).await.unwrap();
-    let id = exec.id().clone();
-    let waiting_to_retry = |w: &Option<Wait>| matches!(w, Some(Wait::Retry { attempt: 1, batch: Some(b), .. }) if b.batch == 2);
-    for _ in 0..400 {
-        if waiting_to_retry(&rt.record(&id).await.unwrap().waiting) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(waiting_to_retry(&rt.record(&id).await.unwrap().waiting));
-    rt.shutdown().await;
-
-    let rt = build(Arc::clone(&svc));
-    rt.recover().await.unwrap();
+    let (rt, id) = restarted(
+        slow_retrying_parent,
+        &svc,
+        &db,
+        |w| matches!(w, Some(Wait::Retry { attempt: 1, batch: Some(b), .. }) if b.batch == 2),
+    )
+    .await;
     let outcome = rt.wait(&id).await.unwrap();
     assert!(
         matches!(outcome, workflow::Outcome::Succeeded(_)),

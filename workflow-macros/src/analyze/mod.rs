@@ -308,16 +308,11 @@ impl Analyzer<'_> {
         let outer = self.policy.take();
         for (i, stmt) in stmts.iter().enumerate() {
             let last = i + 1 == stmts.len();
-            let mut stripped;
-            let stmt = match policy_attrs(stmt) {
-                Some(_) => {
-                    stripped = stmt.clone();
-                    let attrs = policy_attrs_mut(&mut stripped).expect("the same statement");
-                    self.policy = policy::take(attrs, self.errors);
-                    &stripped
-                }
-                None => stmt,
-            };
+            // `#[retry]` / `#[timeout]` are the macro's: taken off the statement here.
+            let mut own = stmt.clone();
+            let policy = policy_attrs(&mut own).and_then(|attrs| policy::take(attrs, self.errors));
+            let stmt = if policy.is_some() { &own } else { stmt };
+            self.policy = policy;
             self.block_stmt(stmt, last, &tail, &mut nodes, &mut value, &mut has_tail);
             if let Some(p) = self.policy.take() {
                 self.errors.at(
@@ -1110,50 +1105,18 @@ impl VisitMut for LabelLoop<'_> {
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
-/// The attributes of a statement where `#[retry]` / `#[timeout]` may be, if it has any
-/// of them: a `let`'s, or those of the expression or macro of an expression statement.
-fn policy_attrs(stmt: &Stmt) -> Option<&Vec<syn::Attribute>> {
-    let attrs = match stmt {
-        Stmt::Local(l) => &l.attrs,
-        Stmt::Macro(m) => &m.attrs,
-        Stmt::Expr(e, _) => expr_attrs(e)?,
-        Stmt::Item(_) => return None,
-    };
-    attrs
-        .iter()
-        .any(|a| a.path().is_ident("retry") || a.path().is_ident("timeout"))
-        .then_some(attrs)
-}
-
-fn policy_attrs_mut(stmt: &mut Stmt) -> Option<&mut Vec<syn::Attribute>> {
+/// The attributes of a statement where `#[retry]` / `#[timeout]` may be: a `let`'s, or
+/// those of the expression or macro of an expression statement.
+fn policy_attrs(stmt: &mut Stmt) -> Option<&mut Vec<syn::Attribute>> {
     match stmt {
         Stmt::Local(l) => Some(&mut l.attrs),
         Stmt::Macro(m) => Some(&mut m.attrs),
-        Stmt::Expr(e, _) => expr_attrs_mut(e),
+        Stmt::Expr(e, _) => expr_attrs(e),
         Stmt::Item(_) => None,
     }
 }
 
-fn expr_attrs(e: &Expr) -> Option<&Vec<syn::Attribute>> {
-    Some(match e {
-        Expr::Await(x) => &x.attrs,
-        Expr::Try(x) => &x.attrs,
-        Expr::Macro(x) => &x.attrs,
-        Expr::Assign(x) => &x.attrs,
-        Expr::Binary(x) => &x.attrs,
-        Expr::MethodCall(x) => &x.attrs,
-        Expr::Call(x) => &x.attrs,
-        Expr::If(x) => &x.attrs,
-        Expr::Match(x) => &x.attrs,
-        Expr::Loop(x) => &x.attrs,
-        Expr::While(x) => &x.attrs,
-        Expr::ForLoop(x) => &x.attrs,
-        Expr::Block(x) => &x.attrs,
-        _ => return None,
-    })
-}
-
-fn expr_attrs_mut(e: &mut Expr) -> Option<&mut Vec<syn::Attribute>> {
+fn expr_attrs(e: &mut Expr) -> Option<&mut Vec<syn::Attribute>> {
     Some(match e {
         Expr::Await(x) => &mut x.attrs,
         Expr::Try(x) => &mut x.attrs,
