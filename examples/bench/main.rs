@@ -79,6 +79,10 @@ struct Args {
     /// Executions per run on SQLite at 10,000 in flight (workload 3).
     #[arg(long)]
     durable_n: Option<usize>,
+    /// Only workload 3's configurations with this many executions in flight (1, 100 or
+    /// 10000), e.g. to profile one.
+    #[arg(long)]
+    durable_inflight: Option<usize>,
     /// Waiting executions (workload 5).
     #[arg(long)]
     waiting: Option<usize>,
@@ -109,6 +113,7 @@ struct Sizes {
     n: usize,
     parallel: usize,
     durable_n: usize,
+    durable_inflight: Option<usize>,
     waiting: usize,
     waiting_secs: u64,
     waiting_runs: usize,
@@ -128,6 +133,7 @@ impl Sizes {
             n: pick(10_000, 300, a.n),
             parallel: a.parallel,
             durable_n: pick(20_000, 500, a.durable_n),
+            durable_inflight: a.durable_inflight,
             waiting: pick(100_000, 500, a.waiting),
             waiting_secs: a.waiting_secs.unwrap_or(if quick { 3 } else { 60 }),
             waiting_runs: a.waiting_runs.max(1),
@@ -488,6 +494,9 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
         ("main_flow", 100, (s.durable_n / 50).max(1)),
     ];
     for (name, inflight, n) in configs {
+        if s.durable_inflight.is_some_and(|only| only != inflight) {
+            continue;
+        }
         let mut times = Vec::new();
         for _ in 0..s.runs {
             let svc = instant_jobs();
