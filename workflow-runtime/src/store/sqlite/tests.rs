@@ -349,6 +349,16 @@ async fn a_write_failing_halfway_is_undone_alone() {
         )
         .unwrap();
     let before = store.stats();
+    // A first write keeps the writer waiting for the lock, so that the three checkpoints
+    // queue behind it and make one batch.
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let events = vec![event(EventKind::TaskScheduled)];
+            store.append(&"c".into(), events).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let writes: Vec<_> = ["a", "b", "c"]
         .into_iter()
         .map(|id| {
@@ -364,11 +374,12 @@ async fn a_write_failing_halfway_is_undone_alone() {
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     blocker.execute_batch("COMMIT").unwrap();
+    first.await.unwrap().unwrap();
     let results: Vec<_> = futures_results(writes).await;
     assert_eq!(
         store.stats().transactions - before.transactions,
-        1,
-        "one batch"
+        2,
+        "the first write, then one batch"
     );
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     let err = results[1].clone().unwrap_err();
@@ -382,7 +393,7 @@ async fn a_write_failing_halfway_is_undone_alone() {
         assert_eq!(r.state, b"[\"next\"]");
     }
     // Event numbers continue where the file says, for the failed write's execution too.
-    for id in ["a", "b"] {
+    for id in ["a", "b", "c"] {
         store
             .checkpoint(checkpoint(id, b"[\"again\"]", None))
             .await
@@ -390,6 +401,7 @@ async fn a_write_failing_halfway_is_undone_alone() {
     }
     assert_eq!(store.history(&"a".into()).await.unwrap().len(), 2);
     assert_eq!(store.history(&"b".into()).await.unwrap().len(), 1);
+    assert_eq!(store.history(&"c".into()).await.unwrap().len(), 3);
 }
 
 async fn futures_results(

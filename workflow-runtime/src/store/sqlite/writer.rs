@@ -96,6 +96,21 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
+        // A size cap is a setting, not a write: applied on its own, so that a checkpoint
+        // failing on the full disk in the same batch cannot fail the call that lifts it.
+        let (settings, batch): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|j| matches!(j.op, Op::MaxSize(_)));
+        for job in settings {
+            if let Op::MaxSize(bytes) = job.op {
+                let _ = job
+                    .reply
+                    .send(max_page_count(&self.conn, bytes).map_err(store_error));
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
         let results = match self.transaction(&ops) {
             Ok(results) => {
