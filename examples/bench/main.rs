@@ -11,8 +11,8 @@
 //! `BENCH_QUICK=1` is the same as `--quick`. Every figure is the median of `--runs` runs
 //! (5 by default; workload 5, a minute long, runs `--waiting-runs` times, 1 by default).
 //!
-//! The workloads (issue 7), all on the nesting example's workflows re-declared against an
-//! in-process job service that answers at once (`workflows.rs`):
+//! The workloads (issue 7), all on the nesting example's workflows, given an in-process
+//! job service that answers at once through the example's `JobApi` (`workflows.rs`):
 //!
 //! 1. **Throughput in memory**: `run_job` (start, 3 polls with zero waits, transform) and
 //!    `main_flow` (3 sequential children, then `--parallel` children in parallel), 100 in
@@ -79,6 +79,10 @@ struct Args {
     /// Executions per run on SQLite at 10,000 in flight (workload 3).
     #[arg(long)]
     durable_n: Option<usize>,
+    /// Only workload 3's configurations with this many executions in flight (1, 100 or
+    /// 10000), e.g. to profile one.
+    #[arg(long)]
+    durable_inflight: Option<usize>,
     /// Waiting executions (workload 5).
     #[arg(long)]
     waiting: Option<usize>,
@@ -109,6 +113,7 @@ struct Sizes {
     n: usize,
     parallel: usize,
     durable_n: usize,
+    durable_inflight: Option<usize>,
     waiting: usize,
     waiting_secs: u64,
     waiting_runs: usize,
@@ -128,6 +133,7 @@ impl Sizes {
             n: pick(10_000, 300, a.n),
             parallel: a.parallel,
             durable_n: pick(20_000, 500, a.durable_n),
+            durable_inflight: a.durable_inflight,
             waiting: pick(100_000, 500, a.waiting),
             waiting_secs: a.waiting_secs.unwrap_or(if quick { 3 } else { 60 }),
             waiting_runs: a.waiting_runs.max(1),
@@ -273,15 +279,17 @@ fn batch(i: usize, parallel: usize) -> Batch {
 }
 
 /// The service of workloads 1–4 and 6: instant, ready at the third status call, no wait.
-fn instant_jobs() -> Arc<Jobs> {
-    Arc::new(Jobs::new(
-        Duration::ZERO,
-        Duration::from_secs(600),
-        Readiness::AfterPolls(3),
-    ))
+fn instant_jobs() -> Arc<JobService> {
+    let jobs = Arc::new(Jobs::new(Readiness::AfterPolls(3)));
+    service(&jobs, Duration::ZERO, Duration::from_secs(600))
 }
 
-fn runtime(svc: &Arc<Jobs>, store: Option<SqliteStore>) -> Runtime {
+/// The example's `JobService` answered by `jobs`, polling every `every` for `timeout`.
+fn service(jobs: &Arc<Jobs>, every: Duration, timeout: Duration) -> Arc<JobService> {
+    Arc::new(JobService::with_api(Arc::clone(jobs)).polling(every, timeout))
+}
+
+fn runtime(svc: &Arc<JobService>, store: Option<SqliteStore>) -> Runtime {
     let builder = Runtime::builder()
         .register(main_flow)
         .register(fan_out_all)
@@ -488,6 +496,9 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
         ("main_flow", 100, (s.durable_n / 50).max(1)),
     ];
     for (name, inflight, n) in configs {
+        if s.durable_inflight.is_some_and(|only| only != inflight) {
+            continue;
+        }
         let mut times = Vec::new();
         for _ in 0..s.runs {
             let svc = instant_jobs();
@@ -720,9 +731,8 @@ fn waiting_child(n: usize, secs: u64) {
         let every = Duration::from_secs(1);
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs(secs);
-        let svc = Arc::new(
-            Jobs::new(every, Duration::from_secs(secs + 30), Readiness::At(end)).measured(),
-        );
+        let jobs = Arc::new(Jobs::new(Readiness::At(end)).measured());
+        let svc = service(&jobs, every, Duration::from_secs(secs + 30));
         let rt = runtime(&svc, None);
         let mut execs = Vec::with_capacity(n);
         for i in 0..n {
@@ -733,7 +743,7 @@ fn waiting_child(n: usize, secs: u64) {
         for e in execs {
             e.result().await.expect("succeeds");
         }
-        let iv = svc.intervals().expect("measured");
+        let iv = jobs.intervals().expect("measured");
         let late = |d: Duration| d.saturating_sub(every).as_secs_f64() * 1e6;
         json!({
             "vm_hwm_kib": vm_hwm_kib(),
@@ -819,15 +829,13 @@ async fn fan_out(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
 async fn recovery(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
     let path = dir.join("recovery.sqlite");
     let parked = || {
-        Arc::new(Jobs::new(
-            Duration::from_secs(3600),
-            Duration::from_secs(7200),
-            Readiness::AfterPolls(3),
-        ))
+        let jobs = Arc::new(Jobs::new(Readiness::AfterPolls(3)));
+        let svc = service(&jobs, Duration::from_secs(3600), Duration::from_secs(7200));
+        (jobs, svc)
     };
     {
         let _ = std::fs::remove_file(&path);
-        let svc = parked();
+        let (jobs, svc) = parked();
         let rt = runtime(
             &svc,
             Some(SqliteStore::open(&path).expect("the store opens")),
@@ -841,7 +849,7 @@ async fn recovery(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
             }
         })
         .await;
-        while svc.started() < s.recovery as u64 {
+        while jobs.started() < s.recovery as u64 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Let the last checkpoints (the poll's first wait) reach the file.
@@ -855,7 +863,7 @@ async fn recovery(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
     }
     let (mut times, mut armed) = (Vec::new(), 0);
     for _ in 0..s.runs {
-        let svc = parked();
+        let (_, svc) = parked();
         let t0 = Instant::now();
         let rt = Runtime::builder()
             .register(main_flow)
@@ -888,21 +896,16 @@ async fn recovery(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
 
 async fn fine_polling(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
     let every = Duration::from_millis(1);
-    let service = || {
-        Arc::new(
-            Jobs::new(
-                every,
-                Duration::from_secs(600),
-                Readiness::AfterPolls(s.fine_polls),
-            )
-            .measured(),
-        )
+    let measured = || {
+        let jobs = Arc::new(Jobs::new(Readiness::AfterPolls(s.fine_polls)).measured());
+        let svc = service(&jobs, every, Duration::from_secs(600));
+        (jobs, svc)
     };
     let mut figures = Vec::new();
     for which in ["memory", "SQLite", "plain"] {
         let (mut p50, mut p99) = (Vec::new(), Vec::new());
         for _ in 0..s.runs {
-            let svc = service();
+            let (jobs, svc) = measured();
             match which {
                 "plain" => {
                     plain_run_job(&svc, req(0)).await.expect("succeeds");
@@ -914,7 +917,7 @@ async fn fine_polling(rows: &mut Vec<Row>, s: Sizes, dir: &Path) {
                     rt.shutdown().await;
                 }
             }
-            let iv = svc.intervals().expect("measured");
+            let iv = jobs.intervals().expect("measured");
             p50.push(iv.quantile(0.5).as_secs_f64());
             p99.push(iv.quantile(0.99).as_secs_f64());
         }

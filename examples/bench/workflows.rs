@@ -1,70 +1,27 @@
-//! The benchmark's workflows: the nesting example's two workflows with the same shape and
-//! the same names (start a job, poll it until it is finished, transform the result; a main
-//! workflow running three children one after the other, then a fan-out), written against
-//! [`Jobs`], an in-process job service that answers at once, instead of the example's HTTP
-//! client. The example's `run_job` / `main_flow` take that HTTP `JobService` type, which is
-//! why they are repeated here rather than imported. `fan_out_*` are `main_flow`'s fan-out
-//! on its own, with the two concurrency limits of workload 6.
+//! The benchmark's service and baselines. The workflows are the nesting example's own
+//! (`examples/nesting/workflows.rs`, included as it is, as the ASL tests do), given
+//! [`Jobs`], an in-process job service that answers at once, through the example's
+//! `JobApi` seam instead of its HTTP client. `fan_out_*` are `main_flow`'s fan-out on its
+//! own, with the two concurrency limits of workload 6.
 //!
 //! `plain_run_job` / `plain_main_flow` are the same logic as plain tokio `async fn`s, with
-//! no checkpointing: the lower bound of workload 2.
+//! no checkpointing, against the same `JobService`: the lower bound of workload 2.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JobRequest {
-    pub parameter1: String,
-    pub parameter2: u32,
-}
+#[path = "../nesting/workflows.rs"]
+#[allow(dead_code)]
+mod nesting;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub u64);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "job-{}", self.0)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Running,
-    Succeeded,
-    Failed,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JobStatus {
-    pub id: JobId,
-    pub state: JobState,
-    pub result: Option<String>,
-}
-
-impl JobStatus {
-    pub fn is_finished(&self) -> bool {
-        self.state != JobState::Running
-    }
-}
-
-#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
-pub enum JobError {
-    #[error("the service does not know job {id}")]
-    UnknownJob { id: JobId },
-    #[error("job {id} failed: {reason}")]
-    JobFailed { id: JobId, reason: String },
-    #[error(transparent)]
-    #[workflow_error(transparent)]
-    Poll(#[from] PollError),
-}
+pub use nesting::{
+    main_flow, run_job, ApiFuture, Batch, JobApi, JobError, JobId, JobReport, JobRequest,
+    JobService, JobState, JobStatus, MainError, Summary,
+};
 
 /// When a job is finished.
 #[derive(Clone, Copy, Debug)]
@@ -79,8 +36,6 @@ pub enum Readiness {
 /// `running` until the job is ready (see [`Readiness`]). Optionally it measures the time
 /// between a job's consecutive calls (see [`Intervals`]).
 pub struct Jobs {
-    pub every: Duration,
-    pub timeout: Duration,
     pub readiness: Readiness,
     next: AtomicU64,
     started: AtomicU64,
@@ -89,10 +44,8 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(every: Duration, timeout: Duration, readiness: Readiness) -> Self {
+    pub fn new(readiness: Readiness) -> Self {
         Jobs {
-            every,
-            timeout,
             readiness,
             next: AtomicU64::new(1),
             started: AtomicU64::new(0),
@@ -118,41 +71,59 @@ impl Jobs {
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub async fn start(&self, _req: &JobRequest) -> Result<JobId, JobError> {
+    fn start(&self, _req: &JobRequest) -> Result<JobId, JobError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
         if let Some(mut iv) = self.intervals() {
             iv.last.insert(id, Instant::now());
         }
-        Ok(JobId(id))
+        Ok(JobId(format!("job-{id}")))
     }
 
-    pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
+    fn status(&self, job: &JobId) -> Result<JobStatus, JobError> {
+        let Some(id) = job
+            .0
+            .strip_prefix("job-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Err(JobError::UnknownJob { id: job.clone() });
+        };
         if let Some(mut iv) = self.intervals() {
-            iv.call(id.0);
+            iv.call(id);
         }
         let finished = match self.readiness {
             Readiness::At(at) => Instant::now() >= at,
             Readiness::AfterPolls(n) => {
                 let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-                let c = calls.entry(id.0).or_default();
+                let c = calls.entry(id).or_default();
                 *c += 1;
                 let done = *c >= n;
                 if done {
-                    calls.remove(&id.0);
+                    calls.remove(&id);
                 }
                 done
             }
         };
         Ok(JobStatus {
-            id: *id,
+            id: job.clone(),
             state: if finished {
                 JobState::Succeeded
             } else {
                 JobState::Running
             },
-            result: finished.then(|| format!("result of job-{}", id.0)),
+            result: finished.then(|| format!("result of {job}")),
         })
+    }
+}
+
+/// The example's seam: its workflows call [`Jobs`] through a `JobService`.
+impl JobApi for Arc<Jobs> {
+    fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId> {
+        Box::pin(async move { Jobs::start(self, req) })
+    }
+
+    fn status<'a>(&'a self, id: &'a JobId) -> ApiFuture<'a, JobStatus> {
+        Box::pin(async move { Jobs::status(self, id) })
     }
 }
 
@@ -211,81 +182,6 @@ impl Intervals {
     }
 }
 
-/// What one `run_job` execution reports.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JobReport {
-    pub job_id: JobId,
-    pub polls: u32,
-    pub runtime_ms: u64,
-    pub result: String,
-}
-
-/// The nested workflow: start a job, poll it until it is finished, transform the result.
-#[workflow(name = "NestingPatternAnotherStateMachine")]
-pub async fn run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, JobError> {
-    let job: JobId = svc.start(&req).await?;
-    let status: Polled<JobStatus> = poll_until!(
-        svc.status(&job),
-        |s| s.is_finished(),
-        every = svc.every,
-        timeout = svc.timeout,
-        max_errors = 3,
-    )?;
-    if status.value.state == JobState::Failed {
-        let reason = status.value.result.unwrap_or_default();
-        return Err(JobError::JobFailed { id: job, reason });
-    }
-    Ok(JobReport {
-        job_id: job,
-        polls: status.attempts,
-        runtime_ms: u64::try_from(status.elapsed.as_millis()).unwrap_or(u64::MAX),
-        result: status.value.result.unwrap_or_default(),
-    })
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Batch {
-    pub label: String,
-    pub steps: [u32; 3],
-    pub parallel: Vec<JobRequest>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub sequential: Vec<JobReport>,
-    pub parallel: Vec<JobReport>,
-}
-
-#[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
-pub enum MainError {
-    #[error(transparent)]
-    #[workflow_error(transparent)]
-    Child(#[from] NestedError<JobError>),
-}
-
-/// The main workflow: three children one after the other, then a bounded fan-out.
-#[workflow(name = "NestingPatternMainStateMachine")]
-pub async fn main_flow(batch: Batch) -> Result<Summary, MainError> {
-    let first: JobReport = call_nested!(run_job(JobRequest {
-        parameter1: format!("{}-1", batch.label),
-        parameter2: batch.steps[0],
-    }))?;
-    let second: JobReport = call_nested!(run_job(JobRequest {
-        parameter1: format!("{}-2", batch.label),
-        parameter2: batch.steps[1],
-    }))?;
-    let third: JobReport = call_nested!(run_job(JobRequest {
-        parameter1: format!("{}-3", batch.label),
-        parameter2: batch.steps[2],
-    }))?;
-    let parallel: Vec<JobReport> =
-        call_nested!(for r in batch.parallel => run_job(r), max_concurrency = 8)?;
-    Ok(Summary {
-        sequential: vec![first, second, third],
-        parallel,
-    })
-}
-
 /// Workload 6: one parent mapping over its input, every child at once.
 #[workflow(name = "FanOutAll")]
 pub async fn fan_out_all(jobs: Vec<JobRequest>) -> Result<usize, MainError> {
@@ -304,16 +200,16 @@ pub async fn fan_out_100(jobs: Vec<JobRequest>) -> Result<usize, MainError> {
 // The lower bound: the same logic as plain `async fn`s, nothing persisted.
 // =======================================================================================
 
-pub async fn plain_run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, JobError> {
+pub async fn plain_run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
     let job = svc.start(&req).await?;
     let started = Instant::now();
     let (mut attempts, mut errors) = (0u32, 0u32);
     let status = loop {
         // Like the runtime: a zero wait yields instead of waiting for the timer's next tick.
-        if svc.every.is_zero() {
+        if svc.poll_every.is_zero() {
             tokio::task::yield_now().await;
         } else {
-            tokio::time::sleep(svc.every).await;
+            tokio::time::sleep(svc.poll_every).await;
         }
         attempts += 1;
         let elapsed = started.elapsed();
@@ -327,7 +223,7 @@ pub async fn plain_run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, Job
                 }
             }
         }
-        if elapsed + svc.every > svc.timeout {
+        if elapsed + svc.poll_every > svc.poll_timeout {
             return Err(JobError::Poll(PollError::TimedOut {
                 attempts,
                 elapsed,
@@ -347,7 +243,7 @@ pub async fn plain_run_job(svc: &Jobs, req: JobRequest) -> Result<JobReport, Job
     })
 }
 
-pub async fn plain_main_flow(svc: Arc<Jobs>, batch: Batch) -> Result<Summary, JobError> {
+pub async fn plain_main_flow(svc: Arc<JobService>, batch: Batch) -> Result<Summary, JobError> {
     let mut sequential = Vec::new();
     for (i, steps) in batch.steps.iter().enumerate() {
         let req = JobRequest {

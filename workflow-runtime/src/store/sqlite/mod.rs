@@ -1,6 +1,8 @@
 //! The durable store: one SQLite file. [`SqliteStore`]'s docs describe the layout, the
 //! group commit and the lock; `schema.rs`, `writer.rs` and `lock.rs` implement them.
 
+mod cache;
+mod checkpointer;
 mod lock;
 mod rows;
 mod schema;
@@ -15,7 +17,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
+use self::checkpointer::Checkpointer;
 use self::lock::LockFile;
+use self::rows::{CheckpointRows, CreateRows, EventRow};
 use self::writer::{Counters, Job, Op, Writer};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
 use crate::error::{OpenError, StoreError};
@@ -65,7 +69,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             durability: Durability::default(),
             busy_budget: Duration::from_secs(5),
-            max_batch: 512,
+            max_batch: 4096,
             max_size: None,
         }
     }
@@ -73,7 +77,7 @@ impl Default for SqliteOptions {
 
 impl SqliteOptions {
     /// The default options: [`Durability::Process`], a 5 s busy budget, batches of up to
-    /// 512 writes, no size cap.
+    /// 4096 writes, no size cap.
     pub fn new() -> Self {
         Self::default()
     }
@@ -92,7 +96,10 @@ impl SqliteOptions {
         self
     }
 
-    /// At most this many writes per transaction.
+    /// At most this many writes per transaction. A commit writes each page its writes
+    /// changed once, however many of them changed it, so bigger batches write less per
+    /// checkpoint when many executions are in flight; the cost is the wait of the writes
+    /// queued behind a big batch.
     pub fn max_batch(mut self, writes: usize) -> Self {
         self.max_batch = writes.max(1);
         self
@@ -239,6 +246,8 @@ impl SqliteStore {
             .pragma_update(None, "query_only", true)
             .and_then(|()| reader.busy_timeout(options.busy_budget))
             .map_err(sqlite)?;
+        let checkpointer =
+            Checkpointer::start(&path, options.durability.pragma()).map_err(sqlite)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -247,6 +256,8 @@ impl SqliteStore {
             counters: Arc::clone(&counters),
             max_batch: options.max_batch,
             busy_budget: options.busy_budget,
+            cache: Default::default(),
+            checkpointer: Some(checkpointer),
             _lock: lock,
         };
         let writer = std::thread::Builder::new()
@@ -318,16 +329,19 @@ impl SqliteStore {
 fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", options.durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    // Each write runs in a savepoint, whose journal (the "statement journal") SQLite keeps
-    // in a temporary file by default: with many writes per group commit, writing pages to
-    // that file was a sixth of the writer's time. In memory it costs a copy of each page.
+    // A write that is replayed in a savepoint (writer.rs) has a journal of its own (the
+    // "statement journal"), which SQLite keeps in a temporary file by default: with many
+    // writes per group commit, writing pages to that file was a sixth of the writer's
+    // time. In memory it costs a copy of each page.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 64 MiB of page cache instead of 2 MiB: the pages of thousands of executions in flight
     // stay cached instead of being read back from the OS between commits.
     conn.pragma_update(None, "cache_size", -65_536)?;
     // Copy the WAL back into the database every 64 MiB of log instead of every 4 MiB: a
     // page that many commits rewrite (a busy execution's row) is copied back once, not
-    // once per 4 MiB. Durability is the same; the WAL file gets bigger.
+    // once per 4 MiB. Durability is the same; the WAL file gets bigger. The checkpointer
+    // thread (checkpointer.rs) copies most pages before this; this checkpoint copies the
+    // rest and lets the log start over.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     // Short: the writer's own retry loop does the backing off, within its budget.
     conn.busy_timeout(Duration::from_millis(20))
@@ -341,20 +355,18 @@ impl Store for SqliteStore {
         events: Vec<Event>,
         parent_events: Vec<Event>,
     ) -> Result<(), StoreError> {
-        self.write(Op::Create {
-            record,
-            events,
-            parent_events,
-        })
-        .await
+        let rows = CreateRows::encode(record, &events, &parent_events)?;
+        self.write(Op::Create(rows)).await
     }
 
     async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.write(Op::Checkpoint(checkpoint)).await
+        self.write(Op::Checkpoint(CheckpointRows::encode(checkpoint)?))
+            .await
     }
 
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
         let id = id.clone();
+        let events = EventRow::encode_all(&events)?;
         self.write(Op::Append { id, events }).await
     }
 

@@ -1,13 +1,20 @@
 //! Records and events to SQL rows and back.
+//!
+//! A write is encoded ([`CreateRows`], [`CheckpointRows`], [`EventRow`]) on the caller's
+//! thread, before it is queued: JSON encoding was a visible share of the writer thread,
+//! which every execution shares, while callers run on all the runtime's threads. The
+//! writer thread then only runs SQL.
+
+use std::borrow::Cow;
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
+use super::cache::{Cache, Known};
 use crate::error::StoreError;
 use crate::history::Event;
 use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Status, Wait};
 use crate::time::Timestamp;
 use crate::ExecutionId;
-
 /// The columns [`record`] reads, in order.
 pub(super) const RECORD_COLUMNS: &str = "id, workflow, fingerprint, parent_id, call_node, \
      call_batch, call_index, status, input, state, waiting, batches, outcome, wake_at, \
@@ -74,36 +81,180 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
+/// One history event, encoded.
+pub(super) struct EventRow {
+    at: i64,
+    kind: &'static str,
+    state: Option<Cow<'static, str>>,
+    /// JSON of the whole [`Event`].
+    body: String,
+}
+
+impl EventRow {
+    pub(super) fn encode(event: &Event) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            at: ts(event.at)?,
+            kind: event.kind.name(),
+            state: event.state.clone(),
+            body: json(event)?,
+        })
+    }
+
+    pub(super) fn encode_all(events: &[Event]) -> Result<Vec<EventRow>, StoreError> {
+        events.iter().map(EventRow::encode).collect()
+    }
+}
+
+/// A new execution, encoded.
+pub(super) struct CreateRows {
+    id: ExecutionId,
+    workflow: String,
+    fingerprint: i64,
+    parent: Option<ExecutionId>,
+    call_node: Option<String>,
+    call_batch: Option<i64>,
+    call_index: Option<i64>,
+    status: Status,
+    input: String,
+    state: Vec<u8>,
+    waiting: Option<String>,
+    batches: i64,
+    outcome: Option<String>,
+    wake_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    events: Vec<EventRow>,
+    parent_events: Vec<EventRow>,
+}
+
+impl CreateRows {
+    pub(super) fn encode(
+        record: ExecutionRecord,
+        events: &[Event],
+        parent_events: &[Event],
+    ) -> Result<CreateRows, StoreError> {
+        let site = record.call_site.as_ref();
+        Ok(CreateRows {
+            call_batch: site.map(|s| to_i64(s.batch, "batch")).transpose()?,
+            call_index: site.map(|s| to_i64(s.index, "index")).transpose()?,
+            call_node: record.call_site.map(|s| s.node),
+            waiting: record.waiting.as_ref().map(json).transpose()?,
+            outcome: record.outcome.as_ref().map(json).transpose()?,
+            wake_at: record.wake_at.map(ts).transpose()?,
+            input: json(&record.input)?,
+            batches: to_i64(record.batches, "batches")?,
+            created_at: ts(record.created_at)?,
+            updated_at: ts(record.updated_at)?,
+            fingerprint: fingerprint_to_sql(record.fingerprint),
+            id: record.id,
+            workflow: record.workflow,
+            parent: record.parent,
+            status: record.status,
+            state: record.state,
+            events: EventRow::encode_all(events)?,
+            parent_events: EventRow::encode_all(parent_events)?,
+        })
+    }
+}
+
+/// A checkpoint, encoded.
+pub(super) struct CheckpointRows {
+    id: ExecutionId,
+    status: Status,
+    at: i64,
+    state: Option<StateRow>,
+    outcome: Option<String>,
+    events: Vec<EventRow>,
+    parent_events: Vec<EventRow>,
+}
+
+struct StateRow {
+    bytes: Vec<u8>,
+    waiting: Option<String>,
+    wake_at: Option<i64>,
+    batches: i64,
+}
+
+impl CheckpointRows {
+    pub(super) fn encode(cp: Checkpoint) -> Result<CheckpointRows, StoreError> {
+        let state = match cp.state {
+            Some(saved) => Some(StateRow {
+                waiting: saved.waiting.as_ref().map(json).transpose()?,
+                wake_at: saved
+                    .waiting
+                    .as_ref()
+                    .and_then(Wait::wake_at)
+                    .map(ts)
+                    .transpose()?,
+                batches: to_i64(saved.batches, "batches")?,
+                bytes: saved.bytes,
+            }),
+            None => None,
+        };
+        Ok(CheckpointRows {
+            at: ts(cp.at)?,
+            state,
+            outcome: cp.outcome.as_ref().map(json).transpose()?,
+            events: EventRow::encode_all(&cp.events)?,
+            parent_events: EventRow::encode_all(&cp.parent_events)?,
+            id: cp.id,
+            status: cp.status,
+        })
+    }
+}
+
+/// Why a write was not applied, and whether it may have written part of itself before
+/// failing (then only rolling back undoes it).
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) error: StoreError,
+    pub(super) partial: bool,
+}
+
+impl Failure {
+    /// Refused by a check made before anything was written.
+    fn refused(error: StoreError) -> Failure {
+        Failure {
+            error,
+            partial: false,
+        }
+    }
+
+    /// Failed after (or while) writing.
+    fn partial(error: StoreError) -> Failure {
+        Failure {
+            error,
+            partial: true,
+        }
+    }
+}
+
+fn sql_failure(e: rusqlite::Error) -> Failure {
+    Failure::partial(store_error(e))
+}
+
 /// Inserts a new execution with its first events, and its parent's events.
 pub(super) fn insert_execution(
     conn: &Connection,
-    record: &ExecutionRecord,
-    events: &[Event],
-    parent_events: &[Event],
-) -> Result<(), StoreError> {
-    let exists = |id: &ExecutionId| -> Result<bool, StoreError> {
-        conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")
-            .and_then(|mut s| s.exists([id.as_str()]))
-            .map_err(store_error)
-    };
-    if exists(&record.id)? {
-        return Err(StoreError::AlreadyExists(record.id.clone()));
+    cache: &mut Cache,
+    rows: &CreateRows,
+) -> Result<(), Failure> {
+    if cache
+        .load(conn, &rows.id)
+        .map_err(Failure::refused)?
+        .is_some()
+    {
+        return Err(Failure::refused(StoreError::AlreadyExists(rows.id.clone())));
     }
-    if let Some(parent) = &record.parent {
-        if !exists(parent)? {
-            return Err(StoreError::NotFound(parent.clone()));
+    if let Some(parent) = &rows.parent {
+        if cache
+            .load(conn, parent)
+            .map_err(Failure::refused)?
+            .is_none()
+        {
+            return Err(Failure::refused(StoreError::NotFound(parent.clone())));
         }
     }
-    let site = record.call_site.as_ref();
-    let call_batch = site.map(|s| to_i64(s.batch, "batch")).transpose()?;
-    let call_index = site.map(|s| to_i64(s.index, "index")).transpose()?;
-    let waiting = record.waiting.as_ref().map(json).transpose()?;
-    let outcome = record.outcome.as_ref().map(json).transpose()?;
-    let wake_at = record.wake_at.map(ts).transpose()?;
-    let input = json(&record.input)?;
-    let batches = to_i64(record.batches, "batches")?;
-    let created_at = ts(record.created_at)?;
-    let updated_at = ts(record.updated_at)?;
     conn.prepare_cached(
         "INSERT INTO executions (id, workflow, fingerprint, parent_id, call_node, call_batch, \
          call_index, status, input, state, waiting, batches, outcome, wake_at, created_at, \
@@ -111,145 +262,188 @@ pub(super) fn insert_execution(
     )
     .and_then(|mut s| {
         s.execute(params![
-            record.id.as_str(),
-            record.workflow,
-            fingerprint_to_sql(record.fingerprint),
-            record.parent.as_ref().map(ExecutionId::as_str),
-            site.map(|s| s.node.as_str()),
-            call_batch,
-            call_index,
-            record.status.as_str(),
-            input,
-            record.state,
-            waiting,
-            batches,
-            outcome,
-            wake_at,
-            created_at,
-            updated_at,
+            rows.id.as_str(),
+            rows.workflow,
+            rows.fingerprint,
+            rows.parent.as_ref().map(ExecutionId::as_str),
+            rows.call_node,
+            rows.call_batch,
+            rows.call_index,
+            rows.status.as_str(),
+            rows.input,
+            rows.state,
+            rows.waiting,
+            rows.batches,
+            rows.outcome,
+            rows.wake_at,
+            rows.created_at,
+            rows.updated_at,
         ])
     })
     .map_err(|e| match e.sqlite_error_code() {
         // The call site is taken: the same child, under another id, cannot exist twice.
-        Some(ErrorCode::ConstraintViolation) => StoreError::AlreadyExists(record.id.clone()),
-        _ => store_error(e),
+        // The statement failed as a whole and it is the first of this write.
+        Some(ErrorCode::ConstraintViolation) => {
+            Failure::refused(StoreError::AlreadyExists(rows.id.clone()))
+        }
+        _ => sql_failure(e),
     })?;
-    append_events(conn, &record.id, events)?;
-    if let Some(parent) = &record.parent {
-        append_events(conn, parent, parent_events)?;
+    cache.insert(
+        rows.id.clone(),
+        Known {
+            next_seq: 1,
+            parent: rows.parent.clone(),
+            status: rows.status,
+        },
+    );
+    append_events(conn, cache, &rows.id, &rows.events)?;
+    if let Some(parent) = &rows.parent {
+        append_events(conn, cache, parent, &rows.parent_events)?;
     }
     Ok(())
 }
 
 /// Applies a checkpoint: refuses an unknown or ended execution, updates the row, appends
 /// the events.
-pub(super) fn apply_checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<(), StoreError> {
-    let current: Option<(String, Option<String>)> = conn
-        .prepare_cached("SELECT status, parent_id FROM executions WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row([cp.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(store_error)?;
-    let Some((status, parent)) = current else {
-        return Err(StoreError::NotFound(cp.id.clone()));
+pub(super) fn apply_checkpoint(
+    conn: &Connection,
+    cache: &mut Cache,
+    cp: &CheckpointRows,
+) -> Result<(), Failure> {
+    let Some(known) = cache.load(conn, &cp.id).map_err(Failure::refused)? else {
+        return Err(Failure::refused(StoreError::NotFound(cp.id.clone())));
     };
-    if Status::parse(&status).is_none_or(Status::is_terminal) {
-        return Err(StoreError::Ended(cp.id.clone()));
+    if known.status.is_terminal() {
+        return Err(Failure::refused(StoreError::Ended(cp.id.clone())));
     }
-    let at = ts(cp.at)?;
+    let (parent, old_status) = (known.parent.clone(), known.status);
+    if let Some(parent) = parent.as_ref().filter(|_| !cp.parent_events.is_empty()) {
+        if cache
+            .load(conn, parent)
+            .map_err(Failure::refused)?
+            .is_none()
+        {
+            return Err(Failure::refused(StoreError::NotFound(parent.clone())));
+        }
+    }
+    // One statement, setting only what changes: each UPDATE rewrites the whole row, and
+    // every index on a column it sets (the status is in two) is rewritten too.
+    let terminal = cp.status.is_terminal();
+    let mut sql = String::from("UPDATE executions SET updated_at = ?2");
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&cp.at];
     let status = cp.status.as_str();
-    let id = cp.id.as_str();
-    let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
-        conn.prepare_cached(sql)
-            .and_then(|mut s| s.execute(p))
-            .map_err(store_error)
-    };
-    if let Some(saved) = &cp.state {
-        let waiting = saved.waiting.as_ref().map(json).transpose()?;
-        let wake_at = saved
-            .waiting
-            .as_ref()
-            .and_then(Wait::wake_at)
-            .map(ts)
-            .transpose()?;
-        let batches = to_i64(saved.batches, "batches")?;
-        // One statement: each UPDATE rewrites the whole row, state and input included.
-        run(
-            "UPDATE executions SET status = ?2, updated_at = ?3, state = ?4, waiting = ?5, \
-             wake_at = ?6, batches = ?7 WHERE id = ?1",
-            &[
-                &id,
-                &status,
-                &at,
-                &saved.bytes,
-                &waiting,
-                &wake_at,
-                &batches,
-            ],
-        )?;
-    } else {
-        run(
-            "UPDATE executions SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            &[&id, &status, &at],
-        )?;
+    if cp.status != old_status {
+        values.push(&status);
+        sql += &format!(", status = ?{}", values.len() + 1);
     }
-    if cp.status.is_terminal() {
-        run(
-            "UPDATE executions SET waiting = NULL, wake_at = NULL WHERE id = ?1",
-            &[&id],
-        )?;
+    if let Some(saved) = &cp.state {
+        for (column, value) in [
+            ("state", &saved.bytes as &dyn rusqlite::ToSql),
+            ("waiting", &saved.waiting),
+            ("wake_at", &saved.wake_at),
+            ("batches", &saved.batches),
+        ] {
+            if terminal && matches!(column, "waiting" | "wake_at") {
+                continue;
+            }
+            values.push(value);
+            sql += &format!(", {column} = ?{}", values.len() + 1);
+        }
+    }
+    if terminal {
+        sql += ", waiting = NULL, wake_at = NULL";
     }
     if let Some(outcome) = &cp.outcome {
-        let outcome = json(outcome)?;
-        run(
-            "UPDATE executions SET outcome = ?2 WHERE id = ?1",
-            &[&id, &outcome],
-        )?;
+        values.push(outcome);
+        sql += &format!(", outcome = ?{}", values.len() + 1);
     }
-    append_events(conn, &cp.id, &cp.events)?;
+    sql += " WHERE id = ?1";
+    let id = cp.id.as_str();
+    values.insert(0, &id);
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.execute(&*values))
+        .map_err(sql_failure)?;
+    cache.set_status(&cp.id, cp.status);
+    append_events(conn, cache, &cp.id, &cp.events)?;
     if let Some(parent) = parent {
-        append_events(conn, &ExecutionId::from(parent), &cp.parent_events)?;
+        append_events(conn, cache, &parent, &cp.parent_events)?;
     }
     Ok(())
 }
 
-/// Appends events after the execution's last one.
-pub(super) fn append_events(
+/// Appends events to an existing execution's history, after its last one.
+pub(super) fn append(
     conn: &Connection,
+    cache: &mut Cache,
     id: &ExecutionId,
-    events: &[Event],
-) -> Result<(), StoreError> {
+    events: &[EventRow],
+) -> Result<(), Failure> {
+    if cache.load(conn, id).map_err(Failure::refused)?.is_none() {
+        return Err(Failure::refused(StoreError::NotFound(id.clone())));
+    }
+    append_events(conn, cache, id, events)
+}
+
+/// Appends events after the execution's last one; the execution is in `cache`.
+fn append_events(
+    conn: &Connection,
+    cache: &mut Cache,
+    id: &ExecutionId,
+    events: &[EventRow],
+) -> Result<(), Failure> {
     if events.is_empty() {
         return Ok(());
     }
-    let last: i64 = conn
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE execution_id = ?1")
-        .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)))
-        .map_err(store_error)?;
+    let Some(known) = cache.load(conn, id).map_err(Failure::partial)? else {
+        return Err(Failure::partial(StoreError::NotFound(id.clone())));
+    };
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO events (execution_id, seq, at, type, state, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
-        .map_err(store_error)?;
-    for (seq, event) in (last + 1..).zip(events) {
+        .map_err(sql_failure)?;
+    for event in events {
         insert
             .execute(params![
                 id.as_str(),
-                seq,
-                ts(event.at)?,
-                event.kind.name(),
+                known.next_seq,
+                event.at,
+                event.kind,
                 event.state.as_deref(),
-                json(event)?,
+                event.body,
             ])
-            .map_err(|e| match e.sqlite_error_code() {
-                // The only foreign key of an event is its execution.
-                Some(ErrorCode::ConstraintViolation) => StoreError::NotFound(id.clone()),
-                _ => store_error(e),
-            })?;
+            .map_err(sql_failure)?;
+        known.next_seq += 1;
     }
     Ok(())
+}
+
+/// What the writer needs to know of an execution, from the file: `None` if there is none.
+pub(super) fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreError> {
+    let row: Option<(String, Option<String>, i64)> = conn
+        .prepare_cached(
+            "SELECT status, parent_id, \
+               (SELECT coalesce(max(seq), 0) FROM events WHERE execution_id = ?1) \
+             FROM executions WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(store_error)?;
+    let Some((status, parent, last)) = row else {
+        return Ok(None);
+    };
+    let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        id: id.clone(),
+        message: format!("status: {status}"),
+    })?;
+    Ok(Some(Known {
+        next_seq: last + 1,
+        parent: parent.map(ExecutionId::from),
+        status,
+    }))
 }
 
 /// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode is a

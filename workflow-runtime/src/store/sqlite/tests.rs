@@ -323,3 +323,94 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
         big.as_bytes()
     );
 }
+
+/// A write that fails halfway (here a trigger refuses one of its events, after its row
+/// was updated) fails alone: the batch is applied again write by write, the failing one
+/// leaves nothing behind, the others commit, and the next event numbers are still right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failing_halfway_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open_with(
+        &path,
+        SqliteOptions::new().busy_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    for id in ["a", "b", "c"] {
+        store
+            .create(record(id, None), vec![], vec![])
+            .await
+            .unwrap();
+    }
+    let blocker = Connection::open(&path).unwrap();
+    blocker
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'WaitEnded' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END; BEGIN IMMEDIATE",
+        )
+        .unwrap();
+    let before = store.stats();
+    // A first write keeps the writer waiting for the lock, so that the three checkpoints
+    // queue behind it and make one batch.
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let events = vec![event(EventKind::TaskScheduled)];
+            store.append(&"c".into(), events).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let writes: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut cp = checkpoint(id, b"[\"next\"]", None);
+                if id == "b" {
+                    cp.events.push(event(EventKind::WaitEnded));
+                }
+                store.checkpoint(cp).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+    first.await.unwrap().unwrap();
+    let results: Vec<_> = futures_results(writes).await;
+    assert_eq!(
+        store.stats().transactions - before.transactions,
+        2,
+        "the first write, then one batch"
+    );
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let err = results[1].clone().unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("refused by the test"), "{err}");
+    let b = store.get(&"b".into()).await.unwrap().unwrap();
+    assert_eq!(b.state, record("b", None).state, "b's update was undone");
+    assert!(store.history(&"b".into()).await.unwrap().is_empty());
+    for id in ["a", "c"] {
+        let r = store.get(&id.into()).await.unwrap().unwrap();
+        assert_eq!(r.state, b"[\"next\"]");
+    }
+    // Event numbers continue where the file says, for the failed write's execution too.
+    for id in ["a", "b", "c"] {
+        store
+            .checkpoint(checkpoint(id, b"[\"again\"]", None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.history(&"a".into()).await.unwrap().len(), 2);
+    assert_eq!(store.history(&"b".into()).await.unwrap().len(), 1);
+    assert_eq!(store.history(&"c".into()).await.unwrap().len(), 3);
+}
+
+async fn futures_results(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), StoreError>>>,
+) -> Vec<Result<(), StoreError>> {
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    results
+}

@@ -1,21 +1,26 @@
 //! The writer thread: every write of a store goes through it, in group commits.
 //!
 //! A commit costs about the same whether it carries one checkpoint or a hundred (in WAL
-//! mode it is one append to the log, plus an `fsync` at [`Durability::Full`]). So the
-//! thread takes whatever writes are queued when it becomes free, applies each in a
-//! savepoint of one transaction, commits once, and answers each caller on its oneshot.
-//! With one execution that is one transaction per checkpoint; with a thousand, the
-//! queue fills while a commit runs and each commit carries many checkpoints, so
-//! throughput grows with concurrency instead of being bound by one commit per
-//! transition.
+//! mode it is one append to the log, plus an `fsync` at [`Durability::PowerLoss`]). So
+//! the thread takes whatever writes are queued when it becomes free, applies them in one
+//! transaction, commits once, and answers each caller on its oneshot. With one execution
+//! that is one transaction per checkpoint; with a thousand, the queue fills while a
+//! commit runs and each commit carries many checkpoints, so throughput grows with
+//! concurrency instead of being bound by one commit per transition.
 //!
-//! A write that fails on its own (an unknown or ended execution) is rolled back to its
-//! savepoint and answered with its error; the rest of the batch commits. A failure of the
-//! transaction itself (disk full, I/O error, the file locked by another process for too
-//! long) rolls all of it back, and every write of the batch is answered with
-//! [`StoreError::Unavailable`]: nothing was written, and the runtime retries.
+//! A write that fails on its own (an unknown or ended execution) fails alone: the rest of
+//! the batch commits. Most such failures are refusals found before the write changes
+//! anything, and the batch goes on. A write that fails halfway (a constraint, a value
+//! SQLite refuses) rolls the transaction back, and the batch is applied again with each
+//! write in a savepoint of its own, so that the failing one undoes only itself. Savepoints
+//! are not the default because each one costs a statement journal and two statements per
+//! write, a third of the writer's time when every write succeeds.
 //!
-//! [`Durability::Full`]: super::Durability::Full
+//! A failure of the transaction itself (disk full, I/O error, the file locked by another
+//! process for too long) rolls all of it back, and every write of the batch is answered
+//! with [`StoreError::Unavailable`]: nothing was written, and the runtime retries.
+//!
+//! [`Durability::PowerLoss`]: super::Durability::PowerLoss
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -25,24 +30,20 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::cache::Cache;
+use super::checkpointer::Checkpointer;
 use super::lock::LockFile;
-use super::rows::{self, is_busy, store_error};
+use super::rows::{self, is_busy, store_error, CheckpointRows, CreateRows, EventRow, Failure};
 use crate::error::StoreError;
-use crate::history::Event;
-use crate::store::{Checkpoint, ExecutionRecord};
 use crate::ExecutionId;
 
-/// One write.
+/// One write, encoded by its caller.
 pub(super) enum Op {
-    Create {
-        record: ExecutionRecord,
-        events: Vec<Event>,
-        parent_events: Vec<Event>,
-    },
-    Checkpoint(Checkpoint),
+    Create(CreateRows),
+    Checkpoint(CheckpointRows),
     Append {
         id: ExecutionId,
-        events: Vec<Event>,
+        events: Vec<EventRow>,
     },
     /// Caps the database file (`PRAGMA max_page_count`); `None` lifts the cap.
     MaxSize(Option<u64>),
@@ -69,6 +70,9 @@ pub(super) struct Writer {
     pub(super) max_batch: usize,
     /// How long a transaction waits for another process's lock before giving up.
     pub(super) busy_budget: Duration,
+    pub(super) cache: Cache,
+    /// Told of every commit; stopped before the connection closes.
+    pub(super) checkpointer: Option<Checkpointer>,
     /// Held for as long as this thread can write; released after the last commit.
     pub(super) _lock: LockFile,
 }
@@ -86,9 +90,27 @@ impl Writer {
             }
             self.commit(batch);
         }
+        // Its connection closes first, so that the writer's, the last one, is the one
+        // that checkpoints everything and removes the log.
+        drop(self.checkpointer.take());
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
+        // A size cap is a setting, not a write: applied on its own, so that a checkpoint
+        // failing on the full disk in the same batch cannot fail the call that lifts it.
+        let (settings, batch): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|j| matches!(j.op, Op::MaxSize(_)));
+        for job in settings {
+            if let Op::MaxSize(bytes) = job.op {
+                let _ = job
+                    .reply
+                    .send(max_page_count(&self.conn, bytes).map_err(store_error));
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
         let results = match self.transaction(&ops) {
             Ok(results) => {
@@ -123,6 +145,31 @@ impl Writer {
         for op in ops {
             match self.apply(op) {
                 Ok(()) => results.push(Ok(())),
+                Err(Failure {
+                    error,
+                    partial: false,
+                }) if !error.is_transient() => results.push(Err(error)),
+                Err(failure) => {
+                    self.rollback();
+                    if failure.error.is_transient() {
+                        return Err(transient(failure.error));
+                    }
+                    return self.one_by_one(ops);
+                }
+            }
+        }
+        self.commit_transaction()?;
+        Ok(results)
+    }
+
+    /// The batch again, after a write failed halfway: each write in a savepoint, so that
+    /// a failing one undoes only itself.
+    fn one_by_one(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.retry_busy(|conn| run(conn, "BEGIN IMMEDIATE"))?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.apply_in_savepoint(op) {
+                Ok(()) => results.push(Ok(())),
                 Err(e) => {
                     if e.is_transient() || self.conn.is_autocommit() {
                         // Disk full, I/O: SQLite may have rolled the transaction back
@@ -134,40 +181,59 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.retry_busy(|conn| run(conn, "COMMIT")) {
-            self.rollback();
-            return Err(transient(e));
-        }
+        self.commit_transaction()?;
         Ok(results)
     }
 
-    /// Applies one write inside a savepoint, so that its failure undoes only itself.
-    fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
-        let conn = &self.conn;
-        run(conn, "SAVEPOINT op").map_err(store_error)?;
-        let result = match op {
-            Op::Create {
-                record,
-                events,
-                parent_events,
-            } => rows::insert_execution(conn, record, events, parent_events),
-            Op::Checkpoint(cp) => rows::apply_checkpoint(conn, cp),
-            Op::Append { id, events } => rows::append_events(conn, id, events),
-            Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(store_error),
-        };
-        match result {
-            Ok(()) => run(conn, "RELEASE op").map_err(store_error),
-            Err(e) => {
-                if !conn.is_autocommit() {
-                    // If even this fails the transaction is gone, which the caller sees.
-                    let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        match self.retry_busy(|conn| run(conn, "COMMIT")) {
+            Ok(()) => {
+                self.cache.committed();
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.committed();
                 }
-                Err(e)
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback();
+                Err(transient(e))
             }
         }
     }
 
-    fn rollback(&self) {
+    /// Applies one write in the open transaction.
+    fn apply(&mut self, op: &Op) -> Result<(), Failure> {
+        let (conn, cache) = (&self.conn, &mut self.cache);
+        match op {
+            Op::Create(rows) => rows::insert_execution(conn, cache, rows),
+            Op::Checkpoint(rows) => rows::apply_checkpoint(conn, cache, rows),
+            Op::Append { id, events } => rows::append(conn, cache, id, events),
+            Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(|e| Failure {
+                error: store_error(e),
+                partial: true,
+            }),
+        }
+    }
+
+    /// Applies one write inside a savepoint, so that its failure undoes only itself.
+    fn apply_in_savepoint(&mut self, op: &Op) -> Result<(), StoreError> {
+        run(&self.conn, "SAVEPOINT op").map_err(store_error)?;
+        let mark = self.cache.mark();
+        match self.apply(op) {
+            Ok(()) => run(&self.conn, "RELEASE op").map_err(store_error),
+            Err(Failure { error, .. }) => {
+                self.cache.rolled_back(mark);
+                if !self.conn.is_autocommit() {
+                    // If even this fails the transaction is gone, which the caller sees.
+                    let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.cache.rolled_back(0);
         if !self.conn.is_autocommit() {
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "rollback failed");

@@ -1,6 +1,11 @@
+//! The in-memory store. Histories are kept packed (`history.rs`).
+
+mod history;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use self::history::{History, Names};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
 use crate::error::StoreError;
 use crate::history::Event;
@@ -24,12 +29,14 @@ struct Rows {
     by_id: HashMap<ExecutionId, Row>,
     /// Ids in creation order, for listings.
     order: Vec<ExecutionId>,
+    /// The node names of every history.
+    names: Names,
 }
 
 #[derive(Debug)]
 struct Row {
     record: ExecutionRecord,
-    history: Vec<Event>,
+    history: History,
     children: Vec<ExecutionId>,
 }
 
@@ -55,24 +62,30 @@ impl Store for MemoryStore {
         parent_events: Vec<Event>,
     ) -> Result<(), StoreError> {
         let mut rows = self.rows();
-        if rows.by_id.contains_key(&record.id) {
+        let Rows {
+            by_id,
+            order,
+            names,
+        } = &mut *rows;
+        if by_id.contains_key(&record.id) {
             return Err(StoreError::AlreadyExists(record.id));
         }
         if let Some(parent) = &record.parent {
-            let parent = rows
-                .by_id
+            let parent = by_id
                 .get_mut(parent)
                 .ok_or_else(|| StoreError::NotFound(parent.clone()))?;
             parent.children.push(record.id.clone());
-            parent.history.extend(parent_events);
+            parent.history.extend(names, &parent_events);
         }
+        let mut history = History::default();
+        history.extend(names, &events);
         let id = record.id.clone();
-        rows.order.push(id.clone());
-        rows.by_id.insert(
+        order.push(id.clone());
+        by_id.insert(
             id,
             Row {
                 record,
-                history: events,
+                history,
                 children: Vec::new(),
             },
         );
@@ -81,9 +94,9 @@ impl Store for MemoryStore {
 
     async fn checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
         let mut rows = self.rows();
+        let Rows { by_id, names, .. } = &mut *rows;
         // Every check before any change: a refused checkpoint writes nothing.
-        let row = rows
-            .by_id
+        let row = by_id
             .get(&cp.id)
             .ok_or_else(|| StoreError::NotFound(cp.id.clone()))?;
         if row.record.status.is_terminal() {
@@ -91,11 +104,11 @@ impl Store for MemoryStore {
         }
         let parent = row.record.parent.clone();
         if let Some(parent) = parent.as_ref().filter(|_| !cp.parent_events.is_empty()) {
-            if !rows.by_id.contains_key(parent) {
+            if !by_id.contains_key(parent) {
                 return Err(StoreError::NotFound(parent.clone()));
             }
         }
-        if let Some(row) = rows.by_id.get_mut(&cp.id) {
+        if let Some(row) = by_id.get_mut(&cp.id) {
             let record = &mut row.record;
             record.status = cp.status;
             if let Some(saved) = cp.state {
@@ -112,21 +125,21 @@ impl Store for MemoryStore {
                 record.outcome = cp.outcome;
             }
             record.updated_at = cp.at;
-            row.history.extend(cp.events);
+            row.history.extend(names, &cp.events);
         }
-        if let Some(parent) = parent.and_then(|p| rows.by_id.get_mut(&p)) {
-            parent.history.extend(cp.parent_events);
+        if let Some(parent) = parent.and_then(|p| by_id.get_mut(&p)) {
+            parent.history.extend(names, &cp.parent_events);
         }
         Ok(())
     }
 
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
         let mut rows = self.rows();
-        let row = rows
-            .by_id
+        let Rows { by_id, names, .. } = &mut *rows;
+        let row = by_id
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        row.history.extend(events);
+        row.history.extend(names, &events);
         Ok(())
     }
 
@@ -135,11 +148,12 @@ impl Store for MemoryStore {
     }
 
     async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError> {
-        self.rows()
-            .by_id
+        let rows = self.rows();
+        rows.by_id
             .get(id)
-            .map(|r| r.history.clone())
-            .ok_or_else(|| StoreError::NotFound(id.clone()))
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?
+            .history
+            .events(&rows.names, id)
     }
 
     async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError> {
