@@ -422,10 +422,7 @@ impl Driver {
                 Step::Continue(next) | Step::Task { state: next, .. } => next,
                 Step::Retry(retry) => {
                     // The step consumed its state: the retry runs the checkpointed one again.
-                    match self
-                        .checkpoint_retry::<W>(retry, &mut batches, events)
-                        .await
-                    {
+                    match Box::pin(self.checkpoint_retry::<W>(retry, &mut batches, events)).await {
                         Ok((again, wait)) => {
                             state = again;
                             waiting = Some(wait);
@@ -479,7 +476,7 @@ impl Driver {
                 Step::Fail(error) => {
                     let name = error.error_name().into_owned();
                     let outcome = Outcome::Failed(to_json(&error));
-                    return self.finish_named(outcome, events, Some(name)).await;
+                    return Box::pin(self.finish_named(outcome, events, Some(name))).await;
                 }
                 Step::Fault(fault) => {
                     return self
@@ -512,7 +509,9 @@ impl Driver {
             let message = format!("child batch at unknown node {}", batch.node);
             return Err(self.finish(Outcome::Faulted(message), Vec::new()).await);
         };
-        match self.run_children(node, batch).await {
+        // Boxed, as the rare retry: the driver's future (one per execution, held while
+        // it waits) stays the size of its common path.
+        match Box::pin(self.run_children(node, batch)).await {
             Some(outcome) => Ok(outcome),
             None => Err(self.finish(Outcome::Cancelled, Vec::new()).await),
         }
@@ -664,7 +663,9 @@ impl Driver {
 
     /// Writes the terminal checkpoint, with the parent's `Child…` event for a child.
     async fn finish(&self, outcome: Outcome, events: Vec<Event>) -> Finished {
-        self.finish_named(outcome, events, None).await
+        // Boxed: an execution ends once, and the many places that can end it would
+        // otherwise each carry this future's state inline in the driver's.
+        Box::pin(self.finish_named(outcome, events, None)).await
     }
 
     /// [`finish`](Self::finish), with the name of a failure's error for its event.
