@@ -49,17 +49,9 @@ fn options(attrs: &[syn::Attribute], errors: &mut Errors) -> Options {
     o
 }
 
-/// The rules of `workflow_runtime::check_name`, at compile time.
+/// A variant's name, checked as the runtime checks policies' names.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        Err("an error name cannot be empty".into())
-    } else if name.starts_with("States.") {
-        Err(format!(
-            "`{name}`: names starting with `States.` are Step Functions' own; choose another"
-        ))
-    } else {
-        Ok(())
-    }
+    crate::policy::check_error_name(name, "choose another")
 }
 
 pub(crate) fn derive(input: TokenStream) -> TokenStream {

@@ -99,6 +99,13 @@ use proc_macro::TokenStream;
 /// - `name = "…"`: the published name (1–80 letters, digits, `-`, `_`); default: the
 ///   function's name.
 /// - `crate = "…"`: the path of the `workflow` crate, if it is renamed or re-exported.
+/// - `retry(on = ["…"], interval = …, max_attempts = …, backoff = …, max_delay = …,
+///   jitter = full | none)`: the retry policy of every task and poll without one of its
+///   own.
+/// - `timeout = …`: how long an execution may run.
+///
+/// On a yield statement, `#[retry(…)]` (same options, or `none`) and `#[timeout(…)]` set
+/// that call's policy; the `workflow` crate's docs describe them.
 ///
 /// # Errors
 ///
@@ -106,8 +113,15 @@ use proc_macro::TokenStream;
 /// point in a closure, an async block, a nested item or a larger expression; a local
 /// persisted without a type or with a borrowed type; a `for` over a borrowed iterator
 /// around a yield point; a `poll_until!` without `timeout`/`max_attempts`, with a zero
-/// interval, or with an unknown or repeated option; a non-`async`, generic or method
-/// function; a bad `name`.
+/// interval, or with an unknown or repeated option; a retry policy with literal values
+/// that cannot work (a backoff below 1, zero attempts with a delay, a zero interval, a
+/// name starting with `States.`) or on a statement that is not a call; a non-`async`,
+/// generic or method function; a bad `name`.
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::workflow(args.into(), item.into()).into()
+}
+
 /// Derives `WorkflowError`: a stable name per variant, for retry policies, the history
 /// and the ASL.
 ///
@@ -119,9 +133,4 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(WorkflowError, attributes(workflow_error))]
 pub fn derive_workflow_error(item: TokenStream) -> TokenStream {
     derive::derive(item.into()).into()
-}
-
-#[proc_macro_attribute]
-pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::workflow(args.into(), item.into()).into()
 }

@@ -8,7 +8,6 @@ use syn::{
 
 use crate::errors::Errors;
 use crate::policy::{self, RetrySpec};
-use syn::spanned::Spanned;
 
 /// `#[workflow(name = "…", crate = "…")]`.
 pub(crate) struct Args {
@@ -83,7 +82,7 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
             let mut spec = RetrySpec::default();
             meta.parse_nested_meta(|m| policy::retry_option(&mut spec, &m))?;
             let mut errors = Errors::default();
-            policy::check_retry(&spec, meta.path.span(), &mut errors);
+            policy::check_retry(&spec, &mut errors);
             errors.check()?;
             retry = Some(spec);
             Ok(())

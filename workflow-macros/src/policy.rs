@@ -56,7 +56,10 @@ pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn:
                 Expr::Lit(syn::ExprLit {
                     lit: Lit::Str(s), ..
                 }) => {
-                    if let Err(m) = check_error_name(&s.value()) {
+                    if let Err(m) = check_error_name(
+                        &s.value(),
+                        "match the runtime's errors as `Workflow.…` (e.g. `Workflow.Timeout`) and your own by their names",
+                    ) {
                         return Err(syn::Error::new(s.span(), m));
                     }
                     spec.on.push(s);
@@ -101,7 +104,7 @@ pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn:
 }
 
 /// What the runtime's `RetryPolicy::validate` refuses, when the values are literals.
-pub(crate) fn check_retry(spec: &RetrySpec, at: Span, errors: &mut Errors) {
+pub(crate) fn check_retry(spec: &RetrySpec, errors: &mut Errors) {
     if let Some(b) = &spec.backoff {
         match literal_f64(b) {
             Some(v) if v < 1.0 => errors.spanned(b, "a backoff rate below 1 makes each delay shorter than the last; use 1 (constant) or more"),
@@ -126,7 +129,6 @@ pub(crate) fn check_retry(spec: &RetrySpec, at: Span, errors: &mut Errors) {
             );
         }
     }
-    let _ = at;
 }
 
 fn literal_f64(e: &Expr) -> Option<f64> {
@@ -142,12 +144,15 @@ fn literal_f64(e: &Expr) -> Option<f64> {
     }
 }
 
-/// The rules of the runtime's `check_name`, at compile time.
-pub(crate) fn check_error_name(name: &str) -> Result<(), String> {
+/// The rules of the runtime's `check_name`, at compile time. `advice` ends the message
+/// for a reserved name: what to write instead, where the name is used.
+pub(crate) fn check_error_name(name: &str, advice: &str) -> Result<(), String> {
     if name.is_empty() {
         Err("an error name cannot be empty".into())
     } else if name.starts_with("States.") {
-        Err(format!("`{name}`: names starting with `States.` are Step Functions' own; match the runtime's errors as `Workflow.…` (e.g. `Workflow.Timeout`) and your own by their names"))
+        Err(format!(
+            "`{name}`: names starting with `States.` are Step Functions' own; {advice}"
+        ))
     } else {
         Ok(())
     }
@@ -216,7 +221,7 @@ pub(crate) fn take(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<Po
             Err(e) => errors.push(e),
             Ok(()) if none => s.no_retry = true,
             Ok(()) => {
-                check_retry(&r, attr.span(), errors);
+                check_retry(&r, errors);
                 s.retry = Some(r);
             }
         }

@@ -172,8 +172,6 @@ pub(crate) struct ChildResult {
 pub struct ChildrenOutcome {
     pub(crate) results: Vec<ChildResult>,
     pub(crate) failure: Option<usize>,
-    /// The batch's timeout passed: its cancelled children timed out.
-    pub(crate) timed_out: bool,
 }
 
 impl ChildrenOutcome {
@@ -210,9 +208,6 @@ impl ChildrenOutcome {
                 Err(e) => Err(faulted(format!("error does not decode: {e}"))),
             },
             Outcome::TimedOut => Err(NestedError::TimedOut {
-                child: child.clone(),
-            }),
-            Outcome::Cancelled if self.timed_out => Err(NestedError::TimedOut {
                 child: child.clone(),
             }),
             Outcome::Cancelled => Err(NestedError::Cancelled {

@@ -847,17 +847,18 @@ impl Driver {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                r.unwrap_or_else(|| ChildResult {
+                let mut r = r.unwrap_or_else(|| ChildResult {
                     id: child_id(i),
                     outcome: Outcome::Cancelled,
-                })
+                });
+                // To the parent, what the batch's timeout stopped timed out.
+                if timed_out && r.outcome == Outcome::Cancelled {
+                    r.outcome = Outcome::TimedOut;
+                }
+                r
             })
             .collect();
-        Some(ChildrenOutcome {
-            results,
-            failure,
-            timed_out,
-        })
+        Some(ChildrenOutcome { results, failure })
     }
 
     /// Starts child `id`, or re-attaches it if it exists already.

@@ -15,12 +15,14 @@
 //! 2. **checkpoint**: serialize the new state and hand it, with the history events the step
 //!    produced, to the store, before anything else happens;
 //! 3. **wait** for what the step asked for: nothing (a task finished), a timer (on tokio's
-//!    clock, so `tokio::time::pause()` gives tests virtual time), or child executions;
-//! 4. repeat until the workflow returns, fails, or is cancelled.
+//!    clock, so `tokio::time::pause()` gives tests virtual time), a retry's delay (the
+//!    same state runs again; see [`RetryPolicy`]), or child executions;
+//! 4. repeat until the workflow returns, fails, is cancelled, or runs past its timeout.
 //!
 //! Children get deterministic ids derived from their parent's id, the number of the
-//! `call_nested!` that started them and their place in it. A batch of children runs at most `max_concurrency` at once and fails
-//! fast: the first failure cancels the running siblings (recorded as cancelled).
+//! `call_nested!` that started them and their place in it. A batch of children runs at
+//! most `max_concurrency` at once and fails fast: the first failure cancels the running
+//! siblings (recorded as cancelled).
 //! Cancelling an execution cancels its children.
 //!
 //! Borrowed workflow parameters (`&T`) are dependencies: provided once to the

@@ -337,40 +337,38 @@ impl Analyzer<'_> {
         value: &mut Option<Expr>,
         has_tail: &mut bool,
     ) {
-        {
-            match stmt {
-                Stmt::Item(item) => {
-                    scrub::item(item, self.errors);
-                    self.items.push(item.clone());
-                }
-                Stmt::Expr(expr, None) if last => {
-                    *has_tail = true;
-                    *value = self.tail(expr, tail, nodes);
-                }
-                Stmt::Local(local) => self.local_stmt(local, stmt, nodes),
-                Stmt::Expr(expr, Some(_)) => {
-                    let (expr, binding) = assignment(expr);
-                    if !self.expr_stmt(expr, binding, nodes) {
-                        scrub::stmt(stmt, self.errors);
-                        nodes.push(Node::Plain(stmt.clone()));
-                    }
-                }
-                Stmt::Expr(expr, None) => {
-                    // A block-like expression statement (`if …{}` without `;`).
-                    if !self.expr_stmt(expr, Binding::Discard, nodes) {
-                        scrub::stmt(stmt, self.errors);
-                        nodes.push(Node::Plain(stmt.clone()));
-                    }
-                }
-                Stmt::Macro(m) => match MacroKind::of(&m.mac) {
-                    Some(kind) => {
-                        if let Some(op) = self.macro_op(kind, &m.mac) {
-                            self.push_yield(Binding::Discard, op, None, nodes);
-                        }
-                    }
-                    None => nodes.push(Node::Plain(stmt.clone())),
-                },
+        match stmt {
+            Stmt::Item(item) => {
+                scrub::item(item, self.errors);
+                self.items.push(item.clone());
             }
+            Stmt::Expr(expr, None) if last => {
+                *has_tail = true;
+                *value = self.tail(expr, tail, nodes);
+            }
+            Stmt::Local(local) => self.local_stmt(local, stmt, nodes),
+            Stmt::Expr(expr, Some(_)) => {
+                let (expr, binding) = assignment(expr);
+                if !self.expr_stmt(expr, binding, nodes) {
+                    scrub::stmt(stmt, self.errors);
+                    nodes.push(Node::Plain(stmt.clone()));
+                }
+            }
+            Stmt::Expr(expr, None) => {
+                // A block-like expression statement (`if …{}` without `;`).
+                if !self.expr_stmt(expr, Binding::Discard, nodes) {
+                    scrub::stmt(stmt, self.errors);
+                    nodes.push(Node::Plain(stmt.clone()));
+                }
+            }
+            Stmt::Macro(m) => match MacroKind::of(&m.mac) {
+                Some(kind) => {
+                    if let Some(op) = self.macro_op(kind, &m.mac) {
+                        self.push_yield(Binding::Discard, op, None, nodes);
+                    }
+                }
+                None => nodes.push(Node::Plain(stmt.clone())),
+            },
         }
     }
 

@@ -610,7 +610,6 @@ async fn run<W: Workflow>(
                     children = Some(ChildrenOutcome {
                         results: Vec::new(),
                         failure: None,
-                        timed_out: false,
                     });
                     state = next;
                     continue;
@@ -844,7 +843,7 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
                 }
             }
             // The child Task's `TimeoutSeconds` (the `call_nested!`'s `#[timeout]`).
-            _ if error == STATES_TIMEOUT => Outcome::Cancelled,
+            _ if error == STATES_TIMEOUT => Outcome::TimedOut,
             _ => Outcome::Faulted(format!("{error}: {cause}")),
         };
         let results = ids
@@ -863,7 +862,6 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
         return Ok(ChildrenOutcome {
             results,
             failure: Some(index),
-            timed_out: error == STATES_TIMEOUT,
         });
     }
     let result = doc
@@ -891,6 +889,5 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
     Ok(ChildrenOutcome {
         results,
         failure: None,
-        timed_out: false,
     })
 }
