@@ -1,8 +1,8 @@
 //! What a step of generated code sees: injected dependencies and the step context.
 
+use crate::HashMap;
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::future::Future;

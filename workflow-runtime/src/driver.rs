@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -137,13 +138,12 @@ impl<W: Workflow> Erased for Typed<W> {
         launch: Launch,
     ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
         Box::pin(async move {
-            let input: W::Input =
-                serde_json::from_value(launch.input.clone()).map_err(|source| {
-                    StartError::InvalidInput {
-                        workflow: W::NAME,
-                        source,
-                    }
-                })?;
+            let input = W::Input::deserialize(&launch.input).map_err(|source| {
+                StartError::InvalidInput {
+                    workflow: W::NAME,
+                    source,
+                }
+            })?;
             let too_large = |what, size| PayloadTooLarge {
                 execution: launch.id.clone(),
                 what,
@@ -265,8 +265,21 @@ impl<W: Workflow> Erased for Typed<W> {
     }
 }
 
+/// The length of `value`'s JSON, counted without writing it anywhere.
 fn to_json_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(0, |v| v.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a writer that never fails cannot fail.
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 /// How an execution ended, and whether that end is in the store.
@@ -367,6 +380,8 @@ impl Driver {
         let node_name = |node: usize| graph.nodes.get(node).map(|n| Cow::Borrowed(n.name));
         let mut carried: Vec<Event> = Vec::new();
         let mut children: Option<ChildrenOutcome> = None;
+        // Each state is encoded into the previous one's buffer, once it is written.
+        let mut buffer = Vec::new();
         loop {
             // 1. Wait for what the last checkpoint said (after a restart too).
             let mut retries = 0;
@@ -408,10 +423,16 @@ impl Driver {
             let mut cx = StepCx::new(self.rt.clock, graph, children.take());
             cx.events = std::mem::take(&mut carried);
             cx.retries = retries;
-            let step = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => None,
-                step = W::step(state, &self.rt.deps, &mut cx) => Some(step),
+            // As in `checkpoint`: the step first, so that one that completes at once
+            // costs no cancellation waiter; a cancellation still interrupts its calls.
+            let step = if self.cancel.is_cancelled() {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    step = W::step(state, &self.rt.deps, &mut cx) => Some(step),
+                    () = self.cancel.cancelled() => None,
+                }
             };
             let mut events = cx.events;
             let Some(step) = step else {
@@ -484,16 +505,17 @@ impl Driver {
                         .await;
                 }
             };
+            if let Err(message) = encode::<W>(&next, &mut buffer) {
+                return self.finish(Outcome::Faulted(message), events).await;
+            }
             let saved = SavedState {
-                bytes: match encode::<W>(&next) {
-                    Ok(bytes) => bytes,
-                    Err(message) => return self.finish(Outcome::Faulted(message), events).await,
-                },
+                bytes: std::mem::take(&mut buffer),
                 waiting: waiting.clone(),
                 batches,
             };
-            if let Err(finished) = self.checkpoint(saved, events).await {
-                return finished;
+            match self.checkpoint(saved, events).await {
+                Ok(written) => buffer = written,
+                Err(finished) => return finished,
             }
             state = next;
         }
@@ -603,7 +625,9 @@ impl Driver {
     /// of it is written); a transient store failure is retried with backoff until it
     /// succeeds or the execution is cancelled, so a full disk pauses the execution at
     /// its previous checkpoint instead of failing it.
-    async fn checkpoint(&self, saved: SavedState, events: Vec<Event>) -> Result<(), Finished> {
+    ///
+    /// Hands back the state's buffer, written, for the next state to be encoded into.
+    async fn checkpoint(&self, saved: SavedState, events: Vec<Event>) -> Result<Vec<u8>, Finished> {
         let limit = self.rt.payload_limit;
         if saved.bytes.len() > limit {
             let error = PayloadTooLarge {
@@ -626,15 +650,23 @@ impl Driver {
             parent_events: Vec::new(),
             at: self.rt.clock.now(),
         };
+        // A cancelled execution takes no more checkpoints. The write is polled first:
+        // most complete on their first poll, which then costs no cancellation waiter.
+        if self.cancel.is_cancelled() {
+            return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
+        }
         let result = tokio::select! {
             biased;
+            result = self.persist(&checkpoint) => result,
             () = self.cancel.cancelled() => {
                 return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
             }
-            result = self.persist(checkpoint) => result,
         };
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(checkpoint
+                .state
+                .map(|saved| saved.bytes)
+                .unwrap_or_default()),
             Err(e) => {
                 tracing::error!(execution = %self.id, error = %e, "checkpoint failed");
                 let message = format!("checkpoint failed: {e}");
@@ -644,10 +676,10 @@ impl Driver {
     }
 
     /// Writes a checkpoint, retrying transient failures with exponential backoff.
-    async fn persist(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn persist(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let mut pause = RETRY_FIRST;
         loop {
-            match self.rt.store.checkpoint(checkpoint.clone()).await {
+            match self.rt.store.checkpoint(checkpoint).await {
                 Err(e) if e.is_transient() => {
                     tracing::warn!(
                         execution = %self.id, error = %e, retry_in = ?pause,
@@ -708,12 +740,17 @@ impl Driver {
             id: self.id.clone(),
             status: Status::of(&outcome),
             state: None,
-            outcome: Some(outcome.clone()),
+            outcome: Some(outcome),
             events,
             parent_events,
             at,
         };
-        match self.persist(checkpoint).await {
+        let result = self.persist(&checkpoint).await;
+        // The outcome is taken back from the checkpoint rather than copied into it.
+        let Some(outcome) = checkpoint.outcome else {
+            unreachable!("set above")
+        };
+        match result {
             Ok(()) => Finished {
                 outcome,
                 recorded: true,
@@ -973,7 +1010,8 @@ pub(crate) fn child_event(child: &ExecutionId, outcome: &Outcome) -> EventKind {
 /// Serializes a state for a checkpoint. Done synchronously, before the store is awaited,
 /// so that drivers do not hold `&W::State` across an await (which would require the
 /// user's state types to be `Sync`).
-fn encode<W: Workflow>(state: &W::State) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(state)
+fn encode<W: Workflow>(state: &W::State, buffer: &mut Vec<u8>) -> Result<(), String> {
+    buffer.clear();
+    serde_json::to_writer(&mut *buffer, state)
         .map_err(|e| format!("state of workflow `{}` does not serialize: {e}", W::NAME))
 }

@@ -92,6 +92,10 @@ mod store;
 mod time;
 mod workflow;
 
+/// The hash map of the maps every transition reads: keys are ids and names the runtime
+/// or the workflow's author chose, so a fast seeded hash serves better than SipHash.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 use std::fmt;
 use std::sync::Arc;
 

@@ -346,7 +346,7 @@ impl Inner {
             parent_events: Vec::new(),
             at: self.clock.now(),
         };
-        self.store.checkpoint(checkpoint).await
+        self.store.checkpoint(&checkpoint).await
     }
 
     /// Records the end of an execution no driver runs, with the parent's event if its
@@ -393,7 +393,7 @@ impl Inner {
             parent_events,
             at,
         };
-        match self.store.checkpoint(checkpoint).await {
+        match self.store.checkpoint(&checkpoint).await {
             Ok(()) => Ok(true),
             Err(StoreError::Ended(_)) => Ok(false),
             Err(e) => Err(e),

@@ -3,8 +3,8 @@
 //! Driving an execution is in `driver.rs`; resuming a store's unfinished executions after
 //! a restart in `recovery.rs`.
 
+use crate::HashMap;
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -157,8 +157,8 @@ impl Builder {
                 store,
                 clock: Clock::new(),
                 payload_limit: self.payload_limit,
-                live: Mutex::new(HashMap::new()),
-                recovered: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::default()),
+                recovered: Mutex::new(HashMap::default()),
                 tasks: TaskTracker::new(),
                 halt: CancellationToken::new(),
             }),

@@ -351,7 +351,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Applies a checkpoint, atomically.
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+    ///
+    /// The checkpoint is borrowed: after a transient failure the runtime offers the same
+    /// one again, and a store copies only what it keeps.
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 
     /// Appends events to an execution's history.
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError>;

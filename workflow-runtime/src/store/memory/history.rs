@@ -9,8 +9,8 @@
 //! integers. Every other kind keeps its payload as JSON, so every event, of any kind,
 //! reads back equal to what was written.
 
+use crate::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::error::StoreError;
 use crate::history::{Event, EventKind, PollOutcome};

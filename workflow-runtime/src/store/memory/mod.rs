@@ -2,7 +2,7 @@
 
 mod history;
 
-use std::collections::HashMap;
+use crate::HashMap;
 use std::sync::Mutex;
 
 use self::history::{History, Names};
@@ -92,7 +92,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
         let mut rows = self.rows();
         let Rows { by_id, names, .. } = &mut *rows;
         // Every check before any change: a refused checkpoint writes nothing.
@@ -100,7 +100,7 @@ impl Store for MemoryStore {
             .get(&cp.id)
             .ok_or_else(|| StoreError::NotFound(cp.id.clone()))?;
         if row.record.status.is_terminal() {
-            return Err(StoreError::Ended(cp.id));
+            return Err(StoreError::Ended(cp.id.clone()));
         }
         let parent = row.record.parent.clone();
         if let Some(parent) = parent.as_ref().filter(|_| !cp.parent_events.is_empty()) {
@@ -111,10 +111,10 @@ impl Store for MemoryStore {
         if let Some(row) = by_id.get_mut(&cp.id) {
             let record = &mut row.record;
             record.status = cp.status;
-            if let Some(saved) = cp.state {
-                record.state = saved.bytes;
+            if let Some(saved) = &cp.state {
+                record.state.clone_from(&saved.bytes);
                 record.wake_at = saved.waiting.as_ref().and_then(|w| w.wake_at());
-                record.waiting = saved.waiting;
+                record.waiting.clone_from(&saved.waiting);
                 record.batches = saved.batches;
             }
             if cp.status.is_terminal() {
@@ -122,7 +122,7 @@ impl Store for MemoryStore {
                 record.wake_at = None;
             }
             if cp.outcome.is_some() {
-                record.outcome = cp.outcome;
+                record.outcome.clone_from(&cp.outcome);
             }
             record.updated_at = cp.at;
             row.history.extend(names, &cp.events);

@@ -359,7 +359,7 @@ impl Store for SqliteStore {
         self.write(Op::Create(rows)).await
     }
 
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         self.write(Op::Checkpoint(CheckpointRows::encode(checkpoint)?))
             .await
     }

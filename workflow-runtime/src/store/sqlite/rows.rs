@@ -176,8 +176,8 @@ struct StateRow {
 }
 
 impl CheckpointRows {
-    pub(super) fn encode(cp: Checkpoint) -> Result<CheckpointRows, StoreError> {
-        let state = match cp.state {
+    pub(super) fn encode(cp: &Checkpoint) -> Result<CheckpointRows, StoreError> {
+        let state = match &cp.state {
             Some(saved) => Some(StateRow {
                 waiting: saved.waiting.as_ref().map(json).transpose()?,
                 wake_at: saved
@@ -187,7 +187,7 @@ impl CheckpointRows {
                     .map(ts)
                     .transpose()?,
                 batches: to_i64(saved.batches, "batches")?,
-                bytes: saved.bytes,
+                bytes: saved.bytes.clone(),
             }),
             None => None,
         };
@@ -197,7 +197,7 @@ impl CheckpointRows {
             outcome: cp.outcome.as_ref().map(json).transpose()?,
             events: EventRow::encode_all(&cp.events)?,
             parent_events: EventRow::encode_all(&cp.parent_events)?,
-            id: cp.id,
+            id: cp.id.clone(),
             status: cp.status,
         })
     }

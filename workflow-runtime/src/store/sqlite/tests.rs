@@ -87,7 +87,7 @@ async fn records_and_histories_round_trip() {
             .await
             .unwrap();
         store
-            .checkpoint(checkpoint("a", b"[1]", Some(batch.clone())))
+            .checkpoint(&checkpoint("a", b"[1]", Some(batch.clone())))
             .await
             .unwrap();
         let started = event(EventKind::ChildStarted {
@@ -157,8 +157,8 @@ async fn a_child_is_created_once_and_an_ended_execution_takes_no_checkpoint() {
     end.parent_events = vec![event(EventKind::ChildSucceeded {
         child: "p/1.0".into(),
     })];
-    store.checkpoint(end).await.unwrap();
-    let late = store.checkpoint(checkpoint("p/1.0", b"[]", None)).await;
+    store.checkpoint(&end).await.unwrap();
+    let late = store.checkpoint(&checkpoint("p/1.0", b"[]", None)).await;
     assert_eq!(late, Err(StoreError::Ended("p/1.0".into())));
     let parent_history = store.history(&"p".into()).await.unwrap();
     assert_eq!(
@@ -299,13 +299,13 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
         .await
         .unwrap();
     store
-        .checkpoint(checkpoint("a", b"[\"small\"]", None))
+        .checkpoint(&checkpoint("a", b"[\"small\"]", None))
         .await
         .unwrap();
     store.set_max_size(Some(1)).await.unwrap();
     let big = format!("[\"{}\"]", "x".repeat(64 * 1024));
     let err = store
-        .checkpoint(checkpoint("a", big.as_bytes(), None))
+        .checkpoint(&checkpoint("a", big.as_bytes(), None))
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -315,7 +315,7 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
     assert_eq!(store.history(&"a".into()).await.unwrap().len(), 1);
     store.set_max_size(None).await.unwrap();
     store
-        .checkpoint(checkpoint("a", big.as_bytes(), None))
+        .checkpoint(&checkpoint("a", big.as_bytes(), None))
         .await
         .unwrap();
     assert_eq!(
@@ -369,7 +369,7 @@ async fn a_write_failing_halfway_is_undone_alone() {
                 if id == "b" {
                     cp.events.push(event(EventKind::WaitEnded));
                 }
-                store.checkpoint(cp).await
+                store.checkpoint(&cp).await
             })
         })
         .collect();
@@ -396,7 +396,7 @@ async fn a_write_failing_halfway_is_undone_alone() {
     // Event numbers continue where the file says, for the failed write's execution too.
     for id in ["a", "b", "c"] {
         store
-            .checkpoint(checkpoint(id, b"[\"again\"]", None))
+            .checkpoint(&checkpoint(id, b"[\"again\"]", None))
             .await
             .unwrap();
     }
