@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -397,20 +398,23 @@ impl<W: Workflow> Execution<W> {
     }
 
     /// Waits for the execution to end and returns its output or why there is none.
-    pub async fn result(self) -> Result<W::Output, RunError<W::Error>> {
-        let outcome = wait_done(self.done).await.unwrap_or_else(|| {
-            Outcome::Faulted("the runtime stopped before the execution ended".into())
-        });
-        match outcome {
-            Outcome::Succeeded(v) => serde_json::from_value(v)
+    pub async fn result(mut self) -> Result<W::Output, RunError<W::Error>> {
+        // Decoded from the channel's value, which other handles may share, not a copy.
+        let Ok(outcome) = self.done.wait_for(Option::is_some).await else {
+            let message = "the runtime stopped before the execution ended";
+            return Err(RunError::Faulted(message.into()));
+        };
+        match outcome.as_ref() {
+            Some(Outcome::Succeeded(v)) => W::Output::deserialize(v)
                 .map_err(|e| RunError::Faulted(format!("output does not decode: {e}"))),
-            Outcome::Failed(v) => match serde_json::from_value(v) {
+            Some(Outcome::Failed(v)) => match W::Error::deserialize(v) {
                 Ok(e) => Err(RunError::Failed(e)),
                 Err(e) => Err(RunError::Faulted(format!("error does not decode: {e}"))),
             },
-            Outcome::Cancelled => Err(RunError::Cancelled),
-            Outcome::TimedOut => Err(RunError::TimedOut),
-            Outcome::Faulted(message) => Err(RunError::Faulted(message)),
+            Some(Outcome::Cancelled) => Err(RunError::Cancelled),
+            Some(Outcome::TimedOut) => Err(RunError::TimedOut),
+            Some(Outcome::Faulted(message)) => Err(RunError::Faulted(message.clone())),
+            None => unreachable!("waited for an outcome"),
         }
     }
 }
