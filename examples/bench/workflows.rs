@@ -127,10 +127,34 @@ impl JobApi for Arc<Jobs> {
     }
 }
 
-/// A histogram of the intervals between a job's consecutive calls, in 10 µs buckets up
-/// to 2 s (longer ones go to the last bucket): fixed memory however many calls.
+/// The intervals between a job's consecutive calls, as two histograms: every interval,
+/// and those that ended after the last [`Intervals::mark`] (workload 5 marks the moment
+/// every execution has started, to tell the start-up's load from the steady state's).
+#[derive(Default)]
 pub struct Intervals {
     last: HashMap<u64, Instant>,
+    pub all: Histogram,
+    pub since_mark: Histogram,
+}
+
+impl Intervals {
+    fn call(&mut self, job: u64) {
+        let now = Instant::now();
+        if let Some(prev) = self.last.insert(job, now) {
+            self.all.record(now - prev);
+            self.since_mark.record(now - prev);
+        }
+    }
+
+    /// Counts `since_mark` from now.
+    pub fn mark(&mut self) {
+        self.since_mark = Histogram::default();
+    }
+}
+
+/// Durations in 10 µs buckets up to 2 s (longer ones go to the last bucket): fixed
+/// memory however many are recorded.
+pub struct Histogram {
     buckets: Vec<u64>,
     max: Duration,
 }
@@ -138,25 +162,20 @@ pub struct Intervals {
 const BUCKET: Duration = Duration::from_micros(10);
 const BUCKETS: usize = 200_000;
 
-impl Default for Intervals {
+impl Default for Histogram {
     fn default() -> Self {
-        Intervals {
-            last: HashMap::new(),
+        Histogram {
             buckets: vec![0; BUCKETS],
             max: Duration::ZERO,
         }
     }
 }
 
-impl Intervals {
-    fn call(&mut self, job: u64) {
-        let now = Instant::now();
-        if let Some(prev) = self.last.insert(job, now) {
-            let d = now - prev;
-            self.max = self.max.max(d);
-            let b = (d.as_nanos() / BUCKET.as_nanos()) as usize;
-            self.buckets[b.min(BUCKETS - 1)] += 1;
-        }
+impl Histogram {
+    fn record(&mut self, d: Duration) {
+        self.max = self.max.max(d);
+        let b = (d.as_nanos() / BUCKET.as_nanos()) as usize;
+        self.buckets[b.min(BUCKETS - 1)] += 1;
     }
 
     pub fn count(&self) -> u64 {
