@@ -128,13 +128,15 @@ impl JobApi for Arc<Jobs> {
 }
 
 /// The intervals between a job's consecutive calls, as two histograms: every interval,
-/// and those that ended after the last [`Intervals::mark`] (workload 5 marks the moment
-/// every execution has started, to tell the start-up's load from the steady state's).
+/// and those that ended inside the window [`Intervals::steady`] opens (workload 5's
+/// steady state: after every execution has started, before the jobs become ready and
+/// every execution ends at once).
 #[derive(Default)]
 pub struct Intervals {
     last: HashMap<u64, Instant>,
     pub all: Histogram,
-    pub since_mark: Histogram,
+    pub steady: Histogram,
+    window: Option<Instant>,
 }
 
 impl Intervals {
@@ -142,13 +144,15 @@ impl Intervals {
         let now = Instant::now();
         if let Some(prev) = self.last.insert(job, now) {
             self.all.record(now - prev);
-            self.since_mark.record(now - prev);
+            if self.window.is_some_and(|until| now < until) {
+                self.steady.record(now - prev);
+            }
         }
     }
 
-    /// Counts `since_mark` from now.
-    pub fn mark(&mut self) {
-        self.since_mark = Histogram::default();
+    /// Counts intervals into `steady` from now until `until`.
+    pub fn steady(&mut self, until: Instant) {
+        self.window = Some(until);
     }
 }
 
