@@ -1,7 +1,8 @@
 //! What the writer thread remembers of the executions it writes to.
 //!
 //! Every checkpoint needs the execution's status (an ended one takes no checkpoint), its
-//! parent (for the parent's events) and the number of its next history event. Reading
+//! row's key, its parent (for the parent's events) and the number of its next history
+//! event. Reading
 //! them from the file was two queries per checkpoint (a `SELECT` of the row and a
 //! `SELECT max(seq)` of its events) on the thread every execution shares. The writer is
 //! the only connection that writes (the store's lock file sees to that), so it can keep
@@ -27,6 +28,8 @@ const MAX_ENTRIES: usize = 1 << 20;
 /// What the writer knows of one execution, as of its own last write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Known {
+    /// Its row's `key`, which its updates and events use instead of its id.
+    pub(super) key: i64,
     /// The `seq` of its next history event.
     pub(super) next_seq: i64,
     pub(super) parent: Option<ExecutionId>,
@@ -58,6 +61,10 @@ impl Cache {
             }
         }
         Ok(self.entries.get_mut(id))
+    }
+
+    pub(super) fn contains(&self, id: &ExecutionId) -> bool {
+        self.entries.contains_key(id)
     }
 
     /// Records a new execution.

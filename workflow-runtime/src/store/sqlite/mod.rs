@@ -310,7 +310,9 @@ impl SqliteStore {
             .ok_or_else(gone)?
             .send(Job { op, reply })
             .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let (result, op) = answer.await.map_err(|_| gone())?;
+        drop(op);
+        result
     }
 
     /// Runs `f` on the read connection, off the async threads.
@@ -343,6 +345,10 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()>
     // thread (checkpointer.rs) copies most pages before this; this checkpoint copies the
     // rest and lets the log start over.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    // The writer's statements: the four of every transaction, the inserts, and an
+    // UPDATE per shape of checkpoint (rows.rs). At the default of 16 they could evict
+    // each other and be parsed again.
+    conn.set_prepared_statement_cache_capacity(64);
     // Short: the writer's own retry loop does the backing off, within its budget.
     conn.busy_timeout(Duration::from_millis(20))
 }
@@ -374,7 +380,7 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM executions WHERE id = ?1",
+                "SELECT {} FROM executions e WHERE e.id = ?1",
                 rows::RECORD_COLUMNS
             );
             conn.prepare_cached(&sql)
@@ -389,7 +395,11 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let bodies: Vec<String> = conn
-                .prepare_cached("SELECT body FROM events WHERE execution_id = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "SELECT body FROM events \
+                     WHERE execution = (SELECT key FROM executions WHERE id = ?1) \
+                     ORDER BY seq",
+                )
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
@@ -407,7 +417,11 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let children: Vec<String> = conn
-                .prepare_cached("SELECT id FROM executions WHERE parent_id = ?1 ORDER BY rowid")
+                .prepare_cached(
+                    "SELECT id FROM executions \
+                     WHERE parent = (SELECT key FROM executions WHERE id = ?1) \
+                     ORDER BY key",
+                )
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
@@ -425,10 +439,10 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM executions \
-                 WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
-                   AND (?3 = 0 OR parent_id IS NULL) \
-                 ORDER BY rowid LIMIT ?4",
+                "SELECT {} FROM executions e \
+                 WHERE (?1 IS NULL OR e.workflow = ?1) AND (?2 IS NULL OR e.status = ?2) \
+                   AND (?3 = 0 OR e.parent IS NULL) \
+                 ORDER BY e.key LIMIT ?4",
                 rows::SUMMARY_COLUMNS
             );
             let limit = filter
@@ -457,8 +471,8 @@ impl Store for SqliteStore {
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM executions WHERE status IN ('Running', 'VersionMismatch') \
-                 ORDER BY rowid",
+                "SELECT {} FROM executions e \
+                 WHERE e.status IN ('Running', 'VersionMismatch') ORDER BY e.key",
                 rows::RECORD_COLUMNS
             );
             conn.prepare_cached(&sql)
