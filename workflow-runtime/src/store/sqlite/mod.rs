@@ -144,11 +144,14 @@ pub struct StoreStats {
 ///
 /// # What is stored
 ///
-/// Two tables: `executions`, one row per execution (workflow, definition fingerprint,
-/// parent and call site, status, input, state, what it waits for, outcome, timestamps,
-/// `wake_at`), and `events`, the append-only history, ordered per execution. A child's
-/// call site is unique per parent, so a child can be created only once. Pending timers
-/// are the rows with a `wake_at`. The schema is versioned (`PRAGMA user_version`); a file
+/// Two tables: `executions`, one row per execution (an integer `key` in creation order,
+/// the `id`, workflow, definition fingerprint, parent's key and call site, status, input,
+/// state, what it waits for, outcome, timestamps, `wake_at`), and `events`, the
+/// append-only history: one row per event (the execution's key, its number in the
+/// history, its JSON), in the order they were written. A child's call site is unique per
+/// parent, so a child can be created only once. Pending timers are the rows with a
+/// `wake_at`. Rows refer to each other by key rather than id so that what the executions
+/// in flight write sits at the end of each table instead of all over the file. The schema is versioned (`PRAGMA user_version`); a file
 /// written by a newer schema is refused with [`OpenError::SchemaTooNew`] and left as it is.
 ///
 /// # Writes: group commit
@@ -344,7 +347,8 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()>
     // once per 4 MiB. Durability is the same; the WAL file gets bigger. The checkpointer
     // thread (checkpointer.rs) copies most pages before this; this checkpoint copies the
     // rest and lets the log start over.
-    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (64 << 20) / page_size.max(512))?;
     // The writer's statements: the four of every transaction, the inserts, and an
     // UPDATE per shape of checkpoint (rows.rs). At the default of 16 they could evict
     // each other and be parsed again.

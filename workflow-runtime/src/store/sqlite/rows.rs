@@ -280,18 +280,23 @@ pub(super) fn insert_execution(
         }
         _ => sql_failure(e),
     })?;
-    cache.insert(
-        rows.id.clone(),
-        Known {
-            key: conn.last_insert_rowid(),
-            next_seq: 1,
-            parent: rows.parent.clone(),
-            status: rows.status,
-        },
-    );
-    append_events(conn, cache, &rows.id, &rows.events)?;
-    if let Some(parent) = &rows.parent {
-        append_events(conn, cache, parent, &rows.parent_events)?;
+    let mut known = Known {
+        key: conn.last_insert_rowid(),
+        next_seq: 1,
+        parent: rows.parent.clone(),
+        status: rows.status,
+    };
+    append_events(conn, &mut known, &rows.events)?;
+    cache.insert(rows.id.clone(), known);
+    if let Some(parent) = rows
+        .parent
+        .as_ref()
+        .filter(|_| !rows.parent_events.is_empty())
+    {
+        let Some(known) = cache.load(conn, parent).map_err(Failure::partial)? else {
+            return Err(Failure::partial(StoreError::NotFound(parent.clone())));
+        };
+        append_events(conn, known, &rows.parent_events)?;
     }
     Ok(())
 }
@@ -395,10 +400,20 @@ pub(super) fn apply_checkpoint(
     conn.prepare_cached(update_sql(shape))
         .and_then(|mut s| s.execute(&*values))
         .map_err(sql_failure)?;
-    cache.set_status(&cp.id, cp.status);
-    append_events(conn, cache, &cp.id, &cp.events)?;
+    // Loaded above; only a rollback, which ends this write, forgets it.
+    let Some(known) = cache.get_mut(&cp.id) else {
+        return Err(Failure::partial(StoreError::NotFound(cp.id.clone())));
+    };
+    known.status = cp.status;
+    append_events(conn, known, &cp.events)?;
+    if terminal {
+        cache.ended(&cp.id);
+    }
     if let Some(parent) = parent {
-        append_events(conn, cache, &parent, &cp.parent_events)?;
+        let Some(known) = cache.get_mut(&parent) else {
+            return Err(Failure::partial(StoreError::NotFound(parent)));
+        };
+        append_events(conn, known, &cp.parent_events)?;
     }
     Ok(())
 }
@@ -410,25 +425,17 @@ pub(super) fn append(
     id: &ExecutionId,
     events: &[EventRow],
 ) -> Result<(), Failure> {
-    if cache.load(conn, id).map_err(Failure::refused)?.is_none() {
+    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
-    }
-    append_events(conn, cache, id, events)
+    };
+    append_events(conn, known, events)
 }
 
-/// Appends events after the execution's last one; the execution is in `cache`.
-fn append_events(
-    conn: &Connection,
-    cache: &mut Cache,
-    id: &ExecutionId,
-    events: &[EventRow],
-) -> Result<(), Failure> {
+/// Appends events after the execution's last one, and counts them in `known`.
+fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> Result<(), Failure> {
     if events.is_empty() {
         return Ok(());
     }
-    let Some(known) = cache.load(conn, id).map_err(Failure::partial)? else {
-        return Err(Failure::partial(StoreError::NotFound(id.clone())));
-    };
     let mut insert = conn
         .prepare_cached("INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)")
         .map_err(sql_failure)?;

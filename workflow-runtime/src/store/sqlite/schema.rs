@@ -26,6 +26,13 @@ use crate::error::OpenError;
 /// `PRAGMA application_id` of a workflow store: "WFLW".
 pub(super) const APPLICATION_ID: i64 = 0x5746_4c57;
 
+/// The page size of a new file (SQLite's default is 4 KiB; a file in WAL mode keeps the
+/// size it was created with). Each page a commit changes is one frame, one `write`, in
+/// the log: with thousands of executions in flight a commit changes a page for nearly
+/// every row it updates, and 8 KiB pages halve the frames for about the same bytes.
+/// (16 KiB measured no better.)
+const PAGE_SIZE: i64 = 8192;
+
 /// The schema version this version of the crate writes.
 pub(super) const SCHEMA_VERSION: i64 = 2;
 
@@ -177,6 +184,11 @@ pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
             found: version,
             supported: SCHEMA_VERSION,
         });
+    }
+    if tables == 0 {
+        // Only takes effect on an empty file, and before WAL mode.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(sqlite)?;
     }
     // WAL lets readers run beside the writer, and a commit is one append to the log.
     let mode: String = conn

@@ -222,11 +222,10 @@ impl Writer {
     /// Applies one write inside a savepoint, so that its failure undoes only itself.
     fn apply_in_savepoint(&mut self, op: &Op) -> Result<(), StoreError> {
         run(&self.conn, "SAVEPOINT op").map_err(store_error)?;
-        let mark = self.cache.mark();
         match self.apply(op) {
             Ok(()) => run(&self.conn, "RELEASE op").map_err(store_error),
             Err(Failure { error, .. }) => {
-                self.cache.rolled_back(mark);
+                self.cache.rolled_back();
                 if !self.conn.is_autocommit() {
                     // If even this fails the transaction is gone, which the caller sees.
                     let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op");
@@ -237,7 +236,7 @@ impl Writer {
     }
 
     fn rollback(&mut self) {
-        self.cache.rolled_back(0);
+        self.cache.rolled_back();
         if !self.conn.is_autocommit() {
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "rollback failed");
