@@ -618,8 +618,7 @@ async fn a_full_disk_pauses_executions_until_there_is_room() {
 /// events with their time, type and node beside the JSON.
 const DOWNGRADE_TO_VERSION_1: &str = "
     DROP INDEX executions_call_site;
-    DROP INDEX executions_by_status;
-    DROP INDEX executions_by_workflow;
+    DROP INDEX executions_unfinished;
     DROP INDEX events_by_execution;
     ALTER TABLE events RENAME TO events_v2;
     ALTER TABLE executions RENAME TO executions_v2;

@@ -474,6 +474,8 @@ impl Store for SqliteStore {
 
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
         self.read(move |conn| {
+            // Word for word the condition of the partial index `executions_unfinished`
+            // (schema.rs): SQLite uses a partial index only for a condition that matches.
             let sql = format!(
                 "SELECT {} FROM executions e \
                  WHERE e.status IN ('Running', 'VersionMismatch') ORDER BY e.key",

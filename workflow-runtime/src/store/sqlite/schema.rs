@@ -128,11 +128,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     -- have no entry.
     CREATE UNIQUE INDEX executions_call_site
         ON executions (parent, call_batch, call_index) WHERE parent IS NOT NULL;
-    -- Recovery and listings; only a creation or an end changes them. (Version 1 also
-    -- indexed `wake_at`, rewritten at every wait although no query read it: recovery
-    -- reads every unfinished execution.)
-    CREATE INDEX executions_by_status ON executions (status, workflow);
-    CREATE INDEX executions_by_workflow ON executions (workflow, status);
+    -- Recovery's executions: only a creation or an end changes it, and an end only
+    -- removes. Version 1 also indexed `wake_at` (rewritten at every wait), all statuses,
+    -- and (workflow, status): no query read them (recovery reads every unfinished
+    -- execution; a listing's filters are optional parameters, which no index serves, so
+    -- it reads the rows in key order).
+    CREATE INDEX executions_unfinished ON executions (status)
+        WHERE status IN ('Running', 'VersionMismatch');
 
     -- Append-only, in the order events happen: the events of one commit share the last
     -- pages, where keyed by execution they would land on a page per execution. Each
