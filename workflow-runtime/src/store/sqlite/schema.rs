@@ -31,7 +31,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5746_4c57;
 /// the log: with thousands of executions in flight a commit changes a page for nearly
 /// every row it updates, and 8 KiB pages halve the frames for about the same bytes.
 /// (16 KiB measured no better.)
-const PAGE_SIZE: i64 = 8192;
+pub(super) const PAGE_SIZE: i64 = 8192;
 
 /// The schema version this version of the crate writes.
 pub(super) const SCHEMA_VERSION: i64 = 2;

@@ -399,6 +399,27 @@ async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped()
     SqliteStore::open(&path).unwrap();
 }
 
+/// The page size is set before anything else is written to a new file (a file in WAL
+/// mode cannot change it later).
+#[test]
+fn a_new_file_gets_the_current_schema_and_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let (page_size, version): (i64, i64) = conn
+        .query_row(
+            "SELECT page_size, user_version FROM pragma_page_size, pragma_user_version",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (page_size, version),
+        (super::schema::PAGE_SIZE, super::schema::SCHEMA_VERSION)
+    );
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
