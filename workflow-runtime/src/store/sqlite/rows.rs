@@ -311,8 +311,9 @@ const SETS_OUTCOME: usize = 8;
 /// The `UPDATE` of a checkpoint of this shape: `?1` is the key, `?2` `updated_at`, then
 /// the status, `state`, `waiting`, `wake_at`, `batches` and `outcome` it sets, in that
 /// order. Each UPDATE rewrites the whole row, and every index on a column it sets (the
-/// status is in two), so it sets only what changes. The statements are built once: a
-/// string built per checkpoint was a visible share of the writer thread.
+/// status is in `executions_unfinished`), so it sets only what changes. The statements
+/// are built once: a string built per checkpoint was a visible share of the writer
+/// thread.
 fn update_sql(shape: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
