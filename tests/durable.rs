@@ -612,3 +612,136 @@ async fn a_full_disk_pauses_executions_until_there_is_room() {
     }
     rt.shutdown().await;
 }
+
+/// Turns a file of this version into the one the release with schema version 1 would
+/// have written for the same executions: its tables (as released), rows keyed by text id,
+/// events with their time, type and node beside the JSON.
+const DOWNGRADE_TO_VERSION_1: &str = "
+    DROP INDEX executions_call_site;
+    DROP INDEX executions_unfinished;
+    DROP INDEX events_by_execution;
+    ALTER TABLE events RENAME TO events_v2;
+    ALTER TABLE executions RENAME TO executions_v2;
+    CREATE TABLE executions (
+        id          TEXT PRIMARY KEY NOT NULL,
+        workflow    TEXT NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        parent_id   TEXT REFERENCES executions (id),
+        call_node   TEXT,
+        call_batch  INTEGER,
+        call_index  INTEGER,
+        status      TEXT NOT NULL,
+        input       TEXT NOT NULL,
+        state       BLOB NOT NULL,
+        waiting     TEXT,
+        batches     INTEGER NOT NULL DEFAULT 0,
+        outcome     TEXT,
+        wake_at     INTEGER,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX executions_call_site
+        ON executions (parent_id, call_batch, call_index);
+    CREATE INDEX executions_by_status ON executions (status, workflow);
+    CREATE INDEX executions_by_workflow ON executions (workflow, status);
+    CREATE INDEX executions_by_wake_at ON executions (wake_at) WHERE wake_at IS NOT NULL;
+    CREATE TABLE events (
+        execution_id TEXT NOT NULL REFERENCES executions (id),
+        seq          INTEGER NOT NULL,
+        at           INTEGER NOT NULL,
+        type         TEXT NOT NULL,
+        state        TEXT,
+        body         TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO executions
+    SELECT e.id, e.workflow, e.fingerprint, p.id, e.call_node, e.call_batch, e.call_index,
+        e.status, e.input, e.state, e.waiting, e.batches, e.outcome, e.wake_at, e.created_at,
+        e.updated_at
+    FROM executions_v2 e LEFT JOIN executions_v2 p ON p.key = e.parent
+    ORDER BY e.key;
+    INSERT INTO events
+    SELECT x.id, v.seq, json_extract(v.body, '$.at'), json_extract(v.body, '$.kind.type'),
+        json_extract(v.body, '$.state'), v.body
+    FROM events_v2 v JOIN executions_v2 x ON x.key = v.execution;
+    DROP TABLE events_v2;
+    DROP TABLE executions_v2;
+    PRAGMA user_version = 1;
+";
+
+/// Everything a runtime reads of the file: listings, records, histories, trees.
+async fn everything(rt: &Runtime) -> Vec<String> {
+    let all = rt.list(ExecutionFilter::new()).await.unwrap();
+    let top = rt.list(ExecutionFilter::new().top_level()).await.unwrap();
+    let running = rt
+        .list(ExecutionFilter::new().status(Status::Running))
+        .await
+        .unwrap();
+    let mut seen = vec![
+        format!("{all:?}"),
+        format!("{top:?}"),
+        format!("{running:?}"),
+    ];
+    for summary in &all {
+        let id = &summary.id;
+        seen.push(format!("{:?}", rt.record(id).await.unwrap()));
+        seen.push(format!("{:?}", rt.history(id).await.unwrap()));
+        seen.push(format!("{:?}", rt.tree(id).await.unwrap()));
+    }
+    seen
+}
+
+/// A file written by the release with schema version 1, with a parent waiting on its
+/// children mid-poll, is upgraded when it is opened: the runtime reads the same
+/// executions, and recovery resumes them as it would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_upgraded_and_its_executions_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wf.sqlite");
+    let (svc, _gate) = Svc::new(false);
+    let held = Arc::clone(&svc.held);
+    let reopened = svc.reopened();
+    let rt = runtime(&db, svc);
+    let exec = rt.start(fan_out, jobs(4, 3)).await.unwrap();
+    let id = exec.id().clone();
+    until_true("two status calls in flight", || {
+        held.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    rt.shutdown().await;
+    drop(exec);
+    // Read by a runtime that does not recover, so that nothing changes.
+    let rt = runtime(&db, reopened.reopened());
+    let before = everything(&rt).await;
+    assert_eq!(
+        before.len(),
+        3 + 3 * 3,
+        "the parent and its two running children"
+    );
+    rt.shutdown().await;
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(DOWNGRADE_TO_VERSION_1).unwrap();
+    drop(conn);
+
+    let rt = runtime(&db, reopened);
+    assert_eq!(everything(&rt).await, before);
+    let report = rt.recover().await.unwrap();
+    assert_eq!(report.resumed.len(), 3, "{report}");
+    assert_eq!(report.waiting_on_children, 1, "{report}");
+    let Outcome::Succeeded(value) = rt.wait(&id).await.unwrap() else {
+        panic!("the fan-out did not succeed");
+    };
+    let done: Vec<Done> = serde_json::from_value(value).unwrap();
+    assert_eq!(done.len(), 4);
+    let history = rt.history(&id).await.unwrap();
+    assert_eq!(kinds(&history, "ChildStarted"), 4, "no child twice");
+    assert_eq!(kinds(&history, "ChildSucceeded"), 4);
+    rt.shutdown().await;
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

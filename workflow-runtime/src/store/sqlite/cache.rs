@@ -1,16 +1,17 @@
 //! What the writer thread remembers of the executions it writes to.
 //!
 //! Every checkpoint needs the execution's status (an ended one takes no checkpoint), its
-//! parent (for the parent's events) and the number of its next history event. Reading
-//! them from the file was two queries per checkpoint (a `SELECT` of the row and a
-//! `SELECT max(seq)` of its events) on the thread every execution shares. The writer is
-//! the only connection that writes (the store's lock file sees to that), so it can keep
-//! them: loaded on first use, updated by its own writes.
+//! row's key, its parent (for the parent's events) and the number of its next history
+//! event. Reading them from the file was two queries per checkpoint (a `SELECT` of the
+//! row and a `SELECT max(seq)` of its events) on the thread every execution shares. The
+//! writer is the only connection that writes (the store's lock file sees to that), so it
+//! can keep them: loaded on first use, updated by its own writes.
 //!
 //! The file stays the truth: an entry the writer cannot vouch for is forgotten and read
-//! again. Entries touched by writes that are rolled back are forgotten (the rollback
-//! undid what they recorded), and so are ended executions at commit, which bounds the
-//! cache by the executions in flight.
+//! again. A rollback, of a transaction or of one write's savepoint, forgets every entry
+//! (rollbacks are rare, and tracking what each write touched cost more than reloading
+//! the executions in flight after one); ended executions are forgotten at commit, which
+//! bounds the cache by the executions in flight.
 
 use std::collections::HashMap;
 
@@ -27,6 +28,8 @@ const MAX_ENTRIES: usize = 1 << 20;
 /// What the writer knows of one execution, as of its own last write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Known {
+    /// Its row's `key`, which its updates and events use instead of its id.
+    pub(super) key: i64,
     /// The `seq` of its next history event.
     pub(super) next_seq: i64,
     pub(super) parent: Option<ExecutionId>,
@@ -36,8 +39,8 @@ pub(super) struct Known {
 #[derive(Debug, Default)]
 pub(super) struct Cache {
     entries: HashMap<ExecutionId, Known>,
-    /// Executions whose entry the open transaction loaded or changed, in order.
-    touched: Vec<ExecutionId>,
+    /// Executions the open transaction ended, forgotten once it commits.
+    ended: Vec<ExecutionId>,
 }
 
 impl Cache {
@@ -48,7 +51,6 @@ impl Cache {
         conn: &Connection,
         id: &ExecutionId,
     ) -> Result<Option<&mut Known>, StoreError> {
-        self.touched.push(id.clone());
         if !self.entries.contains_key(id) {
             match rows::known(conn, id)? {
                 Some(known) => {
@@ -60,41 +62,39 @@ impl Cache {
         Ok(self.entries.get_mut(id))
     }
 
+    /// The execution's entry if it is cached.
+    pub(super) fn get_mut(&mut self, id: &ExecutionId) -> Option<&mut Known> {
+        self.entries.get_mut(id)
+    }
+
+    pub(super) fn contains(&self, id: &ExecutionId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// Records a new execution.
     pub(super) fn insert(&mut self, id: ExecutionId, known: Known) {
-        self.touched.push(id.clone());
+        if known.status.is_terminal() {
+            self.ended.push(id.clone());
+        }
         self.entries.insert(id, known);
     }
 
-    pub(super) fn set_status(&mut self, id: &ExecutionId, status: Status) {
-        self.touched.push(id.clone());
-        if let Some(known) = self.entries.get_mut(id) {
-            known.status = status;
-        }
+    /// Records that the open transaction ends the execution.
+    pub(super) fn ended(&mut self, id: &ExecutionId) {
+        self.ended.push(id.clone());
     }
 
-    /// Where the open transaction is, for [`Cache::rolled_back`].
-    pub(super) fn mark(&self) -> usize {
-        self.touched.len()
-    }
-
-    /// Forgets what was loaded or changed since `mark`, whose writes were rolled back.
-    pub(super) fn rolled_back(&mut self, mark: usize) {
-        for id in self.touched.drain(mark.min(self.touched.len())..) {
-            self.entries.remove(&id);
-        }
+    /// Writes were rolled back: what the cache recorded of them is wrong, and which
+    /// entries they touched is not kept.
+    pub(super) fn rolled_back(&mut self) {
+        self.entries.clear();
+        self.ended.clear();
     }
 
     /// The transaction committed: what it recorded is in the file.
     pub(super) fn committed(&mut self) {
-        for id in self.touched.drain(..) {
-            if self
-                .entries
-                .get(&id)
-                .is_some_and(|known| known.status.is_terminal())
-            {
-                self.entries.remove(&id);
-            }
+        for id in self.ended.drain(..) {
+            self.entries.remove(&id);
         }
         if self.entries.len() > MAX_ENTRIES {
             self.entries.clear();

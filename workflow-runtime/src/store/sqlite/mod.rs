@@ -144,11 +144,14 @@ pub struct StoreStats {
 ///
 /// # What is stored
 ///
-/// Two tables: `executions`, one row per execution (workflow, definition fingerprint,
-/// parent and call site, status, input, state, what it waits for, outcome, timestamps,
-/// `wake_at`), and `events`, the append-only history, ordered per execution. A child's
-/// call site is unique per parent, so a child can be created only once. Pending timers
-/// are the rows with a `wake_at`. The schema is versioned (`PRAGMA user_version`); a file
+/// Two tables: `executions`, one row per execution (an integer `key` in creation order,
+/// the `id`, workflow, definition fingerprint, parent's key and call site, status, input,
+/// state, what it waits for, outcome, timestamps, `wake_at`), and `events`, the
+/// append-only history: one row per event (the execution's key, its number in the
+/// history, its JSON), in the order they were written. A child's call site is unique per
+/// parent, so a child can be created only once. Pending timers are the rows with a
+/// `wake_at`. Rows refer to each other by key rather than id so that what the executions
+/// in flight write sits at the end of each table instead of all over the file. The schema is versioned (`PRAGMA user_version`); a file
 /// written by a newer schema is refused with [`OpenError::SchemaTooNew`] and left as it is.
 ///
 /// # Writes: group commit
@@ -310,7 +313,9 @@ impl SqliteStore {
             .ok_or_else(gone)?
             .send(Job { op, reply })
             .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let (result, op) = answer.await.map_err(|_| gone())?;
+        drop(op);
+        result
     }
 
     /// Runs `f` on the read connection, off the async threads.
@@ -342,7 +347,12 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()>
     // once per 4 MiB. Durability is the same; the WAL file gets bigger. The checkpointer
     // thread (checkpointer.rs) copies most pages before this; this checkpoint copies the
     // rest and lets the log start over.
-    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (64 << 20) / page_size.max(512))?;
+    // The writer's statements: the four of every transaction, the inserts, and an
+    // UPDATE per shape of checkpoint (rows.rs). At the default of 16 they could evict
+    // each other and be parsed again.
+    conn.set_prepared_statement_cache_capacity(64);
     // Short: the writer's own retry loop does the backing off, within its budget.
     conn.busy_timeout(Duration::from_millis(20))
 }
@@ -374,7 +384,7 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM executions WHERE id = ?1",
+                "SELECT {} FROM executions e WHERE e.id = ?1",
                 rows::RECORD_COLUMNS
             );
             conn.prepare_cached(&sql)
@@ -389,7 +399,11 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let bodies: Vec<String> = conn
-                .prepare_cached("SELECT body FROM events WHERE execution_id = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "SELECT body FROM events \
+                     WHERE execution = (SELECT key FROM executions WHERE id = ?1) \
+                     ORDER BY seq",
+                )
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
@@ -407,7 +421,11 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let children: Vec<String> = conn
-                .prepare_cached("SELECT id FROM executions WHERE parent_id = ?1 ORDER BY rowid")
+                .prepare_cached(
+                    "SELECT id FROM executions \
+                     WHERE parent = (SELECT key FROM executions WHERE id = ?1) \
+                     ORDER BY key",
+                )
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
@@ -425,10 +443,10 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {} FROM executions \
-                 WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
-                   AND (?3 = 0 OR parent_id IS NULL) \
-                 ORDER BY rowid LIMIT ?4",
+                "SELECT {} FROM executions e \
+                 WHERE (?1 IS NULL OR e.workflow = ?1) AND (?2 IS NULL OR e.status = ?2) \
+                   AND (?3 = 0 OR e.parent IS NULL) \
+                 ORDER BY e.key LIMIT ?4",
                 rows::SUMMARY_COLUMNS
             );
             let limit = filter
@@ -456,9 +474,11 @@ impl Store for SqliteStore {
 
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
         self.read(move |conn| {
+            // Word for word the condition of the partial index `executions_unfinished`
+            // (schema.rs): SQLite uses a partial index only for a condition that matches.
             let sql = format!(
-                "SELECT {} FROM executions WHERE status IN ('Running', 'VersionMismatch') \
-                 ORDER BY rowid",
+                "SELECT {} FROM executions e \
+                 WHERE e.status IN ('Running', 'VersionMismatch') ORDER BY e.key",
                 rows::RECORD_COLUMNS
             );
             conn.prepare_cached(&sql)

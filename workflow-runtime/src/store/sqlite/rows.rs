@@ -5,7 +5,7 @@
 //! which every execution shares, while callers run on all the runtime's threads. The
 //! writer thread then only runs SQL.
 
-use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -15,13 +15,17 @@ use crate::history::Event;
 use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Status, Wait};
 use crate::time::Timestamp;
 use crate::ExecutionId;
-/// The columns [`record`] reads, in order.
-pub(super) const RECORD_COLUMNS: &str = "id, workflow, fingerprint, parent_id, call_node, \
-     call_batch, call_index, status, input, state, waiting, batches, outcome, wake_at, \
-     created_at, updated_at";
 
-/// The columns [`summary`] reads, in order.
-pub(super) const SUMMARY_COLUMNS: &str = "id, workflow, parent_id, status, created_at, updated_at";
+/// The columns [`record`] reads, in order, from `executions e`.
+pub(super) const RECORD_COLUMNS: &str = "e.id, e.workflow, e.fingerprint, \
+     (SELECT p.id FROM executions p WHERE p.key = e.parent), e.call_node, e.call_batch, \
+     e.call_index, e.status, e.input, e.state, e.waiting, e.batches, e.outcome, e.wake_at, \
+     e.created_at, e.updated_at";
+
+/// The columns [`summary`] reads, in order, from `executions e`.
+pub(super) const SUMMARY_COLUMNS: &str = "e.id, e.workflow, \
+     (SELECT p.id FROM executions p WHERE p.key = e.parent), e.status, e.created_at, \
+     e.updated_at";
 
 /// SQLite's errors that say "not now" rather than "never": the transaction was rolled
 /// back, and the same write can succeed once the disk has room or the lock is free.
@@ -81,23 +85,14 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-/// One history event, encoded.
+/// One history event, encoded: JSON of the whole [`Event`].
 pub(super) struct EventRow {
-    at: i64,
-    kind: &'static str,
-    state: Option<Cow<'static, str>>,
-    /// JSON of the whole [`Event`].
     body: String,
 }
 
 impl EventRow {
     pub(super) fn encode(event: &Event) -> Result<EventRow, StoreError> {
-        Ok(EventRow {
-            at: ts(event.at)?,
-            kind: event.kind.name(),
-            state: event.state.clone(),
-            body: json(event)?,
-        })
+        Ok(EventRow { body: json(event)? })
     }
 
     pub(super) fn encode_all(events: &[Event]) -> Result<Vec<EventRow>, StoreError> {
@@ -239,24 +234,20 @@ pub(super) fn insert_execution(
     cache: &mut Cache,
     rows: &CreateRows,
 ) -> Result<(), Failure> {
-    if cache
-        .load(conn, &rows.id)
-        .map_err(Failure::refused)?
-        .is_some()
-    {
+    // A new id is not in the cache; one that is exists already. One the cache does not
+    // know is refused by `id`'s uniqueness below, without a look-up first.
+    if cache.contains(&rows.id) {
         return Err(Failure::refused(StoreError::AlreadyExists(rows.id.clone())));
     }
-    if let Some(parent) = &rows.parent {
-        if cache
-            .load(conn, parent)
-            .map_err(Failure::refused)?
-            .is_none()
-        {
-            return Err(Failure::refused(StoreError::NotFound(parent.clone())));
-        }
-    }
+    let parent_key = match &rows.parent {
+        Some(parent) => match cache.load(conn, parent).map_err(Failure::refused)? {
+            Some(known) => Some(known.key),
+            None => return Err(Failure::refused(StoreError::NotFound(parent.clone()))),
+        },
+        None => None,
+    };
     conn.prepare_cached(
-        "INSERT INTO executions (id, workflow, fingerprint, parent_id, call_node, call_batch, \
+        "INSERT INTO executions (id, workflow, fingerprint, parent, call_node, call_batch, \
          call_index, status, input, state, waiting, batches, outcome, wake_at, created_at, \
          updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )
@@ -265,7 +256,7 @@ pub(super) fn insert_execution(
             rows.id.as_str(),
             rows.workflow,
             rows.fingerprint,
-            rows.parent.as_ref().map(ExecutionId::as_str),
+            parent_key,
             rows.call_node,
             rows.call_batch,
             rows.call_index,
@@ -281,26 +272,80 @@ pub(super) fn insert_execution(
         ])
     })
     .map_err(|e| match e.sqlite_error_code() {
-        // The call site is taken: the same child, under another id, cannot exist twice.
-        // The statement failed as a whole and it is the first of this write.
+        // The id or the call site is taken: the same execution, or the same child under
+        // another id, cannot exist twice. The statement failed as a whole and it is the
+        // first of this write.
         Some(ErrorCode::ConstraintViolation) => {
             Failure::refused(StoreError::AlreadyExists(rows.id.clone()))
         }
         _ => sql_failure(e),
     })?;
-    cache.insert(
-        rows.id.clone(),
-        Known {
-            next_seq: 1,
-            parent: rows.parent.clone(),
-            status: rows.status,
-        },
-    );
-    append_events(conn, cache, &rows.id, &rows.events)?;
-    if let Some(parent) = &rows.parent {
-        append_events(conn, cache, parent, &rows.parent_events)?;
+    let mut known = Known {
+        key: conn.last_insert_rowid(),
+        next_seq: 1,
+        parent: rows.parent.clone(),
+        status: rows.status,
+    };
+    append_events(conn, &mut known, &rows.events)?;
+    cache.insert(rows.id.clone(), known);
+    if let Some(parent) = rows
+        .parent
+        .as_ref()
+        .filter(|_| !rows.parent_events.is_empty())
+    {
+        let Some(known) = cache.load(conn, parent).map_err(Failure::partial)? else {
+            return Err(Failure::partial(StoreError::NotFound(parent.clone())));
+        };
+        append_events(conn, known, &rows.parent_events)?;
     }
     Ok(())
+}
+
+/// What a checkpoint's `UPDATE` sets besides `updated_at`, as bits of an index into
+/// [`update_sql`]'s statements.
+const SETS_STATUS: usize = 1;
+const SETS_STATE: usize = 2;
+const ENDS: usize = 4;
+const SETS_OUTCOME: usize = 8;
+
+/// The `UPDATE` of a checkpoint of this shape: `?1` is the key, `?2` `updated_at`, then
+/// the status, `state`, `waiting`, `wake_at`, `batches` and `outcome` it sets, in that
+/// order. Each UPDATE rewrites the whole row, and every index on a column it sets (the
+/// status is in `executions_unfinished`), so it sets only what changes. The statements
+/// are built once: a string built per checkpoint was a visible share of the writer
+/// thread.
+fn update_sql(shape: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..16)
+            .map(|shape| {
+                let mut columns = vec!["updated_at"];
+                if shape & SETS_STATUS != 0 {
+                    columns.push("status");
+                }
+                if shape & SETS_STATE != 0 {
+                    columns.push("state");
+                    if shape & ENDS == 0 {
+                        columns.extend(["waiting", "wake_at"]);
+                    }
+                    columns.push("batches");
+                }
+                if shape & SETS_OUTCOME != 0 {
+                    columns.push("outcome");
+                }
+                let mut sets: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| format!("{column} = ?{}", i + 2))
+                    .collect();
+                if shape & ENDS != 0 {
+                    sets.push("waiting = NULL, wake_at = NULL".into());
+                }
+                format!("UPDATE executions SET {} WHERE key = ?1", sets.join(", "))
+            })
+            .collect()
+    });
+    &all[shape]
 }
 
 /// Applies a checkpoint: refuses an unknown or ended execution, updates the row, appends
@@ -316,8 +361,12 @@ pub(super) fn apply_checkpoint(
     if known.status.is_terminal() {
         return Err(Failure::refused(StoreError::Ended(cp.id.clone())));
     }
-    let (parent, old_status) = (known.parent.clone(), known.status);
-    if let Some(parent) = parent.as_ref().filter(|_| !cp.parent_events.is_empty()) {
+    let (key, old_status) = (known.key, known.status);
+    let parent = known
+        .parent
+        .clone()
+        .filter(|_| !cp.parent_events.is_empty());
+    if let Some(parent) = &parent {
         if cache
             .load(conn, parent)
             .map_err(Failure::refused)?
@@ -326,47 +375,46 @@ pub(super) fn apply_checkpoint(
             return Err(Failure::refused(StoreError::NotFound(parent.clone())));
         }
     }
-    // One statement, setting only what changes: each UPDATE rewrites the whole row, and
-    // every index on a column it sets (the status is in two) is rewritten too.
     let terminal = cp.status.is_terminal();
-    let mut sql = String::from("UPDATE executions SET updated_at = ?2");
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&cp.at];
     let status = cp.status.as_str();
+    let mut shape = 0;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key, &cp.at];
     if cp.status != old_status {
+        shape |= SETS_STATUS;
         values.push(&status);
-        sql += &format!(", status = ?{}", values.len() + 1);
-    }
-    if let Some(saved) = &cp.state {
-        for (column, value) in [
-            ("state", &saved.bytes as &dyn rusqlite::ToSql),
-            ("waiting", &saved.waiting),
-            ("wake_at", &saved.wake_at),
-            ("batches", &saved.batches),
-        ] {
-            if terminal && matches!(column, "waiting" | "wake_at") {
-                continue;
-            }
-            values.push(value);
-            sql += &format!(", {column} = ?{}", values.len() + 1);
-        }
     }
     if terminal {
-        sql += ", waiting = NULL, wake_at = NULL";
+        shape |= ENDS;
+    }
+    if let Some(saved) = &cp.state {
+        shape |= SETS_STATE;
+        values.push(&saved.bytes);
+        if !terminal {
+            values.extend([&saved.waiting as &dyn rusqlite::ToSql, &saved.wake_at]);
+        }
+        values.push(&saved.batches);
     }
     if let Some(outcome) = &cp.outcome {
+        shape |= SETS_OUTCOME;
         values.push(outcome);
-        sql += &format!(", outcome = ?{}", values.len() + 1);
     }
-    sql += " WHERE id = ?1";
-    let id = cp.id.as_str();
-    values.insert(0, &id);
-    conn.prepare_cached(&sql)
+    conn.prepare_cached(update_sql(shape))
         .and_then(|mut s| s.execute(&*values))
         .map_err(sql_failure)?;
-    cache.set_status(&cp.id, cp.status);
-    append_events(conn, cache, &cp.id, &cp.events)?;
+    // Loaded above; only a rollback, which ends this write, forgets it.
+    let Some(known) = cache.get_mut(&cp.id) else {
+        return Err(Failure::partial(StoreError::NotFound(cp.id.clone())));
+    };
+    known.status = cp.status;
+    append_events(conn, known, &cp.events)?;
+    if terminal {
+        cache.ended(&cp.id);
+    }
     if let Some(parent) = parent {
-        append_events(conn, cache, &parent, &cp.parent_events)?;
+        let Some(known) = cache.get_mut(&parent) else {
+            return Err(Failure::partial(StoreError::NotFound(parent)));
+        };
+        append_events(conn, known, &cp.parent_events)?;
     }
     Ok(())
 }
@@ -378,41 +426,23 @@ pub(super) fn append(
     id: &ExecutionId,
     events: &[EventRow],
 ) -> Result<(), Failure> {
-    if cache.load(conn, id).map_err(Failure::refused)?.is_none() {
+    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
-    }
-    append_events(conn, cache, id, events)
+    };
+    append_events(conn, known, events)
 }
 
-/// Appends events after the execution's last one; the execution is in `cache`.
-fn append_events(
-    conn: &Connection,
-    cache: &mut Cache,
-    id: &ExecutionId,
-    events: &[EventRow],
-) -> Result<(), Failure> {
+/// Appends events after the execution's last one, and counts them in `known`.
+fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> Result<(), Failure> {
     if events.is_empty() {
         return Ok(());
     }
-    let Some(known) = cache.load(conn, id).map_err(Failure::partial)? else {
-        return Err(Failure::partial(StoreError::NotFound(id.clone())));
-    };
     let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO events (execution_id, seq, at, type, state, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+        .prepare_cached("INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)")
         .map_err(sql_failure)?;
     for event in events {
         insert
-            .execute(params![
-                id.as_str(),
-                known.next_seq,
-                event.at,
-                event.kind,
-                event.state.as_deref(),
-                event.body,
-            ])
+            .execute(params![known.key, known.next_seq, event.body])
             .map_err(sql_failure)?;
         known.next_seq += 1;
     }
@@ -421,18 +451,20 @@ fn append_events(
 
 /// What the writer needs to know of an execution, from the file: `None` if there is none.
 pub(super) fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreError> {
-    let row: Option<(String, Option<String>, i64)> = conn
+    let row: Option<(i64, String, Option<String>, i64)> = conn
         .prepare_cached(
-            "SELECT status, parent_id, \
-               (SELECT coalesce(max(seq), 0) FROM events WHERE execution_id = ?1) \
-             FROM executions WHERE id = ?1",
+            "SELECT e.key, e.status, (SELECT p.id FROM executions p WHERE p.key = e.parent), \
+               (SELECT coalesce(max(seq), 0) FROM events WHERE execution = e.key) \
+             FROM executions e WHERE e.id = ?1",
         )
         .and_then(|mut s| {
-            s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            s.query_row([id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })
         .map_err(store_error)?;
-    let Some((status, parent, last)) = row else {
+    let Some((key, status, parent, last)) = row else {
         return Ok(None);
     };
     let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
@@ -440,6 +472,7 @@ pub(super) fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>
         message: format!("status: {status}"),
     })?;
     Ok(Some(Known {
+        key,
         next_seq: last + 1,
         parent: parent.map(ExecutionId::from),
         status,

@@ -1,8 +1,9 @@
 //! The SQLite store on its own: schema, lock, round trips, group commit, faults.
 
+use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection};
 use serde_json::json;
 
 use super::{SqliteOptions, SqliteStore};
@@ -168,6 +169,207 @@ async fn a_child_is_created_once_and_an_ended_execution_takes_no_checkpoint() {
     );
 }
 
+/// Writes a version-1 file, rows and all, as the previous release did.
+fn write_version_1(path: &Path, executions: &[(ExecutionRecord, Vec<Event>)]) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(super::schema::VERSION_1).unwrap();
+    conn.pragma_update(None, "application_id", super::schema::APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    for (r, events) in executions {
+        let site = r.call_site.as_ref();
+        conn.execute(
+            "INSERT INTO executions (id, workflow, fingerprint, parent_id, call_node, \
+             call_batch, call_index, status, input, state, waiting, batches, outcome, \
+             wake_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![
+                r.id.as_str(),
+                r.workflow,
+                i64::from_ne_bytes(r.fingerprint.to_ne_bytes()),
+                r.parent.as_ref().map(ExecutionId::as_str),
+                site.map(|s| s.node.clone()),
+                site.map(|s| s.batch as i64),
+                site.map(|s| s.index as i64),
+                r.status.as_str(),
+                to_json(&r.input),
+                r.state,
+                r.waiting.as_ref().map(to_json),
+                r.batches as i64,
+                r.outcome.as_ref().map(to_json),
+                r.wake_at.map(|t| t.0 as i64),
+                r.created_at.0 as i64,
+                r.updated_at.0 as i64,
+            ],
+        )
+        .unwrap();
+        for (seq, e) in events.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO events (execution_id, seq, at, type, state, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    r.id.as_str(),
+                    seq as i64 + 1,
+                    e.at.0 as i64,
+                    e.kind.name(),
+                    e.state.as_deref(),
+                    to_json(e),
+                ],
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+/// A version-1 file (executions keyed by their text id) is upgraded in place on open:
+/// the same records, histories, children and listings, in the same order; recovery
+/// finds the same unfinished executions; writes go on where the file left off, and a
+/// child's call site is still taken once.
+#[tokio::test]
+async fn a_version_1_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let timer = Wait::Timer {
+        node: 1,
+        until: Timestamp(9_000),
+    };
+    let batch = Wait::Children(PendingBatch {
+        deadline: None,
+        batch: 1,
+        node: 0,
+        max_concurrency: None,
+        calls: Vec::new(),
+    });
+    // Created in this order, which is not the ids' order.
+    let mut p = record("p", None);
+    p.waiting = Some(batch);
+    p.batches = 1;
+    let mut first = record("p/1.0", Some("p"));
+    first.waiting = Some(timer);
+    first.wake_at = Some(Timestamp(9_000));
+    let mut second = record("p/1.1", Some("p"));
+    second.call_site.as_mut().unwrap().index = 1;
+    second.status = Status::Succeeded;
+    second.outcome = Some(crate::Outcome::Succeeded(json!("done")));
+    let mut b = record("b", None);
+    b.workflow = "V".into();
+    b.status = Status::Failed;
+    b.outcome = Some(crate::Outcome::Failed(json!({"error": "no"})));
+    let started = |child: &str| {
+        event(EventKind::ChildStarted {
+            child: child.into(),
+            workflow: "W".into(),
+        })
+    };
+    let executions = vec![
+        (
+            p,
+            vec![
+                event(EventKind::TaskScheduled),
+                started("p/1.0"),
+                started("p/1.1"),
+                event(EventKind::ChildSucceeded {
+                    child: "p/1.1".into(),
+                }),
+            ],
+        ),
+        (
+            first,
+            vec![event(EventKind::WaitStarted {
+                until: Timestamp(9_000),
+            })],
+        ),
+        (second, vec![event(EventKind::TaskScheduled)]),
+        (b, vec![]),
+    ];
+    write_version_1(&path, &executions);
+
+    let store = SqliteStore::open(&path).unwrap();
+    for (r, events) in &executions {
+        assert_eq!(store.get(&r.id).await.unwrap().as_ref(), Some(r));
+        assert_eq!(&store.history(&r.id).await.unwrap(), events, "{}", r.id);
+    }
+    let ids = |v: Vec<ExecutionId>| v.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.children(&"p".into()).await.unwrap()),
+        ["p/1.0", "p/1.1"]
+    );
+    assert!(store.children(&"b".into()).await.unwrap().is_empty());
+    let listed = |filter: ExecutionFilter| {
+        let store = store.clone();
+        async move {
+            let summaries = store.list(&filter).await.unwrap();
+            ids(summaries.into_iter().map(|s| s.id).collect())
+        }
+    };
+    assert_eq!(
+        listed(ExecutionFilter::new()).await,
+        ["p", "p/1.0", "p/1.1", "b"]
+    );
+    assert_eq!(listed(ExecutionFilter::new().top_level()).await, ["p", "b"]);
+    assert_eq!(listed(ExecutionFilter::new().workflow("V")).await, ["b"]);
+    assert_eq!(
+        listed(ExecutionFilter::new().status(Status::Succeeded)).await,
+        ["p/1.1"]
+    );
+    let summary = &store.list(&ExecutionFilter::new()).await.unwrap()[1];
+    assert_eq!(summary.parent, Some("p".into()));
+    let unfinished: Vec<ExecutionRecord> = store
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        unfinished,
+        [executions[0].0.clone(), executions[1].0.clone()]
+    );
+
+    // Writes go on: event numbers continue, call sites stay taken.
+    store
+        .checkpoint(checkpoint("p/1.0", b"[2]", None))
+        .await
+        .unwrap();
+    assert_eq!(store.history(&"p/1.0".into()).await.unwrap().len(), 2);
+    let twin = store
+        .create(record("p/1.0bis", Some("p")), vec![], vec![])
+        .await;
+    assert_eq!(twin, Err(StoreError::AlreadyExists("p/1.0bis".into())));
+    let again = store.create(record("b", None), vec![], vec![]).await;
+    assert_eq!(again, Err(StoreError::AlreadyExists("b".into())));
+    let mut next = record("p/2.0", Some("p"));
+    next.call_site.as_mut().unwrap().batch = 2;
+    store
+        .create(next, vec![], vec![started("p/2.0")])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.children(&"p".into()).await.unwrap()),
+        ["p/1.0", "p/1.1", "p/2.0"]
+    );
+    assert_eq!(store.history(&"p".into()).await.unwrap().len(), 5);
+    drop(store);
+
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    let leftovers: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '%v1%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(leftovers, 0, "the version-1 tables are gone");
+}
+
 #[tokio::test]
 async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +397,27 @@ async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped()
     );
     drop(clone);
     SqliteStore::open(&path).unwrap();
+}
+
+/// The page size is set before anything else is written to a new file (a file in WAL
+/// mode cannot change it later).
+#[test]
+fn a_new_file_gets_the_current_schema_and_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let (page_size, version): (i64, i64) = conn
+        .query_row(
+            "SELECT page_size, user_version FROM pragma_page_size, pragma_user_version",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (page_size, version),
+        (super::schema::PAGE_SIZE, super::schema::SCHEMA_VERSION)
+    );
 }
 
 #[test]
@@ -345,7 +568,8 @@ async fn a_write_failing_halfway_is_undone_alone() {
     let blocker = Connection::open(&path).unwrap();
     blocker
         .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'WaitEnded' \
+            "CREATE TRIGGER refuse BEFORE INSERT ON events \
+             WHEN json_extract(NEW.body, '$.kind.type') = 'WaitEnded' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END; BEGIN IMMEDIATE",
         )
         .unwrap();
