@@ -332,7 +332,7 @@ async fn a_version_1_file_is_upgraded_in_place() {
 
     // Writes go on: event numbers continue, call sites stay taken.
     store
-        .checkpoint(checkpoint("p/1.0", b"[2]", None))
+        .checkpoint(&checkpoint("p/1.0", b"[2]", None))
         .await
         .unwrap();
     assert_eq!(store.history(&"p/1.0".into()).await.unwrap().len(), 2);
