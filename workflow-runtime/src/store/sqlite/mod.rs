@@ -151,8 +151,12 @@ pub struct StoreStats {
 /// history, its JSON), in the order they were written. A child's call site is unique per
 /// parent, so a child can be created only once. Pending timers are the rows with a
 /// `wake_at`. Rows refer to each other by key rather than id so that what the executions
-/// in flight write sits at the end of each table instead of all over the file. The schema is versioned (`PRAGMA user_version`); a file
-/// written by a newer schema is refused with [`OpenError::SchemaTooNew`] and left as it is.
+/// in flight write sits at the end of each table instead of all over the file.
+///
+/// The schema is versioned (`PRAGMA user_version`). A file of an older version is
+/// upgraded in place when it is opened, in one transaction (version 1 keyed rows and
+/// events by the text id); a file written by a newer schema is refused with
+/// [`OpenError::SchemaTooNew`] and left as it is.
 ///
 /// # Writes: group commit
 ///
