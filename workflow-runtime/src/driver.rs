@@ -303,6 +303,9 @@ fn deadline<W: Workflow>(created_at: Timestamp) -> Option<Timestamp> {
     W::graph().timeout.map(|t| created_at.after(t()))
 }
 
+/// The largest state buffer a driver keeps for its next state.
+const KEPT_BUFFER: usize = 16 * 1024;
+
 /// How long a checkpoint that failed transiently waits before the first retry, and at
 /// most between retries.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -514,7 +517,10 @@ impl Driver {
                 batches,
             };
             match self.checkpoint(saved, events).await {
-                Ok(written) => buffer = written,
+                // Up to a size: a waiting execution that once had a large state should
+                // not hold that much memory until its next step.
+                Ok(written) if written.capacity() <= KEPT_BUFFER => buffer = written,
+                Ok(_) => {}
                 Err(finished) => return finished,
             }
             state = next;
