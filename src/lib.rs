@@ -201,7 +201,7 @@ pub use workflow_macros::{workflow, WorkflowError};
 pub use workflow_runtime::asl;
 pub use workflow_runtime::{
     BuildError, Builder, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
-    ExecutionRecord, ExecutionTree, MemoryStore, NestedError, NoError, Node, NodeKind, Outcome,
+    ExecutionRecord, ExecutionTree, Json, MemoryStore, NestedError, NoError, Node, NodeKind, Outcome,
     PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status, Store,
     StoreError, Timestamp, Transition, Workflow,
 };

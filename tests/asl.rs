@@ -527,6 +527,7 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
                 }
                 Outcome::Failed(e) => {
                     tokens.push("Fail".into());
+                    let e = e.to_value();
                     json!({"error": {"name": (info.error_name)(&e), "cause": e.to_string()}})
                 }
                 Outcome::TimedOut => {

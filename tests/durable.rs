@@ -241,7 +241,7 @@ async fn a_restart_resumes_children_and_polls_without_duplicates() {
     let Outcome::Succeeded(value) = outcome else {
         panic!("{outcome:?}");
     };
-    let done: Vec<Done> = serde_json::from_value(value).unwrap();
+    let done: Vec<Done> = value.decode().unwrap();
     assert_eq!(
         done.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
         ["job-0", "job-1", "job-2", "job-3"]
@@ -300,7 +300,7 @@ async fn timers_survive_a_restart_and_cancellation_is_durable() {
     assert_eq!((report.timers_due, report.timers_armed), (1, 1), "{report}");
     assert_eq!(
         rt.wait(&short).await.unwrap(),
-        Outcome::Succeeded(json!(400))
+        Outcome::Succeeded(json!(400).into())
     );
     let history = rt.history(&short).await.unwrap();
     assert_eq!(kinds(&history, "WaitStarted"), 1);
@@ -416,7 +416,7 @@ async fn a_version_mismatch_parks_the_execution_until_its_definition_returns() {
     assert_eq!(report.resumed, std::slice::from_ref(&id), "{report}");
     assert_eq!(
         rt.wait(&id).await.unwrap(),
-        Outcome::Succeeded(json!(1_501))
+        Outcome::Succeeded(json!(1_501).into())
     );
     rt.shutdown().await;
 }
@@ -732,7 +732,7 @@ async fn a_version_1_file_is_upgraded_and_its_executions_resume() {
     let Outcome::Succeeded(value) = rt.wait(&id).await.unwrap() else {
         panic!("the fan-out did not succeed");
     };
-    let done: Vec<Done> = serde_json::from_value(value).unwrap();
+    let done: Vec<Done> = value.decode().unwrap();
     assert_eq!(done.len(), 4);
     let history = rt.history(&id).await.unwrap();
     assert_eq!(kinds(&history, "ChildStarted"), 4, "no child twice");

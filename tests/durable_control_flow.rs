@@ -76,7 +76,7 @@ async fn a_for_loop_resumes_at_its_next_item_after_a_restart() {
     let rt = runtime(&db, second.clone());
     rt.recover().await.unwrap();
     let outcome = rt.wait(&id).await.unwrap();
-    assert_eq!(outcome, Outcome::Succeeded(serde_json::json!(10)));
+    assert_eq!(outcome, Outcome::Succeeded(serde_json::json!(10).into()));
     assert_eq!(
         second.calls(),
         [3, 4],

@@ -1,11 +1,11 @@
 //! Child executions: the batch a `call_nested!` asks for and the results it gets back.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use std::borrow::Cow;
 
 use crate::context::Fault;
+use crate::json::Json;
 use crate::retry::{TaskTimeout, WorkflowError};
 use crate::workflow::Workflow;
 use crate::ExecutionId;
@@ -96,9 +96,9 @@ impl<E> NestedError<E> {
 #[serde(tag = "status", content = "value")]
 pub enum Outcome {
     /// It returned this output.
-    Succeeded(Value),
+    Succeeded(Json),
     /// It failed with this error.
-    Failed(Value),
+    Failed(Json),
     /// It was cancelled.
     Cancelled,
     /// It ran past its workflow's timeout (`#[workflow(timeout = …)]`).
@@ -126,7 +126,7 @@ pub struct ChildBatch {
 #[derive(Debug)]
 pub(crate) struct ChildCall {
     pub(crate) workflow: &'static str,
-    pub(crate) input: Value,
+    pub(crate) input: Json,
 }
 
 impl ChildBatch {
@@ -142,7 +142,7 @@ impl ChildBatch {
 
     /// Adds one child. A typed `input` is what makes `call_nested!(wf(x))` type-check `x`.
     pub fn push<W: Workflow>(&mut self, _workflow: W, input: W::Input) {
-        match serde_json::to_value(&input) {
+        match Json::encode(&input) {
             Ok(input) => self.calls.push(ChildCall {
                 workflow: W::NAME,
                 input,
@@ -198,9 +198,10 @@ impl ChildrenOutcome {
             message,
         };
         match std::mem::replace(&mut result.outcome, Outcome::Cancelled) {
-            Outcome::Succeeded(v) => serde_json::from_value(v)
+            Outcome::Succeeded(v) => v
+                .decode()
                 .map_err(|e| faulted(format!("output does not decode: {e}"))),
-            Outcome::Failed(v) => match serde_json::from_value(v) {
+            Outcome::Failed(v) => match v.decode() {
                 Ok(error) => Err(NestedError::Failed {
                     child: child.clone(),
                     error,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::child::{ChildrenOutcome, NestedError};
 use crate::graph::{Node, StateGraph};
 use crate::history::{Event, EventKind};
+use crate::json::Json;
 use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
 use crate::time::{Clock, Timestamp};
 use crate::workflow::{Step, Workflow};
@@ -167,10 +168,10 @@ impl StepCx {
     ) -> Result<T, E> {
         let kind = match &result {
             Ok(v) => EventKind::TaskSucceeded {
-                output: serde_json::to_value(v).ok(),
+                output: Json::encode(v).ok(),
             },
             Err(e) => EventKind::TaskFailed {
-                error: to_json(e),
+                error: to_payload(e),
                 name: Some(e.error_name().into_owned()),
             },
         };
@@ -187,7 +188,7 @@ impl StepCx {
         let kind = match &result {
             Ok(_) => EventKind::TaskSucceeded { output: None },
             Err(e) => EventKind::TaskFailed {
-                error: to_json(e),
+                error: to_payload(e),
                 name: Some(e.error_name().into_owned()),
             },
         };
@@ -197,7 +198,7 @@ impl StepCx {
 
     /// A task whose value the workflow keeps (and cannot fail) finished.
     pub fn task_value<T: Serialize>(&mut self, node: usize, value: T) -> T {
-        let output = serde_json::to_value(&value).ok();
+        let output = Json::encode(&value).ok();
         self.record(node, EventKind::TaskSucceeded { output });
         value
     }
@@ -332,6 +333,13 @@ impl StepCx {
 
 /// The error Step Functions raises when a state's `TimeoutSeconds` elapses.
 pub(crate) const STATES_TIMEOUT: &str = "States.Timeout";
+
+/// `value` as a history or outcome payload: its JSON, or a string saying why it has none.
+pub(crate) fn to_payload<T: Serialize + ?Sized>(value: &T) -> Json {
+    Json::encode(value).unwrap_or_else(|e| {
+        Json::from(serde_json::Value::String(format!("<unserializable: {e}>")))
+    })
+}
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Value {
     serde_json::to_value(value)

@@ -11,15 +11,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::child::{ChildResult, ChildrenOutcome, Outcome};
-use crate::context::{to_json, StepCx};
+use crate::context::{to_payload, StepCx};
 use crate::error::{Payload, PayloadTooLarge, StartError, StoreError};
 use crate::history::{Event, EventKind};
+use crate::json::Json;
 use crate::retry::{Retry, WorkflowError};
 use crate::runtime::{Inner, Live};
 use crate::store::{
@@ -54,13 +53,13 @@ pub(crate) struct ParentLink {
 pub(crate) struct Launch {
     pub(crate) id: ExecutionId,
     pub(crate) parent: Option<ParentLink>,
-    pub(crate) input: Value,
+    pub(crate) input: Json,
     pub(crate) cancel: CancellationToken,
     notify: Notify,
 }
 
 impl Launch {
-    pub(crate) fn top_level(id: ExecutionId, input: Value) -> Self {
+    pub(crate) fn top_level(id: ExecutionId, input: Json) -> Self {
         Launch {
             id,
             parent: None,
@@ -138,19 +137,21 @@ impl<W: Workflow> Erased for Typed<W> {
         launch: Launch,
     ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
         Box::pin(async move {
-            let input = W::Input::deserialize(&launch.input).map_err(|source| {
-                StartError::InvalidInput {
-                    workflow: W::NAME,
-                    source,
-                }
-            })?;
+            let input: W::Input =
+                launch
+                    .input
+                    .decode()
+                    .map_err(|source| StartError::InvalidInput {
+                        workflow: W::NAME,
+                        source,
+                    })?;
             let too_large = |what, size| PayloadTooLarge {
                 execution: launch.id.clone(),
                 what,
                 size,
                 limit: rt.payload_limit,
             };
-            let input_size = to_json_len(&launch.input);
+            let input_size = launch.input.as_str().len();
             if input_size > rt.payload_limit {
                 return Err(too_large(Payload::Input, input_size).into());
             }
@@ -263,23 +264,6 @@ impl<W: Workflow> Erased for Typed<W> {
             }
         }
     }
-}
-
-/// The length of `value`'s JSON, counted without writing it anywhere.
-fn to_json_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a `Value` to a writer that never fails cannot fail.
-    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 /// How an execution ended, and whether that end is in the store.
@@ -494,12 +478,12 @@ impl Driver {
                 }
                 Step::Succeed(output) => {
                     return self
-                        .finish(Outcome::Succeeded(to_json(&output)), events)
+                        .finish(Outcome::Succeeded(to_payload(&output)), events)
                         .await;
                 }
                 Step::Fail(error) => {
                     let name = error.error_name().into_owned();
-                    let outcome = Outcome::Failed(to_json(&error));
+                    let outcome = Outcome::Failed(to_payload(&error));
                     return Box::pin(self.finish_named(outcome, events, Some(name))).await;
                 }
                 Step::Fault(fault) => {
@@ -1006,7 +990,7 @@ pub(crate) fn child_event(child: &ExecutionId, outcome: &Outcome) -> EventKind {
         },
         Outcome::Faulted(message) => EventKind::ChildFailed {
             child,
-            error: Value::String(message.clone()),
+            error: Json::from(serde_json::Value::String(message.clone())),
         },
         Outcome::Cancelled => EventKind::ChildCancelled { child },
         Outcome::TimedOut => EventKind::ChildTimedOut { child },

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::json::Json;
 use crate::time::Timestamp;
 use crate::ExecutionId;
 
@@ -29,7 +29,7 @@ pub enum EventKind {
     /// The execution was created with this input.
     ExecutionStarted {
         /// The input, as JSON.
-        input: Value,
+        input: Json,
         /// The parent execution, for a child.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ExecutionId>,
@@ -40,12 +40,12 @@ pub enum EventKind {
     TaskSucceeded {
         /// The value the workflow bound, as JSON.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        output: Option<Value>,
+        output: Option<Json>,
     },
     /// A task's error ended the workflow (through `?`).
     TaskFailed {
         /// The workflow error it became, as JSON.
-        error: Value,
+        error: Json,
         /// Its name ([`WorkflowError`](crate::WorkflowError)).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
@@ -91,7 +91,7 @@ pub enum EventKind {
         /// The child's id.
         child: ExecutionId,
         /// The child's error, as JSON.
-        error: Value,
+        error: Json,
     },
     /// A child ran past its workflow's timeout.
     ChildTimedOut {
@@ -106,12 +106,12 @@ pub enum EventKind {
     /// The execution succeeded.
     ExecutionSucceeded {
         /// The output, as JSON.
-        output: Value,
+        output: Json,
     },
     /// The execution failed with the workflow's error.
     ExecutionFailed {
         /// The error, as JSON.
-        error: Value,
+        error: Json,
         /// Its name ([`WorkflowError`](crate::WorkflowError)).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,

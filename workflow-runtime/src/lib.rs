@@ -83,6 +83,7 @@ mod error;
 mod graph;
 mod history;
 mod iter;
+mod json;
 mod poll;
 mod recovery;
 mod registry;
@@ -108,6 +109,7 @@ pub use error::{
 };
 pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
 pub use history::{Event, EventKind, PollOutcome};
+pub use json::Json;
 pub use poll::{PollError, Polled};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
 pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};

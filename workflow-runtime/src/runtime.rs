@@ -11,8 +11,6 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +20,7 @@ use crate::context::Deps;
 use crate::driver::{Erased, Launch};
 use crate::error::{BuildError, RunError, StartError, StoreError};
 use crate::history::Event;
+use crate::json::Json;
 use crate::recovery::Recovered;
 use crate::registry::{self, WorkflowRef};
 use crate::store::{
@@ -215,7 +214,7 @@ impl Runtime {
                 name: W::NAME.to_owned(),
             });
         }
-        let input = serde_json::to_value(&input).map_err(|source| StartError::InvalidInput {
+        let input = Json::encode(&input).map_err(|source| StartError::InvalidInput {
             workflow: W::NAME,
             source,
         })?;
@@ -230,11 +229,17 @@ impl Runtime {
         })
     }
 
-    /// Starts an execution of the workflow registered as `name`, with JSON input.
+    /// Starts an execution of the workflow registered as `name`, with JSON input (a
+    /// [`Json`] or a [`serde_json::Value`]).
     ///
     /// Input that does not deserialize into the workflow's input type is refused with
     /// [`StartError::InvalidInput`]; nothing is stored.
-    pub async fn start_json(&self, name: &str, input: Value) -> Result<ExecutionId, StartError> {
+    pub async fn start_json(
+        &self,
+        name: &str,
+        input: impl Into<Json>,
+    ) -> Result<ExecutionId, StartError> {
+        let input = input.into();
         let workflow = self
             .inner
             .workflows
@@ -405,9 +410,10 @@ impl<W: Workflow> Execution<W> {
             return Err(RunError::Faulted(message.into()));
         };
         match outcome.as_ref() {
-            Some(Outcome::Succeeded(v)) => W::Output::deserialize(v)
+            Some(Outcome::Succeeded(v)) => v
+                .decode()
                 .map_err(|e| RunError::Faulted(format!("output does not decode: {e}"))),
-            Some(Outcome::Failed(v)) => match W::Error::deserialize(v) {
+            Some(Outcome::Failed(v)) => match v.decode() {
                 Ok(e) => Err(RunError::Failed(e)),
                 Err(e) => Err(RunError::Faulted(format!("error does not decode: {e}"))),
             },

@@ -57,6 +57,7 @@ use crate::context::{to_json, Caught, Deps, StepCx, STATES_TIMEOUT};
 use crate::error::BuildError;
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
+use crate::json::Json;
 use crate::registry::{self, WorkflowRef};
 use crate::retry::{Policy, TaskTimeout, WorkflowError};
 use crate::time::Timestamp;
@@ -837,7 +838,7 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
             Some(d) if d.get("Error").is_some() => {
                 let child_error = d.get("Error").and_then(Value::as_str).unwrap_or("");
                 let child_cause = d.get("Cause").and_then(Value::as_str).unwrap_or("");
-                match serde_json::from_str::<Value>(child_cause) {
+                match Json::parse(child_cause.to_owned()) {
                     Ok(v) if !StepError::is_fault(child_error) => Outcome::Failed(v),
                     _ => Outcome::Faulted(format!("{child_error}: {child_cause}")),
                 }
@@ -883,7 +884,7 @@ fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
         .zip(outputs)
         .map(|(id, r)| ChildResult {
             id,
-            outcome: Outcome::Succeeded(r.get("output").cloned().unwrap_or(Value::Null)),
+            outcome: Outcome::Succeeded(r.get("output").map_or_else(Json::null, Json::from)),
         })
         .collect();
     Ok(ChildrenOutcome {

@@ -24,11 +24,11 @@ pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::child::Outcome;
 use crate::error::StoreError;
 use crate::history::Event;
+use crate::json::Json;
 use crate::time::Timestamp;
 use crate::ExecutionId;
 
@@ -181,7 +181,7 @@ pub struct PendingChild {
     /// The child's workflow name.
     pub workflow: String,
     /// Its input, as JSON.
-    pub input: Value,
+    pub input: Json,
 }
 
 /// One execution as stored.
@@ -201,7 +201,7 @@ pub struct ExecutionRecord {
     /// Where it is in its life.
     pub status: Status,
     /// Its input, as JSON.
-    pub input: Value,
+    pub input: Json,
     /// The last checkpointed state (the serialized state enum).
     pub state: Vec<u8>,
     /// What it waits for at the last checkpoint; `None` while a step runs.

@@ -22,6 +22,9 @@ use crate::ExecutionId;
 pub(super) struct Names {
     names: Vec<Cow<'static, str>>,
     index: HashMap<Cow<'static, str>, u64>,
+    /// Where an event's JSON is written before it is copied in after its length: kept
+    /// here, shared by every history, so that packing allocates nothing once warm.
+    scratch: Vec<u8>,
 }
 
 impl Names {
@@ -48,6 +51,10 @@ impl Names {
         }
     }
 }
+
+/// The largest scratch buffer kept after an event: one large payload should not hold
+/// its size for the life of the store.
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 /// The kinds with a packed payload; everything else is [`Tag::Json`].
 #[derive(Clone, Copy)]
@@ -98,11 +105,16 @@ impl History {
                 put(&mut self.bytes, u64::from(*attempt));
             }
             kind => {
-                // Serializing a `Value` or a string cannot fail.
-                let json = serde_json::to_vec(kind).unwrap_or_default();
+                let json = &mut names.scratch;
+                json.clear();
+                // Serializing payloads (already JSON), strings and numbers cannot fail.
+                let _ = serde_json::to_writer(&mut *json, kind);
                 self.bytes.push(Tag::Json as u8);
                 put(&mut self.bytes, json.len() as u64);
-                self.bytes.extend_from_slice(&json);
+                self.bytes.extend_from_slice(json);
+                if json.capacity() > SCRATCH_KEPT {
+                    *json = Vec::new();
+                }
             }
         }
     }
@@ -229,6 +241,8 @@ impl<'a> Reader<'a> {
 mod tests {
     use serde_json::json;
 
+    use crate::json::Json;
+
     use super::*;
 
     #[test]
@@ -239,7 +253,7 @@ mod tests {
                 at: at(1_700_000_000_000_000),
                 state: None,
                 kind: EventKind::ExecutionStarted {
-                    input: json!({"a": [1, 2.5, "x"], "b": u64::MAX}),
+                    input: Json::from(json!({"a": [1, 2.5, "x"], "b": u64::MAX})),
                     parent: Some("p".into()),
                 },
             },
@@ -288,7 +302,7 @@ mod tests {
                 at: at(9),
                 state: Some("end".into()),
                 kind: EventKind::ExecutionSucceeded {
-                    output: json!(null),
+                    output: Json::null(),
                 },
             },
         ];

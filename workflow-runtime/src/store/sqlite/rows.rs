@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use super::cache::{Cache, Known};
 use crate::error::StoreError;
 use crate::history::Event;
+use crate::json::Json;
 use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Status, Wait};
 use crate::time::Timestamp;
 use crate::ExecutionId;
@@ -136,7 +137,7 @@ impl CreateRows {
             waiting: record.waiting.as_ref().map(json).transpose()?,
             outcome: record.outcome.as_ref().map(json).transpose()?,
             wake_at: record.wake_at.map(ts).transpose()?,
-            input: json(&record.input)?,
+            input: record.input.into_string(),
             batches: to_i64(record.batches, "batches")?,
             created_at: ts(record.created_at)?,
             updated_at: ts(record.updated_at)?,
@@ -515,7 +516,7 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
             parent: parent.map(ExecutionId::from),
             call_site,
             status,
-            input: serde_json::from_str(&input).map_err(|e| corrupt("input", &e))?,
+            input: Json::parse(input).map_err(|e| corrupt("input", &e))?,
             state: row.get(9).map_err(|e| corrupt("state", &e))?,
             waiting: waiting
                 .map(|w| serde_json::from_str(&w))

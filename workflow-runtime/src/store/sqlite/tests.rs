@@ -28,7 +28,7 @@ fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
             index: 0,
         }),
         status: Status::Running,
-        input: json!({"n": 1}),
+        input: json!({"n": 1}).into(),
         state: b"{\"Start\":{}}".to_vec(),
         waiting: None,
         batches: 0,
@@ -74,7 +74,7 @@ async fn records_and_histories_round_trip() {
         max_concurrency: Some(3),
         calls: vec![PendingChild {
             workflow: "C".into(),
-            input: json!([1, 2]),
+            input: json!([1, 2]).into(),
         }],
     });
     {
@@ -154,7 +154,7 @@ async fn a_child_is_created_once_and_an_ended_execution_takes_no_checkpoint() {
     let mut end = checkpoint("p/1.0", b"[]", None);
     end.status = Status::Succeeded;
     end.state = None;
-    end.outcome = Some(crate::Outcome::Succeeded(json!(1)));
+    end.outcome = Some(crate::Outcome::Succeeded(json!(1).into()));
     end.parent_events = vec![event(EventKind::ChildSucceeded {
         child: "p/1.0".into(),
     })];
@@ -254,11 +254,11 @@ async fn a_version_1_file_is_upgraded_in_place() {
     let mut second = record("p/1.1", Some("p"));
     second.call_site.as_mut().unwrap().index = 1;
     second.status = Status::Succeeded;
-    second.outcome = Some(crate::Outcome::Succeeded(json!("done")));
+    second.outcome = Some(crate::Outcome::Succeeded(json!("done").into()));
     let mut b = record("b", None);
     b.workflow = "V".into();
     b.status = Status::Failed;
-    b.outcome = Some(crate::Outcome::Failed(json!({"error": "no"})));
+    b.outcome = Some(crate::Outcome::Failed(json!({"error": "no"}).into()));
     let started = |child: &str| {
         event(EventKind::ChildStarted {
             child: child.into(),
