@@ -287,6 +287,10 @@ fn deadline<W: Workflow>(created_at: Timestamp) -> Option<Timestamp> {
     W::graph().timeout.map(|t| created_at.after(t()))
 }
 
+/// The state buffer a driver starts with: room for most states, so that encoding the
+/// first one does not grow it several times.
+const FIRST_BUFFER: usize = 256;
+
 /// The largest state buffer a driver keeps for its next state.
 const KEPT_BUFFER: usize = 16 * 1024;
 
@@ -365,10 +369,12 @@ impl Driver {
     ) -> Finished {
         let graph = W::graph();
         let node_name = |node: usize| graph.nodes.get(node).map(|n| Cow::Borrowed(n.name));
+        // Each step's events go into the previous step's vector, once it is written, as
+        // each state is encoded into the previous one's buffer: a transition allocates
+        // neither once the execution is under way.
         let mut carried: Vec<Event> = Vec::new();
         let mut children: Option<ChildrenOutcome> = None;
-        // Each state is encoded into the previous one's buffer, once it is written.
-        let mut buffer = Vec::new();
+        let mut buffer = Vec::with_capacity(FIRST_BUFFER);
         loop {
             // 1. Wait for what the last checkpoint said (after a restart too).
             let mut retries = 0;
@@ -501,10 +507,15 @@ impl Driver {
                 batches,
             };
             match self.checkpoint(saved, events).await {
-                // Up to a size: a waiting execution that once had a large state should
-                // not hold that much memory until its next step.
-                Ok(written) if written.capacity() <= KEPT_BUFFER => buffer = written,
-                Ok(_) => {}
+                Ok((written, mut events)) => {
+                    // Up to a size: a waiting execution that once had a large state
+                    // should not hold that much memory until its next step.
+                    if written.capacity() <= KEPT_BUFFER {
+                        buffer = written;
+                    }
+                    events.clear();
+                    carried = events;
+                }
                 Err(finished) => return finished,
             }
             state = next;
@@ -616,8 +627,12 @@ impl Driver {
     /// succeeds or the execution is cancelled, so a full disk pauses the execution at
     /// its previous checkpoint instead of failing it.
     ///
-    /// Hands back the state's buffer, written, for the next state to be encoded into.
-    async fn checkpoint(&self, saved: SavedState, events: Vec<Event>) -> Result<Vec<u8>, Finished> {
+    /// Hands back the state's buffer and the events, written, for the next step to reuse.
+    async fn checkpoint(
+        &self,
+        saved: SavedState,
+        events: Vec<Event>,
+    ) -> Result<(Vec<u8>, Vec<Event>), Finished> {
         let limit = self.rt.payload_limit;
         if saved.bytes.len() > limit {
             let error = PayloadTooLarge {
@@ -653,10 +668,13 @@ impl Driver {
             }
         };
         match result {
-            Ok(()) => Ok(checkpoint
-                .state
-                .map(|saved| saved.bytes)
-                .unwrap_or_default()),
+            Ok(()) => Ok((
+                checkpoint
+                    .state
+                    .map(|saved| saved.bytes)
+                    .unwrap_or_default(),
+                checkpoint.events,
+            )),
             Err(e) => {
                 tracing::error!(execution = %self.id, error = %e, "checkpoint failed");
                 let message = format!("checkpoint failed: {e}");

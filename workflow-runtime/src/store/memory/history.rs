@@ -81,6 +81,15 @@ pub(super) struct History {
 }
 
 impl History {
+    /// An empty history with room for a short execution's events (its start, a few
+    /// tasks, its end), so that those do not grow it from nothing several times over.
+    pub(super) fn new() -> Self {
+        History {
+            bytes: Vec::with_capacity(256),
+            last_at: 0,
+        }
+    }
+
     pub(super) fn push(&mut self, names: &mut Names, event: &Event) {
         let at = event.at.0;
         put_signed(&mut self.bytes, delta(at, self.last_at));

@@ -77,7 +77,7 @@ impl Store for MemoryStore {
             parent.children.push(record.id.clone());
             parent.history.extend(names, &parent_events);
         }
-        let mut history = History::default();
+        let mut history = History::new();
         history.extend(names, &events);
         let id = record.id.clone();
         order.push(id.clone());
