@@ -431,7 +431,9 @@ impl Driver {
             let Some(step) = step else {
                 return self.finish(Outcome::Cancelled, events).await;
             };
-            // 3. Checkpoint what comes next.
+            // 3. Checkpoint what comes next. One reading of the clock serves the
+            // transition: its wait's start, its deadlines and the checkpoint's time.
+            let now = self.rt.clock.now();
             let next = match step {
                 Step::Continue(next) | Step::Task { state: next, .. } => next,
                 Step::Retry(retry) => {
@@ -450,9 +452,9 @@ impl Driver {
                     state: next,
                     duration,
                 } => {
-                    let until = self.rt.clock.now().after(duration);
+                    let until = now.after(duration);
                     events.push(Event {
-                        at: self.rt.clock.now(),
+                        at: now,
                         state: node_name(node),
                         kind: EventKind::WaitStarted { until },
                     });
@@ -468,7 +470,7 @@ impl Driver {
                     let timeout = graph.nodes.get(batch.node).and_then(|n| n.policy().timeout);
                     waiting = Some(Wait::Children(PendingBatch {
                         batch: batches,
-                        deadline: timeout.map(|t| self.rt.clock.now().after(t)),
+                        deadline: timeout.map(|t| now.after(t)),
                         node: batch.node,
                         max_concurrency: batch.max_concurrency,
                         calls: batch
@@ -506,7 +508,7 @@ impl Driver {
                 waiting: waiting.clone(),
                 batches,
             };
-            match self.checkpoint(saved, events).await {
+            match self.checkpoint(saved, events, now).await {
                 Ok((written, mut events)) => {
                     // Up to a size: a waiting execution that once had a large state
                     // should not hold that much memory until its next step.
@@ -528,6 +530,9 @@ impl Driver {
         node_name: &impl Fn(usize) -> Option<Cow<'static, str>>,
         batch: PendingBatch,
     ) -> Result<ChildrenOutcome, Finished> {
+        if self.cancel.is_cancelled() {
+            return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
+        }
         let Some(node) = node_name(batch.node) else {
             let message = format!("child batch at unknown node {}", batch.node);
             return Err(self.finish(Outcome::Faulted(message), Vec::new()).await);
@@ -547,11 +552,9 @@ impl Driver {
         if remaining.is_zero() {
             // A due timer (a zero wait, or one that fell due during a restart) skips
             // tokio's timer wheel, which would hold it until its next millisecond tick;
-            // yielding keeps such a loop fair to other tasks.
+            // yielding keeps such a loop fair to other tasks. What comes next (a step,
+            // a batch of children) checks for a cancellation before it does anything.
             tokio::task::yield_now().await;
-            if self.cancel.is_cancelled() {
-                return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
-            }
         } else {
             tokio::select! {
                 biased;
@@ -618,7 +621,7 @@ impl Driver {
             waiting: Some(wait.clone()),
             batches: *batches,
         };
-        self.checkpoint(saved, events).await?;
+        self.checkpoint(saved, events, self.rt.clock.now()).await?;
         Ok((state, wait))
     }
 
@@ -632,6 +635,7 @@ impl Driver {
         &self,
         saved: SavedState,
         events: Vec<Event>,
+        at: Timestamp,
     ) -> Result<(Vec<u8>, Vec<Event>), Finished> {
         let limit = self.rt.payload_limit;
         if saved.bytes.len() > limit {
@@ -653,13 +657,11 @@ impl Driver {
             outcome: None,
             events,
             parent_events: Vec::new(),
-            at: self.rt.clock.now(),
+            at,
         };
-        // A cancelled execution takes no more checkpoints. The write is polled first:
-        // most complete on their first poll, which then costs no cancellation waiter.
-        if self.cancel.is_cancelled() {
-            return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
-        }
+        // The step that led here checked for a cancellation just before, with no await
+        // since. The write is polled first: most complete on their first poll, which
+        // then costs no cancellation waiter; one that waits can still be cancelled.
         let result = tokio::select! {
             biased;
             result = self.persist(&checkpoint) => result,
