@@ -131,15 +131,16 @@ impl Sizes {
         let pick = |full: usize, small: usize, given: Option<usize>| {
             given.unwrap_or(if quick { small } else { full })
         };
+        let runs = pick(5, 1, a.runs).max(1);
         Sizes {
-            runs: pick(5, 1, a.runs).max(1),
+            runs,
             n: pick(10_000, 300, a.n),
             parallel: a.parallel,
             durable_n: pick(20_000, 500, a.durable_n),
             durable_inflight: a.durable_inflight,
             waiting: pick(100_000, 500, a.waiting),
             waiting_secs: a.waiting_secs.unwrap_or(if quick { 3 } else { 60 }),
-            waiting_runs: pick(5, 1, a.waiting_runs).max(1),
+            waiting_runs: a.waiting_runs.unwrap_or(runs).max(1),
             fanout: pick(10_000, 300, a.fanout),
             recovery: pick(100_000, 500, a.recovery),
             fine_polls: a.fine_polls.unwrap_or(if quick { 50 } else { 2_000 }),
