@@ -2,8 +2,8 @@
 //! (`start_paused`): every wait is real tokio time, auto-advanced when the runtime idles.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -557,4 +557,51 @@ async fn starting_an_unregistered_workflow_is_refused() {
     let rt = Runtime::builder().build().unwrap();
     let err = rt.start(peak, ()).await.unwrap_err();
     assert!(matches!(err, StartError::NotRegistered { .. }));
+}
+
+/// Whether a task spawned beside an execution has run yet.
+#[derive(Default)]
+struct Probe {
+    ran: AtomicBool,
+}
+
+impl Probe {
+    async fn ran(&self) -> bool {
+        self.ran.load(Ordering::SeqCst)
+    }
+}
+
+/// A loop of tasks that answer at once, on a store that answers at once: nothing it
+/// awaits ever waits. Returns the iteration that first saw the probe run (0 if none did).
+#[workflow]
+async fn busy(probe: &Probe, n: u32) -> u32 {
+    let mut i: u32 = 0;
+    while i < n {
+        let ran: bool = probe.ran().await;
+        i += 1;
+        if ran {
+            return i;
+        }
+    }
+    0
+}
+
+#[tokio::test]
+async fn an_execution_that_never_waits_still_lets_other_tasks_run() {
+    // One thread: if the driver never yielded, the probe would run only after the
+    // execution's 10,000 transitions.
+    let probe = Arc::new(Probe::default());
+    let rt = Runtime::builder()
+        .register(busy)
+        .dependency_arc(Arc::clone(&probe))
+        .build()
+        .unwrap();
+    let execution = rt.start(busy, 10_000).await.unwrap();
+    let spawned = Arc::clone(&probe);
+    tokio::spawn(async move { spawned.ran.store(true, Ordering::SeqCst) });
+    let seen_at = execution.result().await.unwrap();
+    assert!(
+        (1..1_000).contains(&seen_at),
+        "the probe ran at iteration {seen_at} of 10,000 (0: only after the end)"
+    );
 }

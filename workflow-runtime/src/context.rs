@@ -336,9 +336,8 @@ pub(crate) const STATES_TIMEOUT: &str = "States.Timeout";
 
 /// `value` as a history or outcome payload: its JSON, or a string saying why it has none.
 pub(crate) fn to_payload<T: Serialize + ?Sized>(value: &T) -> Json {
-    Json::encode(value).unwrap_or_else(|e| {
-        Json::from(serde_json::Value::String(format!("<unserializable: {e}>")))
-    })
+    Json::encode(value)
+        .unwrap_or_else(|e| Json::from(serde_json::Value::String(format!("<unserializable: {e}>"))))
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Value {

@@ -294,6 +294,12 @@ const FIRST_BUFFER: usize = 256;
 /// The largest state buffer a driver keeps for its next state.
 const KEPT_BUFFER: usize = 16 * 1024;
 
+/// The most transitions a driver makes in a row without yielding to other tasks. A
+/// memory store's write never waits, and neither does a task that answers at once, so a
+/// loop of such tasks would otherwise hold its worker thread, and the timers due on it,
+/// until the loop ends. Polls never reach it: their waits yield.
+const UNBROKEN_TRANSITIONS: u32 = 128;
+
 /// How long a checkpoint that failed transiently waits before the first retry, and at
 /// most between retries.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -375,11 +381,22 @@ impl Driver {
         let mut carried: Vec<Event> = Vec::new();
         let mut children: Option<ChildrenOutcome> = None;
         let mut buffer = Vec::with_capacity(FIRST_BUFFER);
+        let mut unbroken = 0;
         loop {
             // 1. Wait for what the last checkpoint said (after a restart too).
             let mut retries = 0;
+            if waiting.is_some() {
+                // Every wait yields, a due one too (`sleep_until`).
+                unbroken = 0;
+            }
             match waiting.take() {
-                None => {}
+                None => {
+                    unbroken += 1;
+                    if unbroken == UNBROKEN_TRANSITIONS {
+                        unbroken = 0;
+                        tokio::task::yield_now().await;
+                    }
+                }
                 Some(Wait::Timer { node, until }) => {
                     if let Err(finished) = self.sleep_until(until).await {
                         return finished;
