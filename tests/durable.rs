@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
 use workflow::{
-    BuildError, EventKind, ExecutionFilter, ExecutionId, OpenError, Outcome, Payload, SqliteStore,
-    StartError, Status, StoreError, Wait,
+    BuildError, EventKind, Execution, ExecutionFilter, ExecutionId, OpenError, Outcome, Payload,
+    SqliteStore, StartError, Status, StoreError, Wait,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -203,6 +203,24 @@ fn kinds(history: &[workflow::Event], name: &str) -> usize {
     history.iter().filter(|e| e.kind.name() == name).count()
 }
 
+/// Leaves `db` as a crash would in the middle of a fan-out of four children: two
+/// children in their first status call (held), two not started yet. Returns the parent's
+/// handle, whose result the stop ended, and the service to reopen the file with (the
+/// same counters, status calls let through).
+async fn stopped_mid_fan_out(db: &Path) -> (Execution<fan_out>, Svc) {
+    let (svc, _gate) = Svc::new(false);
+    let held = Arc::clone(&svc.held);
+    let reopened = svc.reopened();
+    let rt = runtime(db, svc);
+    let exec = rt.start(fan_out, jobs(4, 3)).await.unwrap();
+    until_true("two status calls in flight", || {
+        held.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    rt.shutdown().await;
+    (exec, reopened)
+}
+
 // ---------------------------------------------------------------------------------------
 
 /// The parent waits on a batch with two children polling (their status calls in flight)
@@ -212,19 +230,8 @@ fn kinds(history: &[workflow::Event], name: &str) -> usize {
 async fn a_restart_resumes_children_and_polls_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wf.sqlite");
-    let (svc, _gate) = Svc::new(false);
-    let held = Arc::clone(&svc.held);
-    let reopened = svc.reopened();
-
-    let rt = runtime(&db, svc);
-    let exec = rt.start(fan_out, jobs(4, 3)).await.unwrap();
+    let (exec, reopened) = stopped_mid_fan_out(&db).await;
     let id = exec.id().clone();
-    // Both running children are in their first status call, held.
-    until_true("two status calls in flight", || {
-        held.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    rt.shutdown().await;
     let stopped = exec.result().await.unwrap_err();
     assert!(matches!(stopped, RunError::Faulted(_)), "{stopped:?}");
 
@@ -698,17 +705,8 @@ async fn everything(rt: &Runtime) -> Vec<String> {
 async fn a_version_1_file_is_upgraded_and_its_executions_resume() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wf.sqlite");
-    let (svc, _gate) = Svc::new(false);
-    let held = Arc::clone(&svc.held);
-    let reopened = svc.reopened();
-    let rt = runtime(&db, svc);
-    let exec = rt.start(fan_out, jobs(4, 3)).await.unwrap();
+    let (exec, reopened) = stopped_mid_fan_out(&db).await;
     let id = exec.id().clone();
-    until_true("two status calls in flight", || {
-        held.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    rt.shutdown().await;
     drop(exec);
     // Read by a runtime that does not recover, so that nothing changes.
     let rt = runtime(&db, reopened.reopened());

@@ -2,7 +2,7 @@
 //! by side in one run, printed as a table (the one in `BENCHMARKS.md`).
 //!
 //! ```text
-//! cargo run --release --example bench              # the full suite (about 20 minutes)
+//! cargo run --release --example bench              # the full suite (about 15 minutes)
 //! cargo run --release --example bench -- --quick   # small sizes (CI runs this, in debug)
 //! cargo run --release --example bench -- --only 1,2,4 --runs 7
 //! cargo run --release --example bench -- --help
