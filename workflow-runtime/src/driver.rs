@@ -385,18 +385,14 @@ impl Driver {
         loop {
             // 1. Wait for what the last checkpoint said (after a restart too).
             let mut retries = 0;
-            if waiting.is_some() {
-                // Every wait yields, a due one too (`sleep_until`).
+            // Every wait yields, a due one too (`sleep_until`), so it ends a run.
+            unbroken = if waiting.is_some() { 0 } else { unbroken + 1 };
+            if unbroken == UNBROKEN_TRANSITIONS {
                 unbroken = 0;
+                tokio::task::yield_now().await;
             }
             match waiting.take() {
-                None => {
-                    unbroken += 1;
-                    if unbroken == UNBROKEN_TRANSITIONS {
-                        unbroken = 0;
-                        tokio::task::yield_now().await;
-                    }
-                }
+                None => {}
                 Some(Wait::Timer { node, until }) => {
                     if let Err(finished) = self.sleep_until(until).await {
                         return finished;
