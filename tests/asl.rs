@@ -21,9 +21,15 @@
 //! and end the state sequence with `TimedOut`. A parent sees either as the child's
 //! `NestedError::TimedOut` (`Workflow.Timeout`), compared like any error.
 
+#[path = "ui/pass/exits.rs"]
+#[allow(clippy::all)]
+mod exits;
 #[path = "ui/pass/control_flow.rs"]
 #[allow(clippy::all)]
 mod flows;
+#[path = "ui/pass/nested_control_flow.rs"]
+#[allow(clippy::all)]
+mod nested_flows;
 #[path = "asl/nesting.rs"]
 mod nesting;
 #[path = "ui/pass/nesting_pattern.rs"]
@@ -50,7 +56,11 @@ macro_rules! workflows {
             flows::labels, flows::early, flows::shadowing, flows::blocks, flows::poll_rounds,
             flows::child_loop, flows::square, flows::tail_match,
             flows::unannotated_temporaries, flows::assignments, flows::skip_ahead,
-            nesting::run_job, nesting::main_flow, pass_nesting::run_job,
+            flows::ping_all, nested_flows::grid, nested_flows::layered, nested_flows::drain,
+            exits::halve, exits::value_blocks, exits::for_in_while, exits::match_break_value,
+            exits::labelled_blocks, exits::continue_after_sleep, exits::let_else_break,
+            exits::match_arms, exits::early_exits, exits::outer_variable,
+            pass_nesting::unit_workflow, nesting::run_job, nesting::main_flow, pass_nesting::run_job,
             pass_nesting::main_flow, retries::retried, retries::caught, retries::timed,
             retries::polled, retries::looped, retries::fetch_child, retries::nested_retried,
             retries::nested_timed, retries::bounded_child, retries::calls_bounded,
@@ -61,6 +71,8 @@ macro_rules! workflows {
         $builder
             $(.register($w))*
             .dependency(flows::Calc::default())
+            .dependency(nested_flows::Log::default())
+            .dependency(exits::Svc::default())
             .dependency(nesting::scripted())
             .dependency(pass_nesting::Svc)
             .dependency(retries::Flaky::default())
@@ -326,6 +338,70 @@ fn retried_calls_answer_errors_and_caught_errors_reach_the_code() {
     assert_eq!(e.name(), "Workflow.InvalidState");
 }
 
+/// Every `#[workflow]` of `tests/ui/pass`, `tests/asl` and the nesting example is in the
+/// differential runs, with at least one scenario: a workflow added there without one
+/// fails here. (`examples/bench` is left out: its fan-out workflows call their own copy of
+/// the nesting example's child, under the same name as the one registered here; their
+/// shape, a map and a tail, is `nested_map`'s.)
+#[test]
+fn every_pass_and_example_workflow_takes_part_in_the_differential() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["tests/ui/pass", "tests/asl"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.push(root.join("examples/nesting/workflows.rs"));
+    let registered = handler().workflows();
+    let scenarios = scenarios();
+    let mut missing = Vec::new();
+    let mut found = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for name in workflow_names(&text) {
+            found += 1;
+            if !registered.contains(&name.as_str()) {
+                missing.push(format!("{name} ({}): not registered", file.display()));
+            } else if !scenarios.iter().any(|(w, _)| *w == name) {
+                missing.push(format!("{name} ({}): no scenario", file.display()));
+            }
+        }
+    }
+    assert!(
+        found >= 40,
+        "only {found} workflows found: is the scan broken?"
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// The published names of the `#[workflow]`s in a source file: `name = "…"` of the
+/// attribute, else the function's name.
+fn workflow_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[workflow") {
+        rest = &rest[at + "#[workflow".len()..];
+        if !rest.starts_with(']') && !rest.starts_with('(') {
+            continue; // `#[workflow_error(…)]`
+        }
+        let Some(func) = rest.find("async fn ") else {
+            break;
+        };
+        let attr = &rest[..rest.find(']').unwrap_or(0)];
+        let named = attr.find("name = \"").map(|i| {
+            let n = &attr[i + "name = \"".len()..];
+            n[..n.find('"').unwrap()].to_owned()
+        });
+        let ident: String = rest[func + "async fn ".len()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        out.push(named.unwrap_or(ident));
+    }
+    out
+}
+
 // --- Node -------------------------------------------------------------------------------
 
 /// `tools/asl` with its packages installed, or `None` (after a loud skip) without Node.
@@ -450,6 +526,47 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("skip_ahead", json!(3)),
         ("skip_ahead", json!(10)),
         ("skip_ahead", json!(30)),
+        ("ping_all", json!(3)),
+        ("ping_all", json!(0)),
+        // Nested control flow: `grid` takes `continue 'outer` at 107 (row 1) and 203
+        // (row 2), and leaves with `break 'outer v` in the last row.
+        ("grid", json!([1, 3])),
+        ("grid", json!([2, 3])),
+        ("grid", json!([2, 5])),
+        ("grid", json!([3, 4])),
+        ("layered", json!([[5, null, 12, 30], true])),
+        ("layered", json!([[], true])),
+        ("layered", json!([[1], false])),
+        ("drain", json!([3, 8, 5])),
+        ("drain", json!([])),
+        // Every way out of the code after a yield point (`ui/pass/exits.rs`).
+        ("halve", json!(9)),
+        ("value_blocks", json!(1)), // no break: both blocks run their yields
+        ("value_blocks", json!(4)), // `break 'b` after the yield, `break 'c` before
+        ("value_blocks", json!(3)),
+        ("for_in_while", json!([2, [1, 2, 3]])),
+        ("for_in_while", json!([3, [1, 5, 2]])), // `continue 'rounds` at 105, 205, 305
+        ("for_in_while", json!([2, [4, 7]])),    // `break 'rounds` at 107
+        ("for_in_while", json!([0, [1]])),
+        ("match_break_value", json!(5)),
+        ("match_break_value", json!(0)),
+        ("labelled_blocks", json!(2)), // `break 'inner` before its wait
+        ("labelled_blocks", json!(3)), // `break 'outer` after the wait
+        ("labelled_blocks", json!(5)), // through both blocks
+        ("continue_after_sleep", json!(2)),
+        ("continue_after_sleep", json!(0)),
+        ("let_else_break", json!([2, 0, 1])),
+        ("let_else_break", json!([])),
+        ("match_arms", json!([3, 4, 5, 22, 6])), // continue, fall through, break at 22
+        ("match_arms", json!([2, 6, 8])),
+        ("early_exits", json!([1, 2, 3])),
+        ("early_exits", json!([1, 0, 3])), // `return Ok` from the loop
+        ("early_exits", json!([1, 200])),  // `return Err`
+        ("early_exits", json!([1, 13])),   // `?` in the loop
+        ("early_exits", json!([6, 7])),    // `?` after the loop (13)
+        ("outer_variable", json!(2)),
+        ("outer_variable", json!(0)),
+        ("unit_workflow", json!(null)),
         // Retry policies and timeouts (see `asl/retries.rs` for the scripts).
         ("retried", json!("fail2:a")), // fails twice, then answers
         ("retried", json!("fail9:b")), // retries exhausted, `?` → Fail `Unavailable`
@@ -475,6 +592,8 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("bounded_child", json!("ok:s")),
         ("calls_bounded", json!("slow1:t")), // the child's execution timeout, in the parent
         ("calls_bounded", json!("ok:u")),
+        ("fetch_child", json!("ok:y1")),
+        ("fetch_child", json!("bad:y2")),
         ("nested_map", json!(["ok:v1", "ok:v2", "ok:v3"])),
         ("nested_map", json!(["fail1:w"])), // a batch of one, run again
         ("nested_map", json!(["fail9:x"])), // exhausted: Fail `Unavailable`

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use flows::*;
 use workflow::prelude::*;
-use workflow::{EventKind, ExecutionId, NodeKind, Status};
+use workflow::{EventKind, ExecutionId, Status};
 
 fn runtime() -> Runtime {
     Runtime::builder()
@@ -253,28 +253,27 @@ async fn every_service_call_is_one_task() {
 }
 
 #[test]
-fn branches_are_choices_and_loops_are_back_edges() {
+fn edges_lead_from_each_yield_point_to_where_its_code_can_go() {
     let graph = <counting as Workflow>::graph();
     let names: Vec<&str> = graph.names().collect();
-    // Only branches and loops around yield points are states: `if i % 3 == 0` is code.
-    assert_eq!(names, ["calc.double", "loop", "Succeed"]);
-    let index = |name: &str| names.iter().position(|n| *n == name).unwrap();
-    let (task, lp) = (index("calc.double"), index("loop"));
-    assert!(matches!(graph.nodes[lp].kind, NodeKind::Choice));
-    assert_eq!(graph.start_at, lp);
-    let targets = |n: usize| {
-        graph.nodes[n]
-            .edges
-            .iter()
-            .map(|e| e.to)
-            .collect::<Vec<_>>()
+    // Only yield points and the ends are states: branches and loops are code.
+    assert_eq!(names, ["calc.double", "Succeed"]);
+    let targets = |edges: &[workflow::Edge]| -> Vec<&str> {
+        edges.iter().map(|e| graph.nodes[e.to].name).collect()
     };
-    // The loop head enters the body (the task) or leaves (Succeed).
-    assert_eq!(targets(lp), [task, index("Succeed")]);
-    assert_eq!(targets(task), [lp]);
+    // From the start the loop cannot end before its task (no `break` comes first);
+    // after the task, it runs it again or ends.
+    assert_eq!(targets(graph.start), ["calc.double"]);
+    assert_eq!(targets(graph.nodes[0].edges), ["calc.double", "Succeed"]);
 
     let graph = <branches as Workflow>::graph();
-    let names: Vec<&str> = graph.names().collect();
-    assert!(names.contains(&"if n < 10"), "{names:?}");
-    assert_eq!(graph.nodes[graph.start_at].name, "if n < 10");
+    let targets = |edges: &[workflow::Edge]| -> Vec<&str> {
+        edges.iter().map(|e| graph.nodes[e.to].name).collect()
+    };
+    // Each branch of the `if` starts with its own yield point.
+    assert_eq!(
+        targets(graph.start),
+        ["calc.double", "sleep #2", "calc.double #2"]
+    );
+    assert!(graph.names().all(|n| !n.starts_with("if ")));
 }

@@ -59,17 +59,17 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
     let default_retry = args.as_ref().and_then(|a| a.retry.as_ref());
     policy::resolve(&mut body.yields, default_retry, &mut errors);
     let generated = errors.check().and_then(|()| {
-        let lowered = lower::lower(&body, matches!(f.ret, Ret::Fallible { .. }));
-        Codegen {
+        let ir = lower::lower(&f, &body, &wf)?;
+        Ok(Codegen {
             f: &f,
             body: &body,
-            lowered: &lowered,
+            ir: &ir,
             name: name.clone(),
             krate: &krate,
             attrs: &attrs,
             timeout: args.as_ref().and_then(|a| a.timeout.as_ref()),
         }
-        .emit()
+        .emit())
     });
     generated.map_err(|error| Rejected {
         error,

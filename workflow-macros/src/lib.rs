@@ -1,9 +1,10 @@
 //! The `#[workflow]` attribute. Use it through the `workflow` crate, which documents it.
 //!
 //! The macro is a small compiler: `parse` reads the attribute and the function (`policy`
-//! its `#[retry]` / `#[timeout]` attributes), `analyze` finds the yield points and what
-//! must be persisted across them, `lower` builds the state graph and the resume points,
-//! and `codegen` emits the state enum, the `Workflow` impl and the static state graph.
+//! its `#[retry]` / `#[timeout]` attributes), `analyze` finds the yield points and the
+//! control flow around them, `lower` builds the IR (each resume point's code, exits and
+//! persisted fields, and the state graph whose edges are those exits), and `codegen`
+//! prints it as the state enum, the `Workflow` impl and the static state graph.
 //! Errors are collected on the way and spanned on the user's tokens. `derive` is
 //! `#[derive(WorkflowError)]`.
 #![forbid(unsafe_code)]

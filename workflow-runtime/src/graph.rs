@@ -2,6 +2,12 @@
 //!
 //! The native driver and (in the ASL emitter) the Step Functions definition are both
 //! generated from it, and history events are named after its nodes.
+//!
+//! Its nodes are the yield points and the two ends. Its edges are where the code that
+//! runs after a node (or from the start) can go before it stops at the next node: the
+//! macro records them while it writes that code, so every route the code can take is an
+//! edge. Branches and loops have no nodes of their own: the code decides between the
+//! edges.
 
 use serde::Serialize;
 
@@ -14,8 +20,8 @@ use crate::retry::Policy;
 pub struct StateGraph {
     /// The workflow's published name.
     pub workflow: &'static str,
-    /// Index of the node where an execution starts.
-    pub start_at: usize,
+    /// Where the code from the start of the body can go.
+    pub start: &'static [Edge],
     /// The nodes; edges refer to them by index.
     pub nodes: &'static [Node],
     /// How long an execution may run (`#[workflow(timeout = …)]`), the ASL's top-level
@@ -31,7 +37,7 @@ pub struct Node {
     pub name: &'static str,
     /// What the state does.
     pub kind: NodeKind,
-    /// Where it may go next.
+    /// Where the code after it may go next (for `Succeed` and `Fail`: nowhere).
     pub edges: &'static [Edge],
     /// The node's retry policy and timeout, for a task, a poll or a child call that has
     /// them (a function: the macro's duration expressions are not `const`).
@@ -66,9 +72,6 @@ pub enum NodeKind {
         /// At most this many children run at once; `None` is unbounded.
         max_concurrency: Option<u32>,
     },
-    /// A branch or loop around yield points (`if`, `match`, `loop`, `while`, `for`):
-    /// its edges lead into the branches, and a loop's body leads back to it.
-    Choice,
     /// The execution succeeded.
     Succeed,
     /// The execution failed with the workflow's error.
@@ -87,9 +90,9 @@ pub struct Edge {
 /// Why an edge is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Transition {
-    /// The node completed normally.
+    /// To a yield point, or to `Succeed`.
     Next,
-    /// The node (or the code after it) produced the workflow's error.
+    /// To `Fail`: the code produced the workflow's error.
     Error,
 }
 

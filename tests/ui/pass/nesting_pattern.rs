@@ -71,7 +71,7 @@ pub async fn main_flow(mut items: Vec<u32>, label: String) -> Result<String, Err
 }
 
 #[workflow]
-async fn unit_workflow() {
+pub async fn unit_workflow() {
     sleep!(1.millis());
 }
 

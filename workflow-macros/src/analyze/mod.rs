@@ -11,7 +11,7 @@ mod scrub;
 pub(crate) mod uses;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::format_ident;
 use syn::visit_mut::{self, VisitMut};
 use syn::{parse_quote, Expr, Ident, Item, Lifetime, Macro, Pat, Stmt, Token, Type};
 
@@ -27,8 +27,6 @@ pub(crate) struct Body {
     pub(crate) root: Block,
     /// Every yield point, in source order; [`Node::Yield`] refers to them by index.
     pub(crate) yields: Vec<Yield>,
-    /// Every branch or loop that contains a yield point, in source order (their names).
-    pub(crate) choices: Vec<String>,
 }
 
 /// A block that contains yield points.
@@ -48,7 +46,6 @@ pub(crate) enum Node {
 }
 
 pub(crate) struct If {
-    pub(crate) choice: usize,
     /// A boolean expression or `let PAT = EXPR`.
     pub(crate) cond: Expr,
     pub(crate) then: Block,
@@ -61,7 +58,6 @@ pub(crate) enum Else {
 }
 
 pub(crate) struct Match {
-    pub(crate) choice: usize,
     pub(crate) expr: Expr,
     pub(crate) arms: Vec<Arm>,
 }
@@ -73,7 +69,8 @@ pub(crate) struct Arm {
 }
 
 pub(crate) struct Loop {
-    pub(crate) choice: usize,
+    /// Distinct per loop that yields, for the labels of resumed code.
+    pub(crate) id: usize,
     /// The user's label, or one of ours: every `break`/`continue` aimed at this loop is
     /// labelled, so resumed code can redirect them.
     pub(crate) label: Lifetime,
@@ -149,6 +146,7 @@ pub(crate) enum Op {
 
 /// A local variable: a parameter, a `let`, or a name bound by a pattern.
 #[derive(Clone)]
+#[cfg_attr(test, derive(Debug))]
 pub(crate) struct Local {
     pub(crate) id: usize,
     pub(crate) ident: Ident,
@@ -173,7 +171,7 @@ pub(crate) fn body(f: &WorkflowFn, wf: &TokenStream, errors: &mut Errors) -> Bod
         wf,
         items: Vec::new(),
         yields: Vec::new(),
-        choices: Vec::new(),
+        loops: 0,
         scope: Vec::new(),
         fors: Vec::new(),
         next_id: 0,
@@ -203,7 +201,6 @@ pub(crate) fn body(f: &WorkflowFn, wf: &TokenStream, errors: &mut Errors) -> Bod
         items: a.items,
         root,
         yields: a.yields,
-        choices: a.choices,
     }
 }
 
@@ -223,7 +220,8 @@ struct Analyzer<'a> {
     wf: &'a TokenStream,
     items: Vec<Item>,
     yields: Vec<Yield>,
-    choices: Vec<String>,
+    /// Loops that yield, so far.
+    loops: usize,
     scope: Vec<Local>,
     /// The `for` loops around the current statement.
     fors: Vec<ForLoop>,
@@ -633,7 +631,6 @@ impl Analyzer<'_> {
             Expr::If(e) => Node::If(Box::new(self.if_node(e, &block_tail))),
             Expr::Match(e) => {
                 scrub::expr(&e.expr, Some("the scrutinee of a `match`"), self.errors);
-                let choice = self.choice(format!("match {}", short(&e.expr)));
                 let arms = e
                     .arms
                     .iter()
@@ -653,13 +650,25 @@ impl Analyzer<'_> {
                     })
                     .collect();
                 Node::Match(Box::new(Match {
-                    choice,
                     expr: (*e.expr).clone(),
                     arms,
                 }))
             }
             Expr::Block(e) if e.attrs.is_empty() => {
-                let body = self.scoped(|a| a.block(&e.block.stmts, block_tail.clone()));
+                let mut block = e.block.clone();
+                if let (Some(label), Some((holder, _, _))) = (&e.label, &tail) {
+                    // `break 'b value` leaves a value block: it goes to the holder, as a
+                    // `break value` of a loop does (an unlabelled `break` is never the
+                    // block's, hence the depth of 1).
+                    LabelLoop {
+                        label: &label.name,
+                        holder: Some(holder),
+                        user_label: None,
+                        depth: 1,
+                    }
+                    .visit_block_mut(&mut block);
+                }
+                let body = self.scoped(|a| a.block(&block.stmts, block_tail.clone()));
                 Node::Block(e.label.clone(), body)
             }
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
@@ -696,7 +705,6 @@ impl Analyzer<'_> {
     }
 
     fn if_node(&mut self, e: &syn::ExprIf, tail: &Tail) -> If {
-        let choice = self.choice(format!("if {}", short(&e.cond)));
         let then = self.scoped(|a| {
             match &*e.cond {
                 Expr::Let(l) => {
@@ -727,7 +735,6 @@ impl Analyzer<'_> {
             },
         };
         If {
-            choice,
             cond: (*e.cond).clone(),
             then,
             els,
@@ -765,8 +772,8 @@ impl Analyzer<'_> {
             depth: 0,
         }
         .visit_block_mut(&mut body);
-        let (kind, name) = match expr {
-            Expr::Loop(_) => (LoopKind::Loop, "loop".to_owned()),
+        let kind = match expr {
+            Expr::Loop(_) => LoopKind::Loop,
             Expr::While(w) => {
                 match &*w.cond {
                     Expr::Let(l) => {
@@ -774,10 +781,7 @@ impl Analyzer<'_> {
                     }
                     cond => scrub::expr(cond, Some("the condition of a `while`"), self.errors),
                 }
-                (
-                    LoopKind::While((*w.cond).clone()),
-                    format!("while {}", short(&w.cond)),
-                )
+                LoopKind::While((*w.cond).clone())
             }
             Expr::ForLoop(f) => {
                 scrub::expr(&f.expr, Some("the iterator of a `for`"), self.errors);
@@ -805,21 +809,18 @@ impl Analyzer<'_> {
                     false,
                 );
                 self.scope.push(local);
-                let name = format!("for {} in {}", short_pat(&f.pat), short(&f.expr));
-                (
-                    LoopKind::For {
-                        pat: (*f.pat).clone(),
-                        iter: (*f.expr).clone(),
-                        range,
-                        state,
-                        item,
-                    },
-                    name,
-                )
+                LoopKind::For {
+                    pat: (*f.pat).clone(),
+                    iter: (*f.expr).clone(),
+                    range,
+                    state,
+                    item,
+                }
             }
             _ => return None,
         };
-        let choice = self.choice(name);
+        let id = self.loops;
+        self.loops += 1;
         let body = self.scoped(|a| {
             // A `for` pattern is not persisted: resumed code binds it again from the
             // loop's state (its current item).
@@ -846,7 +847,7 @@ impl Analyzer<'_> {
             block
         });
         Some(Loop {
-            choice,
+            id,
             label,
             kind,
             body,
@@ -889,11 +890,6 @@ impl Analyzer<'_> {
             return (literal(bounds[0]) && literal(bounds[1])).then(|| parse_quote!(i32));
         }
         element_type(&local_ty(iter)?)
-    }
-
-    fn choice(&mut self, name: String) -> usize {
-        self.choices.push(name);
-        self.choices.len() - 1
     }
 }
 
@@ -1025,30 +1021,6 @@ fn check_owned_iter(iter: &Expr, errors: &mut Errors) {
             "a `for` loop that yields persists its remaining items, so it must iterate over owned values: iterate over an owned collection (`items`, `items.clone()`) or a range",
         );
     }
-}
-
-/// Code as a short, single-line name for a state.
-fn short(expr: &Expr) -> String {
-    let text = quote!(#expr).to_string();
-    squeeze(&text)
-}
-
-fn short_pat(pat: &Pat) -> String {
-    squeeze(&quote!(#pat).to_string())
-}
-
-fn squeeze(text: &str) -> String {
-    let mut out = String::new();
-    for word in text.split_whitespace() {
-        let glue = matches!(word, "." | "(" | ")" | "," | "::" | "[" | "]")
-            || out.ends_with(['.', '(', '[', '&', '!'])
-            || out.ends_with("::");
-        if !out.is_empty() && !glue {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out.chars().take(40).collect()
 }
 
 /// Labels the `break`s and `continue`s that target one loop, and turns its `break value`s

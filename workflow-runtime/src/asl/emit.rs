@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    child_placeholder, whole_seconds, Layout, NodeStates, CHILD_TIMEOUT_SECONDS,
+    child_placeholder, whole_seconds, Layout, NodeStates, CHILD_TIMEOUT_SECONDS, NO_ROUTE_ERROR,
     STEP_HANDLER_PLACEHOLDER,
 };
 use crate::context::STATES_TIMEOUT;
@@ -91,13 +91,6 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
         }
         p
     };
-    let choice = |targets: Vec<String>| {
-        let rules: Vec<Value> = targets
-            .iter()
-            .map(|t| json!({"Variable": "$.next", "StringEquals": t, "Next": t}))
-            .collect();
-        json!({"Type": "Choice", "Choices": rules})
-    };
 
     states.insert(
         layout.start.clone(),
@@ -108,15 +101,18 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
             "Starts the workflow from {\"input\": …} and runs it to its first yield point.",
         ),
     );
-    states.insert(
-        layout.start_next.clone(),
-        choice(layout.targets(graph, None)),
+    route(
+        &mut states,
+        &layout.start_next,
+        layout.targets(graph, None),
+        &layout.start_no_route,
     );
 
     for (i, node) in graph.nodes.iter().enumerate() {
         let n = &layout.nodes[i];
         let Some(main) = n.main.clone() else { continue };
         let after = |k: usize| layout.targets(graph, Some(k));
+        let no_route = n.no_route.as_deref().unwrap_or_default();
         match &node.kind {
             NodeKind::Task => {
                 let next = n.next.clone().unwrap_or_default();
@@ -143,7 +139,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                         states.insert(caught.clone(), lambda(wf, caught, &next, &comment));
                     }
                 }
-                states.insert(next, choice(after(i)));
+                route(&mut states, &next, after(i), no_route);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Wait => {
@@ -152,7 +148,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 states.insert(main.clone(), wait(&resume));
                 let comment = "Runs the code after the wait up to the next yield point.";
                 states.insert(resume.clone(), lambda(wf, &resume, &next, comment));
-                states.insert(next, choice(after(i)));
+                route(&mut states, &next, after(i), no_route);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Poll => {
@@ -170,7 +166,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 let mut targets = vec![main.clone()];
                 targets.extend(after(i));
                 targets.extend(n.give_up.iter().cloned());
-                states.insert(check, choice(targets));
+                route(&mut states, &check, targets, no_route);
                 for g in &n.give_up {
                     states.insert(g.clone(), fail());
                     tokens.insert(g.clone(), "Fail".to_owned());
@@ -260,9 +256,11 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 states.insert(main.clone(), fail());
                 tokens.insert(main, "Fail".to_owned());
             }
-            NodeKind::Choice => {}
         }
     }
+
+    prune(&mut states, &layout.start);
+    tokens.retain(|state, _| states.contains_key(state));
 
     // No top-level `QueryLanguage`: JSONPath is the default, and statelint@1 (which only
     // knows JSONPath) refuses the field.
@@ -284,6 +282,38 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
         tokens,
         placeholders,
     }
+}
+
+/// Drops the states no transition reaches from `start`: the states of an end the code
+/// cannot reach (a `Fail` of a workflow whose code never fails, a `Succeed` after a
+/// `loop` without `break`), which Step Functions' validators refuse.
+fn prune(states: &mut Map<String, Value>, start: &str) {
+    let mut reached = std::collections::HashSet::new();
+    let mut todo = vec![start.to_owned()];
+    while let Some(name) = todo.pop() {
+        let Some(state) = states.get(&name) else {
+            continue;
+        };
+        if !reached.insert(name) {
+            continue;
+        }
+        let nested = |key: &str| {
+            state[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["Next"].as_str())
+        };
+        todo.extend(
+            [&state["Next"], &state["Default"]]
+                .into_iter()
+                .filter_map(Value::as_str)
+                .chain(nested("Choices"))
+                .chain(nested("Catch"))
+                .map(str::to_owned),
+        );
+    }
+    states.retain(|name, _| reached.contains(name));
 }
 
 /// A Task state that invokes the step handler. The whole execution document goes in
@@ -455,11 +485,34 @@ fn children_tail(
     let targets: Vec<String> = n.retry.iter().cloned().chain(after).collect();
     let comment = "Hands the children's results to the workflow and runs the code after them up to the next yield point.";
     states.insert(resume.to_owned(), lambda(wf, resume, next, comment));
+    route(
+        states,
+        next,
+        targets,
+        n.no_route.as_deref().unwrap_or_default(),
+    );
+}
+
+/// The Choice `name` that routes on the step handler's `next` to `targets`, and the Fail
+/// state `no_route` it defaults to: an answer the graph did not foresee is a named
+/// error, never a dead end (`States.NoChoiceMatched`).
+fn route(states: &mut Map<String, Value>, name: &str, targets: Vec<String>, no_route: &str) {
     let rules: Vec<Value> = targets
         .iter()
         .map(|t| json!({"Variable": "$.next", "StringEquals": t, "Next": t}))
         .collect();
-    states.insert(next.to_owned(), json!({"Type": "Choice", "Choices": rules}));
+    states.insert(
+        name.to_owned(),
+        json!({"Type": "Choice", "Choices": rules, "Default": no_route}),
+    );
+    states.insert(
+        no_route.to_owned(),
+        json!({
+            "Type": "Fail",
+            "Error": NO_ROUTE_ERROR,
+            "Cause": format!("the step handler answered a `next` that `{name}` does not route to: the native run and this definition disagree"),
+        }),
+    );
 }
 
 /// A `call_nested!` with a retry policy: when the resume Lambda's code retries the

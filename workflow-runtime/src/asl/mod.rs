@@ -33,9 +33,11 @@
 //! | `#[workflow(timeout)]` | the definition's top-level `TimeoutSeconds`                     |
 //! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's [name](crate::WorkflowError::error_name), `Cause` = its JSON) |
 //!
-//! The graph's choice nodes (`if`, `match`, loops) are folded into the `…: next` Choice
-//! states: the branch condition is Rust code, so the Lambda evaluates it and the Choice
-//! state has one rule per yield point the graph says is reachable through them.
+//! Branches and loops are Rust code, so the Lambda evaluates them: each Choice state has
+//! one rule per edge of its node in the graph (the yield points and ends the code after
+//! it can reach, recorded by the macro as it wrote that code), and a `Default` to a Fail
+//! state `…: no route` (error `Workflow.NoRoute`), so an answer the graph does not
+//! foresee ends the execution with a named error instead of `States.NoChoiceMatched`.
 //!
 //! **State sequence.** Each entered state stands for at most one native history entry
 //! ([`StateMachine::token`]): a task Lambda `N` for the task's outcome (`TaskSucceeded N`,
@@ -121,7 +123,7 @@ mod serve;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::graph::{NodeKind, StateGraph, Transition};
+use crate::graph::{NodeKind, StateGraph};
 
 pub use emit::{asl, AslExt, StateMachine};
 pub use handler::{StepClock, StepError, StepHandler, StepHandlerBuilder};
@@ -135,8 +137,14 @@ pub const MAX_STATE_NAME: usize = 80;
 /// stays below the 2³¹ ms a JavaScript timer can hold, which local interpreters rely on.)
 pub const CHILD_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 
+/// The error of the Fail state a Choice defaults to.
+pub const NO_ROUTE_ERROR: &str = "Workflow.NoRoute";
+
 /// The suffix of the Lambda a task or poll goes to when its call's error was caught.
 const CAUGHT: &str = ": caught";
+
+/// The suffix of the Fail state a node's Choice defaults to.
+const NO_ROUTE: &str = ": no route";
 
 /// The suffix of the Wait a `call_nested!` with a retry policy waits in before its
 /// batch runs again.
@@ -172,12 +180,14 @@ impl GiveUp {
 /// The ASL states of one graph node.
 #[derive(Debug, Default)]
 pub(crate) struct NodeStates {
-    /// The state named after the node (absent for choice nodes, which fold into routes).
+    /// The state named after the node.
     pub(crate) main: Option<String>,
     /// The Lambda that runs the code after a wait or a batch of children.
     pub(crate) resume: Option<String>,
     /// The Choice after this node's Lambda.
     pub(crate) next: Option<String>,
+    /// The Fail state its Choice (`next`, or a poll's `check`) defaults to.
+    pub(crate) no_route: Option<String>,
     /// The Lambda a task or poll with a policy goes to when Step Functions caught its
     /// call's error (retries exhausted, or its timeout): it hands the error to the code.
     pub(crate) caught: Option<String>,
@@ -198,6 +208,7 @@ pub(crate) struct NodeStates {
 pub(crate) struct Layout {
     pub(crate) start: String,
     pub(crate) start_next: String,
+    pub(crate) start_no_route: String,
     pub(crate) nodes: Vec<NodeStates>,
     pub(crate) succeed: usize,
     pub(crate) fail: Option<usize>,
@@ -211,11 +222,10 @@ impl Layout {
             graph.nodes.iter().map(|_| NodeStates::default()).collect();
         // Node names first, so that they are kept exactly; sub-states may then be cut.
         for (i, node) in graph.nodes.iter().enumerate() {
-            if !matches!(node.kind, NodeKind::Choice) {
-                nodes[i].main = Some(names.alloc(node.name, ""));
-            }
+            nodes[i].main = Some(names.alloc(node.name, ""));
         }
         let start_next = names.alloc("Start", ": next");
+        let start_no_route = names.alloc("Start", NO_ROUTE);
         for (i, node) in graph.nodes.iter().enumerate() {
             let n = &mut nodes[i];
             match &node.kind {
@@ -252,7 +262,10 @@ impl Layout {
                     n.resume = Some(names.alloc(node.name, ": resume"));
                     n.next = Some(names.alloc(node.name, ": next"));
                 }
-                NodeKind::Choice | NodeKind::Succeed | NodeKind::Fail => {}
+                NodeKind::Succeed | NodeKind::Fail => {}
+            }
+            if !matches!(node.kind, NodeKind::Succeed | NodeKind::Fail) {
+                n.no_route = Some(names.alloc(node.name, NO_ROUTE));
             }
             let is_children = matches!(
                 node.kind,
@@ -266,6 +279,7 @@ impl Layout {
         Layout {
             start,
             start_next,
+            start_no_route,
             nodes,
             // A graph always ends in `Succeed`; index 0 only guards a hand-made graph.
             succeed: find(|k| matches!(k, NodeKind::Succeed)).unwrap_or(0),
@@ -290,43 +304,27 @@ impl Layout {
     }
 
     /// Where a Lambda that ran the code after `from` (or from the start) may route: the
-    /// yield points reachable through choice nodes, and the end states. `return` and `?`
-    /// may end the workflow from any code, so `Succeed` and `Fail` are always included.
+    /// main states of the node's edges, in the graph's order. A map over no items starts
+    /// no children and the handler runs on past it (natively it enters no state either),
+    /// so a map's own edges are routes too.
     pub(crate) fn targets(&self, graph: &StateGraph, from: Option<usize>) -> Vec<String> {
-        let mut seeds: Vec<usize> = match from {
-            None => vec![graph.start_at],
-            Some(k) => graph.nodes[k]
-                .edges
-                .iter()
-                .filter(|e| e.on == Transition::Next)
-                .map(|e| e.to)
-                .collect(),
+        let edges = match from {
+            None => graph.start,
+            Some(k) => graph.nodes[k].edges,
         };
-        let mut seen = HashSet::new();
         let mut out: Vec<String> = Vec::new();
-        while let Some(i) = seeds.pop() {
-            if !seen.insert(i) {
+        let mut todo: Vec<usize> = edges.iter().rev().map(|e| e.to).collect();
+        let mut seen = HashSet::new();
+        while let Some(to) = todo.pop() {
+            if !seen.insert(to) {
                 continue;
             }
-            let Some(node) = graph.nodes.get(i) else {
-                continue;
-            };
-            if matches!(node.kind, NodeKind::Choice) {
-                // Depth-first in edge order keeps the rule order stable.
-                seeds.extend(
-                    node.edges
-                        .iter()
-                        .rev()
-                        .filter(|e| e.on == Transition::Next)
-                        .map(|e| e.to),
-                );
-            } else if !matches!(node.kind, NodeKind::Succeed | NodeKind::Fail) {
-                out.push(self.main(i).to_owned());
+            out.push(self.main(to).to_owned());
+            if let Some(node) = graph.nodes.get(to) {
+                if matches!(node.kind, NodeKind::Map { .. }) {
+                    todo.extend(node.edges.iter().rev().map(|e| e.to));
+                }
             }
-        }
-        out.push(self.succeed().to_owned());
-        if let Some(fail) = self.fail() {
-            out.push(fail.to_owned());
         }
         out
     }
