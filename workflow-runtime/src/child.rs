@@ -1,14 +1,15 @@
 //! Child executions: the batch a `call_nested!` asks for and the results it gets back.
 
+use crate::execution::Outcome;
 use serde::{Deserialize, Serialize};
 
 use std::borrow::Cow;
 
 use crate::context::Fault;
+use crate::execution::ExecutionId;
 use crate::json::Json;
 use crate::retry::{TaskTimeout, WorkflowError};
 use crate::workflow::Workflow;
-use crate::ExecutionId;
 
 /// Why a child execution did not give its parent a value.
 ///
@@ -88,28 +89,6 @@ impl<E> NestedError<E> {
             NestedError::TimedOut { child } => NestedError::TimedOut { child },
             NestedError::Faulted { child, message } => NestedError::Faulted { child, message },
         }
-    }
-}
-
-/// How an execution ended, with its output or error as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", content = "value")]
-pub enum Outcome {
-    /// It returned this output.
-    Succeeded(Json),
-    /// It failed with this error.
-    Failed(Json),
-    /// It was cancelled.
-    Cancelled,
-    /// It ran past its workflow's timeout (`#[workflow(timeout = …)]`).
-    TimedOut,
-    /// The runtime could not go on with it.
-    Faulted(String),
-}
-
-impl Outcome {
-    pub(crate) fn is_success(&self) -> bool {
-        matches!(self, Outcome::Succeeded(_))
     }
 }
 

@@ -14,19 +14,19 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::child::{ChildResult, ChildrenOutcome, Outcome};
+use crate::child::{ChildResult, ChildrenOutcome};
 use crate::context::{to_payload, StepCx};
 use crate::error::{Payload, PayloadTooLarge, StartError, StoreError};
+use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::json::Json;
 use crate::retry::{Retry, WorkflowError};
 use crate::runtime::{Inner, Live};
 use crate::store::{
-    CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Status, Wait,
+    CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Wait,
 };
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Step, Workflow};
-use crate::ExecutionId;
 
 /// A finished child, reported to its parent's batch.
 pub(crate) struct ChildDone {

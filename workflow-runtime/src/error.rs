@@ -1,9 +1,7 @@
 //! The runtime's errors.
 
+use crate::execution::{ExecutionId, Status};
 use std::path::PathBuf;
-
-use crate::store::Status;
-use crate::ExecutionId;
 
 /// `Builder::build` refused the configuration.
 #[derive(Debug, thiserror::Error)]

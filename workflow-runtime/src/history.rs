@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::execution::ExecutionId;
 use crate::json::Json;
 use crate::time::Timestamp;
-use crate::ExecutionId;
 
 /// One entry in an execution's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -50,13 +50,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::child::Outcome;
 use crate::driver::{child_event, Erased, Notify, Resume, Unresumable};
 use crate::error::StoreError;
+use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::runtime::{Inner, Runtime};
-use crate::store::{Checkpoint, ExecutionRecord, Status, Wait};
-use crate::ExecutionId;
+use crate::store::{Checkpoint, ExecutionRecord, Wait};
 
 /// A decoded execution that recovery left for its parent's batch to resume.
 pub(crate) struct Recovered {

@@ -3,6 +3,7 @@
 //! Driving an execution is in `driver.rs`; resuming a store's unfinished executions after
 //! a restart in `recovery.rs`.
 
+use crate::execution::{ExecutionId, Outcome, Status};
 use crate::HashMap;
 use std::any::TypeId;
 use std::fmt;
@@ -15,7 +16,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::child::Outcome;
 use crate::context::Deps;
 use crate::driver::{Erased, Launch};
 use crate::error::{BuildError, RunError, StartError, StoreError};
@@ -24,11 +24,10 @@ use crate::json::Json;
 use crate::recovery::Recovered;
 use crate::registry::{self, WorkflowRef};
 use crate::store::{
-    ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, SqliteStore, Status, Store,
+    ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, SqliteStore, Store,
 };
 use crate::time::{Clock, Timestamp};
 use crate::workflow::{BoxFuture, Workflow};
-use crate::ExecutionId;
 
 /// The payload limit of a new runtime: 256 KiB, the Step Functions limit for an input or
 /// a state, so that a workflow that runs here stays deployable as ASL.

@@ -52,9 +52,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{emit, whole_seconds, GiveUp, Layout, StateMachine};
-use crate::child::{ChildResult, ChildrenOutcome, Outcome};
+use crate::child::{ChildResult, ChildrenOutcome};
 use crate::context::{to_json, Caught, Deps, StepCx, STATES_TIMEOUT};
 use crate::error::BuildError;
+use crate::execution::{ExecutionId, Outcome};
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
 use crate::json::Json;
@@ -62,7 +63,6 @@ use crate::registry::{self, WorkflowRef};
 use crate::retry::{Policy, TaskTimeout, WorkflowError};
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Step, Workflow};
-use crate::ExecutionId;
 
 /// Why the step handler refused a request. Answered to Step Functions as a Lambda error
 /// whose type is [`name`](Self::name).

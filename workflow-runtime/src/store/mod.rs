@@ -23,86 +23,14 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
+use crate::execution::Status;
 use serde::{Deserialize, Serialize};
 
-use crate::child::Outcome;
 use crate::error::StoreError;
+use crate::execution::{ExecutionId, Outcome};
 use crate::history::Event;
 use crate::json::Json;
 use crate::time::Timestamp;
-use crate::ExecutionId;
-
-/// Where an execution is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Status {
-    /// Not finished: running a step, waiting on a timer or on children.
-    Running,
-    /// Returned its output.
-    Succeeded,
-    /// Returned its error.
-    Failed,
-    /// Was cancelled.
-    Cancelled,
-    /// Ran past its workflow's timeout.
-    TimedOut,
-    /// The runtime could not go on with it.
-    Faulted,
-    /// Parked by [`Runtime::recover`](crate::Runtime::recover): its state was written by a
-    /// definition of the workflow with another fingerprint than the registered one. Its
-    /// data is untouched; a later `recover` with a matching definition resumes it.
-    VersionMismatch,
-}
-
-impl Status {
-    /// Whether the execution has ended. A parked ([`Status::VersionMismatch`]) execution
-    /// has not: it can still be resumed.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Status::Succeeded
-                | Status::Failed
-                | Status::Cancelled
-                | Status::TimedOut
-                | Status::Faulted
-        )
-    }
-
-    pub(crate) fn of(outcome: &Outcome) -> Status {
-        match outcome {
-            Outcome::Succeeded(_) => Status::Succeeded,
-            Outcome::Failed(_) => Status::Failed,
-            Outcome::Cancelled => Status::Cancelled,
-            Outcome::TimedOut => Status::TimedOut,
-            Outcome::Faulted(_) => Status::Faulted,
-        }
-    }
-
-    /// The name stored in the SQLite file, which is also the variant's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "Running",
-            Status::Succeeded => "Succeeded",
-            Status::Failed => "Failed",
-            Status::Cancelled => "Cancelled",
-            Status::TimedOut => "TimedOut",
-            Status::Faulted => "Faulted",
-            Status::VersionMismatch => "VersionMismatch",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "Running" => Status::Running,
-            "Succeeded" => Status::Succeeded,
-            "Failed" => Status::Failed,
-            "Cancelled" => Status::Cancelled,
-            "TimedOut" => Status::TimedOut,
-            "Faulted" => Status::Faulted,
-            "VersionMismatch" => Status::VersionMismatch,
-            _ => return None,
-        })
-    }
-}
 
 /// Where a child was started: its parent's `call_nested!` (a state-graph node), which
 /// batch of the parent that was, and the child's place in the batch. The child's id is

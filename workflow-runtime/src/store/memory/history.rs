@@ -9,13 +9,13 @@
 //! integers. Every other kind keeps its payload as JSON, so every event, of any kind,
 //! reads back equal to what was written.
 
+use crate::execution::ExecutionId;
 use crate::HashMap;
 use std::borrow::Cow;
 
 use crate::error::StoreError;
 use crate::history::{Event, EventKind, PollOutcome};
 use crate::time::Timestamp;
-use crate::ExecutionId;
 
 /// The node names of every history in a store, each kept once.
 #[derive(Debug, Default)]

@@ -2,6 +2,7 @@
 
 mod history;
 
+use crate::execution::ExecutionId;
 use crate::HashMap;
 use std::sync::Mutex;
 
@@ -9,7 +10,6 @@ use self::history::{History, Names};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
 use crate::error::StoreError;
 use crate::history::Event;
-use crate::ExecutionId;
 
 /// A store in process memory, for tests and for workflows that need no durability.
 ///

@@ -19,8 +19,7 @@ use rusqlite::Connection;
 
 use super::rows;
 use crate::error::StoreError;
-use crate::store::Status;
-use crate::ExecutionId;
+use crate::execution::{ExecutionId, Status};
 
 /// Past this many entries the cache starts over (they are read again on use).
 const MAX_ENTRIES: usize = 1 << 20;

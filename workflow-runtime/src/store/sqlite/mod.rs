@@ -23,8 +23,8 @@ use self::rows::{CheckpointRows, CreateRows, EventRow};
 use self::writer::{Counters, Job, Op, Writer};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
 use crate::error::{OpenError, StoreError};
+use crate::execution::ExecutionId;
 use crate::history::Event;
-use crate::ExecutionId;
 
 /// What a commit promises to survive.
 ///

@@ -11,11 +11,11 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::cache::{Cache, Known};
 use crate::error::StoreError;
+use crate::execution::{ExecutionId, Status};
 use crate::history::Event;
 use crate::json::Json;
-use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Status, Wait};
+use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Wait};
 use crate::time::Timestamp;
-use crate::ExecutionId;
 
 /// The columns [`record`] reads, in order, from `executions e`.
 pub(super) const RECORD_COLUMNS: &str = "e.id, e.workflow, e.fingerprint, \

@@ -8,13 +8,13 @@ use serde_json::json;
 
 use super::{SqliteOptions, SqliteStore};
 use crate::error::{OpenError, StoreError};
+use crate::execution::{ExecutionId, Status};
 use crate::history::{Event, EventKind};
 use crate::store::{
     CallSite, Checkpoint, ExecutionFilter, ExecutionRecord, PendingBatch, PendingChild, SavedState,
-    Status, Store, Wait,
+    Store, Wait,
 };
 use crate::time::Timestamp;
-use crate::ExecutionId;
 
 fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
     ExecutionRecord {

@@ -35,7 +35,7 @@ use super::checkpointer::Checkpointer;
 use super::lock::LockFile;
 use super::rows::{self, is_busy, store_error, CheckpointRows, CreateRows, EventRow, Failure};
 use crate::error::StoreError;
-use crate::ExecutionId;
+use crate::execution::ExecutionId;
 
 /// One write, encoded by its caller.
 pub(super) enum Op {
