@@ -15,18 +15,19 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::child::{ChildResult, ChildrenOutcome};
-use crate::context::{to_payload, StepCx};
+use crate::context::StepCx;
 use crate::error::{Payload, PayloadTooLarge, StartError, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::json::Json;
-use crate::retry::{Retry, WorkflowError};
+use crate::retry::Retry;
 use crate::runtime::{Inner, Live};
 use crate::store::{
     CallSite, Checkpoint, ExecutionRecord, PendingBatch, PendingChild, SavedState, Wait,
 };
 use crate::time::Timestamp;
-use crate::workflow::{BoxFuture, Step, Workflow};
+use crate::transition::{batch_again, transition, End, Transition};
+use crate::workflow::{BoxFuture, Workflow};
 
 /// A finished child, reported to its parent's batch.
 pub(crate) struct ChildDone {
@@ -447,9 +448,9 @@ impl Driver {
             // 3. Checkpoint what comes next. One reading of the clock serves the
             // transition: its wait's start, its deadlines and the checkpoint's time.
             let now = self.rt.clock.now();
-            let next = match step {
-                Step::Continue(next) | Step::Task { state: next, .. } => next,
-                Step::Retry(retry) => {
+            let next = match transition::<W>(step, now, &mut batches) {
+                Transition::Continue(next) | Transition::BeforeCall { state: next, .. } => next,
+                Transition::Retry(retry) => {
                     // The step consumed its state: the retry runs the checkpointed one again.
                     match Box::pin(self.checkpoint_retry::<W>(retry, &mut batches, events)).await {
                         Ok((again, wait)) => {
@@ -460,12 +461,12 @@ impl Driver {
                         Err(finished) => return finished,
                     }
                 }
-                Step::Sleep {
+                Transition::Wait {
                     node,
+                    until,
                     state: next,
-                    duration,
+                    ..
                 } => {
-                    let until = now.after(duration);
                     events.push(Event {
                         at: now,
                         state: node_name(node),
@@ -474,43 +475,19 @@ impl Driver {
                     waiting = Some(Wait::Timer { node, until });
                     next
                 }
-                Step::Children { state: next, batch } => {
-                    if let Some(fault) = batch.fault {
-                        let outcome = Outcome::Faulted(fault.message().into());
-                        return self.finish(outcome, events).await;
-                    }
-                    batches += 1;
-                    let timeout = graph.nodes.get(batch.node).and_then(|n| n.policy().timeout);
-                    waiting = Some(Wait::Children(PendingBatch {
-                        batch: batches,
-                        deadline: timeout.map(|t| now.after(t)),
-                        node: batch.node,
-                        max_concurrency: batch.max_concurrency,
-                        calls: batch
-                            .calls
-                            .into_iter()
-                            .map(|c| PendingChild {
-                                workflow: c.workflow.to_owned(),
-                                input: c.input,
-                            })
-                            .collect(),
-                    }));
+                Transition::Children { state: next, batch } => {
+                    waiting = Some(Wait::Children(batch));
                     next
                 }
-                Step::Succeed(output) => {
-                    return self
-                        .finish(Outcome::Succeeded(to_payload(&output)), events)
-                        .await;
+                Transition::End(End::Succeeded(output)) => {
+                    return self.finish(Outcome::Succeeded(output), events).await;
                 }
-                Step::Fail(error) => {
-                    let name = error.error_name().into_owned();
-                    let outcome = Outcome::Failed(to_payload(&error));
+                Transition::End(End::Failed { name, error }) => {
+                    let outcome = Outcome::Failed(error);
                     return Box::pin(self.finish_named(outcome, events, Some(name))).await;
                 }
-                Step::Fault(fault) => {
-                    return self
-                        .finish(Outcome::Faulted(fault.message().into()), events)
-                        .await;
+                Transition::End(End::Faulted(message)) => {
+                    return self.finish(Outcome::Faulted(message), events).await;
                 }
             };
             if let Err(message) = encode::<W>(&next, &mut buffer) {
@@ -610,16 +587,7 @@ impl Driver {
         // A `call_nested!` retries its whole batch: the same calls, as a new batch.
         let batch = match waited {
             Some(Wait::Children(b) | Wait::Retry { batch: Some(b), .. }) => {
-                *batches += 1;
-                let timeout = W::graph()
-                    .nodes
-                    .get(b.node)
-                    .and_then(|n| n.policy().timeout);
-                Some(PendingBatch {
-                    batch: *batches,
-                    deadline: timeout.map(|t| until.after(t)),
-                    ..b
-                })
+                Some(batch_again(W::graph(), b, batches, until))
             }
             _ => None,
         };

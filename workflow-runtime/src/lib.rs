@@ -92,6 +92,7 @@ mod retry;
 mod runtime;
 mod store;
 mod time;
+mod transition;
 mod workflow;
 
 /// The hash map of the maps every transition reads: keys are ids and names the runtime

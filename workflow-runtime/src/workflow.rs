@@ -87,8 +87,9 @@ pub enum Step<W: Workflow> {
     /// The call of a node failed with an error its policy retries: wait, then run the
     /// last checkpointed state's step again.
     Retry(Retry),
-    /// Checkpoint the state, wait, then step again.
-    Sleep {
+    /// Checkpoint the state, wait (`sleep!`, or a poll between attempts), then step
+    /// again.
+    Wait {
         node: usize,
         state: W::State,
         duration: Duration,

@@ -606,7 +606,7 @@ impl Emit<'_, '_> {
             Op::Sleep(duration) => {
                 self.scan(duration);
                 quote! {
-                    return ::core::result::Result::Ok(#wf::codegen::Step::Sleep {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                         node: #node,
                         duration: #duration,
                         state: __WfState::#after { #(#after_fields),* },
@@ -710,7 +710,7 @@ impl Emit<'_, '_> {
                 max_attempts: #max_attempts,
                 max_errors: #max_errors,
             });
-            return ::core::result::Result::Ok(#wf::codegen::Step::Sleep {
+            return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                 node: #node,
                 duration: __wf_poll.every(),
                 state: __WfState::#waiting { #(#fields,)* __wf_poll },
@@ -832,7 +832,7 @@ impl Emit<'_, '_> {
                         #before
                         match #attempt {
                             #wf::codegen::PollNext::Wait(__wf_every) => {
-                                return ::core::result::Result::Ok(#wf::codegen::Step::Sleep {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                                     node: #node,
                                     duration: __wf_every,
                                     state: __WfState::#waiting { #(#fields,)* __wf_poll },

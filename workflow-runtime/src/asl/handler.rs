@@ -48,21 +48,23 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{emit, whole_seconds, GiveUp, Layout, StateMachine};
 use crate::child::{ChildResult, ChildrenOutcome};
-use crate::context::{to_json, Caught, Deps, StepCx, STATES_TIMEOUT};
+use crate::context::{Caught, Deps, StepCx, STATES_TIMEOUT};
 use crate::error::BuildError;
 use crate::execution::{ExecutionId, Outcome};
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
 use crate::json::Json;
 use crate::registry::{self, WorkflowRef};
-use crate::retry::{Policy, TaskTimeout, WorkflowError};
+use crate::retry::{Policy, TaskTimeout};
+use crate::store::{PendingBatch, PendingChild};
 use crate::time::Timestamp;
-use crate::workflow::{BoxFuture, Step, Workflow};
+use crate::transition::{batch_again, transition, End, Transition};
+use crate::workflow::{BoxFuture, Workflow};
 
 /// Why the step handler refused a request. Answered to Step Functions as a Lambda error
 /// whose type is [`name`](Self::name).
@@ -453,32 +455,37 @@ async fn run<W: Workflow>(
         _ => 0,
     };
 
-    let base = |state: &W::State, batches: u64, clock: Timestamp| -> Result<Value, StepError> {
-        let mut doc = json!({
-            "workflow": W::NAME,
-            "fingerprint": W::FINGERPRINT.to_string(),
-            "execution": execution,
-            "batches": batches,
-            "state": serde_json::to_value(state)
-                .map_err(|e| StepError::Fault(format!("the state does not serialize: {e}")))?,
-        });
-        if clock_mode == StepClock::Virtual {
-            doc["clock"] = json!(clock.0);
-        }
-        Ok(doc)
+    // Every answer names the execution; `clock` only with the virtual clock.
+    let answer = |next: String, clock: Timestamp| Answer {
+        workflow: W::NAME,
+        fingerprint: W::FINGERPRINT.to_string(),
+        execution: execution.clone(),
+        next,
+        clock: (clock_mode == StepClock::Virtual).then_some(clock.0),
+        ..Answer::default()
     };
-    let end = |next: &str, key: &str, value: Value, clock: Timestamp| {
-        let mut doc = json!({
-            "workflow": W::NAME,
-            "fingerprint": W::FINGERPRINT.to_string(),
-            "execution": execution,
-            "next": next,
-        });
-        doc[key] = value;
-        if clock_mode == StepClock::Virtual {
-            doc["clock"] = json!(clock.0);
-        }
-        doc
+    // An answer that goes on from `state`.
+    let going_on = |next: String, state: &W::State, batches: u64, clock: Timestamp| {
+        let state = serde_json::to_value(state)
+            .map_err(|e| StepError::Fault(format!("the state does not serialize: {e}")))?;
+        Ok::<Answer, StepError>(Answer {
+            batches: Some(batches),
+            state: Some(state),
+            ..answer(next, clock)
+        })
+    };
+    let children_of = |batch: &PendingBatch| -> Vec<ChildCall> {
+        batch
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ChildCall {
+                workflow: c.workflow.clone(),
+                input: c.input.clone(),
+                // The native child id: `{parent}/{batch}.{index}`.
+                id: format!("{execution}/{}.{i}", batch.batch),
+            })
+            .collect()
     };
 
     let mut first = true;
@@ -503,13 +510,13 @@ async fn run<W: Workflow>(
         let events = std::mem::take(&mut cx.events);
         let at = if first { role } else { Role::Start };
         first = false;
-        match step {
-            Step::Continue(next) if matches!(at, Role::Call(_)) => {
+        let answer = match transition::<W>(step, now, &mut batches) {
+            Transition::Continue(next) if matches!(at, Role::Call(_)) => {
                 // This state's own call returned: it goes on with the code after it.
                 state = next;
                 continue;
             }
-            Step::Continue(next) => {
+            Transition::Continue(next) => {
                 let ran = events.iter().rev().find_map(|e| match e.kind {
                     EventKind::TaskSucceeded { .. } => e.state.as_deref(),
                     _ => None,
@@ -525,16 +532,12 @@ async fn run<W: Workflow>(
                     .iter()
                     .position(|n| n.name == ran)
                     .ok_or_else(|| StepError::Fault(format!("task at unknown node `{ran}`")))?;
-                let mut doc = base(&next, batches, clock)?;
-                doc["next"] = json!(layout.main(k));
-                return Ok(doc);
+                going_on(layout.main(k).to_owned(), &next, batches, clock)?
             }
-            Step::Task { node, state: next } => {
-                let mut doc = base(&next, batches, clock)?;
-                doc["next"] = json!(layout.main(node));
-                return Ok(doc);
+            Transition::BeforeCall { node, state: next } => {
+                going_on(layout.main(node).to_owned(), &next, batches, clock)?
             }
-            Step::Retry(retry) if matches!(at, Role::After(k) if k == retry.node && is_children(&graph.nodes[k].kind)) =>
+            Transition::Retry(retry) if matches!(at, Role::After(k) if k == retry.node && is_children(&graph.nodes[k].kind)) =>
             {
                 // A `call_nested!` retries its whole batch, as natively: the state that
                 // waited for the batch (the document's, as the step consumed it), the
@@ -545,38 +548,30 @@ async fn run<W: Workflow>(
                         request.at
                     ))
                 })?;
-                let calls = doc
+                let calls: Vec<PendingChild> = doc
                     .get("children")
-                    .and_then(Value::as_array)
+                    .cloned()
+                    .and_then(|c| serde_json::from_value(c).ok())
                     .ok_or_else(|| invalid("the document has no `children`".into()))?;
-                batches += 1;
-                let calls: Vec<Value> = calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let mut c = c.clone();
-                        c["id"] = json!(format!("{execution}/{batches}.{i}"));
-                        c
-                    })
-                    .collect();
+                let batch = PendingBatch {
+                    batch: batches,
+                    node: retry.node,
+                    max_concurrency: None,
+                    calls,
+                    deadline: None,
+                };
                 clock = clock.after(retry.delay);
-                let mut doc = json!({
-                    "workflow": W::NAME,
-                    "fingerprint": W::FINGERPRINT.to_string(),
-                    "execution": execution,
-                    "batches": batches,
-                    "state": doc.get("state").cloned().unwrap_or(Value::Null),
-                    "next": retry_state,
-                    "wait_seconds": whole_seconds(retry.delay),
-                    "children": calls,
-                    "retries": retry.attempt,
-                });
-                if clock_mode == StepClock::Virtual {
-                    doc["clock"] = json!(clock.0);
+                let batch = batch_again(graph, batch, &mut batches, clock);
+                Answer {
+                    batches: Some(batches),
+                    state: Some(doc.get("state").cloned().unwrap_or(Value::Null)),
+                    wait_seconds: Some(whole_seconds(retry.delay)),
+                    children: Some(children_of(&batch)),
+                    retries: Some(retry.attempt),
+                    ..answer(retry_state, clock)
                 }
-                return Ok(doc);
             }
-            Step::Retry(retry) => {
+            Transition::Retry(retry) => {
                 // Only the state that makes the call has the `Retry` that matches it.
                 if !matches!(at, Role::Call(k) | Role::Attempt(k) if k == retry.node) {
                     return Err(StepError::Fault(format!(
@@ -590,21 +585,19 @@ async fn run<W: Workflow>(
                     cause: retry.cause.to_string(),
                 });
             }
-            Step::Sleep {
+            Transition::Wait {
                 node,
-                state: next,
+                until,
                 duration,
+                state: next,
             } => {
-                clock = clock.after(duration);
-                let mut doc = base(&next, batches, clock)?;
-                doc["next"] = json!(layout.main(node));
-                doc["wait_seconds"] = json!(whole_seconds(duration));
-                return Ok(doc);
-            }
-            Step::Children { state: next, batch } => {
-                if let Some(fault) = batch.fault {
-                    return Err(StepError::Fault(fault.message().to_owned()));
+                clock = until;
+                Answer {
+                    wait_seconds: Some(whole_seconds(duration)),
+                    ..going_on(layout.main(node).to_owned(), &next, batches, clock)?
                 }
+            }
+            Transition::Children { state: next, batch } => {
                 if batch.calls.is_empty() {
                     // Natively an empty batch starts nothing and records nothing; a Map
                     // state over no items would be a state the native run never has.
@@ -615,31 +608,16 @@ async fn run<W: Workflow>(
                     state = next;
                     continue;
                 }
-                batches += 1;
-                let calls: Vec<Value> = batch
-                    .calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        json!({
-                            "workflow": c.workflow,
-                            "input": c.input,
-                            // The native child id: `{parent}/{batch}.{index}`.
-                            "id": format!("{execution}/{batches}.{i}"),
-                        })
-                    })
-                    .collect();
-                let mut doc = base(&next, batches, clock)?;
-                doc["next"] = json!(layout.main(batch.node));
-                doc["children"] = Value::Array(calls);
-                return Ok(doc);
+                Answer {
+                    children: Some(children_of(&batch)),
+                    ..going_on(layout.main(batch.node).to_owned(), &next, batches, clock)?
+                }
             }
-            Step::Succeed(output) => {
-                return Ok(end(layout.succeed(), "output", to_json(&output), clock));
-            }
-            Step::Fail(error) => {
-                let name = error.error_name().into_owned();
-                let error = to_json(&error);
+            Transition::End(End::Succeeded(output)) => Answer {
+                output: Some(output),
+                ..answer(layout.succeed().to_owned(), clock)
+            },
+            Transition::End(End::Failed { name, error }) => {
                 let next = match at {
                     Role::Attempt(k) => {
                         let g = give_up(poll_before.as_ref(), &events);
@@ -651,15 +629,65 @@ async fn run<W: Workflow>(
                 let next = next
                     .or_else(|| layout.fail().map(str::to_owned))
                     .ok_or_else(|| StepError::Fault("the workflow cannot fail".into()))?;
-                let value = json!({"name": name, "cause": error.to_string()});
-                return Ok(end(&next, "error", value, clock));
+                Answer {
+                    error: Some(ErrorAnswer {
+                        name,
+                        cause: error.into_string(),
+                    }),
+                    ..answer(next, clock)
+                }
             }
-            Step::Fault(fault) => return Err(StepError::Fault(fault.message().to_owned())),
-        }
+            Transition::End(End::Faulted(message)) => return Err(StepError::Fault(message)),
+        };
+        return serde_json::to_value(answer)
+            .map_err(|e| StepError::Fault(format!("the answer does not serialize: {e}")));
     }
     Err(StepError::Fault(format!(
         "the workflow ran {MAX_SILENT_STEPS} steps without reaching a yield point"
     )))
+}
+
+/// The step handler's answer: the execution's JSON until the next Lambda state (see the
+/// module docs for each field).
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Answer {
+    workflow: &'static str,
+    fingerprint: String,
+    execution: String,
+    next: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    children: Option<Vec<ChildCall>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<u64>,
+}
+
+/// A child for a child Task, Parallel or Map state to start.
+#[derive(Debug, Serialize)]
+struct ChildCall {
+    workflow: String,
+    input: Json,
+    id: String,
+}
+
+/// The workflow's error, for the Fail state.
+#[derive(Debug, Serialize)]
+struct ErrorAnswer {
+    /// Its [name](crate::WorkflowError::error_name), the Fail state's `Error`.
+    name: String,
+    /// The error as JSON text, its `Cause`.
+    cause: String,
 }
 
 /// The role of Lambda state `at`, and whether it is a `…: caught` state (whose
