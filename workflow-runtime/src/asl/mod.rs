@@ -116,9 +116,11 @@
 //! `${XArn}` (non-alphanumeric characters removed from the name). Fill them with
 //! CloudFormation/SAM `DefinitionSubstitutions`; [`StateMachine::placeholders`] lists them.
 
+mod document;
 mod emit;
 pub(crate) mod handler;
 mod serve;
+mod step;
 
 use std::collections::HashSet;
 use std::time::Duration;

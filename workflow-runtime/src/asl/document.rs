@@ -1,0 +1,251 @@
+//! Reading a request: which Lambda state it comes from, and what Step Functions added
+//! to the document (a caught error, the children's results, a poll's state before the
+//! attempt).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{GiveUp, Layout};
+use crate::child::{ChildResult, ChildrenOutcome};
+use crate::context::{Caught, STATES_TIMEOUT};
+use crate::execution::{ExecutionId, Outcome};
+use crate::graph::{NodeKind, StateGraph};
+use crate::history::{EventKind, PollOutcome};
+use crate::json::Json;
+use crate::retry::{Policy, TaskTimeout};
+
+use super::handler::StepError;
+
+use super::step::Role;
+
+/// The role of Lambda state `at`, and whether it is a `…: caught` state (whose
+/// document holds the error Step Functions caught).
+pub(super) fn role_of(layout: &Layout, graph: &StateGraph, at: &str) -> Option<(Role, bool)> {
+    if at == layout.start {
+        return Some((Role::Start, false));
+    }
+    layout.nodes.iter().enumerate().find_map(|(k, n)| {
+        let node = &graph.nodes[k];
+        let is = |s: &Option<String>| s.as_deref() == Some(at);
+        match node.kind {
+            NodeKind::Task if n.caught.is_some() && is(&n.main) => Some((Role::Call(k), false)),
+            NodeKind::Task if is(&n.caught) => Some((Role::Call(k), true)),
+            NodeKind::Task if is(&n.main) => Some((Role::After(k), false)),
+            NodeKind::Poll if is(&n.attempt) => Some((Role::Attempt(k), false)),
+            NodeKind::Poll if is(&n.caught) => Some((Role::Attempt(k), true)),
+            NodeKind::Task | NodeKind::Poll => None,
+            _ if is(&n.resume) => Some((Role::After(k), false)),
+            _ => None,
+        }
+    })
+}
+
+/// How long Step Functions waited between the retries of a call that failed with `error`
+/// before its `Catch` took it: every retry's delay (without jitter) if the policy retries
+/// that error, else nothing.
+pub(super) fn retried_for(policy: &Policy, error: &str) -> Duration {
+    let Some(retry) = &policy.retry else {
+        return Duration::ZERO;
+    };
+    let name = if error == STATES_TIMEOUT {
+        TaskTimeout::NAME
+    } else {
+        error
+    };
+    if !retry.matches(name) {
+        return Duration::ZERO;
+    }
+    let mut total = Duration::ZERO;
+    let mut previous = None;
+    for n in 1..=retry.max_attempts {
+        let delay = retry.base_delay(n);
+        if previous == Some(delay) {
+            // The delays stopped growing (capped): the remaining ones are all the same.
+            let rest = retry.max_attempts - n + 1;
+            return total.saturating_add(delay.saturating_mul(rest));
+        }
+        total = total.saturating_add(delay);
+        previous = Some(delay);
+    }
+    total
+}
+
+/// The error a `Catch` put in the document (at `$.caught`).
+pub(super) fn caught_of(doc: &Value) -> Result<Caught, String> {
+    let caught = doc
+        .get("caught")
+        .ok_or("the document has no `caught` error")?;
+    let error = caught
+        .get("Error")
+        .and_then(Value::as_str)
+        .ok_or("the caught error has no `Error`")?;
+    let cause = caught.get("Cause").and_then(Value::as_str).unwrap_or("");
+    Ok(Caught {
+        error: error.to_owned(),
+        cause: decode_cause(cause),
+    })
+}
+
+/// A caught error's `Cause`: the error's JSON as the handler answered it, which AWS
+/// Lambda wraps in its function error (`{"errorType", "errorMessage", …}`).
+pub(super) fn decode_cause(cause: &str) -> Value {
+    match serde_json::from_str::<Value>(cause) {
+        Ok(Value::Object(m)) if m.contains_key("errorType") => match m.get("errorMessage") {
+            Some(Value::String(message)) => {
+                serde_json::from_str(message).unwrap_or_else(|_| Value::String(message.clone()))
+            }
+            _ => Value::Object(m),
+        },
+        Ok(v) => v,
+        Err(_) => Value::String(cause.to_owned()),
+    }
+}
+
+pub(super) fn is_children(kind: &NodeKind) -> bool {
+    matches!(
+        kind,
+        NodeKind::Child { .. } | NodeKind::Parallel { .. } | NodeKind::Map { .. }
+    )
+}
+
+/// The `PollState` inside a serialized state enum (the waiting variant holds one).
+pub(super) fn find_poll(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Object(m) => m
+            .get("__wf_poll")
+            .or_else(|| m.values().find_map(find_poll)),
+        Value::Array(a) => a.iter().find_map(find_poll),
+        _ => None,
+    }
+}
+
+/// Why the attempt in `events` made the poll give up, from its state before the attempt
+/// (the same rules as `PollState::attempt`, in the same order).
+pub(super) fn give_up(before: Option<&Value>, events: &[crate::history::Event]) -> GiveUp {
+    let errored = events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::PollAttempt {
+                outcome: PollOutcome::Error { .. },
+                ..
+            }
+        )
+    });
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let Some(p) = before else {
+        return GiveUp::TimedOut;
+    };
+    let config = p.get("config");
+    let errors = n(p.get("errors")) + u64::from(errored);
+    let attempts = n(p.get("attempts")) + 1;
+    let max_errors = n(config.and_then(|c| c.get("max_errors")));
+    let max_attempts = config
+        .and_then(|c| c.get("max_attempts"))
+        .and_then(Value::as_u64);
+    if errors > max_errors {
+        GiveUp::TooManyErrors
+    } else if max_attempts.is_some_and(|m| attempts >= m) {
+        GiveUp::AttemptsExhausted
+    } else {
+        GiveUp::TimedOut
+    }
+}
+
+/// The children's results as the generated code expects them, from what the child
+/// Task / Parallel / Map state added to the document.
+pub(super) fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
+    let calls = doc
+        .get("children")
+        .and_then(Value::as_array)
+        .ok_or("the document has no `children`")?;
+    let ids: Vec<ExecutionId> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.get("id")
+                .and_then(Value::as_str)
+                .map(ExecutionId::from)
+                .unwrap_or_else(|| ExecutionId::from(format!("child-{i}")))
+        })
+        .collect();
+    if let Some(err) = doc.get("children_error") {
+        let error = err.get("Error").and_then(Value::as_str).unwrap_or("");
+        let cause = err.get("Cause").and_then(Value::as_str).unwrap_or("");
+        // `startExecution.sync:2` fails with the child's description as the cause.
+        let described: Option<Value> = serde_json::from_str(cause).ok();
+        let input_id = described.as_ref().and_then(|d| {
+            let input = d.get("Input")?;
+            let input = match input {
+                Value::String(s) => serde_json::from_str(s).ok()?,
+                v => v.clone(),
+            };
+            input.get("id")?.as_str().map(str::to_owned)
+        });
+        let index = input_id
+            .and_then(|id| ids.iter().position(|x| x.as_str() == id))
+            .unwrap_or(0);
+        let outcome = match described.as_ref() {
+            // The child ran past its own `#[workflow(timeout)]` (its execution's
+            // `TimeoutSeconds`): `.sync:2` fails with `States.TaskFailed` and describes it
+            // as `TIMED_OUT`; natively the child's outcome is `TimedOut`.
+            Some(d) if d.get("Status").and_then(Value::as_str) == Some("TIMED_OUT") => {
+                Outcome::TimedOut
+            }
+            Some(d) if d.get("Error").is_some() => {
+                let child_error = d.get("Error").and_then(Value::as_str).unwrap_or("");
+                let child_cause = d.get("Cause").and_then(Value::as_str).unwrap_or("");
+                match Json::parse(child_cause.to_owned()) {
+                    Ok(v) if !StepError::is_fault(child_error) => Outcome::Failed(v),
+                    _ => Outcome::Faulted(format!("{child_error}: {child_cause}")),
+                }
+            }
+            // The child Task's `TimeoutSeconds` (the `call_nested!`'s `#[timeout]`).
+            _ if error == STATES_TIMEOUT => Outcome::TimedOut,
+            _ => Outcome::Faulted(format!("{error}: {cause}")),
+        };
+        let results = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| ChildResult {
+                id,
+                // Fail-fast: the siblings were stopped.
+                outcome: if i == index {
+                    outcome.clone()
+                } else {
+                    Outcome::Cancelled
+                },
+            })
+            .collect();
+        return Ok(ChildrenOutcome {
+            results,
+            failure: Some(index),
+        });
+    }
+    let result = doc
+        .get("children_result")
+        .ok_or("the document has neither `children_result` nor `children_error`")?;
+    let outputs: Vec<&Value> = match result {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    if outputs.len() != ids.len() {
+        return Err(format!(
+            "{} children were started and {} results came back",
+            ids.len(),
+            outputs.len()
+        ));
+    }
+    let results = ids
+        .into_iter()
+        .zip(outputs)
+        .map(|(id, r)| ChildResult {
+            id,
+            outcome: Outcome::Succeeded(r.get("output").map_or_else(Json::null, Json::from)),
+        })
+        .collect();
+    Ok(ChildrenOutcome {
+        results,
+        failure: None,
+    })
+}

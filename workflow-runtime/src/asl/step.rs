@@ -1,0 +1,378 @@
+//! One step of the step handler: decode the request's document, run the workflow's
+//! step from where `at` says, and answer with what [`transition`] decides, as the
+//! document the next state of the definition gets.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::document::{
+    caught_of, children_outcome, find_poll, give_up, is_children, retried_for, role_of,
+};
+use super::{whole_seconds, GiveUp, Layout};
+use crate::child::ChildrenOutcome;
+use crate::context::{Deps, StepCx};
+use crate::history::EventKind;
+use crate::json::Json;
+use crate::store::{PendingBatch, PendingChild};
+use crate::time::Timestamp;
+use crate::transition::{batch_again, transition, End, Transition};
+use crate::workflow::Workflow;
+
+use super::handler::{Request, StepClock, StepError};
+
+/// Which Lambda state of the definition invoked the handler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Role {
+    Start,
+    /// After a task without a policy, a wait, or a batch of children (whose results
+    /// are in the document).
+    After(usize),
+    /// The call of a task with a policy, then the code after it.
+    Call(usize),
+    /// One call of a poll.
+    Attempt(usize),
+}
+
+/// Guards against a step function that keeps continuing without ever yielding; the
+/// generated code never does, but the handler must not spin on a bad state.
+const MAX_SILENT_STEPS: usize = 10_000;
+
+pub(super) async fn run<W: Workflow>(
+    request: Request,
+    deps: &Deps,
+    clock_mode: StepClock,
+) -> Result<Value, StepError> {
+    let graph = W::graph();
+    let layout = Layout::of(graph);
+    let invalid = |message: String| StepError::InvalidState {
+        workflow: W::NAME,
+        message,
+    };
+    let (role, caught) = role_of(&layout, graph, &request.at).ok_or_else(|| {
+        StepError::InvalidRequest(format!(
+            "`{}` is not a Lambda state of `{}`",
+            request.at,
+            W::NAME
+        ))
+    })?;
+    let doc = request.document;
+    let mut caught = if caught {
+        Some(caught_of(&doc).map_err(invalid)?)
+    } else {
+        None
+    };
+    let wall = || {
+        Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        )
+    };
+    let doc_clock = doc.get("clock").and_then(Value::as_u64).map(Timestamp);
+    let mut clock = doc_clock.unwrap_or_else(wall);
+    if let (Some(c), Role::Call(k) | Role::Attempt(k)) = (&caught, role) {
+        // Step Functions waited between its retries without telling the handler; if it
+        // retried at all, it retried as often as the policy allows.
+        clock = clock.after(retried_for(&graph.nodes[k].policy(), &c.error));
+    }
+
+    let (mut state, execution, mut batches, mut children): (W::State, String, u64, _) =
+        if role == Role::Start {
+            let input = doc.get("input").cloned().unwrap_or(Value::Null);
+            let input: W::Input =
+                serde_json::from_value(input).map_err(|e| StepError::InvalidInput {
+                    workflow: W::NAME,
+                    message: e.to_string(),
+                })?;
+            // A child gets the id its parent chose (as natively), a top-level execution
+            // its own execution id.
+            let execution = doc
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or(request.execution)
+                .unwrap_or_else(|| "execution".to_owned());
+            (W::start(input), execution, 0, None)
+        } else {
+            if doc.get("workflow").and_then(Value::as_str) != Some(W::NAME) {
+                return Err(invalid(
+                    "the document is not a state of this workflow".into(),
+                ));
+            }
+            let found = doc.get("fingerprint").and_then(Value::as_str).unwrap_or("");
+            if found != W::FINGERPRINT.to_string() {
+                return Err(StepError::IncompatibleState {
+                    workflow: W::NAME,
+                    found: found.to_owned(),
+                    expected: W::FINGERPRINT,
+                });
+            }
+            let state = doc
+                .get("state")
+                .cloned()
+                .ok_or_else(|| invalid("the document has no `state`".into()))
+                .and_then(|s| serde_json::from_value(s).map_err(|e| invalid(e.to_string())))?;
+            let execution = doc
+                .get("execution")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("the document has no `execution`".into()))?
+                .to_owned();
+            let batches = doc.get("batches").and_then(Value::as_u64).unwrap_or(0);
+            let children = match role {
+                Role::After(k) if is_children(&graph.nodes[k].kind) => {
+                    Some(children_outcome(&doc).map_err(invalid)?)
+                }
+                _ => None,
+            };
+            (state, execution, batches, children)
+        };
+    let poll_before = match role {
+        Role::Attempt(_) => doc.get("state").and_then(find_poll).cloned(),
+        _ => None,
+    };
+    // A retried batch's attempt count, as natively `Wait::Retry`'s `attempt`.
+    let batch_retries = match role {
+        Role::After(k) if is_children(&graph.nodes[k].kind) => doc
+            .get("retries")
+            .and_then(Value::as_u64)
+            .map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
+        _ => 0,
+    };
+
+    // Every answer names the execution; `clock` only with the virtual clock.
+    let answer = |next: String, clock: Timestamp| Answer {
+        workflow: W::NAME,
+        fingerprint: W::FINGERPRINT.to_string(),
+        execution: execution.clone(),
+        next,
+        clock: (clock_mode == StepClock::Virtual).then_some(clock.0),
+        ..Answer::default()
+    };
+    // An answer that goes on from `state`.
+    let going_on = |next: String, state: &W::State, batches: u64, clock: Timestamp| {
+        let state = serde_json::to_value(state)
+            .map_err(|e| StepError::Fault(format!("the state does not serialize: {e}")))?;
+        Ok::<Answer, StepError>(Answer {
+            batches: Some(batches),
+            state: Some(state),
+            ..answer(next, clock)
+        })
+    };
+    let children_of = |batch: &PendingBatch| -> Vec<ChildCall> {
+        batch
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ChildCall {
+                workflow: c.workflow.clone(),
+                input: c.input.clone(),
+                // The native child id: `{parent}/{batch}.{index}`.
+                id: format!("{execution}/{}.{i}", batch.batch),
+            })
+            .collect()
+    };
+
+    let mut first = true;
+    for _ in 0..MAX_SILENT_STEPS {
+        let now = match clock_mode {
+            StepClock::Virtual => clock,
+            StepClock::Wall => wall(),
+        };
+        let mut cx = StepCx::at_time(now, graph, children.take());
+        if first {
+            cx.retries = batch_retries;
+        }
+        if let Some(c) = caught.take() {
+            cx.caught = Some(c);
+            // Step Functions retried the call as often as the policy allows.
+            cx.retries = u32::MAX;
+        }
+        // Otherwise `retries` stays 0: the handler cannot know how often Step Functions
+        // already retried, so it asks for a retry whenever the policy would retry at all
+        // and the state's `MaxAttempts` decides when to give up.
+        let step = W::step(state, deps, &mut cx).await;
+        let events = std::mem::take(&mut cx.events);
+        let at = if first { role } else { Role::Start };
+        first = false;
+        let answer = match transition::<W>(step, now, &mut batches) {
+            Transition::Continue(next) if matches!(at, Role::Call(_)) => {
+                // This state's own call returned: it goes on with the code after it.
+                state = next;
+                continue;
+            }
+            Transition::Continue(next) => {
+                let ran = events.iter().rev().find_map(|e| match e.kind {
+                    EventKind::TaskSucceeded { .. } => e.state.as_deref(),
+                    _ => None,
+                });
+                let Some(ran) = ran else {
+                    // A poll that was ready or children that were decoded: nothing
+                    // happened that a state stands for, so run on to the next yield.
+                    state = next;
+                    continue;
+                };
+                let k = graph
+                    .nodes
+                    .iter()
+                    .position(|n| n.name == ran)
+                    .ok_or_else(|| StepError::Fault(format!("task at unknown node `{ran}`")))?;
+                going_on(layout.main(k).to_owned(), &next, batches, clock)?
+            }
+            Transition::BeforeCall { node, state: next } => {
+                going_on(layout.main(node).to_owned(), &next, batches, clock)?
+            }
+            Transition::Retry(retry) if matches!(at, Role::After(k) if k == retry.node && is_children(&graph.nodes[k].kind)) =>
+            {
+                // A `call_nested!` retries its whole batch, as natively: the state that
+                // waited for the batch (the document's, as the step consumed it), the
+                // same calls as a new batch, after the delay in `N: retry`.
+                let retry_state = layout.nodes[retry.node].retry.clone().ok_or_else(|| {
+                    StepError::Fault(format!(
+                        "`{}` retried a batch but has no retry state",
+                        request.at
+                    ))
+                })?;
+                let calls: Vec<PendingChild> = doc
+                    .get("children")
+                    .cloned()
+                    .and_then(|c| serde_json::from_value(c).ok())
+                    .ok_or_else(|| invalid("the document has no `children`".into()))?;
+                let batch = PendingBatch {
+                    batch: batches,
+                    node: retry.node,
+                    max_concurrency: None,
+                    calls,
+                    deadline: None,
+                };
+                clock = clock.after(retry.delay);
+                let batch = batch_again(graph, batch, &mut batches, clock);
+                Answer {
+                    batches: Some(batches),
+                    state: Some(doc.get("state").cloned().unwrap_or(Value::Null)),
+                    wait_seconds: Some(whole_seconds(retry.delay)),
+                    children: Some(children_of(&batch)),
+                    retries: Some(retry.attempt),
+                    ..answer(retry_state, clock)
+                }
+            }
+            Transition::Retry(retry) => {
+                // Only the state that makes the call has the `Retry` that matches it.
+                if !matches!(at, Role::Call(k) | Role::Attempt(k) if k == retry.node) {
+                    return Err(StepError::Fault(format!(
+                        "a retry of the call at `{}` asked for in state `{}`",
+                        layout.main(retry.node),
+                        request.at
+                    )));
+                }
+                return Err(StepError::Task {
+                    name: retry.error,
+                    cause: retry.cause.to_string(),
+                });
+            }
+            Transition::Wait {
+                node,
+                until,
+                duration,
+                state: next,
+            } => {
+                clock = until;
+                Answer {
+                    wait_seconds: Some(whole_seconds(duration)),
+                    ..going_on(layout.main(node).to_owned(), &next, batches, clock)?
+                }
+            }
+            Transition::Children { state: next, batch } => {
+                if batch.calls.is_empty() {
+                    // Natively an empty batch starts nothing and records nothing; a Map
+                    // state over no items would be a state the native run never has.
+                    children = Some(ChildrenOutcome {
+                        results: Vec::new(),
+                        failure: None,
+                    });
+                    state = next;
+                    continue;
+                }
+                Answer {
+                    children: Some(children_of(&batch)),
+                    ..going_on(layout.main(batch.node).to_owned(), &next, batches, clock)?
+                }
+            }
+            Transition::End(End::Succeeded(output)) => Answer {
+                output: Some(output),
+                ..answer(layout.succeed().to_owned(), clock)
+            },
+            Transition::End(End::Failed { name, error }) => {
+                let next = match at {
+                    Role::Attempt(k) => {
+                        let g = give_up(poll_before.as_ref(), &events);
+                        let i = GiveUp::ALL.iter().position(|x| *x == g).unwrap_or(0);
+                        layout.nodes[k].give_up.get(i).cloned()
+                    }
+                    _ => None,
+                };
+                let next = next
+                    .or_else(|| layout.fail().map(str::to_owned))
+                    .ok_or_else(|| StepError::Fault("the workflow cannot fail".into()))?;
+                Answer {
+                    error: Some(ErrorAnswer {
+                        name,
+                        cause: error.into_string(),
+                    }),
+                    ..answer(next, clock)
+                }
+            }
+            Transition::End(End::Faulted(message)) => return Err(StepError::Fault(message)),
+        };
+        return serde_json::to_value(answer)
+            .map_err(|e| StepError::Fault(format!("the answer does not serialize: {e}")));
+    }
+    Err(StepError::Fault(format!(
+        "the workflow ran {MAX_SILENT_STEPS} steps without reaching a yield point"
+    )))
+}
+
+/// The step handler's answer: the execution's JSON until the next Lambda state (see the
+/// module docs for each field).
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Answer {
+    workflow: &'static str,
+    fingerprint: String,
+    execution: String,
+    next: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    children: Option<Vec<ChildCall>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<u64>,
+}
+
+/// A child for a child Task, Parallel or Map state to start.
+#[derive(Debug, Serialize)]
+struct ChildCall {
+    workflow: String,
+    input: Json,
+    id: String,
+}
+
+/// The workflow's error, for the Fail state.
+#[derive(Debug, Serialize)]
+struct ErrorAnswer {
+    /// Its [name](crate::WorkflowError::error_name), the Fail state's `Error`.
+    name: String,
+    /// The error as JSON text, its `Cause`.
+    cause: String,
+}

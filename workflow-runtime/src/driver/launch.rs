@@ -1,0 +1,247 @@
+//! Starting and resuming executions: the typed entry points behind the registry's
+//! type-erased workflows.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Payload, PayloadTooLarge, StartError};
+use crate::execution::{ExecutionId, Outcome, Status};
+use crate::history::{Event, EventKind};
+use crate::json::Json;
+use crate::runtime::Inner;
+use crate::store::{CallSite, ExecutionRecord, Wait};
+use crate::time::Timestamp;
+use crate::workflow::{BoxFuture, Workflow};
+
+use super::{deadline, Driver, Notify};
+
+/// Where a child hangs in its parent: the parent, and the call site.
+#[derive(Clone)]
+pub(crate) struct ParentLink {
+    pub(crate) id: ExecutionId,
+    pub(crate) node: Cow<'static, str>,
+    pub(crate) batch: u64,
+    pub(crate) index: usize,
+}
+
+/// A new execution to create and drive.
+pub(crate) struct Launch {
+    pub(crate) id: ExecutionId,
+    pub(crate) parent: Option<ParentLink>,
+    pub(crate) input: Json,
+    pub(crate) cancel: CancellationToken,
+    pub(super) notify: Notify,
+}
+
+impl Launch {
+    pub(crate) fn top_level(id: ExecutionId, input: Json) -> Self {
+        Launch {
+            id,
+            parent: None,
+            input,
+            cancel: CancellationToken::new(),
+            notify: None,
+        }
+    }
+}
+
+/// A stored execution ready to be driven again: its decoded state and where it was.
+pub(crate) struct Resume {
+    pub(crate) id: ExecutionId,
+    /// The parent's node that started it, for the events it writes into its parent's
+    /// history.
+    pub(crate) parent_node: Option<Cow<'static, str>>,
+    pub(crate) waiting: Option<Wait>,
+    pub(crate) batches: u64,
+    /// When it was created: its timeout counts from there.
+    pub(crate) created_at: Timestamp,
+    /// The decoded `W::State`, type-erased so the registry can hold it.
+    pub(crate) state: Box<dyn Any + Send>,
+}
+
+impl Resume {
+    pub(crate) fn of(record: &ExecutionRecord, state: Box<dyn Any + Send>) -> Self {
+        Resume {
+            id: record.id.clone(),
+            parent_node: record
+                .call_site
+                .as_ref()
+                .map(|site| Cow::Owned(site.node.clone())),
+            waiting: record.waiting.clone(),
+            batches: record.batches,
+            created_at: record.created_at,
+            state,
+        }
+    }
+}
+
+/// Why a stored execution cannot be resumed by the registered workflow.
+pub(crate) enum Unresumable {
+    VersionMismatch { stored: u64, registered: u64 },
+    Corrupt(String),
+}
+
+/// The registry's view of a workflow type.
+pub(crate) trait Erased: Send + Sync {
+    /// Creates the execution and spawns its driver.
+    fn launch<'a>(
+        &'a self,
+        rt: &'a Arc<Inner>,
+        launch: Launch,
+    ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>>;
+
+    /// Checks a stored execution against this definition and decodes its state.
+    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable>;
+
+    /// Spawns the driver of a decoded execution, from where its record left it.
+    fn resume(
+        &self,
+        rt: &Arc<Inner>,
+        resume: Resume,
+        cancel: CancellationToken,
+        notify: Notify,
+    ) -> watch::Receiver<Option<Outcome>>;
+}
+
+pub(crate) struct Typed<W>(pub(crate) PhantomData<fn() -> W>);
+
+impl<W: Workflow> Erased for Typed<W> {
+    fn launch<'a>(
+        &'a self,
+        rt: &'a Arc<Inner>,
+        launch: Launch,
+    ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
+        Box::pin(async move {
+            let input: W::Input =
+                launch
+                    .input
+                    .decode()
+                    .map_err(|source| StartError::InvalidInput {
+                        workflow: W::NAME,
+                        source,
+                    })?;
+            let too_large = |what, size| PayloadTooLarge {
+                execution: launch.id.clone(),
+                what,
+                size,
+                limit: rt.payload_limit,
+            };
+            let input_size = launch.input.as_str().len();
+            if input_size > rt.payload_limit {
+                return Err(too_large(Payload::Input, input_size).into());
+            }
+            let state = W::start(input);
+            let bytes = serde_json::to_vec(&state).map_err(|source| StartError::InvalidInput {
+                workflow: W::NAME,
+                source,
+            })?;
+            if bytes.len() > rt.payload_limit {
+                return Err(too_large(Payload::State, bytes.len()).into());
+            }
+            let now = rt.clock.now();
+            let parent = launch.parent.clone();
+            let started = Event {
+                at: now,
+                state: None,
+                kind: EventKind::ExecutionStarted {
+                    input: launch.input.clone(),
+                    parent: parent.as_ref().map(|p| p.id.clone()),
+                },
+            };
+            let parent_events = parent
+                .iter()
+                .map(|p| Event {
+                    at: now,
+                    state: Some(p.node.clone()),
+                    kind: EventKind::ChildStarted {
+                        child: launch.id.clone(),
+                        workflow: W::NAME.to_owned(),
+                    },
+                })
+                .collect();
+            let record = ExecutionRecord {
+                id: launch.id.clone(),
+                workflow: W::NAME.to_owned(),
+                fingerprint: W::FINGERPRINT,
+                parent: parent.as_ref().map(|p| p.id.clone()),
+                call_site: parent.as_ref().map(|p| CallSite {
+                    node: p.node.clone().into_owned(),
+                    batch: p.batch,
+                    index: p.index,
+                }),
+                status: Status::Running,
+                input: launch.input,
+                state: bytes,
+                waiting: None,
+                batches: 0,
+                outcome: None,
+                wake_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            rt.store
+                .create(record, vec![started], parent_events)
+                .await?;
+            let driver = Driver {
+                rt: Arc::clone(rt),
+                id: launch.id,
+                cancel: launch.cancel,
+                parent_node: parent.map(|p| p.node),
+                deadline: deadline::<W>(now),
+            };
+            Ok(driver.spawn::<W>(state, None, 0, launch.notify))
+        })
+    }
+
+    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable> {
+        if record.fingerprint != W::FINGERPRINT {
+            return Err(Unresumable::VersionMismatch {
+                stored: record.fingerprint,
+                registered: W::FINGERPRINT,
+            });
+        }
+        let state: W::State = serde_json::from_slice(&record.state).map_err(|e| {
+            Unresumable::Corrupt(format!(
+                "the stored state of execution `{}` does not decode as workflow `{}`'s state: {e}",
+                record.id,
+                W::NAME
+            ))
+        })?;
+        Ok(Box::new(state))
+    }
+
+    fn resume(
+        &self,
+        rt: &Arc<Inner>,
+        resume: Resume,
+        cancel: CancellationToken,
+        notify: Notify,
+    ) -> watch::Receiver<Option<Outcome>> {
+        let driver = Driver {
+            rt: Arc::clone(rt),
+            id: resume.id,
+            cancel,
+            parent_node: resume.parent_node,
+            deadline: deadline::<W>(resume.created_at),
+        };
+        match resume.state.downcast::<W::State>() {
+            Ok(state) => driver.spawn::<W>(*state, resume.waiting, resume.batches, notify),
+            // `decode` of the same registration made the box: unreachable, but a fault
+            // is the honest answer if it ever happens.
+            Err(_) => {
+                let (done, rx) = watch::channel(None);
+                rt.spawn(async move {
+                    let message = format!("state of `{}` has the wrong type", W::NAME);
+                    let finished = driver.finish(Outcome::Faulted(message), Vec::new()).await;
+                    driver.report(finished, done, notify);
+                });
+                rx
+            }
+        }
+    }
+}

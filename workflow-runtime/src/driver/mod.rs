@@ -1,0 +1,319 @@
+//! Launching, resuming and driving executions.
+//!
+//! A driver is one tokio task per execution: step, checkpoint, wait for what the step
+//! asked for, repeat. Everything it needs to go on after a crash is in its checkpoint
+//! (the state, the [`Wait`], the batch counter), so resuming is starting a driver from a
+//! stored record instead of from an input.
+//!
+//! What follows a step is decided by [`transition`](crate::transition); the driver only
+//! carries it out. This file holds the step loop; `launch` the typed entry points (start
+//! from an input, resume from a record), `checkpoint` the writes (with retries of
+//! transient store errors, and the terminal one), `children` the batches of children.
+
+mod checkpoint;
+mod children;
+mod launch;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::child::ChildrenOutcome;
+use crate::context::StepCx;
+use crate::execution::{ExecutionId, Outcome};
+use crate::history::{Event, EventKind};
+use crate::runtime::{Inner, Live};
+use crate::store::{SavedState, Wait};
+use crate::time::Timestamp;
+use crate::transition::{transition, End, Transition};
+use crate::workflow::Workflow;
+
+pub(crate) use children::{child_event, ChildDone, Notify};
+pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
+
+/// How an execution ended, and whether that end is in the store.
+pub(crate) struct Finished {
+    outcome: Outcome,
+    recorded: bool,
+}
+
+/// Drives one execution: step, checkpoint, wait for what the step asked for, repeat.
+pub(crate) struct Driver {
+    rt: Arc<Inner>,
+    id: ExecutionId,
+    cancel: CancellationToken,
+    parent_node: Option<Cow<'static, str>>,
+    /// When the execution times out, if its workflow has a timeout.
+    deadline: Option<Timestamp>,
+}
+
+/// When an execution created at `created_at` times out.
+fn deadline<W: Workflow>(created_at: Timestamp) -> Option<Timestamp> {
+    W::graph().timeout.map(|t| created_at.after(t()))
+}
+
+/// The state buffer a driver starts with: room for most states, so that encoding the
+/// first one does not grow it several times.
+const FIRST_BUFFER: usize = 256;
+
+/// The largest state buffer a driver keeps for its next state.
+const KEPT_BUFFER: usize = 16 * 1024;
+
+/// The most transitions a driver makes in a row without yielding to other tasks. A
+/// memory store's write never waits, and neither does a task that answers at once, so a
+/// loop of such tasks would otherwise hold its worker thread, and the timers due on it,
+/// until the loop ends. Polls never reach it: their waits yield.
+const UNBROKEN_TRANSITIONS: u32 = 128;
+
+/// How long a checkpoint that failed transiently waits before the first retry, and at
+/// most between retries.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Driver {
+    /// Registers the execution as live and spawns its driver task.
+    pub(super) fn spawn<W: Workflow>(
+        self,
+        state: W::State,
+        waiting: Option<Wait>,
+        batches: u64,
+        notify: Notify,
+    ) -> watch::Receiver<Option<Outcome>> {
+        let (done, rx) = watch::channel(None);
+        self.rt.live().insert(
+            self.id.clone(),
+            Live {
+                cancel: self.cancel.clone(),
+                done: rx.clone(),
+            },
+        );
+        let rt = Arc::clone(&self.rt);
+        rt.spawn(async move {
+            let finished = self.drive::<W>(state, waiting, batches).await;
+            self.report(finished, done, notify);
+        });
+        rx
+    }
+
+    pub(super) fn report(
+        self,
+        finished: Finished,
+        done: watch::Sender<Option<Outcome>>,
+        notify: Notify,
+    ) {
+        self.rt.live().remove(&self.id);
+        if let Some((tx, index)) = notify {
+            // The parent may have been cancelled and gone; then nobody needs the result.
+            let _ = tx.send(ChildDone {
+                index,
+                id: self.id.clone(),
+                outcome: finished.outcome.clone(),
+                recorded: finished.recorded,
+            });
+        }
+        done.send_replace(Some(finished.outcome));
+    }
+
+    /// Drives the execution to its end, or to its timeout: then whatever it was doing
+    /// is dropped (a step's call is cancelled) and its children are cancelled.
+    pub(super) async fn drive<W: Workflow>(
+        &self,
+        state: W::State,
+        waiting: Option<Wait>,
+        batches: u64,
+    ) -> Finished {
+        let Some(deadline) = self.deadline else {
+            return self.run::<W>(state, waiting, batches).await;
+        };
+        let remaining = deadline.since(self.rt.clock.now());
+        let run = self.run::<W>(state, waiting, batches);
+        tokio::select! {
+            biased;
+            finished = run => finished,
+            () = tokio::time::sleep(remaining) => {
+                self.cancel.cancel();
+                self.finish(Outcome::TimedOut, Vec::new()).await
+            }
+        }
+    }
+
+    pub(super) async fn run<W: Workflow>(
+        &self,
+        mut state: W::State,
+        mut waiting: Option<Wait>,
+        mut batches: u64,
+    ) -> Finished {
+        let graph = W::graph();
+        let node_name = |node: usize| graph.nodes.get(node).map(|n| Cow::Borrowed(n.name));
+        // Each step's events go into the previous step's vector, once it is written, as
+        // each state is encoded into the previous one's buffer: a transition allocates
+        // neither once the execution is under way.
+        let mut carried: Vec<Event> = Vec::new();
+        let mut children: Option<ChildrenOutcome> = None;
+        let mut buffer = Vec::with_capacity(FIRST_BUFFER);
+        let mut unbroken = 0;
+        loop {
+            // 1. Wait for what the last checkpoint said (after a restart too).
+            let mut retries = 0;
+            // Every wait yields, a due one too (`sleep_until`), so it ends a run.
+            unbroken = if waiting.is_some() { 0 } else { unbroken + 1 };
+            if unbroken == UNBROKEN_TRANSITIONS {
+                unbroken = 0;
+                tokio::task::yield_now().await;
+            }
+            match waiting.take() {
+                None => {}
+                Some(Wait::Timer { node, until }) => {
+                    if let Err(finished) = self.sleep_until(until).await {
+                        return finished;
+                    }
+                    carried.push(Event {
+                        at: self.rt.clock.now(),
+                        state: node_name(node),
+                        kind: EventKind::WaitEnded,
+                    });
+                }
+                Some(Wait::Retry {
+                    until,
+                    attempt,
+                    batch,
+                    ..
+                }) => {
+                    if let Err(finished) = self.sleep_until(until).await {
+                        return finished;
+                    }
+                    retries = attempt;
+                    if let Some(batch) = batch {
+                        match self.children_at(&node_name, batch).await {
+                            Ok(outcome) => children = Some(outcome),
+                            Err(finished) => return finished,
+                        }
+                    }
+                }
+                Some(Wait::Children(batch)) => match self.children_at(&node_name, batch).await {
+                    Ok(outcome) => children = Some(outcome),
+                    Err(finished) => return finished,
+                },
+            }
+            // 2. Step.
+            let mut cx = StepCx::new(self.rt.clock, graph, children.take());
+            cx.events = std::mem::take(&mut carried);
+            cx.retries = retries;
+            // As in `checkpoint`: the step first, so that one that completes at once
+            // costs no cancellation waiter; a cancellation still interrupts its calls.
+            let step = if self.cancel.is_cancelled() {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    step = W::step(state, &self.rt.deps, &mut cx) => Some(step),
+                    () = self.cancel.cancelled() => None,
+                }
+            };
+            let mut events = cx.events;
+            let Some(step) = step else {
+                return self.finish(Outcome::Cancelled, events).await;
+            };
+            // 3. Checkpoint what comes next. One reading of the clock serves the
+            // transition: its wait's start, its deadlines and the checkpoint's time.
+            let now = self.rt.clock.now();
+            let next = match transition::<W>(step, now, &mut batches) {
+                Transition::Continue(next) | Transition::BeforeCall { state: next, .. } => next,
+                Transition::Retry(retry) => {
+                    // The step consumed its state: the retry runs the checkpointed one again.
+                    match Box::pin(self.checkpoint_retry::<W>(retry, &mut batches, events)).await {
+                        Ok((again, wait)) => {
+                            state = again;
+                            waiting = Some(wait);
+                            continue;
+                        }
+                        Err(finished) => return finished,
+                    }
+                }
+                Transition::Wait {
+                    node,
+                    until,
+                    state: next,
+                    ..
+                } => {
+                    events.push(Event {
+                        at: now,
+                        state: node_name(node),
+                        kind: EventKind::WaitStarted { until },
+                    });
+                    waiting = Some(Wait::Timer { node, until });
+                    next
+                }
+                Transition::Children { state: next, batch } => {
+                    waiting = Some(Wait::Children(batch));
+                    next
+                }
+                Transition::End(End::Succeeded(output)) => {
+                    return self.finish(Outcome::Succeeded(output), events).await;
+                }
+                Transition::End(End::Failed { name, error }) => {
+                    let outcome = Outcome::Failed(error);
+                    return Box::pin(self.finish_named(outcome, events, Some(name))).await;
+                }
+                Transition::End(End::Faulted(message)) => {
+                    return self.finish(Outcome::Faulted(message), events).await;
+                }
+            };
+            if let Err(message) = encode::<W>(&next, &mut buffer) {
+                return self.finish(Outcome::Faulted(message), events).await;
+            }
+            let saved = SavedState {
+                bytes: std::mem::take(&mut buffer),
+                waiting: waiting.clone(),
+                batches,
+            };
+            match self.checkpoint(saved, events, now).await {
+                Ok((written, mut events)) => {
+                    // Up to a size: a waiting execution that once had a large state
+                    // should not hold that much memory until its next step.
+                    if written.capacity() <= KEPT_BUFFER {
+                        buffer = written;
+                    }
+                    events.clear();
+                    carried = events;
+                }
+                Err(finished) => return finished,
+            }
+            state = next;
+        }
+    }
+
+    /// Waits for a durable timer, from its persisted deadline: a restart fires a due
+    /// timer at once.
+    pub(super) async fn sleep_until(&self, until: Timestamp) -> Result<(), Finished> {
+        let remaining = until.since(self.rt.clock.now());
+        if remaining.is_zero() {
+            // A due timer (a zero wait, or one that fell due during a restart) skips
+            // tokio's timer wheel, which would hold it until its next millisecond tick;
+            // yielding keeps such a loop fair to other tasks. What comes next (a step,
+            // a batch of children) checks for a cancellation before it does anything.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
+                }
+                () = tokio::time::sleep(remaining) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serializes a state for a checkpoint. Done synchronously, before the store is awaited,
+/// so that drivers do not hold `&W::State` across an await (which would require the
+/// user's state types to be `Sync`).
+fn encode<W: Workflow>(state: &W::State, buffer: &mut Vec<u8>) -> Result<(), String> {
+    buffer.clear();
+    serde_json::to_writer(&mut *buffer, state)
+        .map_err(|e| format!("state of workflow `{}` does not serialize: {e}", W::NAME))
+}
