@@ -96,7 +96,7 @@ impl Codegen<'_> {
                         #graph
                     }
 
-                    fn link(__wf_linker: &mut #wf::codegen::Linker) {
+                    fn link<__WfLinker: #wf::codegen::Linker>(__wf_linker: &mut __WfLinker) {
                         #link
                     }
 

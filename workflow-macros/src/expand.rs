@@ -113,7 +113,7 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
             type Error = #err;
             type State = ();
             fn graph() -> &'static #wf::StateGraph { ::core::unreachable!() }
-            fn link(_: &mut #wf::codegen::Linker) {}
+            fn link<__WfLinker: #wf::codegen::Linker>(_: &mut __WfLinker) {}
             fn start(_: Self::Input) -> Self::State {}
             fn step<'__wf>(
                 _: Self::State,

@@ -1,15 +1,14 @@
 //! Child executions: the batch a `call_nested!` asks for and the results it gets back.
 
-use crate::execution::Outcome;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use std::borrow::Cow;
 
-use crate::context::Fault;
-use crate::execution::ExecutionId;
+use crate::deps::Fault;
+use crate::execution::{ExecutionId, Outcome};
 use crate::json::Json;
 use crate::retry::{TaskTimeout, WorkflowError};
-use crate::workflow::Workflow;
 
 /// Why a child execution did not give its parent a value.
 ///
@@ -119,18 +118,19 @@ impl ChildBatch {
         }
     }
 
-    /// Adds one child. A typed `input` is what makes `call_nested!(wf(x))` type-check `x`.
-    pub fn push<W: Workflow>(&mut self, _workflow: W, input: W::Input) {
-        match Json::encode(&input) {
-            Ok(input) => self.calls.push(ChildCall {
-                workflow: W::NAME,
-                input,
-            }),
+    /// Adds one child of workflow `workflow`, with its input as encoded; an input that
+    /// does not encode faults the batch. (The typed `push` is beside `Workflow`.)
+    pub(crate) fn push_encoded(
+        &mut self,
+        workflow: &'static str,
+        input: Result<Json, serde_json::Error>,
+    ) {
+        match input {
+            Ok(input) => self.calls.push(ChildCall { workflow, input }),
             Err(e) => {
                 self.fault.get_or_insert_with(|| {
                     Fault::new(format!(
-                        "input of child `{}` does not serialize: {e}",
-                        W::NAME
+                        "input of child `{workflow}` does not serialize: {e}"
                     ))
                 });
             }
@@ -159,12 +159,12 @@ impl ChildrenOutcome {
         self.failure
     }
 
-    /// Decodes child `index` as workflow `W`'s result.
-    pub fn decode<W: Workflow>(
+    /// Decodes child `index` as output `O` or error `E`. (The typed `decode` is beside
+    /// `Workflow`.)
+    pub(crate) fn decode_as<O: DeserializeOwned, E: DeserializeOwned>(
         &mut self,
-        _workflow: W,
         index: usize,
-    ) -> Result<W::Output, NestedError<W::Error>> {
+    ) -> Result<O, NestedError<E>> {
         let Some(result) = self.results.get_mut(index) else {
             return Err(NestedError::Faulted {
                 child: ExecutionId::from(format!("<missing child {index}>")),
@@ -197,13 +197,12 @@ impl ChildrenOutcome {
         }
     }
 
-    /// Decodes every child as workflow `W`'s result, in input order; the first failure wins.
-    pub fn decode_all<W: Workflow + Copy>(
+    /// Decodes every child, in input order; the first failure wins.
+    pub(crate) fn decode_all_as<O: DeserializeOwned, E: DeserializeOwned>(
         &mut self,
-        workflow: W,
-    ) -> Result<Vec<W::Output>, NestedError<W::Error>> {
+    ) -> Result<Vec<O>, NestedError<E>> {
         if let Some(i) = self.failure {
-            return match self.decode(workflow, i) {
+            return match self.decode_as::<O, E>(i) {
                 Err(e) => Err(e),
                 Ok(_) => Err(NestedError::Faulted {
                     child: self.results[i].id.clone(),
@@ -211,8 +210,6 @@ impl ChildrenOutcome {
                 }),
             };
         }
-        (0..self.results.len())
-            .map(|i| self.decode(workflow, i))
-            .collect()
+        (0..self.results.len()).map(|i| self.decode_as(i)).collect()
     }
 }

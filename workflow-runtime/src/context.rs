@@ -1,9 +1,6 @@
 //! What a step of generated code sees: injected dependencies and the step context.
 
-use crate::HashMap;
-use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use std::future::Future;
 
@@ -11,77 +8,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::child::{ChildrenOutcome, NestedError};
+use crate::deps::Fault;
 use crate::graph::{Node, StateGraph};
 use crate::history::{Event, EventKind};
 use crate::json::Json;
 use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
 use crate::time::{Clock, Timestamp};
-use crate::workflow::{Step, Workflow};
-
-/// Dependencies injected into workflows' `&T` parameters, one value per type.
-#[derive(Clone, Default)]
-pub struct Deps {
-    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-}
-
-impl Deps {
-    pub(crate) fn insert_arc<T: Any + Send + Sync>(&mut self, value: Arc<T>) {
-        self.values.insert(TypeId::of::<T>(), value);
-    }
-
-    pub(crate) fn contains(&self, type_id: TypeId) -> bool {
-        self.values.contains_key(&type_id)
-    }
-
-    /// The dependency of type `T`, if one was provided.
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        self.values.get(&TypeId::of::<T>())?.downcast_ref()
-    }
-}
-
-impl std::fmt::Debug for Deps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deps")
-            .field("count", &self.values.len())
-            .finish()
-    }
-}
-
-/// A problem that stops an execution without it being the workflow's own error:
-/// a missing dependency, a state that does not serialize, a resume without its data.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Fault {
-    message: String,
-}
-
-impl Fault {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Fault {
-            message: message.into(),
-        }
-    }
-
-    /// What went wrong.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    #[doc(hidden)]
-    pub fn missing_dependency<T: ?Sized>() -> Self {
-        Fault::new(format!(
-            "no dependency of type `{}` was provided to the runtime",
-            std::any::type_name::<T>()
-        ))
-    }
-
-    #[doc(hidden)]
-    pub fn unexpected_resume(state: &str) -> Self {
-        Fault::new(format!(
-            "state `{state}` was resumed without the child results it waits for"
-        ))
-    }
-}
 
 /// The context of one step of a workflow: the clock, the resume data, and the history
 /// events the step produces (persisted with the step's checkpoint).
@@ -210,9 +142,8 @@ impl StepCx {
 
     /// Runs the call of task or poll `node`, which has a policy: with its timeout, and,
     /// if it fails with an error its retry policy retries, ends the step with a retry.
-    pub async fn call<W, T, E, F>(&mut self, node: usize, call: F) -> Result<Result<T, E>, Step<W>>
+    pub async fn call<T, E, F>(&mut self, node: usize, call: F) -> Result<Result<T, E>, Interrupt>
     where
-        W: Workflow,
         F: Future<Output = Result<T, E>>,
         E: WorkflowError + Serialize + DeserializeOwned,
     {
@@ -225,13 +156,12 @@ impl StepCx {
 
     /// [`call`](Self::call) for a call with a timeout: one that takes longer is dropped
     /// (cancelled) and fails with [`TaskTimeout`].
-    pub async fn call_with_timeout<W, T, E, F>(
+    pub async fn call_with_timeout<T, E, F>(
         &mut self,
         node: usize,
         call: F,
-    ) -> Result<Result<T, E>, Step<W>>
+    ) -> Result<Result<T, E>, Interrupt>
     where
-        W: Workflow,
         F: Future<Output = Result<T, E>>,
         E: WorkflowError + Serialize + DeserializeOwned + From<TaskTimeout>,
     {
@@ -255,13 +185,12 @@ impl StepCx {
 
     /// The result of `call_nested!` at `node`, which has a retry policy: if the error is
     /// one it retries, ends the step with a retry of the whole batch.
-    pub fn nested<W, T, E>(
+    pub fn nested<T, E>(
         &mut self,
         node: usize,
         result: Result<T, NestedError<E>>,
-    ) -> Result<Result<T, NestedError<E>>, Step<W>>
+    ) -> Result<Result<T, NestedError<E>>, Interrupt>
     where
-        W: Workflow,
         E: WorkflowError + Serialize,
     {
         self.retry_or(node, result)
@@ -275,25 +204,25 @@ impl StepCx {
             .unwrap_or_default()
     }
 
-    fn decode_caught<W: Workflow, E: DeserializeOwned>(
+    fn decode_caught<E: DeserializeOwned>(
         &self,
         node: usize,
         caught: Caught,
-    ) -> Result<E, Step<W>> {
+    ) -> Result<E, Interrupt> {
         serde_json::from_value(caught.cause).map_err(|e| {
             let at = self.graph.nodes.get(node).map_or("?", |n| n.name);
-            Step::Fault(Fault::new(format!(
+            Interrupt::Fault(Fault::new(format!(
                 "the error `{}` caught at `{at}` does not decode into the call's error type: {e}",
                 caught.error
             )))
         })
     }
 
-    fn retry_or<W: Workflow, T, E: WorkflowError + Serialize>(
+    fn retry_or<T, E: WorkflowError + Serialize>(
         &mut self,
         node: usize,
         result: Result<T, E>,
-    ) -> Result<Result<T, E>, Step<W>> {
+    ) -> Result<Result<T, E>, Interrupt> {
         let Err(error) = &result else {
             return Ok(result);
         };
@@ -314,7 +243,7 @@ impl StepCx {
                 delay,
             },
         );
-        Err(Step::Retry(Retry {
+        Err(Interrupt::Retry(Retry {
             node,
             attempt,
             delay,
@@ -329,6 +258,16 @@ impl StepCx {
             Fault::unexpected_resume(self.graph.nodes.get(node).map_or("?", |n| n.name))
         })
     }
+}
+
+/// Why a call's step stops before the call has a value: the call is retried (run the
+/// checkpointed state again after a delay), or the runtime cannot go on. Generated code
+/// turns it into the step's [`Step`](crate::workflow::Step).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Interrupt {
+    Retry(Retry),
+    Fault(Fault),
 }
 
 /// The error Step Functions raises when a state's `TimeoutSeconds` elapses.

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::context::Fault;
+use crate::deps::Fault;
 
 /// The position of a `for` loop, kept in the workflow's state: the items it has not
 /// reached yet and the current one (the loop's pattern is bound again from it when the

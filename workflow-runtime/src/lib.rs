@@ -78,6 +78,7 @@
 pub mod asl;
 mod child;
 mod context;
+mod deps;
 mod driver;
 mod error;
 mod execution;
@@ -100,7 +101,7 @@ mod workflow;
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub use child::NestedError;
-pub use context::{Deps, Fault};
+pub use deps::{Deps, Fault};
 pub use error::{
     BuildError, OpenError, Payload, PayloadTooLarge, RunError, StartError, StoreError,
 };
@@ -124,7 +125,7 @@ pub use workflow::{BoxFuture, NoError, Workflow};
 #[doc(hidden)]
 pub mod codegen {
     pub use crate::child::{ChildBatch, ChildrenOutcome};
-    pub use crate::context::StepCx;
+    pub use crate::context::{Interrupt, StepCx};
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::Retry;

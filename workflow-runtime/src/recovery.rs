@@ -50,25 +50,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{child_event, Erased, Notify, Resume, Unresumable};
+use crate::driver::{child_event, Erased, Resume, Unresumable};
+use crate::driver::{Inner, Recovered};
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
-use crate::runtime::{Inner, Runtime};
+use crate::runtime::Runtime;
 use crate::store::{Checkpoint, ExecutionRecord, Wait};
-
-/// A decoded execution that recovery left for its parent's batch to resume.
-pub(crate) struct Recovered {
-    driver: Arc<dyn Erased>,
-    resume: Resume,
-}
-
-impl Recovered {
-    pub(crate) fn resume(self, rt: &Arc<Inner>, cancel: CancellationToken, notify: Notify) {
-        // The receiver is not needed: `live` has a clone for `wait`.
-        let _ = self.driver.resume(rt, self.resume, cancel, notify);
-    }
-}
 
 /// What [`Runtime::recover`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,53 +1,69 @@
 //! Which workflows a runtime (or a step handler) serves: the registered ones and every
 //! one they call, checked once, at build time.
+//!
+//! Generic over the [`View`] its user keeps of each workflow (the runtime a driver, the
+//! step handler an entry), so that this module imports neither.
 
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::marker::PhantomData;
-use std::sync::Arc;
 
-use crate::asl::handler::{self, Entry};
-use crate::context::Deps;
-use crate::driver::{Erased, Typed};
+use crate::deps::Deps;
 use crate::error::BuildError;
 use crate::graph::StateGraph;
 use crate::workflow::{Linker, Workflow};
 
-/// A workflow type, erased: its name, what it needs, and how to make the runtime's and the
-/// step handler's views of it.
-#[derive(Clone, Copy)]
-pub(crate) struct WorkflowRef {
-    pub(crate) name: &'static str,
-    pub(crate) type_id: TypeId,
-    link: fn(&mut Linker),
-    graph: fn() -> &'static StateGraph,
-    /// The native driver's view.
-    pub(crate) driver: fn() -> Arc<dyn Erased>,
-    /// The step handler's view.
-    pub(crate) entry: fn() -> Arc<dyn Entry>,
+/// What a registry's user keeps of each workflow type, made while the type is known.
+pub(crate) trait View: 'static {
+    type Of: Clone;
+    fn of<W: Workflow>() -> Self::Of;
 }
 
-impl WorkflowRef {
+/// A workflow type, erased: its name, what it needs, and the user's view of it.
+pub(crate) struct WorkflowRef<V: View> {
+    pub(crate) name: &'static str,
+    pub(crate) type_id: TypeId,
+    link: fn(&mut Links<V>),
+    graph: fn() -> &'static StateGraph,
+    pub(crate) view: V::Of,
+}
+
+impl<V: View> WorkflowRef<V> {
     pub(crate) fn of<W: Workflow>() -> Self {
         WorkflowRef {
             name: W::NAME,
             type_id: TypeId::of::<W>(),
-            link: W::link,
+            link: W::link::<Links<V>>,
             graph: W::graph,
-            driver: || Arc::new(Typed::<W>(PhantomData)),
-            entry: || Arc::new(handler::Typed::<W>(PhantomData)),
+            view: V::of::<W>(),
         }
+    }
+}
+
+/// What one workflow's `link` reported.
+struct Links<V: View> {
+    dependencies: Vec<(TypeId, &'static str)>,
+    children: Vec<WorkflowRef<V>>,
+}
+
+impl<V: View> Linker for Links<V> {
+    fn dependency<T: 'static>(&mut self) {
+        self.dependencies
+            .push((TypeId::of::<T>(), std::any::type_name::<T>()));
+    }
+
+    fn child<W: Workflow>(&mut self, _workflow: W) {
+        self.children.push(WorkflowRef::of::<W>());
     }
 }
 
 /// `roots` and every workflow they call, transitively, by name. Fails if two different
 /// workflows share a name, if one needs a dependency `deps` does not have, or if a
 /// policy has values the macro could not check (they were not literals).
-pub(crate) fn link(
-    roots: Vec<WorkflowRef>,
+pub(crate) fn link<V: View>(
+    roots: Vec<WorkflowRef<V>>,
     deps: &Deps,
-) -> Result<HashMap<&'static str, WorkflowRef>, BuildError> {
-    let mut linked: HashMap<&'static str, WorkflowRef> = HashMap::new();
+) -> Result<HashMap<&'static str, WorkflowRef<V>>, BuildError> {
+    let mut linked: HashMap<&'static str, WorkflowRef<V>> = HashMap::new();
     let mut pending = roots;
     while let Some(w) = pending.pop() {
         if let Some(existing) = linked.get(w.name) {
@@ -65,15 +81,18 @@ pub(crate) fn link(
                 });
             }
         }
-        let mut linker = Linker::default();
-        (w.link)(&mut linker);
-        if let Some((_, type_name)) = linker.dependencies.iter().find(|(t, _)| !deps.contains(*t)) {
+        let mut links = Links {
+            dependencies: Vec::new(),
+            children: Vec::new(),
+        };
+        (w.link)(&mut links);
+        if let Some((_, type_name)) = links.dependencies.iter().find(|(t, _)| !deps.contains(*t)) {
             return Err(BuildError::MissingDependency {
                 workflow: w.name,
                 type_name,
             });
         }
-        pending.extend(linker.children);
+        pending.extend(links.children);
         linked.insert(w.name, w);
     }
     Ok(linked)

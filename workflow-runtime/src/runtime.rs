@@ -4,29 +4,26 @@
 //! a restart in `recovery.rs`.
 
 use crate::execution::{ExecutionId, Outcome, Status};
-use crate::HashMap;
 use std::any::TypeId;
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::context::Deps;
-use crate::driver::{Erased, Launch};
+use crate::deps::Deps;
+use crate::driver::Drivers;
+use crate::driver::Launch;
+use crate::driver::{Inner, Registration};
 use crate::error::{BuildError, RunError, StartError, StoreError};
 use crate::history::Event;
 use crate::json::Json;
-use crate::recovery::Recovered;
 use crate::registry::{self, WorkflowRef};
 use crate::store::{
     ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, SqliteStore, Store,
 };
-use crate::time::{Clock, Timestamp};
+use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Workflow};
 
 /// The payload limit of a new runtime: 256 KiB, the Step Functions limit for an input or
@@ -45,7 +42,7 @@ pub struct Runtime {
 /// Configures a [`Runtime`]: which workflows, which dependencies, which store.
 #[must_use]
 pub struct Builder {
-    registrations: Vec<WorkflowRef>,
+    registrations: Vec<WorkflowRef<Drivers>>,
     deps: Deps,
     store: Option<StoreChoice>,
     payload_limit: usize,
@@ -54,34 +51,6 @@ pub struct Builder {
 enum StoreChoice {
     Given(Arc<dyn Store>),
     Sqlite(PathBuf),
-}
-
-pub(crate) struct Inner {
-    pub(crate) workflows: HashMap<&'static str, Registration>,
-    pub(crate) deps: Deps,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) clock: Clock,
-    pub(crate) payload_limit: usize,
-    live: Mutex<HashMap<ExecutionId, Live>>,
-    /// Children that recovery decoded and left for their parent's batch to resume.
-    recovered: Mutex<HashMap<ExecutionId, Recovered>>,
-    /// Every driver task, so that `shutdown` can wait for them.
-    tasks: TaskTracker,
-    /// Stops every driver where it is, recording nothing (`shutdown`).
-    halt: CancellationToken,
-}
-
-pub(crate) struct Live {
-    pub(crate) cancel: CancellationToken,
-    pub(crate) done: watch::Receiver<Option<Outcome>>,
-}
-
-/// A registered workflow, with its type erased so the registry can hold many kinds.
-#[derive(Clone)]
-pub(crate) struct Registration {
-    pub(crate) name: &'static str,
-    pub(crate) type_id: TypeId,
-    pub(crate) driver: Arc<dyn Erased>,
 }
 
 impl Builder {
@@ -139,7 +108,7 @@ impl Builder {
                 let registration = Registration {
                     name,
                     type_id: w.type_id,
-                    driver: (w.driver)(),
+                    driver: w.view,
                 };
                 (name, registration)
             })
@@ -150,17 +119,7 @@ impl Builder {
             Some(StoreChoice::Sqlite(path)) => Arc::new(SqliteStore::open(path)?),
         };
         Ok(Runtime {
-            inner: Arc::new(Inner {
-                workflows,
-                deps: self.deps,
-                store,
-                clock: Clock::new(),
-                payload_limit: self.payload_limit,
-                live: Mutex::new(HashMap::default()),
-                recovered: Mutex::new(HashMap::default()),
-                tasks: TaskTracker::new(),
-                halt: CancellationToken::new(),
-            }),
+            inner: Arc::new(Inner::new(workflows, self.deps, store, self.payload_limit)),
         })
     }
 }
@@ -373,9 +332,7 @@ impl Runtime {
     /// [`RunError::Faulted`]. Nothing is recorded as cancelled: to end executions for
     /// good, [`cancel`](Self::cancel) them.
     pub async fn shutdown(self) {
-        self.inner.halt.cancel();
-        self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        self.inner.halt().await;
     }
 }
 
@@ -488,66 +445,5 @@ impl ExecutionTree {
 impl fmt::Display for ExecutionTree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f, "", None, true)
-    }
-}
-
-impl Inner {
-    pub(crate) fn live(&self) -> MutexGuard<'_, HashMap<ExecutionId, Live>> {
-        // Entries are inserted and removed whole, so a poisoned map is still consistent.
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
-        // Entries are inserted and removed whole, so a poisoned map is still consistent.
-        self.recovered.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes the recovered child `id` out of the map, for its parent's batch to resume.
-    pub(crate) fn claim(&self, id: &ExecutionId) -> Option<Recovered> {
-        self.recovered().remove(id)
-    }
-
-    /// Ends a recovered child that its parent will not resume (the parent failed fast or
-    /// was cancelled first): its driver starts already cancelled and records it.
-    /// Returns whether there was such a child.
-    pub(crate) fn cancel_unclaimed(self: &Arc<Self>, id: &ExecutionId) -> bool {
-        let Some(recovered) = self.claim(id) else {
-            return false;
-        };
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        recovered.resume(self, cancel, None);
-        true
-    }
-
-    /// Spawns a task that `shutdown` stops and waits for.
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let halt = self.halt.clone();
-        // Boxed: an `async` block keeps a future it captures both as the captured value
-        // and as the local `select!` polls, so the task was twice the driver's size
-        // (5 KiB per execution for the nesting example's `run_job`; 100,000 waiting
-        // executions spent half their memory on it). Behind a box it is there once.
-        let task = Box::pin(task);
-        self.tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = halt.cancelled() => {}
-                () = task => {}
-            }
-        });
-    }
-
-    pub(crate) async fn launch(
-        self: &Arc<Self>,
-        workflow: &str,
-        launch: Launch,
-    ) -> Result<watch::Receiver<Option<Outcome>>, StartError> {
-        let registration =
-            self.workflows
-                .get(workflow)
-                .ok_or_else(|| StartError::NotRegistered {
-                    name: workflow.to_owned(),
-                })?;
-        registration.driver.launch(self, launch).await
     }
 }

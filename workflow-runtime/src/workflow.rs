@@ -1,6 +1,5 @@
 //! The contract between `#[workflow]`'s generated code and the runtime.
 
-use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -8,9 +7,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::child::ChildBatch;
-use crate::context::{Deps, Fault, StepCx};
+use crate::child::{ChildBatch, ChildrenOutcome, NestedError};
+use crate::context::{Interrupt, StepCx};
+use crate::deps::{Deps, Fault};
 use crate::graph::StateGraph;
+use crate::json::Json;
 use crate::retry::{Retry, WorkflowError};
 
 /// A boxed, `Send` future, as returned by [`Workflow::step`].
@@ -47,7 +48,7 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     fn graph() -> &'static StateGraph;
 
     #[doc(hidden)]
-    fn link(linker: &mut Linker);
+    fn link<L: Linker>(linker: &mut L);
     #[doc(hidden)]
     fn start(input: Self::Input) -> Self::State;
     #[doc(hidden)]
@@ -104,6 +105,15 @@ pub enum Step<W: Workflow> {
     Fault(Fault),
 }
 
+impl<W: Workflow> From<Interrupt> for Step<W> {
+    fn from(interrupt: Interrupt) -> Self {
+        match interrupt {
+            Interrupt::Retry(retry) => Step::Retry(retry),
+            Interrupt::Fault(fault) => Step::Fault(fault),
+        }
+    }
+}
+
 impl<W: Workflow> Step<W> {
     /// The step the generated body's `Result` stands for: `Err` is the workflow's error.
     pub fn from_result(result: Result<Step<W>, W::Error>) -> Self {
@@ -118,23 +128,43 @@ impl<W: Workflow> Step<W> {
 
 /// What a workflow needs from the runtime: dependencies and the child workflows it calls.
 /// Collected at registration, so a missing dependency is an error of `build()`, not of a
-/// running execution.
+/// running execution. A trait, so that this layer does not know what the registry makes
+/// of a child (a driver, a step handler's entry).
 #[doc(hidden)]
-#[derive(Default)]
-pub struct Linker {
-    pub(crate) dependencies: Vec<(TypeId, &'static str)>,
-    pub(crate) children: Vec<crate::registry::WorkflowRef>,
-}
-
-impl Linker {
+pub trait Linker {
     /// The workflow takes a `&T` parameter.
-    pub fn dependency<T: 'static>(&mut self) {
-        self.dependencies
-            .push((TypeId::of::<T>(), std::any::type_name::<T>()));
-    }
+    fn dependency<T: 'static>(&mut self);
 
     /// The workflow calls `W` with `call_nested!`.
-    pub fn child<W: Workflow>(&mut self, _workflow: W) {
-        self.children.push(crate::registry::WorkflowRef::of::<W>());
+    fn child<W: Workflow>(&mut self, workflow: W);
+}
+
+// The typed faces of a batch and of its results, which generated code calls with the
+// child workflow's value: here, beside `Workflow`, so that `child` needs no trait of the
+// layer above it.
+impl ChildBatch {
+    /// Adds one child. A typed `input` is what makes `call_nested!(wf(x))` type-check `x`.
+    pub fn push<W: Workflow>(&mut self, _workflow: W, input: W::Input) {
+        self.push_encoded(W::NAME, Json::encode(&input));
+    }
+}
+
+impl ChildrenOutcome {
+    /// Decodes child `index` as workflow `W`'s result.
+    pub fn decode<W: Workflow>(
+        &mut self,
+        _workflow: W,
+        index: usize,
+    ) -> Result<W::Output, NestedError<W::Error>> {
+        self.decode_as(index)
+    }
+
+    /// Decodes every child as workflow `W`'s result, in input order; the first failure
+    /// wins.
+    pub fn decode_all<W: Workflow>(
+        &mut self,
+        _workflow: W,
+    ) -> Result<Vec<W::Output>, NestedError<W::Error>> {
+        self.decode_all_as()
     }
 }

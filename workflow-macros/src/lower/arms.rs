@@ -669,8 +669,8 @@ impl Emit<'_, '_> {
         quote! {
             let __wf_call = match #called {
                 ::core::result::Result::Ok(__wf_call) => __wf_call,
-                ::core::result::Result::Err(__wf_step) => {
-                    return ::core::result::Result::Ok::<#wf::codegen::Step<_>, _>(__wf_step);
+                ::core::result::Result::Err(__wf_stop) => {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
                 }
             };
         }
@@ -848,8 +848,8 @@ impl Emit<'_, '_> {
                     quote! {
                         let __wf_r = match __wf_cx.nested(#node, __wf_r) {
                             ::core::result::Result::Ok(__wf_r) => __wf_r,
-                            ::core::result::Result::Err(__wf_step) => {
-                                return ::core::result::Result::Ok::<#wf::codegen::Step<_>, _>(__wf_step);
+                            ::core::result::Result::Err(__wf_stop) => {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
                             }
                         };
                     }

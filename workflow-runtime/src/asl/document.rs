@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{GiveUp, Layout};
@@ -15,9 +16,7 @@ use crate::history::{EventKind, PollOutcome};
 use crate::json::Json;
 use crate::retry::{Policy, TaskTimeout};
 
-use super::handler::StepError;
-
-use super::step::Role;
+use super::error::StepError;
 
 /// The role of Lambda state `at`, and whether it is a `…: caught` state (whose
 /// document holds the error Step Functions caught).
@@ -248,4 +247,46 @@ pub(super) fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
         results,
         failure: None,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Request {
+    pub(super) workflow: String,
+    pub(super) at: String,
+    #[serde(default)]
+    pub(super) execution: Option<String>,
+    #[serde(default)]
+    pub(super) document: Value,
+}
+
+/// Which clock a step reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepClock {
+    /// The wall clock at the start of each invocation (production: Wait states really
+    /// wait).
+    #[default]
+    Wall,
+    /// Time carried in the document (`clock`, µs) and moved forward by exactly each
+    /// requested wait: for local runs whose Wait states are overridden to not wait, so
+    /// that poll timeouts fire as they do natively under virtual time.
+    ///
+    /// Retry delays are Step Functions' to wait and are not reported to the handler: a
+    /// call whose retries were exhausted moves the clock by every retry's delay (without
+    /// jitter), but a call that succeeded after some retries does not move it, since the
+    /// handler cannot know how many there were. Nor does the time a call takes.
+    Virtual,
+}
+
+/// Which Lambda state of the definition invoked the handler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Role {
+    Start,
+    /// After a task without a policy, a wait, or a batch of children (whose results
+    /// are in the document).
+    After(usize),
+    /// The call of a task with a policy, then the code after it.
+    Call(usize),
+    /// One call of a poll.
+    Attempt(usize),
 }

@@ -118,6 +118,7 @@
 
 mod document;
 mod emit;
+mod error;
 pub(crate) mod handler;
 mod serve;
 mod step;
@@ -127,8 +128,10 @@ use std::time::Duration;
 
 use crate::graph::{NodeKind, StateGraph};
 
+pub use document::StepClock;
 pub use emit::{asl, AslExt, StateMachine};
-pub use handler::{StepClock, StepError, StepHandler, StepHandlerBuilder};
+pub use error::StepError;
+pub use handler::{StepHandler, StepHandlerBuilder};
 pub use serve::serve_json_lines;
 
 /// The longest state name Step Functions accepts.

@@ -8,11 +8,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::document::{
-    caught_of, children_outcome, find_poll, give_up, is_children, retried_for, role_of,
+    caught_of, children_outcome, find_poll, give_up, is_children, retried_for, role_of, Request,
+    Role, StepClock,
 };
 use super::{whole_seconds, GiveUp, Layout};
 use crate::child::ChildrenOutcome;
-use crate::context::{Deps, StepCx};
+use crate::context::StepCx;
+use crate::deps::Deps;
 use crate::history::EventKind;
 use crate::json::Json;
 use crate::store::{PendingBatch, PendingChild};
@@ -20,20 +22,7 @@ use crate::time::Timestamp;
 use crate::transition::{batch_again, transition, End, Transition};
 use crate::workflow::Workflow;
 
-use super::handler::{Request, StepClock, StepError};
-
-/// Which Lambda state of the definition invoked the handler.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Role {
-    Start,
-    /// After a task without a policy, a wait, or a batch of children (whose results
-    /// are in the document).
-    After(usize),
-    /// The call of a task with a policy, then the code after it.
-    Call(usize),
-    /// One call of a poll.
-    Attempt(usize),
-}
+use super::error::StepError;
 
 /// Guards against a step function that keeps continuing without ever yielding; the
 /// generated code never does, but the handler must not spin on a bad state.

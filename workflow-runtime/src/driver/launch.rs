@@ -9,11 +9,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Inner;
 use crate::error::{Payload, PayloadTooLarge, StartError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::json::Json;
-use crate::runtime::Inner;
 use crate::store::{CallSite, ExecutionRecord, Wait};
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Workflow};

@@ -13,6 +13,7 @@
 mod checkpoint;
 mod children;
 mod launch;
+mod shared;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
 use crate::execution::{ExecutionId, Outcome};
 use crate::history::{Event, EventKind};
-use crate::runtime::{Inner, Live};
 use crate::store::{SavedState, Wait};
 use crate::time::Timestamp;
 use crate::transition::{transition, End, Transition};
@@ -33,6 +33,17 @@ use crate::workflow::Workflow;
 
 pub(crate) use children::{child_event, ChildDone, Notify};
 pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
+pub(crate) use shared::{Inner, Live, Recovered, Registration};
+
+/// The runtime's view of the registered workflows: a type-erased driver each.
+pub(crate) struct Drivers;
+
+impl crate::registry::View for Drivers {
+    type Of = Arc<dyn Erased>;
+    fn of<W: Workflow>() -> Arc<dyn Erased> {
+        Arc::new(Typed::<W>(std::marker::PhantomData))
+    }
+}
 
 /// How an execution ended, and whether that end is in the store.
 pub(crate) struct Finished {

@@ -15,9 +15,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::rows;
+use super::errors::store_error;
+
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
 
@@ -51,7 +52,7 @@ impl Cache {
         id: &ExecutionId,
     ) -> Result<Option<&mut Known>, StoreError> {
         if !self.entries.contains_key(id) {
-            match rows::known(conn, id)? {
+            match known(conn, id)? {
                 Some(known) => {
                     self.entries.insert(id.clone(), known);
                 }
@@ -99,4 +100,34 @@ impl Cache {
             self.entries.clear();
         }
     }
+}
+
+/// What the writer needs to know of an execution, from the file: `None` if there is none.
+fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreError> {
+    let row: Option<(i64, String, Option<String>, i64)> = conn
+        .prepare_cached(
+            "SELECT e.key, e.status, (SELECT p.id FROM executions p WHERE p.key = e.parent), \
+               (SELECT coalesce(max(seq), 0) FROM events WHERE execution = e.key) \
+             FROM executions e WHERE e.id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(store_error)?;
+    let Some((key, status, parent, last)) = row else {
+        return Ok(None);
+    };
+    let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        id: id.clone(),
+        message: format!("status: {status}"),
+    })?;
+    Ok(Some(Known {
+        key,
+        next_seq: last + 1,
+        parent: parent.map(ExecutionId::from),
+        status,
+    }))
 }

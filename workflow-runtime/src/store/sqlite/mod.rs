@@ -3,6 +3,7 @@
 
 mod cache;
 mod checkpointer;
+mod errors;
 mod lock;
 mod rows;
 mod schema;
@@ -393,7 +394,7 @@ impl Store for SqliteStore {
             );
             conn.prepare_cached(&sql)
                 .and_then(|mut s| s.query_row([id.as_str()], rows::record).optional())
-                .map_err(rows::store_error)?
+                .map_err(errors::store_error)?
                 .transpose()
         })
         .await
@@ -412,7 +413,7 @@ impl Store for SqliteStore {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
                 })
-                .map_err(rows::store_error)?;
+                .map_err(errors::store_error)?;
             if bodies.is_empty() && !exists(conn, &id)? {
                 return Err(StoreError::NotFound(id));
             }
@@ -434,7 +435,7 @@ impl Store for SqliteStore {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
                 })
-                .map_err(rows::store_error)?;
+                .map_err(errors::store_error)?;
             if children.is_empty() && !exists(conn, &id)? {
                 return Err(StoreError::NotFound(id));
             }
@@ -469,7 +470,7 @@ impl Store for SqliteStore {
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
-                .map_err(rows::store_error)?
+                .map_err(errors::store_error)?
                 .into_iter()
                 .collect()
         })
@@ -487,7 +488,7 @@ impl Store for SqliteStore {
             );
             conn.prepare_cached(&sql)
                 .and_then(|mut s| s.query_map([], rows::record)?.collect())
-                .map_err(rows::store_error)
+                .map_err(errors::store_error)
         })
         .await
     }
@@ -496,7 +497,7 @@ impl Store for SqliteStore {
 fn exists(conn: &Connection, id: &ExecutionId) -> Result<bool, StoreError> {
     conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")
         .and_then(|mut s| s.exists([id.as_str()]))
-        .map_err(rows::store_error)
+        .map_err(errors::store_error)
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 
 use std::sync::OnceLock;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+use rusqlite::{params, Connection, ErrorCode, Row};
 
 use super::cache::{Cache, Known};
+use super::errors::store_error;
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
 use crate::history::Event;
@@ -27,37 +28,6 @@ pub(super) const RECORD_COLUMNS: &str = "e.id, e.workflow, e.fingerprint, \
 pub(super) const SUMMARY_COLUMNS: &str = "e.id, e.workflow, \
      (SELECT p.id FROM executions p WHERE p.key = e.parent), e.status, e.created_at, \
      e.updated_at";
-
-/// SQLite's errors that say "not now" rather than "never": the transaction was rolled
-/// back, and the same write can succeed once the disk has room or the lock is free.
-pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::DiskFull
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::OutOfMemory
-                | ErrorCode::CannotOpen
-        )
-    )
-}
-
-pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
-}
-
-pub(super) fn store_error(e: rusqlite::Error) -> StoreError {
-    if is_transient(&e) {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Backend(e.to_string())
-    }
-}
 
 /// Timestamps are microseconds since the epoch: an `i64` holds 292,000 years of them.
 fn ts(t: Timestamp) -> Result<i64, StoreError> {
@@ -448,36 +418,6 @@ fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> R
         known.next_seq += 1;
     }
     Ok(())
-}
-
-/// What the writer needs to know of an execution, from the file: `None` if there is none.
-pub(super) fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreError> {
-    let row: Option<(i64, String, Option<String>, i64)> = conn
-        .prepare_cached(
-            "SELECT e.key, e.status, (SELECT p.id FROM executions p WHERE p.key = e.parent), \
-               (SELECT coalesce(max(seq), 0) FROM events WHERE execution = e.key) \
-             FROM executions e WHERE e.id = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
-        .map_err(store_error)?;
-    let Some((key, status, parent, last)) = row else {
-        return Ok(None);
-    };
-    let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
-        id: id.clone(),
-        message: format!("status: {status}"),
-    })?;
-    Ok(Some(Known {
-        key,
-        next_seq: last + 1,
-        parent: parent.map(ExecutionId::from),
-        status,
-    }))
 }
 
 /// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode is a

@@ -32,8 +32,9 @@ use tokio::sync::oneshot;
 
 use super::cache::Cache;
 use super::checkpointer::Checkpointer;
+use super::errors::{is_busy, store_error};
 use super::lock::LockFile;
-use super::rows::{self, is_busy, store_error, CheckpointRows, CreateRows, EventRow, Failure};
+use super::rows::{self, CheckpointRows, CreateRows, EventRow, Failure};
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
 

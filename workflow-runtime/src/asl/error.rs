@@ -1,0 +1,90 @@
+//! Why the step handler refuses a request.
+
+/// Why the step handler refused a request. Answered to Step Functions as a Lambda error
+/// whose type is [`name`](Self::name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The request is not the JSON the Task states send.
+    #[error("invalid step request: {0}")]
+    InvalidRequest(String),
+    /// No workflow of that name is registered with the handler.
+    #[error("no workflow named `{0}` is registered with the step handler")]
+    UnknownWorkflow(String),
+    /// The execution's input does not deserialize into the workflow's input type.
+    #[error("invalid input for workflow `{workflow}`: {message}")]
+    InvalidInput {
+        /// The workflow.
+        workflow: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The document's state does not decode, or is not where `at` says.
+    #[error("invalid state for workflow `{workflow}`: {message}")]
+    InvalidState {
+        /// The workflow.
+        workflow: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The state was written by another version of the workflow.
+    #[error("the state of `{workflow}` has fingerprint {found}, this handler's definition has {expected}; deploy the matching handler")]
+    IncompatibleState {
+        /// The workflow.
+        workflow: &'static str,
+        /// The fingerprint in the document.
+        found: String,
+        /// This handler's.
+        expected: u64,
+    },
+    /// The runtime could not go on (a missing dependency, an input that does not
+    /// serialize), as `ExecutionFaulted` natively.
+    #[error("{0}")]
+    Fault(String),
+    /// The call of a task or poll failed with an error its retry policy retries: the
+    /// Task state's `Retry` (with the same error names) runs the step again, and once
+    /// it gives up, its `Catch` hands the error to the code. Not a problem of the
+    /// request: the handler's way to say "retry me".
+    #[error("{cause}")]
+    Task {
+        /// The error's name ([`WorkflowError::error_name`]).
+        ///
+        /// [`WorkflowError::error_name`]: crate::WorkflowError::error_name
+        name: String,
+        /// The error as JSON text (what a `Catch` gets as `Cause`).
+        cause: String,
+    },
+}
+
+impl StepError {
+    /// The names of the handler's own errors, which are never a workflow's.
+    const OWN: [&'static str; 6] = [
+        "Workflow.InvalidRequest",
+        "Workflow.UnknownWorkflow",
+        "Workflow.InvalidInput",
+        "Workflow.InvalidState",
+        "Workflow.IncompatibleState",
+        "Workflow.Fault",
+    ];
+
+    /// The ASL error name (`Workflow.InvalidState`, …; a call's own error name for
+    /// [`StepError::Task`]).
+    pub fn name(&self) -> &str {
+        match self {
+            StepError::InvalidRequest(_) => Self::OWN[0],
+            StepError::UnknownWorkflow(_) => Self::OWN[1],
+            StepError::InvalidInput { .. } => Self::OWN[2],
+            StepError::InvalidState { .. } => Self::OWN[3],
+            StepError::IncompatibleState { .. } => Self::OWN[4],
+            StepError::Fault(_) => Self::OWN[5],
+            StepError::Task { name, .. } => name,
+        }
+    }
+
+    /// Whether an ASL error of this name says the execution could not go on (the
+    /// handler refused a request, or Step Functions' own `States.…` errors) rather than
+    /// that the workflow failed with one of its errors.
+    pub(crate) fn is_fault(name: &str) -> bool {
+        Self::OWN.contains(&name) || name.starts_with(crate::retry::RESERVED_PREFIX)
+    }
+}

@@ -1,0 +1,149 @@
+//! What every driver of a runtime shares: the registered workflows, the dependencies,
+//! the store, the clock, the executions running now, and the children that recovery left
+//! for their parents. `Runtime` is a handle to it.
+
+use std::any::TypeId;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Erased, Launch, Notify, Resume};
+use crate::deps::Deps;
+use crate::error::StartError;
+use crate::execution::{ExecutionId, Outcome};
+use crate::store::Store;
+use crate::time::Clock;
+use crate::HashMap;
+
+pub(crate) struct Inner {
+    pub(crate) workflows: HashMap<&'static str, Registration>,
+    pub(crate) deps: Deps,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Clock,
+    pub(crate) payload_limit: usize,
+    live: Mutex<HashMap<ExecutionId, Live>>,
+    /// Children that recovery decoded and left for their parent's batch to resume.
+    recovered: Mutex<HashMap<ExecutionId, Recovered>>,
+    /// Every driver task, so that `shutdown` can wait for them.
+    tasks: TaskTracker,
+    /// Stops every driver where it is, recording nothing (`shutdown`).
+    halt: CancellationToken,
+}
+
+pub(crate) struct Live {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) done: watch::Receiver<Option<Outcome>>,
+}
+
+/// A registered workflow, with its type erased so the registry can hold many kinds.
+#[derive(Clone)]
+pub(crate) struct Registration {
+    pub(crate) name: &'static str,
+    pub(crate) type_id: TypeId,
+    pub(crate) driver: Arc<dyn Erased>,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        workflows: HashMap<&'static str, Registration>,
+        deps: Deps,
+        store: Arc<dyn Store>,
+        payload_limit: usize,
+    ) -> Self {
+        Inner {
+            workflows,
+            deps,
+            store,
+            clock: Clock::new(),
+            payload_limit,
+            live: Mutex::new(HashMap::default()),
+            recovered: Mutex::new(HashMap::default()),
+            tasks: TaskTracker::new(),
+            halt: CancellationToken::new(),
+        }
+    }
+
+    /// Stops every driver where it is, recording nothing, and waits for them.
+    pub(crate) async fn halt(&self) {
+        self.halt.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Inner {
+    pub(crate) fn live(&self) -> MutexGuard<'_, HashMap<ExecutionId, Live>> {
+        // Entries are inserted and removed whole, so a poisoned map is still consistent.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
+        // Entries are inserted and removed whole, so a poisoned map is still consistent.
+        self.recovered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the recovered child `id` out of the map, for its parent's batch to resume.
+    pub(crate) fn claim(&self, id: &ExecutionId) -> Option<Recovered> {
+        self.recovered().remove(id)
+    }
+
+    /// Ends a recovered child that its parent will not resume (the parent failed fast or
+    /// was cancelled first): its driver starts already cancelled and records it.
+    /// Returns whether there was such a child.
+    pub(crate) fn cancel_unclaimed(self: &Arc<Self>, id: &ExecutionId) -> bool {
+        let Some(recovered) = self.claim(id) else {
+            return false;
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        recovered.resume(self, cancel, None);
+        true
+    }
+
+    /// Spawns a task that `shutdown` stops and waits for.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let halt = self.halt.clone();
+        // Boxed: an `async` block keeps a future it captures both as the captured value
+        // and as the local `select!` polls, so the task was twice the driver's size
+        // (5 KiB per execution for the nesting example's `run_job`; 100,000 waiting
+        // executions spent half their memory on it). Behind a box it is there once.
+        let task = Box::pin(task);
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = halt.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    pub(crate) async fn launch(
+        self: &Arc<Self>,
+        workflow: &str,
+        launch: Launch,
+    ) -> Result<watch::Receiver<Option<Outcome>>, StartError> {
+        let registration =
+            self.workflows
+                .get(workflow)
+                .ok_or_else(|| StartError::NotRegistered {
+                    name: workflow.to_owned(),
+                })?;
+        registration.driver.launch(self, launch).await
+    }
+}
+
+/// A decoded execution that recovery left for its parent's batch to resume.
+pub(crate) struct Recovered {
+    pub(crate) driver: Arc<dyn Erased>,
+    pub(crate) resume: Resume,
+}
+
+impl Recovered {
+    pub(crate) fn resume(self, rt: &Arc<Inner>, cancel: CancellationToken, notify: Notify) {
+        // The receiver is not needed: `live` has a clone for `wait`.
+        let _ = self.driver.resume(rt, self.resume, cancel, notify);
+    }
+}
