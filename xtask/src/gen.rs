@@ -329,15 +329,16 @@ where
     Ok(out)
 }
 
-/// `poll_until!(svc.status(key), ready, every, timeout)` in a plain twin, as
-/// `workflow_runtime::poll` decides: wait, call, check; a call error is one too many
-/// (`max_errors` is 0); no attempt starts past the deadline.
+/// `poll_until!(svc.status(key), ready, every, timeout, max_attempts)` in a plain twin,
+/// as `workflow_runtime::poll` decides: wait, call, check; a call error is one too many
+/// (`max_errors` is 0); then the attempts; no attempt starts past the deadline.
 async fn poll_plain(
     svc: &Svc,
     key: &u32,
     ready: impl Fn(&u32) -> bool,
     every: Duration,
-    timeout: Duration,
+    timeout: Option<Duration>,
+    max_attempts: Option<u32>,
 ) -> Result<Polled<u32>, PollError> {
     let started = tokio::time::Instant::now();
     let mut attempts: u32 = 0;
@@ -371,7 +372,14 @@ async fn poll_plain(
                 last_error: last_error.unwrap_or_default(),
             });
         }
-        if elapsed + every > timeout {
+        if max_attempts.is_some_and(|max| attempts >= max) {
+            return Err(PollError::AttemptsExhausted {
+                attempts,
+                elapsed,
+                last_error,
+            });
+        }
+        if timeout.is_some_and(|t| elapsed + every > t) {
             return Err(PollError::TimedOut {
                 attempts,
                 elapsed,
@@ -641,15 +649,23 @@ impl Flow {
             g.acc_assigned = true;
             g.svc_used = true;
         }
-        let tail = g.acc_expr();
+        // The tail: an expression, or an `if` whose arms may yield.
+        let tail = if g.rng.chance(25) {
+            let c = g.cond();
+            let mut lines = vec![Line::Open(format!("if {c} {{"))];
+            lines.extend(g.value_arm(1, fallible));
+            lines.push(Line::Mid("} else {".to_owned()));
+            lines.extend(g.value_arm(1, fallible));
+            lines.push(Line::Close("}".to_owned()));
+            lines
+        } else {
+            let e = g.acc_expr();
+            vec![Line::Both(if fallible { format!("Ok({e})") } else { e })]
+        };
         body.extend(g.close_scope());
         let mutable = if g.acc_assigned { "mut " } else { "" };
         body.insert(0, Line::Both(format!("let {mutable}acc: u32 = {init};")));
-        body.push(Line::Both(if fallible {
-            format!("Ok({tail})")
-        } else {
-            tail
-        }));
+        body.extend(tail);
         g.kinds.insert("end_of_body");
         let kinds = std::mem::take(&mut g.kinds);
         let scenarios = (0..g.rng.range(2, 4))
@@ -904,6 +920,8 @@ impl Gen<'_> {
             4 * c,  // for
             2 * c,  // labelled block
             2 * c,  // labelled value block
+            2 * c,  // value `if`
+            2 * c,  // value `match`
             8 * j,  // guarded jump
             2,      // guarded return
         ];
@@ -919,7 +937,9 @@ impl Gen<'_> {
             8 => self.for_stmt(depth),
             9 => self.unit_block(depth),
             10 => self.value_block(depth),
-            11 => self.guarded_jump(None),
+            11 => self.value_if(depth),
+            12 => self.value_match(depth),
+            13 => self.guarded_jump(None),
             _ => self.guarded_return(),
         }
     }
@@ -940,7 +960,16 @@ impl Gen<'_> {
     fn task(&mut self) -> Vec<Line> {
         self.yields += 1;
         let id = self.id();
-        match self.rng.below(6) {
+        match self.rng.below(7) {
+            6 => {
+                self.svc_used = true;
+                self.acc_assigned = true;
+                let (x, y) = (self.expr(), self.expr());
+                vec![
+                    Line::Both(format!("acc += svc.add({x}, {y}).await;")),
+                    Line::Both("acc %= 1000;".to_owned()),
+                ]
+            }
             0 | 1 => {
                 self.svc_used = true;
                 let (x, y) = (self.expr(), self.expr());
@@ -986,15 +1015,29 @@ impl Gen<'_> {
         let id = self.id();
         let key = self.var();
         let ready = self.rng.pick(&["*s > 2", "*s >= 2", "*s % 4 == 3"]);
-        let timeout = self.rng.pick(&[10, 20]);
+        let (timeout, max_attempts) = self.rng.pick(&[
+            (Some(10), None),
+            (Some(20), None),
+            (None, Some(3)),
+            (Some(20), Some(4)),
+        ]);
+        let mut options = String::new();
+        if let Some(t) = timeout {
+            let _ = write!(options, ", timeout = {t}.millis()");
+        }
+        if let Some(m) = max_attempts {
+            let _ = write!(options, ", max_attempts = {m}");
+        }
+        let timeout = timeout.map_or("None".to_owned(), |t| format!("Some({t}.millis())"));
+        let max_attempts = max_attempts.map_or("None".to_owned(), |m| format!("Some({m})"));
         let call = |ty: &str, q: &str| Line::Split {
             workflow: format!(
                 "let p{id}: {ty} = poll_until!(svc.status(&{key}), |s| {ready}, \
-                 every = 1.millis(), timeout = {timeout}.millis()){q};"
+                 every = 1.millis(){options}){q};"
             ),
             plain: format!(
                 "let p{id}: {ty} = poll_plain(svc, &{key}, |s| {ready}, 1.millis(), \
-                 {timeout}.millis()).await{q};"
+                 {timeout}, {max_attempts}).await{q};"
             ),
         };
         if self.fallible && self.rng.chance(75) {
@@ -1014,6 +1057,10 @@ impl Gen<'_> {
                 Line::Both(format!("    Ok(p) => (p.value + p.attempts) % 1000,")),
                 Line::Both(
                     "    Err(PollError::TimedOut { attempts, .. }) => 500 + attempts,".to_owned(),
+                ),
+                Line::Both(
+                    "    Err(PollError::AttemptsExhausted { attempts, .. }) => 700 + attempts,"
+                        .to_owned(),
                 ),
                 Line::Both("    Err(_) => 900,".to_owned()),
                 Line::Both("};".to_owned()),
@@ -1166,6 +1213,55 @@ impl Gen<'_> {
             out.extend(self.block(depth + 1, 1, 3));
         }
         out.push(Line::Close("}".to_owned()));
+        self.fell_through(before);
+        out
+    }
+
+    /// A scope of statements ending in an expression that reads `acc` (in `Ok(…)` if
+    /// `ok`): an arm of a value `if` or `match`, or of the body's tail.
+    fn value_arm(&mut self, depth: usize, ok: bool) -> Vec<Line> {
+        self.open_scope();
+        let n = self.rng.range(0, 2);
+        let mut out = self.seq(depth, n);
+        let tail = self.acc_expr();
+        out.extend(self.close_scope());
+        out.push(Line::Both(if ok { format!("Ok({tail})") } else { tail }));
+        out
+    }
+
+    /// `let v: u32 = if c { …; x } else { …; y };`
+    fn value_if(&mut self, depth: usize) -> Vec<Line> {
+        let before = self.yields;
+        let id = self.id();
+        let c = self.cond();
+        let mut out = vec![Line::Open(format!("let v{id}: u32 = if {c} {{"))];
+        out.extend(self.value_arm(depth + 1, false));
+        out.push(Line::Mid("} else {".to_owned()));
+        out.extend(self.value_arm(depth + 1, false));
+        out.push(Line::Close("};".to_owned()));
+        self.push_var(format!("v{id}"));
+        self.fell_through(before);
+        out
+    }
+
+    /// `let v: u32 = match x % 4 { 0 => { …; a } … _ => { …; b } };`
+    fn value_match(&mut self, depth: usize) -> Vec<Line> {
+        let before = self.yields;
+        let id = self.id();
+        let v = self.var();
+        let mut out = vec![Line::Open(format!("let v{id}: u32 = match {v} % 4 {{"))];
+        for arm in ["0", "1..=2"] {
+            if self.rng.chance(60) {
+                out.push(Line::Open(format!("{arm} => {{")));
+                out.extend(self.value_arm(depth + 1, false));
+                out.push(Line::Close("}".to_owned()));
+            }
+        }
+        out.push(Line::Open("_ => {".to_owned()));
+        out.extend(self.value_arm(depth + 1, false));
+        out.push(Line::Close("}".to_owned()));
+        out.push(Line::Close("};".to_owned()));
+        self.push_var(format!("v{id}"));
         self.fell_through(before);
         out
     }
