@@ -1054,7 +1054,7 @@ impl Gen<'_> {
             vec![
                 call("Result<Polled<u32>, PollError>", ""),
                 Line::Both(format!("let v{id}: u32 = match p{id} {{")),
-                Line::Both(format!("    Ok(p) => (p.value + p.attempts) % 1000,")),
+                Line::Both("    Ok(p) => (p.value + p.attempts) % 1000,".to_owned()),
                 Line::Both(
                     "    Err(PollError::TimedOut { attempts, .. }) => 500 + attempts,".to_owned(),
                 ),
