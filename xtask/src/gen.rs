@@ -198,11 +198,13 @@ const PRELUDE: &str = r#"//!
 // The file is included by several tests, each using a part of it.
 #![allow(dead_code)]
 // Generated shapes are chosen for coverage, not style: `x + 0`, an `if` whose branches
-// are alike, an `if` alone in an `else`, a `match` of one arm, `vec![…]` iterated once.
+// are alike or whose conditions repeat, an `if` alone in an `else`, a `match` of one arm,
+// `vec![…]` iterated once.
 // (No clippy lint fires in the code `#[workflow]` generates.)
 #![allow(
     clippy::identity_op,
     clippy::if_same_then_else,
+    clippy::ifs_same_cond,
     clippy::collapsible_if,
     clippy::collapsible_else_if,
     clippy::match_single_binding,
@@ -314,27 +316,59 @@ fn nested_ok<T>(value: T) -> Result<T, NestedError<NoError>> {
     Ok(value)
 }
 
-/// `call_nested!(parallel(a, b))` in a plain twin: the first failure in input order.
-fn par2<A, B, E: From<F>, F>(
-    a: Result<A, NestedError<E>>,
-    b: Result<B, NestedError<F>>,
+/// `call_nested!(parallel(a, b))` in a plain twin: both run at once, and the first
+/// failure in time ends the batch (at the same instant, the first in input order).
+async fn par2<A, B, E: From<F>, F>(
+    a: impl Future<Output = Result<A, NestedError<E>>>,
+    b: impl Future<Output = Result<B, NestedError<F>>>,
 ) -> Result<(A, B), NestedError<E>> {
-    let a = a?;
-    let b = b.map_err(NestedError::convert)?;
-    Ok((a, b))
+    tokio::pin!(a, b);
+    let (mut va, mut vb) = (None, None);
+    while va.is_none() || vb.is_none() {
+        tokio::select! {
+            biased;
+            r = &mut a, if va.is_none() => va = Some(r?),
+            r = &mut b, if vb.is_none() => vb = Some(r.map_err(NestedError::convert)?),
+        }
+    }
+    Ok((va.expect("done"), vb.expect("done")))
 }
 
-/// `call_nested!(for x in xs => child(x), …)` in a plain twin: one child after another.
-async fn map_nested<E, F, Fut>(xs: Vec<u32>, mut child: F) -> Result<Vec<u32>, NestedError<E>>
+/// `call_nested!(for x in xs => child(x), max_concurrency = max)` in a plain twin: at
+/// most `max` children at once, started in input order as others end; the first failure
+/// in time ends the batch; the results in input order.
+async fn map_nested<E, F, Fut>(xs: Vec<u32>, max: usize, mut child: F) -> Result<Vec<u32>, NestedError<E>>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<u32, E>>,
 {
-    let mut out = Vec::new();
-    for x in xs {
-        out.push(nested(child(x).await)?);
+    let mut out: Vec<Option<u32>> = vec![None; xs.len()];
+    let mut running = Vec::new();
+    let mut next = 0;
+    loop {
+        while running.len() < max && next < xs.len() {
+            let i = next;
+            let f = child(xs[i]);
+            running.push(Box::pin(async move { (i, f.await) }));
+            next += 1;
+        }
+        if running.is_empty() {
+            break;
+        }
+        // The first to end in time; at the same instant, the first started.
+        let (at, (i, r)) = std::future::poll_fn(|cx| {
+            for (at, f) in running.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(done) = f.as_mut().poll(cx) {
+                    return std::task::Poll::Ready((at, done));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        drop(running.remove(at));
+        out[i] = Some(nested(r)?);
     }
-    Ok(out)
+    Ok(out.into_iter().map(|v| v.expect("every child ended")).collect())
 }
 
 /// `poll_until!(svc.status(key), ready, every, timeout, max_attempts)` in a plain twin,
@@ -484,11 +518,8 @@ pub async fn gen_child_loop_plain(svc: &Svc, n: u32) -> Result<u32, ChildError> 
 const WORKFLOWS_OPEN: &str = r#"
 pub use workflows::*;
 
-/// The workflows (see the `allow` below); their plain twins come after the module.
+/// The workflows; their plain twins come after the module.
 mod workflows {
-    // `#[workflow]` reports false `unused variable`s (xtask's `gen.rs` says when).
-    #![allow(unused_variables)]
-
     use super::*;
 "#;
 
@@ -1136,8 +1167,8 @@ impl Gen<'_> {
                     ),
                     plain: format!(
                         "let (v{id}, w{id}): (u32, u32) = par2(\n    \
-                         nested({a}_plain(svc, {x}).await),\n    \
-                         {wrap}({b}_plain(svc, {y}).await),\n)?;"
+                         async {{ nested({a}_plain(svc, {x}).await) }},\n    \
+                         async {{ {wrap}({b}_plain(svc, {y}).await) }},\n).await?;"
                     ),
                 }]
             }
@@ -1162,8 +1193,8 @@ impl Gen<'_> {
                              {w}(x), max_concurrency = {max})?;"
                         ),
                         plain: format!(
-                            "let vs{id}: Vec<u32> = map_nested({items}, |x| {w}_plain(svc, \
-                             x)).await?;"
+                            "let vs{id}: Vec<u32> = map_nested({items}, {max}, |x| \
+                             {w}_plain(svc, x)).await?;"
                         ),
                     },
                     Line::Both(format!("acc = (acc + vs{id}.iter().sum::<u32>()) % 1000;")),
@@ -1397,7 +1428,12 @@ impl Gen<'_> {
                     Some(xs) => format!("{xs}.clone()"),
                     None => {
                         let n = self.rng.range(1, 3);
-                        let items: Vec<String> = (0..n).map(|_| self.expr()).collect();
+                        let mut items: Vec<String> = (0..n).map(|_| self.expr()).collect();
+                        // The macro reads a loop's item type from the code; literals
+                        // alone do not show it (see `for` loops in the crate docs).
+                        if untyped && items.iter().all(|i| i.bytes().all(|b| b.is_ascii_digit())) {
+                            items[0].push_str("u32");
+                        }
                         format!("vec![{}]", items.join(", "))
                     }
                 };

@@ -122,6 +122,8 @@ pub(crate) struct ForLoop {
     pub(crate) pat: Pat,
     pub(crate) state: Ident,
     pub(crate) item: Option<Type>,
+    /// Locals with an id above this one are declared inside the loop.
+    pub(crate) locals_before: usize,
 }
 
 pub(crate) enum Binding {
@@ -834,10 +836,12 @@ impl Analyzer<'_> {
                 let names: Vec<String> =
                     uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
                 a.scope.retain(|l| !names.contains(&l.name()));
+                let locals_before = a.next_id;
                 a.fors.push(ForLoop {
                     pat: pat.clone(),
                     state: state.clone(),
                     item: item.clone(),
+                    locals_before,
                 });
             }
             let block = a.block(&body.stmts, Tail::Ignore);
@@ -857,39 +861,99 @@ impl Analyzer<'_> {
     /// The type of the items of a `for` loop's iterator, when the code shows it: a
     /// suffixed or typed range bound, or a local collection with a declared type.
     fn item_type(&self, iter: &Expr, range: Range) -> Option<Type> {
-        let local_ty = |e: &Expr| -> Option<Type> {
-            let Expr::Path(p) = e else { return None };
-            let ident = p.path.get_ident()?;
-            self.scope
-                .iter()
-                .rev()
-                .find(|l| &l.ident == ident)?
-                .ty
-                .clone()
-        };
         if range != Range::No {
             let Expr::Range(r) = iter else { return None };
             let bounds = [r.start.as_deref(), r.end.as_deref()];
-            for bound in bounds.into_iter().flatten() {
-                match bound {
-                    Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Int(i),
-                        ..
-                    }) if !i.suffix().is_empty() => {
-                        return syn::parse_str(i.suffix()).ok();
-                    }
-                    e => {
-                        if let Some(ty) = local_ty(e) {
-                            return Some(ty);
-                        }
-                    }
-                }
+            if let Some(ty) = bounds
+                .into_iter()
+                .flatten()
+                .find_map(|b| self.value_type(b))
+            {
+                return Some(ty);
             }
             // Two unsuffixed literals: Rust's default integer.
             let literal = |b: Option<&Expr>| matches!(b, Some(Expr::Lit(_)));
             return (literal(bounds[0]) && literal(bounds[1])).then(|| parse_quote!(i32));
         }
-        element_type(&local_ty(iter)?)
+        self.collection_item(iter)
+    }
+
+    /// The type of a value, where the code shows it: a typed local, a suffixed literal,
+    /// a cast, or arithmetic on one of those (`n + 1`, `(a % 3)`, `len as u32`).
+    fn value_type(&self, e: &Expr) -> Option<Type> {
+        match e {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(i),
+                ..
+            }) if !i.suffix().is_empty() => syn::parse_str(i.suffix()).ok(),
+            Expr::Path(_) => self.local_type(e),
+            Expr::Cast(c) => Some((*c.ty).clone()),
+            Expr::Paren(p) => self.value_type(&p.expr),
+            Expr::Group(g) => self.value_type(&g.expr),
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => self.value_type(&u.expr),
+            Expr::Binary(b) => {
+                use syn::BinOp::*;
+                match b.op {
+                    Add(_) | Sub(_) | Mul(_) | Div(_) | Rem(_) | BitAnd(_) | BitOr(_)
+                    | BitXor(_) => self
+                        .value_type(&b.left)
+                        .or_else(|| self.value_type(&b.right)),
+                    Shl(_) | Shr(_) => self.value_type(&b.left),
+                    _ => None,
+                }
+            }
+            Expr::MethodCall(m)
+                if m.args.is_empty() && (m.method == "len" || m.method == "count") =>
+            {
+                Some(parse_quote!(usize))
+            }
+            _ => None,
+        }
+    }
+
+    /// The item type of a collection expression: a typed local (`items`), a clone or
+    /// `into_iter()` of one, or `vec![…]` / `[…]` of values whose type shows.
+    fn collection_item(&self, e: &Expr) -> Option<Type> {
+        match e {
+            Expr::Path(_) => element_type(&self.local_type(e)?),
+            Expr::Paren(p) => self.collection_item(&p.expr),
+            Expr::MethodCall(m)
+                if m.args.is_empty()
+                    && (m.method == "clone" || m.method == "into_iter" || m.method == "to_vec") =>
+            {
+                self.collection_item(&m.receiver)
+            }
+            Expr::Array(a) => a.elems.iter().find_map(|v| self.value_type(v)),
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                let items = m
+                    .mac
+                    .parse_body_with(
+                        syn::punctuated::Punctuated::<Expr, Token![,]>::parse_terminated,
+                    )
+                    .ok()?;
+                items.iter().find_map(|v| self.value_type(v))
+            }
+            _ => None,
+        }
+    }
+
+    /// The declared type of the local a path names: a `let` or a parameter, or the
+    /// pattern of an enclosing `for` whose item type is known (unless a local declared
+    /// inside that loop shadows it).
+    fn local_type(&self, e: &Expr) -> Option<Type> {
+        let Expr::Path(p) = e else { return None };
+        let ident = p.path.get_ident()?;
+        let local = self.scope.iter().rev().find(|l| &l.ident == ident);
+        let pattern =
+            self.fors.iter().rev().find(
+                |f| matches!(&f.pat, Pat::Ident(i) if &i.ident == ident && i.subpat.is_none()),
+            );
+        match (local, pattern) {
+            (Some(l), Some(f)) if l.id <= f.locals_before => f.item.clone(),
+            (Some(l), _) => l.ty.clone(),
+            (None, Some(f)) => f.item.clone(),
+            (None, None) => None,
+        }
     }
 }
 

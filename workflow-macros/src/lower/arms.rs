@@ -460,24 +460,28 @@ impl Emit<'_, '_> {
                     Range::HalfOpen => quote!(next_in_range),
                     Range::Closed => quote!(next_in_range_inclusive),
                 };
-                // An ignored item still has to be read; `IgnoredAny` reads anything.
-                let turbofish = match (pat, range, item) {
-                    (_, _, Some(item)) => quote!(::<#item>),
-                    (syn::Pat::Wild(_), Range::No, None) => quote!(::<#wf::serde::de::IgnoredAny>),
-                    _ => quote!(),
-                };
                 // In an arm that stops at a yield point before reading the pattern, its
                 // names are read in the next state's arm instead.
                 let names: BTreeSet<String> =
                     uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-                let read = free(body.clone())
-                    .map(|f| names.is_subset(&f))
-                    .unwrap_or(true);
-                let allow = (!read).then(|| quote!(#[allow(unused_variables)]));
+                let free_names = free(body.clone()).ok();
+                let read = free_names.as_ref().is_none_or(|f| names.is_subset(f));
+                let unread = free_names.as_ref().is_some_and(|f| names.is_disjoint(f));
+                // An item nothing here reads is still taken from the loop, but not decoded
+                // (`IgnoredAny` reads anything): its type may not show in this arm.
+                let skip = unread && item.is_none() && *range == Range::No;
+                let bound = if skip { quote!(_) } else { quote!(#pat) };
+                let turbofish = match (pat, range, item) {
+                    (_, _, Some(item)) => quote!(::<#item>),
+                    (syn::Pat::Wild(_), Range::No, None) => quote!(::<#wf::serde::de::IgnoredAny>),
+                    _ if skip => quote!(::<#wf::serde::de::IgnoredAny>),
+                    _ => quote!(),
+                };
+                let allow = (!read && !skip).then(|| quote!(#[allow(unused_variables)]));
                 quote! {
                     #label: loop {
                         #allow
-                        let #pat = match #state.#next #turbofish() {
+                        let #bound = match #state.#next #turbofish() {
                             ::core::option::Option::Some(::core::result::Result::Ok(__wf_item)) => __wf_item,
                             ::core::option::Option::Some(::core::result::Result::Err(__wf_fault)) => {
                                 return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
@@ -1027,10 +1031,22 @@ impl UserCode<'_, '_> {
 /// Whether a statement always jumps away (`break`, `continue`, `return`): the code after
 /// it in its block never runs.
 fn jumps(stmt: &Stmt) -> bool {
-    matches!(
-        stmt,
-        Stmt::Expr(Expr::Break(_) | Expr::Continue(_) | Expr::Return(_), _)
-    )
+    match stmt {
+        Stmt::Expr(e, _) => expr_jumps(e),
+        _ => false,
+    }
+}
+
+/// `break`, `continue`, `return`, or a block that ends with one (a `break value` of a
+/// value-producing construct is `{ holder = Some(value); break 'label }`).
+fn expr_jumps(e: &Expr) -> bool {
+    match e {
+        Expr::Break(_) | Expr::Continue(_) | Expr::Return(_) => true,
+        Expr::Block(b) if b.label.is_none() => b.block.stmts.last().is_some_and(jumps),
+        Expr::Paren(p) => expr_jumps(&p.expr),
+        Expr::Group(g) => expr_jumps(&g.expr),
+        _ => false,
+    }
 }
 
 /// Whether `code` has a `break` to one of `labels`.
