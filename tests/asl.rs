@@ -1,26 +1,10 @@
-//! The emitted ASL: snapshots, both community validators, and differential runs (each
-//! workflow × scenario run natively under virtual time and as ASL on
-//! `aws-local-stepfunctions`, its Lambda Tasks answered by this process's step handler
-//! over JSON lines) that must end the same way and enter the same sequence of states.
-//!
-//! The Node tools live in `tools/asl/` and are installed with `npm ci` on first use. If
-//! Node is missing the Node tests fail when `CI` is set, and print a loud skip otherwise.
-//!
-//! **How states are compared.** Both runs are mapped to a sequence of graph node names:
-//! natively `TaskSucceeded N`, `WaitStarted N`, `PollAttempt N` and the `ChildStarted N`
-//! of a batch's first child each give `N`; in ASL each entered state gives
-//! [`StateMachine::token`] (`N` for a task's Lambda, a Wait, a poll attempt, a child /
-//! Parallel / Map state; nothing for routing and resume states). Both end with
-//! `Succeed`, `Fail` (the Fail state, or a poll's give-up state), `TimedOut` or `Fault`.
-//!
-//! **Execution timeouts.** A run past its `#[workflow(timeout)]` ends natively with
-//! `Outcome::TimedOut` (`RunError::TimedOut`, no error value), and on Step Functions with
-//! the execution status `TIMED_OUT` and the error `States.Timeout` (the definition's
-//! `TimeoutSeconds`; here the interpreter's `ExecutionTimeoutError`, which `run.cjs`
-//! reports as `States.Timeout`). Both count as the same outcome, `{"timed_out": true}`,
-//! and end the state sequence with `TimedOut`. A parent sees either as the child's
-//! `NestedError::TimedOut` (`Workflow.Timeout`), compared like any error.
+//! The emitted ASL: snapshots, both community validators, and differential runs of every
+//! hand-written workflow (each workflow × scenario run natively and as ASL; see
+//! `support/differential.rs` for how runs are compared). `tests/generated.rs` runs the
+//! same differential over the generated corpus.
 
+#[path = "support/differential.rs"]
+mod differential;
 #[path = "ui/pass/exits.rs"]
 #[allow(clippy::all)]
 mod exits;
@@ -38,14 +22,12 @@ mod pass_nesting;
 #[path = "asl/retries.rs"]
 mod retries;
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
+use differential::{node_tools, Info, Native};
 use serde_json::{json, Value};
 use workflow::asl::{serve_json_lines, StateMachine, StepClock, StepHandler};
-use workflow::{EventKind, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
+use workflow::Runtime;
 
 /// Every workflow of these tests: `workflows!(register <builder>)` registers them (and
 /// their dependencies), `workflows!(info)` lists what the native side needs of each.
@@ -88,35 +70,12 @@ macro_rules! all_workflows {
     };
 }
 
-/// What the native side of a comparison needs of a workflow: its graph, and the name of
-/// an error (as JSON) of its typed error.
-struct Info {
-    name: &'static str,
-    graph: &'static StateGraph,
-    error_name: fn(&Value) -> String,
-}
-
-impl Info {
-    fn of<W: Workflow>(_: W) -> Info {
-        fn error_name<W: Workflow>(error: &Value) -> String {
-            serde_json::from_value::<W::Error>(error.clone()).map_or_else(
-                |e| format!("<not a {} error: {e}>", W::NAME),
-                |e| e.error_name().into_owned(),
-            )
-        }
-        Info {
-            name: W::NAME,
-            graph: W::graph(),
-            error_name: error_name::<W>,
-        }
-    }
-
-    fn find(name: &str) -> Info {
-        let all: Vec<Info> = workflows!(info);
-        all.into_iter()
-            .find(|i| i.name == name)
-            .unwrap_or_else(|| panic!("`{name}` is not one of the tests' workflows"))
-    }
+/// The native side's view of one of these tests' workflows.
+fn info(name: &str) -> Info {
+    let all: Vec<Info> = workflows!(info);
+    all.into_iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("`{name}` is not one of the tests' workflows"))
 }
 
 fn handler() -> StepHandler {
@@ -404,60 +363,11 @@ fn workflow_names(text: &str) -> Vec<String> {
 
 // --- Node -------------------------------------------------------------------------------
 
-/// `tools/asl` with its packages installed, or `None` (after a loud skip) without Node.
-fn node_tools() -> Option<&'static Path> {
-    static TOOLS: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TOOLS
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/asl");
-            let node = Command::new("node").arg("--version").output();
-            if !node.is_ok_and(|o| o.status.success()) {
-                if std::env::var_os("CI").is_some() {
-                    panic!("Node.js (node, npm) is required by the ASL tests in CI; install Node 20 or newer");
-                }
-                eprintln!("\n!!!!!!!! SKIPPED: Node.js is not installed; the ASL validators and differential runs did not run !!!!!!!!\n");
-                return None;
-            }
-            if !dir.join("node_modules/aws-local-stepfunctions").exists() {
-                let status = Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(&dir)
-                    .status()
-                    .expect("npm runs");
-                assert!(status.success(), "`npm ci` in tools/asl failed");
-            }
-            Some(dir)
-        })
-        .as_deref()
-}
-
 #[test]
 fn every_definition_passes_both_validators() {
     let Some(tools) = node_tools() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let files = handler().write_asl(dir.path()).unwrap();
-    let out = Command::new("node")
-        .arg(tools.join("validate.cjs"))
-        .args(&files)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let report = report.as_object().unwrap();
-    assert_eq!(report.len(), files.len());
-    for (file, r) in report {
-        for validator in ["asl-validator", "statelint"] {
-            assert_eq!(r[validator], json!([]), "{file}: {validator} found errors");
-        }
-    }
-    eprintln!(
-        "{} definitions pass asl-validator and statelint with zero errors",
-        report.len()
-    );
+    let n = differential::validate(tools, &handler());
+    eprintln!("{n} definitions pass asl-validator and statelint with zero errors");
 }
 
 // --- Differential runs -------------------------------------------------------------------
@@ -600,12 +510,6 @@ fn scenarios() -> Vec<(&'static str, Value)> {
     ]
 }
 
-struct Native {
-    id: String,
-    outcome: Value,
-    tokens: Vec<String>,
-}
-
 fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -616,53 +520,7 @@ fn run_natively(runs: &[(&'static str, Value)]) -> Vec<Native> {
         let runtime: Runtime = all_workflows!(Runtime::builder()).build().unwrap();
         let mut out = Vec::new();
         for (name, input) in runs {
-            let info = Info::find(name);
-            let id = runtime.start_json(name, input.clone()).await.unwrap();
-            let outcome = runtime.wait(&id).await.unwrap();
-            let history = runtime.history(&id).await.unwrap();
-            // A task with a policy has its state entered before the call, so its state
-            // stands for its failure too.
-            let has_policy =
-                |state: &str| info.graph.node(state).is_some_and(|n| n.policy.is_some());
-            let mut tokens: Vec<String> = history
-                .iter()
-                .filter_map(|e| {
-                    let state = e.state.as_deref()?;
-                    let counts = match &e.kind {
-                        EventKind::TaskSucceeded { .. }
-                        | EventKind::WaitStarted { .. }
-                        | EventKind::PollAttempt { .. } => true,
-                        EventKind::TaskFailed { .. } => has_policy(state),
-                        EventKind::ChildStarted { child, .. } => child.as_str().ends_with(".0"),
-                        _ => false,
-                    };
-                    counts.then(|| state.to_owned())
-                })
-                .collect();
-            let outcome = match outcome {
-                Outcome::Succeeded(v) => {
-                    tokens.push("Succeed".into());
-                    json!({"output": v})
-                }
-                Outcome::Failed(e) => {
-                    tokens.push("Fail".into());
-                    let e = e.to_value();
-                    json!({"error": {"name": (info.error_name)(&e), "cause": e.to_string()}})
-                }
-                Outcome::TimedOut => {
-                    tokens.push("TimedOut".into());
-                    json!({"timed_out": true})
-                }
-                other => {
-                    tokens.push("Fault".into());
-                    json!({"fault": format!("{other:?}")})
-                }
-            };
-            out.push(Native {
-                id: id.to_string(),
-                outcome,
-                tokens,
-            });
+            out.push(differential::run_natively(&runtime, &info(name), input).await);
         }
         out
     })
@@ -674,75 +532,14 @@ fn asl_runs_behave_like_native_runs() {
     let runs = scenarios();
     let native = run_natively(&runs);
     let handler = handler();
-    let machines = handler.state_machines();
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    let results = dir.path().join("results.json");
-    let plan_json = json!({
-        "machines": machines
-            .iter()
-            .map(|m| (m.workflow().to_owned(), m.definition().clone()))
-            .collect::<serde_json::Map<String, Value>>(),
-        "runs": runs.iter().zip(&native).map(|((w, input), n)| json!({"workflow": w, "input": input, "id": n.id})).collect::<Vec<_>>(),
-    });
-    std::fs::write(&plan, plan_json.to_string()).unwrap();
-    let mut node = Command::new("node")
-        .arg(tools.join("run.cjs"))
-        .arg(&plan)
-        .arg(&results)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    // The Node process asks, this process answers, until Node closes its output.
-    let requests = BufReader::new(node.stdout.take().unwrap());
-    let answers = node.stdin.take().unwrap();
-    serve_json_lines(&handler, requests, answers).unwrap();
-    assert!(
-        node.wait().unwrap().success(),
-        "run.cjs failed (see stderr)"
-    );
-    let asl: Vec<Value> = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
-    assert_eq!(asl.len(), runs.len());
-
-    let mut failures = Vec::new();
-    for (((workflow, input), n), a) in runs.iter().zip(&native).zip(&asl) {
-        let m = machines.iter().find(|m| m.workflow() == *workflow).unwrap();
-        let mut tokens: Vec<String> = a["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| m.token(s.as_str()?).map(str::to_owned))
-            .collect();
-        let outcome = if a["error"]["name"] == "States.Timeout" {
-            // The definition's `TimeoutSeconds`: Step Functions' execution timeout.
-            tokens.push("TimedOut".into());
-            json!({"timed_out": true})
-        } else if a.get("error").is_some() {
-            if tokens.last().map(String::as_str) != Some("Fail") {
-                tokens.push("Fault".into());
-            }
-            json!({"error": a["error"]})
-        } else {
-            json!({"output": a["output"]})
-        };
-        let same_outcome = match (n.outcome.get("error"), outcome.get("error")) {
-            (Some(ne), Some(ae)) => {
-                // The same error name and the same error (the cause is its JSON).
-                ne["name"] == ae["name"]
-                    && serde_json::from_str::<Value>(ne["cause"].as_str().unwrap_or("")).ok()
-                        == serde_json::from_str::<Value>(ae["cause"].as_str().unwrap_or("")).ok()
-            }
-            (None, None) => n.outcome == outcome,
-            _ => false,
-        };
-        if !same_outcome || n.tokens != tokens {
-            failures.push(format!(
-                "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}",
-                n.outcome, n.tokens, outcome, tokens, a["states"]
-            ));
-        }
-    }
+    let plan: Vec<(&str, &Value, &str)> = runs
+        .iter()
+        .zip(&native)
+        .map(|((w, input), n)| (*w, input, n.id.as_str()))
+        .collect();
+    let asl = differential::run_asl(tools, &handler, &plan, |_| {});
+    let pairs: Vec<(&str, &Value)> = runs.iter().map(|(w, i)| (*w, i)).collect();
+    let failures = differential::differences(&handler.state_machines(), &pairs, &native, &asl);
     assert!(
         failures.is_empty(),
         "{} of {} pairs differ:\n{}",

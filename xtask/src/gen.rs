@@ -229,6 +229,11 @@ pub struct Svc {
 }
 
 impl Svc {
+    /// Forgets the calls of `status`, for a new run on the same `Svc`.
+    pub fn reset(&self) {
+        self.polls.lock().unwrap().clear();
+    }
+
     pub async fn add(&self, a: u32, b: u32) -> u32 {
         (a + b) % 1000
     }
