@@ -100,10 +100,17 @@
 //!   `let r: T = call_nested!(…)?;`, `sleep!(d);` (the body's tail may be one too). Each
 //!   `.await` is a task whose result is checkpointed.
 //! - They may sit inside `if` / `else if` / `else`, `if let`, `match` (guards, arms that
-//!   yield), `loop` / `while` / `while let` / `for`, labelled blocks, with `break` (and
-//!   `break value`), `continue` (labelled or not), early `return` and `?` anywhere. A
-//!   `for` loop around a yield point iterates over an owned collection or a range: its
-//!   remaining items are persisted.
+//!   yield), `loop` / `while` / `while let` / `for`, labelled blocks (`'b: { … }`, with a
+//!   value: `let x: T = 'b: { …; break 'b v; … };`), with `break` (and `break value`),
+//!   `continue` (labelled or not), early `return` and `?` anywhere, before or after the
+//!   yield points.
+//! - A `for` loop around a yield point iterates over an owned collection or a range: its
+//!   remaining items are persisted, and each is decoded again where the loop resumes, so
+//!   the item type must show in the code: a typed local (`items`, `items.clone()`), a
+//!   range with a typed or suffixed bound (`0..n`, `0..n % 4`, `0..3u32`, `0..v.len()`),
+//!   `vec![…]` of typed values, or an enclosing `for` whose items are typed. Otherwise
+//!   rustc may not infer it (`cannot add () to u32`): bind the items to a typed local
+//!   first, `let xs: Vec<u32> = vec![1, 2]; for x in xs { … }`.
 //! - A yield point inside a closure, an async block, a nested item, a condition or a
 //!   larger expression (`f(x.await)`) is a compile error that says what to write instead.
 //! - A local used after a yield point is persisted there, so it needs a type annotation,

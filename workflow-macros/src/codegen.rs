@@ -218,7 +218,7 @@ impl Codegen<'_> {
             quote!(__wf_linker.dependency::<#ty>();)
         });
         let children = self.body.yields.iter().flat_map(|y| match &y.op {
-            Op::Nested(n) => n
+            Op::Child(n) => n
                 .calls()
                 .into_iter()
                 .map(|c| {

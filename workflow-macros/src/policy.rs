@@ -294,11 +294,11 @@ pub(crate) fn resolve(yields: &mut [Yield], default: Option<&RetrySpec>, errors:
         match &y.op {
             Op::Task { .. } | Op::Poll(_) => {}
             // The workflow's default is for calls; a child has its own policies inside.
-            Op::Nested(_) => {
+            Op::Child(_) => {
                 y.policy = own.filter(|p| p.retry.is_some() || p.timeout.is_some());
                 continue;
             }
-            Op::Sleep(_) => {
+            Op::Wait(_) => {
                 if let Some(p) = own {
                     errors.at(
                         p.span,

@@ -140,10 +140,14 @@ pub(crate) enum Binding {
 }
 
 pub(crate) enum Op {
+    /// `x.await`.
     Task { future: Expr, await_span: Span },
-    Sleep(Expr),
+    /// `sleep!(d)`.
+    Wait(Expr),
+    /// `poll_until!(…)`.
     Poll(Box<Poll>),
-    Nested(Box<Nested>),
+    /// `call_nested!(…)`: a batch of children.
+    Child(Box<Nested>),
 }
 
 /// A local variable: a parameter, a `let`, or a name bound by a pattern.
@@ -552,7 +556,7 @@ impl Analyzer<'_> {
                 let kind = MacroKind::of(&m.mac)?;
                 // On error a harmless stand-in keeps the statement out of plain code.
                 self.macro_op(kind, &m.mac)
-                    .unwrap_or_else(|| Op::Sleep(parse_quote!(::core::time::Duration::ZERO)))
+                    .unwrap_or_else(|| Op::Wait(parse_quote!(::core::time::Duration::ZERO)))
             }
             _ => return None,
         };
@@ -567,8 +571,8 @@ impl Analyzer<'_> {
     fn macro_op(&mut self, kind: MacroKind, mac: &Macro) -> Option<Op> {
         let parsed = match kind {
             MacroKind::Poll => yields::poll(mac).map(|p| Op::Poll(Box::new(p))),
-            MacroKind::Nested => yields::nested(mac).map(|n| Op::Nested(Box::new(n))),
-            MacroKind::Sleep => yields::sleep(mac).map(Op::Sleep),
+            MacroKind::Nested => yields::nested(mac).map(|n| Op::Child(Box::new(n))),
+            MacroKind::Sleep => yields::sleep(mac).map(Op::Wait),
         };
         match parsed {
             Ok(op) => {
@@ -584,7 +588,7 @@ impl Analyzer<'_> {
                             scrub::nested(e, self.errors);
                         }
                     }
-                    Op::Nested(n) => {
+                    Op::Child(n) => {
                         for call in n.calls() {
                             call.args.iter().for_each(|a| scrub::nested(a, self.errors));
                         }
@@ -592,7 +596,7 @@ impl Analyzer<'_> {
                             scrub::nested(iter, self.errors);
                         }
                     }
-                    Op::Sleep(d) => scrub::nested(d, self.errors),
+                    Op::Wait(d) => scrub::nested(d, self.errors),
                     Op::Task { .. } => {}
                 }
                 Some(op)

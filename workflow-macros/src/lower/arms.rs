@@ -607,7 +607,7 @@ impl Emit<'_, '_> {
                     #cont
                 }
             }
-            Op::Sleep(duration) => {
+            Op::Wait(duration) => {
                 self.scan(duration);
                 quote! {
                     return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
@@ -618,7 +618,7 @@ impl Emit<'_, '_> {
                 }
             }
             Op::Poll(p) => self.enter_poll(p, k, r),
-            Op::Nested(n) => self.enter_nested(n, k, r),
+            Op::Child(n) => self.enter_nested(n, k, r),
         }
     }
 
@@ -846,7 +846,7 @@ impl Emit<'_, '_> {
                         }
                 }
             }
-            Op::Nested(n) => {
+            Op::Child(n) => {
                 let decode = self.decode(n);
                 let retry = y.policy.as_ref().filter(|p| p.retry.is_some()).map(|_| {
                     quote! {
@@ -881,7 +881,7 @@ impl Emit<'_, '_> {
                     #cont_after
                 }
             }
-            Op::Sleep(_) => unreachable!("sleeps do not wait in a state of their own"),
+            Op::Wait(_) => unreachable!("sleeps do not wait in a state of their own"),
         }
     }
 

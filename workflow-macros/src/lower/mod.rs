@@ -147,9 +147,9 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
             let camel = names::camel(&names[i]);
             // A task with a policy gets a state before its call, which a retry re-runs.
             let waits = match y.op {
-                Op::Poll(_) | Op::Nested(_) => true,
+                Op::Poll(_) | Op::Child(_) => true,
                 Op::Task { .. } => y.policy.is_some(),
-                Op::Sleep(_) => false,
+                Op::Wait(_) => false,
             };
             Resume {
                 waiting: waits.then(|| ident(camel.clone())),
@@ -197,9 +197,9 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
 fn node_name(op: &Op) -> String {
     match op {
         Op::Task { future, .. } => names::call_name(future),
-        Op::Sleep(_) => "sleep".into(),
+        Op::Wait(_) => "sleep".into(),
         Op::Poll(p) => format!("poll {}", names::call_name(&p.call)),
-        Op::Nested(n) => match &**n {
+        Op::Child(n) => match &**n {
             Nested::One(c) => names::path_name(&c.workflow),
             Nested::Parallel(cs) => {
                 let list: Vec<String> = cs.iter().map(|c| names::path_name(&c.workflow)).collect();
@@ -213,9 +213,9 @@ fn node_name(op: &Op) -> String {
 fn node_kind(op: &Op) -> Kind {
     match op {
         Op::Task { .. } => Kind::Task,
-        Op::Sleep(_) => Kind::Wait,
+        Op::Wait(_) => Kind::Wait,
         Op::Poll(_) => Kind::Poll,
-        Op::Nested(n) => match &**n {
+        Op::Child(n) => match &**n {
             Nested::One(c) => Kind::Child(c.workflow.clone()),
             Nested::Parallel(cs) => Kind::Parallel(cs.iter().map(|c| c.workflow.clone()).collect()),
             Nested::Map {
