@@ -431,4 +431,37 @@ mod tests {
         assert_eq!(after(&ir, "sleep"), ["s.kind", "s.last"]);
         assert_eq!(after(&ir, "s.last"), ["Succeed"]);
     }
+
+    #[test]
+    fn dead_locals_are_not_persisted() {
+        // After the wait, `v` is only read on a path that ends the loop first; after the
+        // task, the outer `r` is read again after the inner loop.
+        let ir = lower_src(
+            "async fn f(s: &S, n: u32) -> u32 {
+                let mut total: u32 = 0;
+                for r in 0..n {
+                    let mut c: u32 = 0;
+                    while c < 2 {
+                        c += 1;
+                        total += s.note(r * 10 + c).await;
+                    }
+                    total += r;
+                }
+                loop {
+                    let v: u32 = total * 2;
+                    sleep!(1.secs());
+                    break;
+                    total += v;
+                }
+                total
+            }",
+        );
+        let fields = |state: &str| -> Vec<String> {
+            let arm = ir.arms.iter().find(|a| a.state == state).unwrap();
+            arm.fields.iter().map(|l| l.ident.to_string()).collect()
+        };
+        assert_eq!(fields("AfterSleep"), ["total"]);
+        assert!(fields("AfterSNote").contains(&"total".to_owned()));
+        assert_eq!(after(&ir, "sleep"), ["Succeed"]);
+    }
 }
