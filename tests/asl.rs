@@ -3,6 +3,9 @@
 //! `support/differential.rs` for how runs are compared). `tests/generated.rs` runs the
 //! same differential over the generated corpus.
 
+#[path = "../examples/bench/workflows.rs"]
+#[allow(dead_code, unused_imports, clippy::all)]
+mod bench;
 #[path = "support/differential.rs"]
 mod differential;
 #[path = "ui/pass/exits.rs"]
@@ -297,11 +300,11 @@ fn retried_calls_answer_errors_and_caught_errors_reach_the_code() {
     assert_eq!(e.name(), "Workflow.InvalidState");
 }
 
-/// Every `#[workflow]` of `tests/ui/pass`, `tests/asl` and the nesting example is in the
+/// Every `#[workflow]` of `tests/ui/pass`, `tests/asl` and the examples is in the
 /// differential runs, with at least one scenario: a workflow added there without one
-/// fails here. (`examples/bench` is left out: its fan-out workflows call their own copy of
-/// the nesting example's child, under the same name as the one registered here; their
-/// shape, a map and a tail, is `nested_map`'s.)
+/// fails here. (The benchmark's fan-out workflows call their own copy of the nesting
+/// example's child, under the same name as the one registered here, so they run in a
+/// differential of their own, [`bench_workflows_behave_like_native_runs`].)
 #[test]
 fn every_pass_and_example_workflow_takes_part_in_the_differential() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -312,8 +315,11 @@ fn every_pass_and_example_workflow_takes_part_in_the_differential() {
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))
         .collect();
     files.push(root.join("examples/nesting/workflows.rs"));
-    let registered = handler().workflows();
-    let scenarios = scenarios();
+    files.push(root.join("examples/bench/workflows.rs"));
+    let mut registered = handler().workflows();
+    registered.extend(bench_handler().workflows());
+    let mut scenarios = scenarios();
+    scenarios.extend(bench_scenarios());
     let mut missing = Vec::new();
     let mut found = 0;
     for file in &files {
@@ -551,4 +557,77 @@ fn asl_runs_behave_like_native_runs() {
         "{} workflow × scenario pairs: same outcome and same state sequence natively and as ASL",
         runs.len()
     );
+}
+
+/// The benchmark's fan-out workflows, with the benchmark's instant job service (ready at
+/// the third status call).
+fn bench_service() -> std::sync::Arc<bench::JobService> {
+    use std::sync::Arc;
+    let jobs = Arc::new(bench::Jobs::new(bench::Readiness::AfterPolls(3)));
+    let every = std::time::Duration::from_secs(1);
+    Arc::new(bench::JobService::with_api(jobs).polling(every, every * 600))
+}
+
+fn bench_handler() -> StepHandler {
+    StepHandler::builder()
+        .register(bench::fan_out_all)
+        .register(bench::fan_out_100)
+        .dependency_arc(bench_service())
+        .clock(StepClock::Virtual)
+        .build()
+        .unwrap()
+}
+
+fn bench_scenarios() -> Vec<(&'static str, Value)> {
+    let jobs = |n: u32| -> Value {
+        (1..=n)
+            .map(|i| json!({"parameter1": format!("j{i}"), "parameter2": i}))
+            .collect()
+    };
+    vec![
+        ("FanOutAll", jobs(3)),
+        ("FanOutAll", jobs(0)),
+        ("FanOut100", jobs(2)),
+        ("NestingPatternAnotherStateMachine", json!({"parameter1": "b", "parameter2": 1})),
+    ]
+}
+
+#[test]
+fn bench_workflows_behave_like_native_runs() {
+    let Some(tools) = node_tools() else { return };
+    let runs = bench_scenarios();
+    let infos = [
+        Info::of(bench::fan_out_all),
+        Info::of(bench::fan_out_100),
+        Info::of(bench::run_job),
+    ];
+    let native: Vec<Native> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(async {
+            let runtime = Runtime::builder()
+                .register(bench::fan_out_all)
+                .register(bench::fan_out_100)
+                .dependency_arc(bench_service())
+                .build()
+                .unwrap();
+            let mut out = Vec::new();
+            for (name, input) in &runs {
+                let info = infos.iter().find(|i| i.name == *name).unwrap();
+                out.push(differential::run_natively(&runtime, info, input).await);
+            }
+            out
+        });
+    let handler = bench_handler();
+    let plan: Vec<(&str, &Value, &str)> = runs
+        .iter()
+        .zip(&native)
+        .map(|((w, input), n)| (*w, input, n.id.as_str()))
+        .collect();
+    let asl = differential::run_asl(tools, &handler, &plan, |_| {});
+    let pairs: Vec<(&str, &Value)> = runs.iter().map(|(w, i)| (*w, i)).collect();
+    let failures = differential::differences(&handler.state_machines(), &pairs, &native, &asl);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
