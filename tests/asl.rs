@@ -588,7 +588,10 @@ fn bench_scenarios() -> Vec<(&'static str, Value)> {
         ("FanOutAll", jobs(3)),
         ("FanOutAll", jobs(0)),
         ("FanOut100", jobs(2)),
-        ("NestingPatternAnotherStateMachine", json!({"parameter1": "b", "parameter2": 1})),
+        (
+            "NestingPatternAnotherStateMachine",
+            json!({"parameter1": "b", "parameter2": 1}),
+        ),
     ]
 }
 
