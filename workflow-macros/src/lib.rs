@@ -85,7 +85,7 @@ use proc_macro::TokenStream;
 /// }
 /// impl Workflow for price_basket {
 ///     const NAME = "PriceBasket"; type Input = Vec<String>; type Output = u32; …
-///     fn graph() -> &'static StateGraph;       // "shop.price", "sleep", "for item in items", "if price > 5", …
+///     fn graph() -> &'static StateGraph;       // "shop.price", "sleep", "Succeed", "Fail" and edges
 ///     fn step(state, deps, cx) -> Step;         // one match arm per state
 /// }
 /// ```
