@@ -307,7 +307,7 @@ fn asl_runs_behave_like_native_runs() {
     let pairs: Vec<(&str, &Value)> = scenarios.iter().map(|(w, i)| (*w, i)).collect();
     let machines = handler.state_machines();
     let mut failures = differential::differences(&machines, &pairs, &native, &asl);
-    // Known races, tolerated only while the two runs still fail with the same error name
+    // Known races: when they show, the two runs must still fail with the same error name
     // through the same states.
     for (workflow, input, why) in ASL_RACES {
         let at = pairs
@@ -318,10 +318,11 @@ fn asl_runs_behave_like_native_runs() {
             .unwrap_or_else(|| panic!("race {workflow}({input}) is not a scenario"));
         let before = failures.len();
         failures.retain(|f| !f.starts_with(&format!("{workflow}({input}):")));
-        assert!(
-            failures.len() < before,
-            "{workflow}({input}) no longer differs: remove it from ASL_RACES"
-        );
+        if failures.len() == before {
+            // A race: this time the sibling that fails first natively failed first here too.
+            println!("known race {workflow}({input}): equal this time");
+            continue;
+        }
         let (n, a) = (&native[at], &asl[at]);
         assert_eq!(
             n.outcome["error"]["name"], a["error"]["name"],
@@ -347,7 +348,8 @@ fn asl_runs_behave_like_native_runs() {
         failures.join("\n")
     );
     println!(
-        "{} scenarios of {} generated workflows: same outcome and same state sequence natively and as ASL",
+        "{} scenarios of {} generated workflows: same outcome and same state sequence natively \
+         and as ASL, but for the known races above",
         scenarios.len(),
         infos.len()
     );
