@@ -537,22 +537,8 @@ fn asl_runs_behave_like_native_runs() {
     let Some(tools) = node_tools() else { return };
     let runs = scenarios();
     let native = run_natively(&runs);
-    let handler = handler();
-    let plan: Vec<(&str, &Value, &str)> = runs
-        .iter()
-        .zip(&native)
-        .map(|((w, input), n)| (*w, input, n.id.as_str()))
-        .collect();
-    let asl = differential::run_asl(tools, &handler, &plan, |_| {});
-    let pairs: Vec<(&str, &Value)> = runs.iter().map(|(w, i)| (*w, i)).collect();
-    let failures = differential::differences(&handler.state_machines(), &pairs, &native, &asl);
-    assert!(
-        failures.is_empty(),
-        "{} of {} pairs differ:\n{}",
-        failures.len(),
-        runs.len(),
-        failures.join("\n")
-    );
+    let differences = differential::compare(tools, &handler(), &runs, &native, |_| {});
+    differential::assert_none(&differences, runs.len());
     eprintln!(
         "{} workflow × scenario pairs: same outcome and same state sequence natively and as ASL",
         runs.len()
@@ -623,14 +609,6 @@ fn bench_workflows_behave_like_native_runs() {
             }
             out
         });
-    let handler = bench_handler();
-    let plan: Vec<(&str, &Value, &str)> = runs
-        .iter()
-        .zip(&native)
-        .map(|((w, input), n)| (*w, input, n.id.as_str()))
-        .collect();
-    let asl = differential::run_asl(tools, &handler, &plan, |_| {});
-    let pairs: Vec<(&str, &Value)> = runs.iter().map(|(w, i)| (*w, i)).collect();
-    let failures = differential::differences(&handler.state_machines(), &pairs, &native, &asl);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let differences = differential::compare(tools, &bench_handler(), &runs, &native, |_| {});
+    differential::assert_none(&differences, runs.len());
 }

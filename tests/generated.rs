@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use differential::{node_tools, Info};
-use serde_json::{json, Value};
+use serde_json::Value;
 use workflow::asl::{StepClock, StepHandler, StepHandlerBuilder};
 use workflow::{Outcome, Runtime, Workflow, WorkflowError};
 
@@ -292,61 +292,38 @@ fn asl_runs_behave_like_native_runs() {
             })
         })
         .collect();
-    let plan: Vec<(&str, &Value, &str)> = scenarios
-        .iter()
-        .zip(&native)
-        .map(|((w, input), n)| (*w, input, n.id.as_str()))
-        .collect();
     // As ASL the runs go one after another on one `Svc`: forget its calls whenever a
     // top-level execution starts (a child's start carries its id).
-    let asl = differential::run_asl(tools, &handler, &plan, |request| {
+    let mut differences = differential::compare(tools, &handler, &scenarios, &native, |request| {
         if request["at"] == "Start" && request["document"].get("id").is_none() {
             svc.reset();
         }
     });
-    let pairs: Vec<(&str, &Value)> = scenarios.iter().map(|(w, i)| (*w, i)).collect();
-    let machines = handler.state_machines();
-    let mut failures = differential::differences(&machines, &pairs, &native, &asl);
     // Known races: when they show, the two runs must still fail with the same error name
     // through the same states.
     for (workflow, input, why) in ASL_RACES {
-        let at = pairs
+        let input: Value = serde_json::from_str(input).unwrap();
+        assert!(
+            scenarios.iter().any(|(w, i)| w == workflow && *i == input),
+            "race {workflow}({input}) is not a scenario"
+        );
+        let Some(at) = differences
             .iter()
-            .position(|(w, i)| {
-                w == workflow && **i == serde_json::from_str::<Value>(input).unwrap()
-            })
-            .unwrap_or_else(|| panic!("race {workflow}({input}) is not a scenario"));
-        let before = failures.len();
-        failures.retain(|f| !f.starts_with(&format!("{workflow}({input}):")));
-        if failures.len() == before {
-            // A race: this time the sibling that fails first natively failed first here too.
+            .position(|d| d.workflow == *workflow && d.input == input)
+        else {
+            // This time the sibling that fails first natively failed first here too.
             println!("known race {workflow}({input}): equal this time");
             continue;
-        }
-        let (n, a) = (&native[at], &asl[at]);
-        assert_eq!(
-            n.outcome["error"]["name"], a["error"]["name"],
-            "{workflow}({input}): a race changes which sibling's error, not its name"
-        );
-        let states = differential::differences(
-            &machines,
-            &pairs[at..=at],
-            &native[at..=at],
-            &[json!({"states": a["states"], "error": n.outcome["error"]})],
-        );
+        };
+        let d = differences.remove(at);
         assert!(
-            states.is_empty(),
-            "{workflow}({input}): the states differ too: {states:?}"
+            d.same_error_name && d.same_states,
+            "{workflow}({input}): a race changes which sibling's error, not its name or the states:\n{}",
+            d.text
         );
         println!("known race {workflow}({input}): {why}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} generated scenarios differ natively and as ASL:\n{}",
-        failures.len(),
-        scenarios.len(),
-        failures.join("\n")
-    );
+    differential::assert_none(&differences, scenarios.len());
     println!(
         "{} scenarios of {} generated workflows: same outcome and same state sequence natively \
          and as ASL, but for the known races above",

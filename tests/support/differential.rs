@@ -17,13 +17,16 @@
 //! `Outcome::TimedOut`, and on Step Functions with `States.Timeout`. Both count as the
 //! same outcome, `{"timed_out": true}`, and end the state sequence with `TimedOut`.
 
+// Included by several tests, each using a part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use workflow::asl::{serve_json_lines, StateMachine, StepHandler};
+use workflow::asl::{serve_json_lines, StepHandler};
 use workflow::{EventKind, ExecutionId, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
 
 /// What the native side of a comparison needs of a workflow: its graph, and the name of
@@ -159,27 +162,31 @@ pub fn validate(tools: &Path, handler: &StepHandler) -> usize {
     report.len()
 }
 
-/// Runs `runs` (workflow, input, and the native run's id, which children's ids derive
-/// from) one after another as ASL, each request of the interpreter shown to `tap` before
-/// the handler answers it; returns each run's result (`output` or `error`, and `states`).
-pub fn run_asl(
+/// Runs `runs` as ASL, one after another, each with the id of its native run (which its
+/// children's ids derive from), every request of the interpreter shown to `tap` before
+/// the handler answers it; returns every run that does not end as natively or does not
+/// enter the same states.
+pub fn compare(
     tools: &Path,
     handler: &StepHandler,
-    runs: &[(&str, &Value, &str)],
+    runs: &[(&'static str, Value)],
+    native: &[Native],
     tap: impl FnMut(&Value),
-) -> Vec<Value> {
+) -> Vec<Difference> {
+    assert_eq!(runs.len(), native.len());
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
     let results = dir.path().join("results.json");
+    let machines = handler.state_machines();
     let plan_json = json!({
-        "machines": handler
-            .state_machines()
+        "machines": machines
             .iter()
             .map(|m| (m.workflow().to_owned(), m.definition().clone()))
             .collect::<serde_json::Map<String, Value>>(),
         "runs": runs
             .iter()
-            .map(|(w, input, id)| json!({"workflow": w, "input": input, "id": id}))
+            .zip(native)
+            .map(|((w, input), n)| json!({"workflow": w, "input": input, "id": n.id}))
             .collect::<Vec<_>>(),
     });
     std::fs::write(&plan, plan_json.to_string()).unwrap();
@@ -201,19 +208,9 @@ pub fn run_asl(
     );
     let asl: Vec<Value> = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
     assert_eq!(asl.len(), runs.len());
-    asl
-}
 
-/// Compares each native run with its ASL run; returns a description of every pair that
-/// differs.
-pub fn differences(
-    machines: &[StateMachine],
-    runs: &[(&str, &Value)],
-    native: &[Native],
-    asl: &[Value],
-) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (((workflow, input), n), a) in runs.iter().zip(native).zip(asl) {
+    let mut differences = Vec::new();
+    for (((workflow, input), n), a) in runs.iter().zip(native).zip(&asl) {
         let m = machines.iter().find(|m| m.workflow() == *workflow).unwrap();
         let mut tokens: Vec<String> = a["states"]
             .as_array()
@@ -233,24 +230,59 @@ pub fn differences(
         } else {
             json!({"output": a["output"]})
         };
-        let same_outcome = match (n.outcome.get("error"), outcome.get("error")) {
-            (Some(ne), Some(ae)) => {
-                // The same error name and the same error (the cause is its JSON).
+        let (same_outcome, same_error_name) = match (n.outcome.get("error"), outcome.get("error")) {
+            (Some(ne), Some(ae)) => (
+                // The same error (the cause is its JSON), or just its name.
                 ne["name"] == ae["name"]
                     && serde_json::from_str::<Value>(ne["cause"].as_str().unwrap_or("")).ok()
-                        == serde_json::from_str::<Value>(ae["cause"].as_str().unwrap_or("")).ok()
-            }
-            (None, None) => n.outcome == outcome,
-            _ => false,
+                        == serde_json::from_str::<Value>(ae["cause"].as_str().unwrap_or("")).ok(),
+                ne["name"] == ae["name"],
+            ),
+            (None, None) => (n.outcome == outcome, false),
+            _ => (false, false),
         };
-        if !same_outcome || n.tokens != tokens {
-            failures.push(format!(
-                "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}",
-                n.outcome, n.tokens, outcome, tokens, a["states"]
-            ));
+        let same_states = n.tokens == tokens;
+        if !same_outcome || !same_states {
+            differences.push(Difference {
+                workflow,
+                input: input.clone(),
+                same_states,
+                same_error_name,
+                text: format!(
+                    "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}",
+                    n.outcome, n.tokens, outcome, tokens, a["states"]
+                ),
+            });
         }
     }
-    failures
+    differences
+}
+
+/// A run that ended otherwise as ASL than natively.
+#[derive(Debug)]
+pub struct Difference {
+    pub workflow: &'static str,
+    pub input: Value,
+    /// The two runs entered the same states.
+    pub same_states: bool,
+    /// Both failed, with errors of the same name.
+    pub same_error_name: bool,
+    /// Both runs, for a failure message.
+    pub text: String,
+}
+
+/// Panics with every difference, if there is one.
+pub fn assert_none(differences: &[Difference], runs: usize) {
+    assert!(
+        differences.is_empty(),
+        "{} of {runs} runs differ natively and as ASL:\n{}",
+        differences.len(),
+        differences
+            .iter()
+            .map(|d| d.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// A line reader that shows each line (parsed as JSON) to a callback before handing it on.

@@ -161,9 +161,9 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
     let arms = arms::arms(f, body, &resumes, wf)?;
     let succeed = n;
     let fail = fallible.then_some(n + 1);
-    let edges = |exits: &mut dyn Iterator<Item = &Exit>| -> Vec<Edge> {
-        let set: BTreeSet<Exit> = exits.copied().collect();
-        set.into_iter()
+    let edges = |exits: BTreeSet<Exit>| -> Vec<Edge> {
+        exits
+            .into_iter()
             .filter_map(|e| match e {
                 Exit::Yield(k) => Some(Edge {
                     to: k,
@@ -177,17 +177,19 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
             })
             .collect()
     };
-    let start = edges(&mut arms[0].exits.iter());
+    let start = edges(arms[0].exits.clone());
     let nodes = names
         .into_iter()
         .zip(kinds)
         .enumerate()
         .map(|(k, (name, kind))| {
-            let mut exits = arms
+            // A yield point's waiting arm runs on into its after arm.
+            let exits = arms
                 .iter()
                 .filter(|a| a.at == At::After(k) || a.at == At::Waiting(k))
-                .flat_map(|a| &a.exits);
-            let edges = if k < n { edges(&mut exits) } else { Vec::new() };
+                .flat_map(|a| a.exits.iter().copied())
+                .collect();
+            let edges = if k < n { edges(exits) } else { Vec::new() };
             Node { name, kind, edges }
         })
         .collect();
