@@ -498,22 +498,22 @@ impl Emit<'_, '_> {
     }
 
     fn user_stmt(&self, stmt: &Stmt, rw: &[Redirect]) -> TokenStream {
+        self.record(|find| find.visit_stmt(stmt));
         let mut stmt = stmt.clone();
         UserCode {
             cx: self.cx,
             redirects: rw,
-            exits: &self.exits,
         }
         .visit_stmt_mut(&mut stmt);
         stmt.into_token_stream()
     }
 
     fn user_expr(&self, expr: &Expr, rw: &[Redirect]) -> TokenStream {
+        self.scan(expr);
         let mut expr = expr.clone();
         UserCode {
             cx: self.cx,
             redirects: rw,
-            exits: &self.exits,
         }
         .visit_expr_mut(&mut expr);
         expr.into_token_stream()
@@ -559,14 +559,18 @@ impl Emit<'_, '_> {
         }
     }
 
-    /// Records the exits of user code written as it is (not through [`UserCode`]): a `?`
-    /// or a `return` in it, outside closures and async blocks.
+    /// Records the exits of a piece of user code: a `?` or a `return` in it, outside
+    /// closures and async blocks.
     fn scan(&self, expr: &Expr) {
+        self.record(|find| find.visit_expr(expr));
+    }
+
+    fn record(&self, visit: impl FnOnce(&mut FindExits)) {
         let mut find = FindExits {
             fallible: self.cx.fallible(),
             exits: BTreeSet::new(),
         };
-        find.visit_expr(expr);
+        visit(&mut find);
         for exit in find.exits {
             self.exit(exit);
         }
@@ -955,41 +959,18 @@ pub(crate) struct Redirect {
 /// Rewrites user code for the step function: `return x` becomes the step's completion,
 /// and `break`/`continue` of loops being resumed are redirected. Closures, async blocks
 /// and nested items (whose `return`s are their own) are left alone.
-/// Records the exits of the code it rewrites.
 struct UserCode<'a, 'b> {
     cx: &'a Cx<'b>,
     redirects: &'a [Redirect],
-    exits: &'a RefCell<BTreeSet<Exit>>,
-}
-
-impl UserCode<'_, '_> {
-    fn exit(&self, exits: impl IntoIterator<Item = Exit>) {
-        let fallible = self.cx.fallible();
-        self.exits
-            .borrow_mut()
-            .extend(exits.into_iter().filter(|e| *e != Exit::Fail || fallible));
-    }
 }
 
 impl VisitMut for UserCode<'_, '_> {
-    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
-        self.exit(macro_exits(m.tokens.clone()));
-    }
-
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         match e {
             Expr::Closure(_) | Expr::Async(_) => {}
-            Expr::Try(t) => {
-                self.exit([Exit::Fail]);
-                visit_mut::visit_expr_try_mut(self, t);
-            }
             Expr::Return(r) => {
                 if let Some(inner) = &mut r.expr {
                     self.visit_expr_mut(inner);
-                }
-                match &r.expr {
-                    Some(value) => self.exit(ends(value, self.cx.fallible())),
-                    None => self.exit([Exit::Succeed]),
                 }
                 let wf = self.cx.wf;
                 let ident = &self.cx.f.ident;
@@ -1099,8 +1080,8 @@ fn macro_exits(tokens: TokenStream) -> Vec<Exit> {
     out
 }
 
-/// The exits of user code that is written out unchanged: its `?`s and `return`s outside
-/// closures, async blocks and items (whose own they are).
+/// The exits of user code: its `?`s and `return`s outside closures, async blocks and
+/// items (whose own they are), and any in macros' tokens.
 struct FindExits {
     fallible: bool,
     exits: BTreeSet<Exit>,
