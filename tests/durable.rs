@@ -488,7 +488,7 @@ async fn corrupted_rows_fail_only_their_execution_and_unregistered_ones_are_unto
             panic!("{:?}", record.outcome);
         };
         assert!(
-            message.contains(f.id.as_str()) || f.id.as_str() == "bad-row",
+            message.message().contains(f.id.as_str()) || f.id.as_str() == "bad-row",
             "{message}"
         );
     }
@@ -545,7 +545,7 @@ async fn payloads_over_the_limit_are_refused_whole() {
         panic!("{err:?}");
     };
     assert!(
-        message.contains(id.as_str()) && message.contains("bytes"),
+        message.message().contains(id.as_str()) && message.message().contains("bytes"),
         "{message}"
     );
     let record = rt.record(&id).await.unwrap();

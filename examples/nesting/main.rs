@@ -511,7 +511,7 @@ fn detail(kind: &EventKind) -> String {
             error,
             delay,
         } => format!("#{attempt} after {error}, in {delay:?}"),
-        EventKind::ExecutionFaulted { message } => message.clone(),
+        EventKind::ExecutionFaulted { message, name } => format!("{name} {message}"),
         _ => String::new(),
     }
 }

@@ -193,7 +193,7 @@ impl ChildrenOutcome {
             Outcome::Cancelled => Err(NestedError::Cancelled {
                 child: child.clone(),
             }),
-            Outcome::Faulted(message) => Err(faulted(message)),
+            Outcome::Faulted(fault) => Err(faulted(fault.to_string())),
         }
     }
 

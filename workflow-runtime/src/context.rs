@@ -2,7 +2,11 @@
 
 use std::borrow::Cow;
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -149,7 +153,10 @@ impl StepCx {
     {
         let result = match self.caught.take() {
             Some(caught) => Err(self.decode_caught(node, caught)?),
-            None => call.await,
+            None => match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(result) => result,
+                Err(payload) => return Err(self.panicked(node, &*payload)),
+            },
         };
         self.retry_or(node, result)
     }
@@ -173,12 +180,19 @@ impl StepCx {
                 timeout: timeout.unwrap_or_default(),
             })),
             Some(caught) => Err(self.decode_caught(node, caught)?),
-            None => match timeout {
-                Some(t) => tokio::time::timeout(t, call)
-                    .await
-                    .unwrap_or_else(|_| Err(E::from(TaskTimeout { timeout: t }))),
-                None => call.await,
-            },
+            None => {
+                let call = AssertUnwindSafe(call).catch_unwind();
+                let result = match timeout {
+                    Some(t) => tokio::time::timeout(t, call)
+                        .await
+                        .unwrap_or_else(|_| Ok(Err(E::from(TaskTimeout { timeout: t })))),
+                    None => call.await,
+                };
+                match result {
+                    Ok(result) => result,
+                    Err(payload) => return Err(self.panicked(node, &*payload)),
+                }
+            }
         };
         self.retry_or(node, result)
     }
@@ -204,6 +218,24 @@ impl StepCx {
             .unwrap_or_default()
     }
 
+    /// The call of `node` panicked: a retry if its policy names [`Fault::PANIC`] and has
+    /// attempts left, else the execution's fault. A policy for every error does not retry
+    /// a panic: a panic is a bug in the code, which running it again rarely heals.
+    fn panicked(&mut self, node: usize, payload: &(dyn Any + Send)) -> Interrupt {
+        let fault = Fault::panic(self.graph.workflow, payload);
+        let named = self
+            .policy(node)
+            .retry
+            .is_some_and(|p| p.on.contains(&Fault::PANIC));
+        if named {
+            let cause = serde_json::Value::String(fault.message().to_owned());
+            if let Some(retry) = self.retry(node, Fault::PANIC.to_owned(), true, cause) {
+                return retry;
+            }
+        }
+        Interrupt::Fault(fault)
+    }
+
     fn decode_caught<E: DeserializeOwned>(
         &self,
         node: usize,
@@ -226,15 +258,28 @@ impl StepCx {
         let Err(error) = &result else {
             return Ok(result);
         };
-        let Some(policy) = self.policy(node).retry else {
-            return Ok(result);
-        };
-        if !policy.retries(error, self.retries) {
-            return Ok(result);
+        let name = error.error_name().into_owned();
+        match self.retry(node, name, error.is_retryable(), to_json(error)) {
+            Some(retry) => Err(retry),
+            None => Ok(result),
+        }
+    }
+
+    /// A retry of `node`'s call, which failed with error `name`, if its policy retries
+    /// that error and has attempts left.
+    fn retry(
+        &mut self,
+        node: usize,
+        name: String,
+        retryable: bool,
+        cause: serde_json::Value,
+    ) -> Option<Interrupt> {
+        let policy = self.policy(node).retry?;
+        if !(retryable && self.retries < policy.max_attempts && policy.matches(&name)) {
+            return None;
         }
         let attempt = self.retries + 1;
         let delay = policy.delay(attempt);
-        let name = error.error_name().into_owned();
         self.record(
             node,
             EventKind::RetryScheduled {
@@ -243,12 +288,12 @@ impl StepCx {
                 delay,
             },
         );
-        Err(Interrupt::Retry(Retry {
+        Some(Interrupt::Retry(Retry {
             node,
             attempt,
             delay,
             error: name,
-            cause: to_json(error),
+            cause,
         }))
     }
 

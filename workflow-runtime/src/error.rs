@@ -1,5 +1,6 @@
 //! The runtime's errors.
 
+use crate::deps::Fault;
 use crate::execution::{ExecutionId, Status};
 use std::path::PathBuf;
 
@@ -85,7 +86,7 @@ pub enum RunError<E> {
     TimedOut,
     /// The runtime could not go on with the execution.
     #[error("execution faulted: {0}")]
-    Faulted(String),
+    Faulted(Fault),
 }
 
 /// A store operation failed.

@@ -1,6 +1,7 @@
 //! Who an execution is and how it ends: its id, its status, its outcome.
 //!
-//! A leaf: it imports nothing else of the crate but [`Json`](crate::json::Json), so every
+//! A leaf: it imports nothing else of the crate but [`Json`](crate::json::Json) and
+//! [`Fault`](crate::deps::Fault), so every
 //! other module can name an execution without importing the ones that run it.
 
 use std::fmt;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deps::Fault;
 use crate::json::Json;
 
 /// The identifier of one execution.
@@ -60,8 +62,8 @@ pub enum Outcome {
     Cancelled,
     /// It ran past its workflow's timeout (`#[workflow(timeout = …)]`).
     TimedOut,
-    /// The runtime could not go on with it.
-    Faulted(String),
+    /// The runtime could not go on with it (a panic of its code is one such fault).
+    Faulted(Fault),
 }
 
 impl Outcome {

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deps::Fault;
 use crate::execution::ExecutionId;
 use crate::json::Json;
 use crate::time::Timestamp;
@@ -124,7 +125,25 @@ pub enum EventKind {
     ExecutionFaulted {
         /// What went wrong.
         message: String,
+        /// The fault's [name](crate::Fault::name): `Workflow.Panic` for a panic.
+        #[serde(default = "fault_name")]
+        name: String,
     },
+}
+
+/// The name of a fault recorded before faults had names.
+fn fault_name() -> String {
+    Fault::NAME.to_owned()
+}
+
+impl EventKind {
+    /// The event that records `fault`.
+    pub(crate) fn faulted(fault: &Fault) -> Self {
+        EventKind::ExecutionFaulted {
+            message: fault.message().to_owned(),
+            name: fault.name().to_owned(),
+        }
+    }
 }
 
 /// The result of one poll attempt.

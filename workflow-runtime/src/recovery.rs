@@ -50,6 +50,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::deps::Fault;
 use crate::driver::{child_event, Erased, Resume, Unresumable};
 use crate::driver::{Inner, Recovered};
 use crate::error::StoreError;
@@ -318,7 +319,7 @@ impl Runtime {
 }
 
 fn fault(message: &str) -> Outcome {
-    Outcome::Faulted(message.to_owned())
+    Outcome::Faulted(Fault::new(message))
 }
 
 impl Inner {
@@ -348,9 +349,7 @@ impl Inner {
         let kind = match &outcome {
             Outcome::Cancelled => EventKind::ExecutionCancelled,
             Outcome::TimedOut => EventKind::ExecutionTimedOut,
-            Outcome::Faulted(message) => EventKind::ExecutionFaulted {
-                message: message.clone(),
-            },
+            Outcome::Faulted(fault) => EventKind::faulted(fault),
             Outcome::Succeeded(output) => EventKind::ExecutionSucceeded {
                 output: output.clone(),
             },

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::deps::Deps;
+use crate::deps::{Deps, Fault};
 use crate::driver::Drivers;
 use crate::driver::Launch;
 use crate::driver::{Inner, Registration};
@@ -363,15 +363,17 @@ impl<W: Workflow> Execution<W> {
         // Decoded from the channel's value, which other handles may share, not a copy.
         let Ok(outcome) = self.done.wait_for(Option::is_some).await else {
             let message = "the runtime stopped before the execution ended";
-            return Err(RunError::Faulted(message.into()));
+            return Err(RunError::Faulted(Fault::new(message)));
         };
         match outcome.as_ref() {
             Some(Outcome::Succeeded(v)) => v
                 .decode()
-                .map_err(|e| RunError::Faulted(format!("output does not decode: {e}"))),
+                .map_err(|e| RunError::Faulted(Fault::new(format!("output does not decode: {e}")))),
             Some(Outcome::Failed(v)) => match v.decode() {
                 Ok(e) => Err(RunError::Failed(e)),
-                Err(e) => Err(RunError::Faulted(format!("error does not decode: {e}"))),
+                Err(e) => Err(RunError::Faulted(Fault::new(format!(
+                    "error does not decode: {e}"
+                )))),
             },
             Some(Outcome::Cancelled) => Err(RunError::Cancelled),
             Some(Outcome::TimedOut) => Err(RunError::TimedOut),

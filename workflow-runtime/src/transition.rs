@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use crate::context::to_payload;
+use crate::deps::Fault;
 use crate::graph::StateGraph;
 use crate::json::Json;
 use crate::retry::{Retry, WorkflowError};
@@ -53,7 +54,7 @@ pub(crate) enum End {
         error: Json,
     },
     /// The runtime cannot go on.
-    Faulted(String),
+    Faulted(Fault),
 }
 
 /// The transition a step ends with. `now` is when the step ended (a wait starts then, a
@@ -80,7 +81,7 @@ pub(crate) fn transition<W: Workflow>(
         },
         Step::Children { state, batch } => {
             if let Some(fault) = batch.fault {
-                return Transition::End(End::Faulted(fault.message().into()));
+                return Transition::End(End::Faulted(fault));
             }
             *batches += 1;
             let batch = PendingBatch {
@@ -107,7 +108,7 @@ pub(crate) fn transition<W: Workflow>(
             name: error.error_name().into_owned(),
             error: to_payload(&error),
         }),
-        Step::Fault(fault) => Transition::End(End::Faulted(fault.message().into())),
+        Step::Fault(fault) => Transition::End(End::Faulted(fault)),
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{GiveUp, Layout};
 use crate::child::{ChildResult, ChildrenOutcome};
 use crate::context::{Caught, STATES_TIMEOUT};
+use crate::deps::Fault;
 use crate::execution::{ExecutionId, Outcome};
 use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
@@ -196,12 +197,12 @@ pub(super) fn children_outcome(doc: &Value) -> Result<ChildrenOutcome, String> {
                 let child_cause = d.get("Cause").and_then(Value::as_str).unwrap_or("");
                 match Json::parse(child_cause.to_owned()) {
                     Ok(v) if !StepError::is_fault(child_error) => Outcome::Failed(v),
-                    _ => Outcome::Faulted(format!("{child_error}: {child_cause}")),
+                    _ => Outcome::Faulted(Fault::named(child_error, child_cause)),
                 }
             }
             // The child Task's `TimeoutSeconds` (the `call_nested!`'s `#[timeout]`).
             _ if error == STATES_TIMEOUT => Outcome::TimedOut,
-            _ => Outcome::Faulted(format!("{error}: {cause}")),
+            _ => Outcome::Faulted(Fault::named(error, cause)),
         };
         let results = ids
             .into_iter()

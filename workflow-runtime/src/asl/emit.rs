@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::error::StepError;
 use super::{
     child_placeholder, whole_seconds, Layout, NodeStates, CHILD_TIMEOUT_SECONDS, NO_ROUTE_ERROR,
     STEP_HANDLER_PLACEHOLDER,
@@ -361,10 +362,11 @@ fn lambda(workflow: &str, at: &str, next: &str, comment: &str) -> Value {
 /// - `Catch`: what the retrier gave up on (and a `States.Timeout`) goes to the `caught`
 ///   Lambda, which gives the error to the code as the call's result.
 ///
-/// A policy for every error (`on` empty) retries and catches `States.ALL`: it also
-/// retries the Lambda's own failures and the handler's refusals (`Workflow.Fault`, …),
-/// which the `caught` Lambda then cannot decode as the call's error and reports as a
-/// fault (`Workflow.Fault`).
+/// A policy for every error (`on` empty) retries and catches `States.ALL`, after a
+/// retrier that never retries the faults (`Workflow.Panic`, `Workflow.Fault`, the
+/// handler's refusals): natively a policy for every error retries the call's errors, not
+/// a panic or a fault. The `caught` Lambda re-raises a fault it is handed, so the
+/// execution fails with it, as natively.
 fn with_policy(task: &mut Value, policy: &Policy, caught: &str) {
     let timeout = policy.timeout;
     // `States.Timeout` only where there is a state timeout that `call_with_timeout` maps.
@@ -394,6 +396,10 @@ fn with_policy(task: &mut Value, policy: &Policy, caught: &str) {
             retrier["MaxDelaySeconds"] = json!(whole_seconds(max).max(1));
         }
         if let Some(retriers) = task["Retry"].as_array_mut() {
+            if retry.on.is_empty() {
+                // The first retrier that matches an error decides; this one, never.
+                retriers.push(json!({"ErrorEquals": StepError::OWN, "MaxAttempts": 0}));
+            }
             retriers.push(retrier);
         }
     }

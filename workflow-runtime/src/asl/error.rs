@@ -1,5 +1,7 @@
 //! Why the step handler refuses a request.
 
+use crate::deps::Fault;
+
 /// Why the step handler refused a request. Answered to Step Functions as a Lambda error
 /// whose type is [`name`](Self::name).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,10 +39,11 @@ pub enum StepError {
         /// This handler's.
         expected: u64,
     },
-    /// The runtime could not go on (a missing dependency, an input that does not
-    /// serialize), as `ExecutionFaulted` natively.
+    /// The runtime could not go on (a panic of the workflow's code, a missing
+    /// dependency, an input that does not serialize), as `ExecutionFaulted` natively.
+    /// Named as the fault: `Workflow.Panic` or `Workflow.Fault`.
     #[error("{0}")]
-    Fault(String),
+    Fault(Fault),
     /// The call of a task or poll failed with an error its retry policy retries: the
     /// Task state's `Retry` (with the same error names) runs the step again, and once
     /// it gives up, its `Catch` hands the error to the code. Not a problem of the
@@ -58,13 +61,14 @@ pub enum StepError {
 
 impl StepError {
     /// The names of the handler's own errors, which are never a workflow's.
-    const OWN: [&'static str; 6] = [
+    pub(crate) const OWN: [&'static str; 7] = [
         "Workflow.InvalidRequest",
         "Workflow.UnknownWorkflow",
         "Workflow.InvalidInput",
         "Workflow.InvalidState",
         "Workflow.IncompatibleState",
-        "Workflow.Fault",
+        Fault::NAME,
+        Fault::PANIC,
     ];
 
     /// The ASL error name (`Workflow.InvalidState`, …; a call's own error name for
@@ -76,7 +80,7 @@ impl StepError {
             StepError::InvalidInput { .. } => Self::OWN[2],
             StepError::InvalidState { .. } => Self::OWN[3],
             StepError::IncompatibleState { .. } => Self::OWN[4],
-            StepError::Fault(_) => Self::OWN[5],
+            StepError::Fault(fault) => fault.name(),
             StepError::Task { name, .. } => name,
         }
     }

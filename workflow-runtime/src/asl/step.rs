@@ -2,8 +2,10 @@
 //! step from where `at` says, and answer with what [`transition`] decides, as the
 //! document the next state of the definition gets.
 
+use std::panic::AssertUnwindSafe;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -14,7 +16,7 @@ use super::document::{
 use super::{whole_seconds, GiveUp, Layout};
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
-use crate::deps::Deps;
+use crate::deps::{Deps, Fault};
 use crate::history::EventKind;
 use crate::json::Json;
 use crate::store::{PendingBatch, PendingChild};
@@ -23,6 +25,11 @@ use crate::transition::{batch_again, transition, End, Transition};
 use crate::workflow::Workflow;
 
 use super::error::StepError;
+
+/// The handler's own fault: the request cannot go on for a reason of the runtime's.
+fn fault(message: impl Into<String>) -> StepError {
+    StepError::Fault(Fault::new(message))
+}
 
 /// Guards against a step function that keeps continuing without ever yielding; the
 /// generated code never does, but the handler must not spin on a bad state.
@@ -52,6 +59,16 @@ pub(super) async fn run<W: Workflow>(
     } else {
         None
     };
+    if let Some(c) = caught.as_ref().filter(|c| StepError::is_fault(&c.error)) {
+        // A fault that Step Functions caught (the call panicked as often as its policy
+        // allows, or a Lambda refused): the execution's fault, as natively; the call's
+        // code never sees it.
+        let message = match &c.cause {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        return Err(StepError::Fault(Fault::named(&c.error, message)));
+    }
     let wall = || {
         Timestamp(
             SystemTime::now()
@@ -143,7 +160,7 @@ pub(super) async fn run<W: Workflow>(
     // An answer that goes on from `state`.
     let going_on = |next: String, state: &W::State, batches: u64, clock: Timestamp| {
         let state = serde_json::to_value(state)
-            .map_err(|e| StepError::Fault(format!("the state does not serialize: {e}")))?;
+            .map_err(|e| fault(format!("the state does not serialize: {e}")))?;
         Ok::<Answer, StepError>(Answer {
             batches: Some(batches),
             state: Some(state),
@@ -182,7 +199,15 @@ pub(super) async fn run<W: Workflow>(
         // Otherwise `retries` stays 0: the handler cannot know how often Step Functions
         // already retried, so it asks for a retry whenever the policy would retry at all
         // and the state's `MaxAttempts` decides when to give up.
-        let step = W::step(state, deps, &mut cx).await;
+        // A panic answers this request with the fault, as natively; the handler (a
+        // Lambda, a JSON-lines server) goes on serving.
+        let step = match AssertUnwindSafe(W::step(state, deps, &mut cx))
+            .catch_unwind()
+            .await
+        {
+            Ok(step) => step,
+            Err(payload) => return Err(StepError::Fault(Fault::panic(W::NAME, &*payload))),
+        };
         let events = std::mem::take(&mut cx.events);
         let at = if first { role } else { Role::Start };
         first = false;
@@ -207,7 +232,7 @@ pub(super) async fn run<W: Workflow>(
                     .nodes
                     .iter()
                     .position(|n| n.name == ran)
-                    .ok_or_else(|| StepError::Fault(format!("task at unknown node `{ran}`")))?;
+                    .ok_or_else(|| fault(format!("task at unknown node `{ran}`")))?;
                 going_on(layout.main(k).to_owned(), &next, batches, clock)?
             }
             Transition::BeforeCall { node, state: next } => {
@@ -219,7 +244,7 @@ pub(super) async fn run<W: Workflow>(
                 // waited for the batch (the document's, as the step consumed it), the
                 // same calls as a new batch, after the delay in `N: retry`.
                 let retry_state = layout.nodes[retry.node].retry.clone().ok_or_else(|| {
-                    StepError::Fault(format!(
+                    fault(format!(
                         "`{}` retried a batch but has no retry state",
                         request.at
                     ))
@@ -250,7 +275,7 @@ pub(super) async fn run<W: Workflow>(
             Transition::Retry(retry) => {
                 // Only the state that makes the call has the `Retry` that matches it.
                 if !matches!(at, Role::Call(k) | Role::Attempt(k) if k == retry.node) {
-                    return Err(StepError::Fault(format!(
+                    return Err(fault(format!(
                         "a retry of the call at `{}` asked for in state `{}`",
                         layout.main(retry.node),
                         request.at
@@ -304,7 +329,7 @@ pub(super) async fn run<W: Workflow>(
                 };
                 let next = next
                     .or_else(|| layout.fail().map(str::to_owned))
-                    .ok_or_else(|| StepError::Fault("the workflow cannot fail".into()))?;
+                    .ok_or_else(|| fault("the workflow cannot fail"))?;
                 Answer {
                     error: Some(ErrorAnswer {
                         name,
@@ -313,12 +338,12 @@ pub(super) async fn run<W: Workflow>(
                     ..answer(next, clock)
                 }
             }
-            Transition::End(End::Faulted(message)) => return Err(StepError::Fault(message)),
+            Transition::End(End::Faulted(fault)) => return Err(StepError::Fault(fault)),
         };
         return serde_json::to_value(answer)
-            .map_err(|e| StepError::Fault(format!("the answer does not serialize: {e}")));
+            .map_err(|e| fault(format!("the answer does not serialize: {e}")));
     }
-    Err(StepError::Fault(format!(
+    Err(fault(format!(
         "the workflow ran {MAX_SILENT_STEPS} steps without reaching a yield point"
     )))
 }

@@ -1,6 +1,7 @@
 //! Writing what a step decided: checkpoints (with retries of transient store errors),
 //! a retry's checkpoint, and the terminal one.
 
+use crate::deps::Fault;
 use crate::error::{Payload, PayloadTooLarge, StoreError};
 use crate::execution::{Outcome, Status};
 use crate::history::{Event, EventKind};
@@ -25,18 +26,24 @@ impl Driver {
             Ok(Some(record)) => (record.state, record.waiting),
             Ok(None) => {
                 let message = format!("execution {} disappeared from the store", self.id);
-                return Err(self.finish(Outcome::Faulted(message), events).await);
+                return Err(self
+                    .finish(Outcome::Faulted(Fault::new(message)), events)
+                    .await);
             }
             Err(e) => {
                 let message = format!("cannot read the state to retry: {e}");
-                return Err(self.finish(Outcome::Faulted(message), events).await);
+                return Err(self
+                    .finish(Outcome::Faulted(Fault::new(message)), events)
+                    .await);
             }
         };
         let state: W::State = match serde_json::from_slice(&bytes) {
             Ok(state) => state,
             Err(e) => {
                 let message = format!("the checkpointed state does not decode: {e}");
-                return Err(self.finish(Outcome::Faulted(message), events).await);
+                return Err(self
+                    .finish(Outcome::Faulted(Fault::new(message)), events)
+                    .await);
             }
         };
         let until = self.rt.clock.now().after(retry.delay);
@@ -84,7 +91,7 @@ impl Driver {
             };
             tracing::error!(execution = %self.id, %error, "checkpoint refused");
             return Err(self
-                .finish(Outcome::Faulted(error.to_string()), events)
+                .finish(Outcome::Faulted(Fault::new(error.to_string())), events)
                 .await);
         }
         let checkpoint = Checkpoint {
@@ -117,7 +124,9 @@ impl Driver {
             Err(e) => {
                 tracing::error!(execution = %self.id, error = %e, "checkpoint failed");
                 let message = format!("checkpoint failed: {e}");
-                Err(self.finish(Outcome::Faulted(message), Vec::new()).await)
+                Err(self
+                    .finish(Outcome::Faulted(Fault::new(message)), Vec::new())
+                    .await)
             }
         }
     }
@@ -164,9 +173,7 @@ impl Driver {
             },
             Outcome::Cancelled => EventKind::ExecutionCancelled,
             Outcome::TimedOut => EventKind::ExecutionTimedOut,
-            Outcome::Faulted(message) => EventKind::ExecutionFaulted {
-                message: message.clone(),
-            },
+            Outcome::Faulted(fault) => EventKind::faulted(fault),
         };
         let at = self.rt.clock.now();
         events.push(Event {
@@ -219,7 +226,9 @@ impl Driver {
             Err(e) => {
                 tracing::error!(execution = %self.id, error = %e, "terminal checkpoint failed");
                 Finished {
-                    outcome: Outcome::Faulted(format!("terminal checkpoint failed: {e}")),
+                    outcome: Outcome::Faulted(Fault::new(format!(
+                        "terminal checkpoint failed: {e}"
+                    ))),
                     recorded: false,
                 }
             }

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::child::{ChildResult, ChildrenOutcome};
+use crate::deps::Fault;
 use crate::error::{StartError, StoreError};
 use crate::execution::{ExecutionId, Outcome};
 use crate::history::{Event, EventKind};
@@ -39,7 +40,9 @@ impl Driver {
         }
         let Some(node) = node_name(batch.node) else {
             let message = format!("child batch at unknown node {}", batch.node);
-            return Err(self.finish(Outcome::Faulted(message), Vec::new()).await);
+            return Err(self
+                .finish(Outcome::Faulted(Fault::new(message)), Vec::new())
+                .await);
         };
         // Boxed, as the rare retry: the driver's future (one per execution, held while
         // it waits) stays the size of its common path.
@@ -95,7 +98,8 @@ impl Driver {
                     }
                     ChildStart::Ended(outcome) => outcome,
                     ChildStart::Refused(e) => {
-                        let outcome = Outcome::Faulted(format!("child could not start: {e}"));
+                        let outcome =
+                            Outcome::Faulted(Fault::new(format!("child could not start: {e}")));
                         self.append(node.clone(), child_event(&id, &outcome)).await;
                         outcome
                     }
@@ -215,7 +219,7 @@ impl Driver {
         match self.rt.store.get(id).await {
             Ok(Some(record)) if record.status.is_terminal() => {
                 ChildStart::Ended(record.outcome.unwrap_or_else(|| {
-                    Outcome::Faulted(format!("child `{id}` ended without an outcome"))
+                    Outcome::Faulted(Fault::new(format!("child `{id}` ended without an outcome")))
                 }))
             }
             Ok(Some(record)) => {
@@ -262,9 +266,9 @@ pub(crate) fn child_event(child: &ExecutionId, outcome: &Outcome) -> EventKind {
             child,
             error: error.clone(),
         },
-        Outcome::Faulted(message) => EventKind::ChildFailed {
+        Outcome::Faulted(fault) => EventKind::ChildFailed {
             child,
-            error: Json::from(serde_json::Value::String(message.clone())),
+            error: Json::from(serde_json::Value::String(fault.to_string())),
         },
         Outcome::Cancelled => EventKind::ChildCancelled { child },
         Outcome::TimedOut => EventKind::ChildTimedOut { child },

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
+use crate::deps::Fault;
 use crate::error::{Payload, PayloadTooLarge, StartError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
@@ -237,7 +238,9 @@ impl<W: Workflow> Erased for Typed<W> {
                 let (done, rx) = watch::channel(None);
                 rt.spawn(async move {
                     let message = format!("state of `{}` has the wrong type", W::NAME);
-                    let finished = driver.finish(Outcome::Faulted(message), Vec::new()).await;
+                    let finished = driver
+                        .finish(Outcome::Faulted(Fault::new(message)), Vec::new())
+                        .await;
                     driver.report(finished, done, notify);
                 });
                 rx

@@ -15,15 +15,19 @@ mod children;
 mod launch;
 mod shared;
 
+use std::any::Any;
 use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
+use crate::deps::Fault;
 use crate::execution::{ExecutionId, Outcome};
 use crate::history::{Event, EventKind};
 use crate::store::{SavedState, Wait};
@@ -103,10 +107,28 @@ impl Driver {
         );
         let rt = Arc::clone(&self.rt);
         rt.spawn(async move {
-            let finished = self.drive::<W>(state, waiting, batches).await;
+            let drive = AssertUnwindSafe(self.drive::<W>(state, waiting, batches));
+            let panicked = |payload: Box<dyn Any + Send>| Fault::panic(W::NAME, &*payload);
+            let finished = match drive.catch_unwind().await.map_err(panicked) {
+                Ok(finished) => finished,
+                Err(fault) => self.panicked(fault).await,
+            };
             self.report(finished, done, notify);
         });
         rx
+    }
+
+    /// Ends an execution whose code panicked (a task, a predicate, the code between
+    /// yield points): it faults with [`Fault::PANIC`], its children are cancelled, and
+    /// its parent gets the fault as any child failure. What the panicking step did is
+    /// lost with it; the execution's last checkpoint is still in the store.
+    ///
+    /// Nothing the driver holds can be left half-changed by the unwind: the state was
+    /// moved into the step, and the step's events and results die with it.
+    async fn panicked(&self, fault: Fault) -> Finished {
+        tracing::error!(execution = %self.id, %fault, "workflow panicked");
+        self.cancel.cancel();
+        self.finish(Outcome::Faulted(fault), Vec::new()).await
     }
 
     pub(super) fn report(
@@ -269,12 +291,14 @@ impl Driver {
                     let outcome = Outcome::Failed(error);
                     return Box::pin(self.finish_named(outcome, events, Some(name))).await;
                 }
-                Transition::End(End::Faulted(message)) => {
-                    return self.finish(Outcome::Faulted(message), events).await;
+                Transition::End(End::Faulted(fault)) => {
+                    return self.finish(Outcome::Faulted(fault), events).await;
                 }
             };
             if let Err(message) = encode::<W>(&next, &mut buffer) {
-                return self.finish(Outcome::Faulted(message), events).await;
+                return self
+                    .finish(Outcome::Faulted(Fault::new(message)), events)
+                    .await;
             }
             let saved = SavedState {
                 bytes: std::mem::take(&mut buffer),
