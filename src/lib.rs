@@ -208,7 +208,7 @@ pub use workflow_macros::{workflow, WorkflowError};
 pub use workflow_runtime::asl;
 pub use workflow_runtime::{
     BuildError, Builder, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
-    ExecutionRecord, ExecutionTree, Json, MemoryStore, NestedError, NoError, Node, NodeKind,
+    ExecutionRecord, ExecutionTree, Fault, Json, MemoryStore, NestedError, NoError, Node, NodeKind,
     Outcome, PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status,
     Store, StoreError, Timestamp, Transition, Workflow,
 };

@@ -79,6 +79,10 @@ fn modules_import_downward_only() {
 fn the_execution_module_is_a_leaf() {
     let graph = imports();
     let execution: Vec<&String> = graph["execution"].iter().collect();
-    assert_eq!(execution, ["json"], "execution imports only `Json`");
+    assert_eq!(
+        execution,
+        ["deps", "json"],
+        "execution imports only `Fault` and `Json`"
+    );
     assert!(graph["json"].is_empty() && graph["deps"].is_empty());
 }
