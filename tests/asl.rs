@@ -49,7 +49,7 @@ macro_rules! workflows {
             pass_nesting::main_flow, retries::retried, retries::caught, retries::timed,
             retries::polled, retries::looped, retries::fetch_child, retries::nested_retried,
             retries::nested_timed, retries::bounded_child, retries::calls_bounded,
-            retries::nested_map,
+            retries::nested_map, retries::panicky,
         )
     };
     (@ register [$builder:expr] $($w:path,)*) => {
@@ -513,6 +513,13 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("nested_map", json!(["ok:v1", "ok:v2", "ok:v3"])),
         ("nested_map", json!(["fail1:w"])), // a batch of one, run again
         ("nested_map", json!(["fail9:x"])), // exhausted: Fail `Unavailable`
+        // Panics: faults named `Workflow.Panic`, retried only by a policy that names it.
+        ("panicky", json!("panic1:z1")), // panics once, retried, answers
+        ("panicky", json!("panic2:z2")), // panics twice: the execution faults
+        ("retried", json!("panic1:z3")), // a policy that does not name it: faults
+        ("caught", json!("panic1:z4")),  // a policy for every error: faults, not caught
+        ("fetch_child", json!("panic1:z5")), // no policy: faults
+        ("nested_timed", json!("panic1:z6")), // the child faults: the parent fails
     ]
 }
 

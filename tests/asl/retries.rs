@@ -7,6 +7,7 @@
 //!
 //! - `failN` — the first `N` calls fail with `Unavailable`, later ones answer;
 //! - `bad` — every call fails with the non-retryable `BadRequest`;
+//! - `panicN` — the first `N` calls panic;
 //! - `slowN` — the first `N` calls take 2 s (more than the 1 s timeouts below; in real
 //!   time for the step handler, so keep `N` small), later ones answer at once;
 //! - anything else answers at once.
@@ -43,6 +44,9 @@ impl Flaky {
         };
         if script == "bad" {
             return Err(SvcError::BadRequest);
+        }
+        if n <= count("panic") {
+            panic!("{key} panicked at call {n}");
         }
         if n <= count("fail") {
             return Err(SvcError::Unavailable);
@@ -95,6 +99,14 @@ pub async fn caught(svc: &Flaky, key: String) -> String {
 pub async fn timed(svc: &Flaky, key: String) -> Result<String, SvcError> {
     #[retry(on = ["Workflow.Timeout"], interval = 1.secs(), max_attempts = 1)]
     #[timeout(1.secs())]
+    let got: String = svc.fetch(&key).await?;
+    Ok(got)
+}
+
+/// A policy that names `Workflow.Panic`: a panicking call is retried once.
+#[workflow]
+pub async fn panicky(svc: &Flaky, key: String) -> Result<String, SvcError> {
+    #[retry(on = ["Workflow.Panic", "Unavailable"], interval = 1.secs(), max_attempts = 1)]
     let got: String = svc.fetch(&key).await?;
     Ok(got)
 }

@@ -97,9 +97,15 @@ pub async fn run_natively(runtime: &Runtime, info: &Info, input: &Value) -> Nati
             tokens.push("TimedOut".into());
             json!({"timed_out": true})
         }
-        other => {
+        // A fault is an error of the runtime's name (`Workflow.Panic`, …), which the
+        // ASL run fails with too; its message is not JSON, so only names compare.
+        Outcome::Faulted(fault) => {
             tokens.push("Fault".into());
-            json!({"fault": format!("{other:?}")})
+            json!({"error": {"name": fault.name(), "cause": fault.message()}})
+        }
+        Outcome::Cancelled => {
+            tokens.push("Fault".into());
+            json!({"fault": "cancelled"})
         }
     };
     Native {

@@ -223,16 +223,25 @@ impl StepCx {
     /// a panic: a panic is a bug in the code, which running it again rarely heals.
     fn panicked(&mut self, node: usize, payload: &(dyn Any + Send)) -> Interrupt {
         let fault = Fault::panic(self.graph.workflow, payload);
+        let cause = serde_json::Value::String(fault.message().to_owned());
         let named = self
             .policy(node)
             .retry
             .is_some_and(|p| p.on.contains(&Fault::PANIC));
         if named {
-            let cause = serde_json::Value::String(fault.message().to_owned());
-            if let Some(retry) = self.retry(node, Fault::PANIC.to_owned(), true, cause) {
+            if let Some(retry) = self.retry(node, Fault::PANIC.to_owned(), true, cause.clone()) {
                 return retry;
             }
         }
+        // The call's end, as a failed call's: the history says which call panicked.
+        let name = Some(Fault::PANIC.to_owned());
+        self.record(
+            node,
+            EventKind::TaskFailed {
+                error: cause.into(),
+                name,
+            },
+        );
         Interrupt::Fault(fault)
     }
 

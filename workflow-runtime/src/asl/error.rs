@@ -89,6 +89,11 @@ impl StepError {
     /// handler refused a request, or Step Functions' own `States.…` errors) rather than
     /// that the workflow failed with one of its errors.
     pub(crate) fn is_fault(name: &str) -> bool {
-        Self::OWN.contains(&name) || name.starts_with(crate::retry::RESERVED_PREFIX)
+        Self::is_own(name) || name.starts_with(crate::retry::RESERVED_PREFIX)
+    }
+
+    /// Whether an ASL error of this name is one the handler raises itself.
+    pub(crate) fn is_own(name: &str) -> bool {
+        Self::OWN.contains(&name)
     }
 }

@@ -59,7 +59,7 @@ pub(super) async fn run<W: Workflow>(
     } else {
         None
     };
-    if let Some(c) = caught.as_ref().filter(|c| StepError::is_fault(&c.error)) {
+    if let Some(c) = caught.as_ref().filter(|c| StepError::is_own(&c.error)) {
         // A fault that Step Functions caught (the call panicked as often as its policy
         // allows, or a Lambda refused): the execution's fault, as natively; the call's
         // code never sees it.
