@@ -125,10 +125,18 @@ impl Driver {
     ///
     /// Nothing the driver holds can be left half-changed by the unwind: the state was
     /// moved into the step, and the step's events and results die with it.
+    ///
+    /// Whatever happens while recording it, the driver reports an end, so that neither
+    /// `wait` nor a parent waits for an execution no task drives.
     async fn panicked(&self, fault: Fault) -> Finished {
         tracing::error!(execution = %self.id, %fault, "workflow panicked");
         self.cancel.cancel();
-        self.finish(Outcome::Faulted(fault), Vec::new()).await
+        let outcome = Outcome::Faulted(fault);
+        let finish = AssertUnwindSafe(self.finish(outcome.clone(), Vec::new()));
+        finish.catch_unwind().await.unwrap_or(Finished {
+            outcome,
+            recorded: false,
+        })
     }
 
     pub(super) fn report(
