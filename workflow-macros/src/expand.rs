@@ -17,10 +17,25 @@ pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(Rejected { error, stub }) => {
             let error = error.to_compile_error();
             // Without a usable signature there is nothing to stand in for: keep the item
-            // as written (so IDEs still see it) and report.
-            let stub = stub.unwrap_or(item);
+            // (so IDEs still see it) and report.
+            let stub = stub.unwrap_or_else(|| without_body(item));
             quote!(#stub #error)
         }
+    }
+}
+
+/// A rejected item as written, but a function's body replaced: its `poll_until!`,
+/// `call_nested!` and `sleep!` were not lowered, and expanding them would add their
+/// "outside a workflow" errors to the one that says what is wrong with the signature.
+fn without_body(item: TokenStream) -> TokenStream {
+    match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(mut f) => {
+            f.block = syn::parse_quote!({ ::core::unimplemented!("rejected by #[workflow]") });
+            f.attrs
+                .push(syn::parse_quote!(#[allow(unused_variables, dead_code)]));
+            quote!(#f)
+        }
+        Err(_) => item,
     }
 }
 

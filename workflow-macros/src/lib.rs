@@ -123,6 +123,36 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::workflow(args.into(), item.into()).into()
 }
 
+/// `poll_until!` outside a `#[workflow]` body, where `#[workflow]` did not lower it: an
+/// error on the call. (Documented in the `workflow` crate, which re-exports it.)
+#[proc_macro]
+pub fn poll_until(_: TokenStream) -> TokenStream {
+    outside_workflow("poll_until!")
+}
+
+/// `call_nested!` outside a `#[workflow]` body: an error on the call.
+#[proc_macro]
+pub fn call_nested(_: TokenStream) -> TokenStream {
+    outside_workflow("call_nested!")
+}
+
+/// `sleep!` outside a `#[workflow]` body: an error on the call.
+#[proc_macro]
+pub fn sleep(_: TokenStream) -> TokenStream {
+    outside_workflow("sleep!")
+}
+
+/// A procedural macro rather than a `macro_rules!` `compile_error!`, whose span would be
+/// inside the library: tools that read JSON diagnostics would point there instead of at
+/// the call.
+fn outside_workflow(name: &str) -> TokenStream {
+    let message =
+        format!("`{name}` can only be used as a statement of a `#[workflow]` async fn body");
+    syn::Error::new(proc_macro2::Span::call_site(), message)
+        .to_compile_error()
+        .into()
+}
+
 /// Derives `WorkflowError`: a stable name per variant, for retry policies, the history
 /// and the ASL.
 ///

@@ -4,7 +4,7 @@ struct Jobs;
 
 impl Jobs {
     #[workflow]
-    async fn run(&self, n: u32) -> u32 {
+    async fn run(&self, n: u32) -> u32 { //~ ERROR
         n
     }
 }

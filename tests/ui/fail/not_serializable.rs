@@ -13,7 +13,7 @@ impl Connection {
 
 #[workflow]
 async fn keeps_a_connection() -> u32 {
-    let conn: Connection = Connection::open();
+    let conn: Connection = Connection::open(); //~ ERROR
     sleep!(1.secs());
     conn.id()
 }

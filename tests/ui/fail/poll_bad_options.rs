@@ -14,8 +14,8 @@ async fn typo(svc: &Svc) -> Result<(), PollError> {
         |s| *s,
         every = 1.secs(),
         timeout = 1.mins(),
-        timeout = 2.mins(),
-        max_retries = 3,
+        timeout = 2.mins(), //~ ERROR
+        max_retries = 3, //~ ERROR
     )?;
     Ok(())
 }

@@ -9,7 +9,7 @@ impl Svc {
 
 #[workflow]
 async fn wait_forever(svc: &Svc) -> Result<(), PollError> {
-    let _done: Polled<bool> = poll_until!(svc.status(), |s| *s, every = 1.secs())?;
+    let _done: Polled<bool> = poll_until!(svc.status(), |s| *s, every = 1.secs())?; //~ ERROR
     Ok(())
 }
 

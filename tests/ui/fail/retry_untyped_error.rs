@@ -22,7 +22,7 @@ impl From<String> for MyError {
 #[workflow]
 async fn untyped(svc: &Svc) -> Result<u32, MyError> {
     #[retry]
-    let a: u32 = svc.call().await?;
+    let a: u32 = svc.call().await?; //~ ERROR
     Ok(a)
 }
 

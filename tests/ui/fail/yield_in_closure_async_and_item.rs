@@ -6,12 +6,12 @@ async fn fetch() -> u32 {
 
 #[workflow]
 async fn hidden_yields() -> u32 {
-    let in_closure = || sleep!(1.secs());
+    let in_closure = || sleep!(1.secs()); //~ ERROR
     let in_async = async {
-        poll_until!(check(), |v| *v, every = 1.secs(), timeout = 1.mins())
+        poll_until!(check(), |v| *v, every = 1.secs(), timeout = 1.mins()) //~ ERROR
     };
     fn in_item() {
-        sleep!(1.secs());
+        sleep!(1.secs()); //~ ERROR
     }
     let n: u32 = fetch().await;
     n

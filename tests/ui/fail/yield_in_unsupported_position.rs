@@ -10,11 +10,11 @@ fn double(n: u32) -> u32 {
 
 #[workflow]
 async fn misplaced(n: u32) -> u32 {
-    let a = double(fetch(n).await);
+    let a = double(fetch(n).await); //~ ERROR
     if a > 10 {
         sleep!(1.secs());
     }
-    let later = || call_nested!(misplaced(1));
+    let later = || call_nested!(misplaced(1)); //~ ERROR
     let _ = later;
     a
 }
