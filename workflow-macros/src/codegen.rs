@@ -9,12 +9,14 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
 use crate::analyze::{Body, Local, Op};
 use crate::lower::{At, Ir, Kind, On};
 use crate::parse::{Param, Ret, WorkflowFn};
 use crate::policy;
+use crate::yields::child;
 
 pub(crate) struct Codegen<'a> {
     pub(crate) f: &'a WorkflowFn,
@@ -182,16 +184,21 @@ impl Codegen<'_> {
                 Kind::Poll => quote!(#wf::NodeKind::Poll),
                 Kind::Succeed => quote!(#wf::NodeKind::Succeed),
                 Kind::Fail => quote!(#wf::NodeKind::Fail),
-                Kind::Child(p) => quote!(#wf::NodeKind::Child { workflow: <#p as #wf::Workflow>::NAME }),
-                Kind::Parallel(ps) => quote!(#wf::NodeKind::Parallel {
-                    workflows: &[#(<#ps as #wf::Workflow>::NAME),*]
-                }),
+                Kind::Child(p) => {
+                    let name = name_of(&wf, p);
+                    quote!(#wf::NodeKind::Child { workflow: #name })
+                }
+                Kind::Parallel(ps) => {
+                    let names = ps.iter().map(|p| name_of(&wf, p));
+                    quote!(#wf::NodeKind::Parallel { workflows: &[#(#names),*] })
+                }
                 Kind::Map(p, max) => {
                     let max = match max {
                         Some(m) => quote!(::core::option::Option::Some(#m)),
                         None => quote!(::core::option::Option::None),
                     };
-                    quote!(#wf::NodeKind::Map { workflow: <#p as #wf::Workflow>::NAME, max_concurrency: #max })
+                    let name = name_of(&wf, p);
+                    quote!(#wf::NodeKind::Map { workflow: #name, max_concurrency: #max })
                 }
             };
             let edges = edges(&n.edges);
@@ -213,6 +220,7 @@ impl Codegen<'_> {
     }
 
     fn link(&self) -> TokenStream {
+        let wf = self.wf();
         let deps = self.f.deps.iter().map(|d| {
             let ty = &d.ty;
             quote!(__wf_linker.dependency::<#ty>();)
@@ -222,8 +230,8 @@ impl Codegen<'_> {
                 .calls()
                 .into_iter()
                 .map(|c| {
-                    let p = &c.workflow;
-                    quote_spanned!(c.span=> __wf_linker.child(#p);)
+                    let child = child(&wf, &c.workflow);
+                    quote_spanned!(c.span=> __wf_linker.child(#child);)
                 })
                 .collect(),
             _ => Vec::new(),
@@ -353,4 +361,10 @@ fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
             }
         })
         .collect()
+}
+
+/// A child workflow's name, as a constant.
+fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
+    let child = child(wf, p);
+    quote_spanned!(p.span()=> #wf::codegen::name_of(#child))
 }

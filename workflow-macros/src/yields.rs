@@ -314,3 +314,32 @@ pub(crate) fn sleep(mac: &Macro) -> syn::Result<Expr> {
         Ok(e)
     })
 }
+
+/// A child workflow as generated code uses it: `codegen::child(&path)`, spanned on the
+/// user's path. Every use of the child (its name in the graph, its link, its batch, its
+/// decoding) goes through it, so that a path that is not a workflow (a plain `async fn`)
+/// is one error on that path: the same diagnostic in every item, which rustc reports once.
+pub(crate) fn child(wf: &proc_macro2::TokenStream, p: &syn::Path) -> proc_macro2::TokenStream {
+    use syn::spanned::Spanned;
+    // The crate path too: an expression's span runs from its first token to its last,
+    // and a first token spanned at `#[workflow]` would put the error there.
+    let wf = respan(wf.clone(), p.span());
+    quote::quote_spanned!(p.span()=> #wf::codegen::child(&#p))
+}
+
+/// `tokens`, every one of them spanned at `span`.
+fn respan(tokens: proc_macro2::TokenStream, span: Span) -> proc_macro2::TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let TokenTree::Group(g) = &t {
+                let mut inner = Group::new(g.delimiter(), respan(g.stream(), span));
+                inner.set_span(span);
+                return TokenTree::Group(inner);
+            }
+            t.set_span(span);
+            t
+        })
+        .collect()
+}

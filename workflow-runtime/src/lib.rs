@@ -129,5 +129,5 @@ pub mod codegen {
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::Retry;
-    pub use crate::workflow::{Linker, Step};
+    pub use crate::workflow::{child, name_of, Linker, Step};
 }

@@ -59,6 +59,23 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     ) -> BoxFuture<'a, Step<Self>>;
 }
 
+/// The name of the workflow `workflow`: what the state graph names a child by. A
+/// function of the value rather than `<W as Workflow>::NAME`, so that a child that is not
+/// a workflow (a plain `async fn`) is reported as such, on the call, instead of as a
+/// function where a type was expected.
+#[doc(hidden)]
+pub const fn name_of<W: Workflow>(_workflow: W) -> &'static str {
+    W::NAME
+}
+
+/// The child workflow `workflow`, as generated code passes it on: every use of a child
+/// goes through this one function, spanned on the user's path, so that a path that is
+/// not a workflow gets the same error everywhere, which the compiler reports once.
+#[doc(hidden)]
+pub const fn child<W: Workflow>(workflow: &W) -> W {
+    *workflow
+}
+
 /// The error type of a workflow that cannot fail (it returns a plain value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoError {}

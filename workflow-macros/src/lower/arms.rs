@@ -23,7 +23,7 @@ use crate::analyze::{
 };
 use crate::errors::Errors;
 use crate::parse::{Ret, WorkflowFn};
-use crate::yields::{Call, Nested, Poll};
+use crate::yields::{child, Call, Nested, Poll};
 
 /// What the walk needs of the workflow.
 struct Cx<'a> {
@@ -738,7 +738,7 @@ impl Emit<'_, '_> {
         let waiting = r.waiting.as_ref().expect("children have a waiting state");
         let fields = field_inits(self.fields.waiting(k));
         let push = |c: &Call| {
-            let p = &c.workflow;
+            let p = child(wf, &c.workflow);
             let input = match c.args.as_slice() {
                 [] => quote!(()),
                 [one] => quote!(#one),
@@ -893,27 +893,37 @@ impl Emit<'_, '_> {
         let wf = self.cx.wf;
         match n {
             Nested::One(c) => {
-                let p = &c.workflow;
+                let p = child(wf, &c.workflow);
                 quote!(__wf_o.decode(#p, 0))
             }
             Nested::Map { call, .. } => {
-                let p = &call.workflow;
+                let p = child(wf, &call.workflow);
                 quote!(__wf_o.decode_all(#p))
             }
             Nested::Parallel(cs) => {
                 // The child that failed first is the error; its siblings were cancelled
                 // because of it, so they must not be reported instead.
-                let first = &cs[0].workflow;
-                let paths: Vec<&syn::Path> = cs.iter().map(|c| &c.workflow).collect();
+                let paths: Vec<TokenStream> = cs.iter().map(|c| child(wf, &c.workflow)).collect();
                 let idx: Vec<usize> = (0..cs.len()).collect();
+                // The first child's error is the batch's: the others convert into it.
+                let errs: Vec<TokenStream> = idx
+                    .iter()
+                    .map(|i| {
+                        if *i == 0 {
+                            quote!(__wf_e)
+                        } else {
+                            quote!(__wf_e.convert())
+                        }
+                    })
+                    .collect();
                 let vals: Vec<Ident> = idx.iter().map(|i| format_ident!("__wf_v{}", i)).collect();
                 quote! {{
-                    let __wf_r: ::core::result::Result<_, #wf::NestedError<<#first as #wf::Workflow>::Error>> = '__wf_decode: {
+                    let __wf_r = '__wf_decode: {
                         match __wf_o.failure() {
                             #(
                                 ::core::option::Option::Some(#idx) => {
                                     if let ::core::result::Result::Err(__wf_e) = __wf_o.decode(#paths, #idx) {
-                                        break '__wf_decode <::core::result::Result<_, _>>::Err(__wf_e.convert());
+                                        break '__wf_decode <::core::result::Result<_, _>>::Err(#errs);
                                     }
                                 }
                             )*
@@ -922,7 +932,7 @@ impl Emit<'_, '_> {
                         #(
                             let #vals = match __wf_o.decode(#paths, #idx) {
                                 ::core::result::Result::Ok(__wf_v) => __wf_v,
-                                ::core::result::Result::Err(__wf_e) => break '__wf_decode <::core::result::Result<_, _>>::Err(__wf_e.convert()),
+                                ::core::result::Result::Err(__wf_e) => break '__wf_decode <::core::result::Result<_, _>>::Err(#errs),
                             };
                         )*
                         ::core::result::Result::Ok((#(#vals,)*))
