@@ -30,9 +30,14 @@ fn options(attrs: &[syn::Attribute], errors: &mut Errors) -> Options {
             } else if meta.path.is_ident("transparent") {
                 o.transparent = true;
             } else {
-                return Err(meta.error(
-                    "unknown option; `#[workflow_error]` takes `name = \"…\"`, `non_retryable` and `transparent`",
-                ));
+                let given = quote::ToTokens::to_token_stream(&meta.path)
+                    .to_string()
+                    .replace(' ', "");
+                return Err(meta.error(crate::errors::unknown_option(
+                    "`#[workflow_error]`",
+                    &given,
+                    &["name", "non_retryable", "transparent"],
+                )));
             }
             Ok(())
         });

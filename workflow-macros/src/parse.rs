@@ -100,9 +100,14 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
             timeout = Some(e);
             Ok(())
         } else {
-            Err(meta.error(
-                "unknown option; #[workflow] takes `name = \"…\"`, `crate = \"…\"`, `retry(…)` and `timeout = …`",
-            ))
+            let given = quote::ToTokens::to_token_stream(&meta.path)
+                .to_string()
+                .replace(' ', "");
+            Err(meta.error(crate::errors::unknown_option(
+                "`#[workflow]`",
+                &given,
+                &["name", "crate", "retry", "timeout"],
+            )))
         }
     });
     syn::parse::Parser::parse2(parser, tokens)?;

@@ -34,9 +34,6 @@ pub(crate) struct PolicySpec {
     pub(crate) timeout: Option<Expr>,
 }
 
-const RETRY_OPTIONS: &str =
-    "`#[retry]` takes `on = [\"ErrorName\", …]`, `interval`, `max_attempts`, `backoff`, `max_delay`, `jitter = full | none`, or just `none`";
-
 /// Parses `retry(…)`'s options, one at a time, from `meta` (shared by the statement
 /// attribute and `#[workflow(retry(…))]`).
 pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn::Result<()> {
@@ -98,7 +95,22 @@ pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn:
             _ => return Err(syn::Error::new(id.span(), "`jitter` is `full` or `none`")),
         });
     } else {
-        return Err(meta.error(format!("unknown option; {RETRY_OPTIONS}")));
+        let given = quote::ToTokens::to_token_stream(path)
+            .to_string()
+            .replace(' ', "");
+        return Err(meta.error(crate::errors::unknown_option(
+            "`#[retry]`",
+            &given,
+            &[
+                "on",
+                "interval",
+                "max_attempts",
+                "backoff",
+                "max_delay",
+                "jitter",
+                "none",
+            ],
+        )));
     }
     Ok(())
 }

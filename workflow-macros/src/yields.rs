@@ -127,7 +127,12 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
             "max_attempts" => &mut max_attempts,
             "max_errors" => &mut max_errors,
             _ => {
-                push(syn::Error::new_spanned(&key, format!("unknown `poll_until!` option `{key}`; the options are `every`, `timeout`, `max_attempts` and `max_errors`")));
+                let message = crate::errors::unknown_option(
+                    "`poll_until!`",
+                    &key.to_string(),
+                    &["every", "timeout", "max_attempts", "max_errors"],
+                );
+                push(syn::Error::new_spanned(&key, message));
                 continue;
             }
         };
@@ -257,7 +262,12 @@ fn map(input: ParseStream) -> syn::Result<Nested> {
     if input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
         let key: Ident = input.parse()?;
         if key != "max_concurrency" {
-            return Err(syn::Error::new_spanned(key, "unknown option; the map form of `call_nested!` takes `max_concurrency = <integer>`"));
+            let message = crate::errors::unknown_option(
+                "`call_nested!`",
+                &key.to_string(),
+                &["max_concurrency"],
+            );
+            return Err(syn::Error::new_spanned(key, message));
         }
         input.parse::<Token![=]>()?;
         let lit: LitInt = input.parse().map_err(|e| {
@@ -328,7 +338,7 @@ pub(crate) fn child(wf: &proc_macro2::TokenStream, p: &syn::Path) -> proc_macro2
 }
 
 /// `tokens`, every one of them spanned at `span`.
-fn respan(tokens: proc_macro2::TokenStream, span: Span) -> proc_macro2::TokenStream {
+pub(crate) fn respan(tokens: proc_macro2::TokenStream, span: Span) -> proc_macro2::TokenStream {
     use proc_macro2::{Group, TokenTree};
     tokens
         .into_iter()

@@ -162,21 +162,24 @@ impl StepCx {
     }
 
     /// [`call`](Self::call) for a call with a timeout: one that takes longer is dropped
-    /// (cancelled) and fails with [`TaskTimeout`].
+    /// (cancelled) and fails with [`TaskTimeout`], as the call's error `timed_out` makes
+    /// of it. (A function rather than an `E: From<TaskTimeout>` bound: generated code
+    /// names it on the user's `#[timeout]`, where a missing conversion is then reported.)
     pub async fn call_with_timeout<T, E, F>(
         &mut self,
         node: usize,
         call: F,
+        timed_out: fn(TaskTimeout) -> E,
     ) -> Result<Result<T, E>, Interrupt>
     where
         F: Future<Output = Result<T, E>>,
-        E: WorkflowError + Serialize + DeserializeOwned + From<TaskTimeout>,
+        E: WorkflowError + Serialize + DeserializeOwned,
     {
         let timeout = self.policy(node).timeout;
         let result = match self.caught.take() {
             // The state's own `TimeoutSeconds` fired (the handler's timeout is shorter, so
             // this is a hung invocation): the same error as a native timeout.
-            Some(caught) if caught.error == STATES_TIMEOUT => Err(E::from(TaskTimeout {
+            Some(caught) if caught.error == STATES_TIMEOUT => Err(timed_out(TaskTimeout {
                 timeout: timeout.unwrap_or_default(),
             })),
             Some(caught) => Err(self.decode_caught(node, caught)?),
@@ -185,7 +188,7 @@ impl StepCx {
                 let result = match timeout {
                     Some(t) => tokio::time::timeout(t, call)
                         .await
-                        .unwrap_or_else(|_| Ok(Err(E::from(TaskTimeout { timeout: t })))),
+                        .unwrap_or_else(|_| Ok(Err(timed_out(TaskTimeout { timeout: t })))),
                     None => call.await,
                 };
                 match result {

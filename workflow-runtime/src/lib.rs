@@ -128,6 +128,6 @@ pub mod codegen {
     pub use crate::context::{Interrupt, StepCx};
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
-    pub use crate::retry::Retry;
+    pub use crate::retry::{timeout_error, Retry};
     pub use crate::workflow::{child, name_of, Linker, Step};
 }

@@ -76,6 +76,32 @@ impl TaskTimeout {
     pub const NAME: &'static str = "Workflow.Timeout";
 }
 
+/// The error of a call with a `#[timeout]`: its error type converts from
+/// [`TaskTimeout`]. Generated code names [`timeout_error`] on the `#[timeout]`
+/// attribute, so that a type without the conversion is reported there, once.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`#[timeout]` needs the call's error type `{Self}` to convert from `TaskTimeout`",
+    label = "`{Self}` has no `From<TaskTimeout>`",
+    note = "a timed-out call fails with its own error type: add a variant such as `#[error(transparent)] #[workflow_error(transparent)] Timeout(#[from] TaskTimeout)`, or `impl From<TaskTimeout> for {Self}`"
+)]
+pub trait FromTimeout {
+    /// The call's error for `timeout`.
+    fn from_timeout(timeout: TaskTimeout) -> Self;
+}
+
+impl<E: From<TaskTimeout>> FromTimeout for E {
+    fn from_timeout(timeout: TaskTimeout) -> Self {
+        E::from(timeout)
+    }
+}
+
+/// The call's error for a timeout; see [`FromTimeout`].
+#[doc(hidden)]
+pub fn timeout_error<E: FromTimeout>(timeout: TaskTimeout) -> E {
+    E::from_timeout(timeout)
+}
+
 impl WorkflowError for TaskTimeout {
     fn error_name(&self) -> Cow<'static, str> {
         Cow::Borrowed(Self::NAME)

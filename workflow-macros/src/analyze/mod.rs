@@ -12,6 +12,7 @@ pub(crate) mod uses;
 
 use proc_macro2::{Span, TokenStream};
 use quote::format_ident;
+use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{parse_quote, Expr, Ident, Item, Lifetime, Macro, Pat, Stmt, Token, Type};
 
@@ -105,6 +106,11 @@ pub(crate) struct Yield {
     pub(crate) binding: Binding,
     pub(crate) op: Op,
     pub(crate) try_token: Option<Token![?]>,
+    /// The user's yield expression (`poll_until!(…)`, `call_nested!(…)`, `x.await`), without
+    /// its `?`: the span of the generated code that stands for its value, so that a type
+    /// error about that value (a missing `?`, a wrong annotation, an error that does not
+    /// convert) is reported on the user's line.
+    pub(crate) span: Span,
     /// Locals in scope before the yield point: what its waiting state may hold.
     pub(crate) scope_before: Vec<Local>,
     /// Locals in scope after it (its binding included): what its "after" state may hold.
@@ -368,7 +374,8 @@ impl Analyzer<'_> {
             Stmt::Macro(m) => match MacroKind::of(&m.mac) {
                 Some(kind) => {
                     if let Some(op) = self.macro_op(kind, &m.mac) {
-                        self.push_yield(Binding::Discard, op, None, nodes);
+                        let span = m.mac.span();
+                        self.push_yield(Binding::Discard, op, None, span, nodes);
                     }
                 }
                 None => nodes.push(Node::Plain(stmt.clone())),
@@ -436,8 +443,8 @@ impl Analyzer<'_> {
             pat: parse_quote!(#value),
             ty: Some(ty.clone()),
         };
-        if let Some((op, q)) = self.yield_expr(expr) {
-            self.push_yield(binding, op, q, nodes);
+        if let Some((op, q, span)) = self.yield_expr(expr) {
+            self.push_yield(binding, op, q, span, nodes);
         } else if !self.construct(expr, Some((value.clone(), ty)), nodes) {
             scrub::expr(expr, None, self.errors);
             return None;
@@ -496,14 +503,14 @@ impl Analyzer<'_> {
     /// A statement that is a yield point or a construct containing one; `false` if it is
     /// neither (plain code, left to the caller).
     fn expr_stmt(&mut self, expr: &Expr, binding: Binding, nodes: &mut Vec<Node>) -> bool {
-        if let Some((op, q)) = self.yield_expr(expr) {
+        if let Some((op, q, span)) = self.yield_expr(expr) {
             if let (true, Binding::Let { pat, .. }) = (is_sleep(expr), &binding) {
                 self.errors.spanned(
                     pat,
                     "`sleep!` has no value to bind; write `sleep!(duration);`",
                 );
             }
-            self.push_yield(binding, op, q, nodes);
+            self.push_yield(binding, op, q, span, nodes);
             return true;
         }
         if matches!(binding, Binding::Discard) && is_construct(expr) && scrub::has_yield(expr) {
@@ -517,6 +524,7 @@ impl Analyzer<'_> {
         binding: Binding,
         op: Op,
         try_token: Option<Token![?]>,
+        span: Span,
         nodes: &mut Vec<Node>,
     ) {
         let scope_before = self.scope.clone();
@@ -529,6 +537,7 @@ impl Analyzer<'_> {
             binding,
             op,
             try_token,
+            span,
             scope_before,
             scope_after: self.scope.clone(),
             fors: self.fors.clone(),
@@ -539,7 +548,7 @@ impl Analyzer<'_> {
     /// `X.await`, `X.await?`, `poll_until!(…)`, `poll_until!(…)?`, … as an operation.
     /// `None` for anything else; an invalid macro call is reported and also gives `None`,
     /// after marking the expression handled so it is not reported twice.
-    fn yield_expr(&mut self, expr: &Expr) -> Option<(Op, Option<Token![?]>)> {
+    fn yield_expr(&mut self, expr: &Expr) -> Option<(Op, Option<Token![?]>, Span)> {
         let (inner, try_token) = match expr {
             Expr::Try(t) => (&*t.expr, Some(t.question_token)),
             e => (e, None),
@@ -564,7 +573,7 @@ impl Analyzer<'_> {
             self.errors
                 .spanned(q, "`sleep!` cannot fail; remove the `?`");
         }
-        Some((op, try_token))
+        Some((op, try_token, inner.span()))
     }
 
     /// The operation of one of our macros; `None` once its error is reported.

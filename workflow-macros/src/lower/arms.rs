@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Lifetime, Stmt, Type};
@@ -23,7 +24,7 @@ use crate::analyze::{
 };
 use crate::errors::Errors;
 use crate::parse::{Ret, WorkflowFn};
-use crate::yields::{child, Call, Nested, Poll};
+use crate::yields::{child, respan, Call, Nested, Poll};
 
 /// What the walk needs of the workflow.
 struct Cx<'a> {
@@ -672,8 +673,15 @@ impl Emit<'_, '_> {
             quote_spanned!(call_span(call)=> call)
         };
         let fut = quote_spanned!(call_span(call)=> ::core::future::IntoFuture::into_future(#call));
+        // A missing `From<TaskTimeout>` is reported on the `#[timeout]`, once.
+        let timed_out = y.policy.as_ref().and_then(|p| p.timeout.as_ref()).map(|t| {
+            let span = call_span(t);
+            let wf = respan(wf.clone(), span);
+            quote_spanned!(span=> , #wf::codegen::timeout_error)
+        });
         // Spanned on the call: a missing `WorkflowError` is reported there, once.
-        let called = quote_spanned!(call_span(call)=> __wf_cx.#method(#node, #fut).await);
+        let called =
+            quote_spanned!(call_span(call)=> __wf_cx.#method(#node, #fut #timed_out).await);
         quote! {
             let __wf_call = match #called {
                 ::core::result::Result::Ok(__wf_call) => __wf_call,
@@ -795,7 +803,10 @@ impl Emit<'_, '_> {
         if q.is_some() {
             self.exit(Exit::Fail);
         }
-        let bind = bind(&y.binding, quote!(__wf_r #q));
+        // The value, spanned on the user's yield expression: a type error about it is
+        // reported there (with rustc's suggestion, such as adding the `?`).
+        let value = Ident::new("__wf_r", y.span);
+        let bind = bind(&y.binding, quote!(#value #q));
         let cont = quote! {
             return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
                 __WfState::#after { #(#after_fields),* },
@@ -831,7 +842,7 @@ impl Emit<'_, '_> {
                 let (before, answer) = if y.policy.is_some() {
                     (self.policy_call(y, node, call), quote!(__wf_call))
                 } else {
-                    (quote!(), quote!(#call.await))
+                    (quote!(), quote_spanned!(call_span(call)=> #call.await))
                 };
                 let attempt = quote_spanned! {call_span(call)=>
                     __wf_poll.attempt(__wf_cx, #node, #answer, #ready)
@@ -906,14 +917,13 @@ impl Emit<'_, '_> {
                 let paths: Vec<TokenStream> = cs.iter().map(|c| child(wf, &c.workflow)).collect();
                 let idx: Vec<usize> = (0..cs.len()).collect();
                 // The first child's error is the batch's: the others convert into it.
-                let errs: Vec<TokenStream> = idx
+                // A child whose error does not convert is reported on its path.
+                let errs: Vec<TokenStream> = cs
                     .iter()
-                    .map(|i| {
-                        if *i == 0 {
-                            quote!(__wf_e)
-                        } else {
-                            quote!(__wf_e.convert())
-                        }
+                    .enumerate()
+                    .map(|(i, c)| match i {
+                        0 => quote!(__wf_e),
+                        _ => quote_spanned!(c.workflow.span()=> __wf_e.convert()),
                     })
                     .collect();
                 let vals: Vec<Ident> = idx.iter().map(|i| format_ident!("__wf_v{}", i)).collect();
