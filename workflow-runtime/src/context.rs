@@ -146,10 +146,19 @@ impl StepCx {
 
     /// Runs the call of task or poll `node`, which has a policy: with its timeout, and,
     /// if it fails with an error its retry policy retries, ends the step with a retry.
-    pub async fn call<T, E, F>(&mut self, node: usize, call: F) -> Result<Result<T, E>, Interrupt>
+    ///
+    /// `named` gives a failed call's error name: [`error_name`], which generated code
+    /// names on the user's call, so that an error type without names is reported there,
+    /// once (a bound of this `async fn` would be checked, and reported, twice).
+    pub async fn call<T, E, F>(
+        &mut self,
+        node: usize,
+        call: F,
+        named: Named<E>,
+    ) -> Result<Result<T, E>, Interrupt>
     where
         F: Future<Output = Result<T, E>>,
-        E: WorkflowError + Serialize + DeserializeOwned,
+        E: Serialize + DeserializeOwned,
     {
         let result = match self.caught.take() {
             Some(caught) => Err(self.decode_caught(node, caught)?),
@@ -158,7 +167,7 @@ impl StepCx {
                 Err(payload) => return Err(self.panicked(node, &*payload)),
             },
         };
-        self.retry_or(node, result)
+        self.retry_or(node, result, named)
     }
 
     /// [`call`](Self::call) for a call with a timeout: one that takes longer is dropped
@@ -169,11 +178,12 @@ impl StepCx {
         &mut self,
         node: usize,
         call: F,
+        named: Named<E>,
         timed_out: fn(TaskTimeout) -> E,
     ) -> Result<Result<T, E>, Interrupt>
     where
         F: Future<Output = Result<T, E>>,
-        E: WorkflowError + Serialize + DeserializeOwned,
+        E: Serialize + DeserializeOwned,
     {
         let timeout = self.policy(node).timeout;
         let result = match self.caught.take() {
@@ -197,7 +207,7 @@ impl StepCx {
                 }
             }
         };
-        self.retry_or(node, result)
+        self.retry_or(node, result, named)
     }
 
     /// The result of `call_nested!` at `node`, which has a retry policy: if the error is
@@ -210,7 +220,7 @@ impl StepCx {
     where
         E: WorkflowError + Serialize,
     {
-        self.retry_or(node, result)
+        self.retry_or(node, result, error_name::<NestedError<E>>)
     }
 
     fn policy(&self, node: usize) -> Policy {
@@ -262,16 +272,17 @@ impl StepCx {
         })
     }
 
-    fn retry_or<T, E: WorkflowError + Serialize>(
+    fn retry_or<T, E: Serialize>(
         &mut self,
         node: usize,
         result: Result<T, E>,
+        named: Named<E>,
     ) -> Result<Result<T, E>, Interrupt> {
         let Err(error) = &result else {
             return Ok(result);
         };
-        let name = error.error_name().into_owned();
-        match self.retry(node, name, error.is_retryable(), to_json(error)) {
+        let (name, retryable) = named(error);
+        match self.retry(node, name.into_owned(), retryable, to_json(error)) {
             Some(retry) => Err(retry),
             None => Ok(result),
         }
@@ -325,6 +336,14 @@ impl StepCx {
 pub enum Interrupt {
     Retry(Retry),
     Fault(Fault),
+}
+
+/// How a call's error is named: see [`StepCx::call`].
+pub type Named<E> = fn(&E) -> (Cow<'static, str>, bool);
+
+/// An error's name and whether a policy may retry it.
+pub fn error_name<E: WorkflowError>(error: &E) -> (Cow<'static, str>, bool) {
+    (error.error_name(), error.is_retryable())
 }
 
 /// The error Step Functions raises when a state's `TimeoutSeconds` elapses.

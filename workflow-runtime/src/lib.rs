@@ -125,7 +125,7 @@ pub use workflow::{BoxFuture, NoError, Workflow};
 #[doc(hidden)]
 pub mod codegen {
     pub use crate::child::{ChildBatch, ChildrenOutcome};
-    pub use crate::context::{Interrupt, StepCx};
+    pub use crate::context::{error_name, Interrupt, StepCx};
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};

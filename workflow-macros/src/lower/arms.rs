@@ -680,8 +680,15 @@ impl Emit<'_, '_> {
             quote_spanned!(span=> , #wf::codegen::timeout_error)
         });
         // Spanned on the call: a missing `WorkflowError` is reported there, once.
-        let called =
-            quote_spanned!(call_span(call)=> __wf_cx.#method(#node, #fut #timed_out).await);
+        // A call's error without `WorkflowError` is reported on the call, once.
+        let named = {
+            let span = call_span(call);
+            let wf = respan(wf.clone(), span);
+            quote_spanned!(span=> #wf::codegen::error_name)
+        };
+        let called = quote_spanned!(call_span(call)=>
+            __wf_cx.#method(#node, #fut, #named #timed_out).await
+        );
         quote! {
             let __wf_call = match #called {
                 ::core::result::Result::Ok(__wf_call) => __wf_call,
