@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deps::Fault;
 use crate::driver::{child_event, Erased, Resume, Unresumable};
 use crate::driver::{Inner, Recovered};
-use crate::error::StoreError;
+use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::runtime::Runtime;
@@ -190,12 +190,11 @@ impl Runtime {
         for row in rows {
             let record = match row {
                 Ok(record) => record,
-                Err(StoreError::Corrupt { id, message }) => {
+                Err(CorruptRow { id, message }) => {
                     inner.end_stored(&id, fault(&message), None).await?;
                     report.failed.push(CorruptExecution { id, message });
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             if inner.live().contains_key(&record.id) || inner.recovered().contains_key(&record.id) {
                 continue;
