@@ -421,26 +421,35 @@ fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> R
     Ok(())
 }
 
-/// The id of a row, as well as it reads: a row whose id is not text is still named.
-fn row_id(row: &Row<'_>) -> rusqlite::Result<ExecutionId> {
-    Ok(ExecutionId::from(match row.get_ref(0)? {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(x) => x.to_string(),
-        ValueRef::Null => "(null)".to_owned(),
-    }))
+/// The id of a row, and what is wrong with it if it is not text: such a row is still
+/// named, as well as its id reads, in the report.
+fn row_id(row: &Row<'_>) -> rusqlite::Result<(ExecutionId, Option<&'static str>)> {
+    let (id, problem) = match row.get_ref(0)? {
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), None),
+            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some("not UTF-8")),
+        },
+        ValueRef::Blob(bytes) => (String::from_utf8_lossy(bytes).into_owned(), Some("a blob")),
+        ValueRef::Integer(n) => (n.to_string(), Some("a number")),
+        ValueRef::Real(x) => (x.to_string(), Some("a number")),
+        ValueRef::Null => ("(null)".to_owned(), Some("null")),
+    };
+    Ok((ExecutionId::from(id), problem))
 }
 
 /// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode (of the wrong
 /// type, not valid text, not a known status, …) is a [`CorruptRow`] naming the
 /// execution; the outer `Err` is only for the read itself failing.
 pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, CorruptRow>> {
-    let id = row_id(row)?;
+    let (id, bad_id) = row_id(row)?;
     let decoded = (|| {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
             id: id.clone(),
             message: format!("{what}: {e}"),
         };
+        if let Some(problem) = bad_id {
+            return Err(corrupt("id", &problem));
+        }
         let status: String = row.get(7).map_err(|e| corrupt("status", &e))?;
         let Some(status) = Status::parse(&status) else {
             return Err(corrupt("status", &status));
@@ -492,12 +501,15 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
 
 /// Decodes a row of [`SUMMARY_COLUMNS`], as [`record`] does.
 pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionSummary, CorruptRow>> {
-    let id = row_id(row)?;
+    let (id, bad_id) = row_id(row)?;
     let decoded = (|| {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
             id: id.clone(),
             message: format!("{what}: {e}"),
         };
+        if let Some(problem) = bad_id {
+            return Err(corrupt("id", &problem));
+        }
         let status: String = row.get(3).map_err(|e| corrupt("status", &e))?;
         let Some(status) = Status::parse(&status) else {
             return Err(corrupt("status", &status));
