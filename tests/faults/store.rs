@@ -5,7 +5,7 @@
 //! is tested in `workflow-runtime/src/store/sqlite/tests.rs`.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -16,8 +16,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use workflow::prelude::*;
 use workflow::{
-    BuildError, ExecutionFilter, ExecutionId, OpenError, SqliteStore, StartError, Status,
-    StoreError,
+    ExecutionFilter, ExecutionId, OpenError, SqliteStore, StartError, Status, StoreError,
 };
 
 /// How long a test waits for what must happen: generous, not a performance figure.
@@ -173,7 +172,7 @@ async fn the_lock_holds_through_every_path_to_the_file() {
     assert_eq!(open_elsewhere(&db, dir.path()), held);
     // And from this process, through the symlink.
     match Runtime::builder().sqlite(&link).build().unwrap_err() {
-        BuildError::Open(OpenError::Locked {
+        workflow::BuildError::Open(OpenError::Locked {
             path,
             holder: Some(holder),
         }) => {
@@ -184,7 +183,7 @@ async fn the_lock_holds_through_every_path_to_the_file() {
 
     // No file beside the database is the lock: deleting the holder's note (the only
     // one) leaves the file locked, by someone unnamed.
-    let sidecars: Vec<PathBuf> = std::fs::read_dir(dir.path())
+    let sidecars: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "lock" || e == "holder"))
@@ -199,7 +198,7 @@ async fn the_lock_holds_through_every_path_to_the_file() {
     assert_eq!(open_elsewhere(&hard, dir.path()), "hard linked 2");
     rt.shutdown().await;
     match Runtime::builder().sqlite(&db).build().unwrap_err() {
-        BuildError::Open(OpenError::HardLinked { path, links }) => {
+        workflow::BuildError::Open(OpenError::HardLinked { path, links }) => {
             assert_eq!((path, links), (db.clone(), 2));
         }
         other => panic!("expected HardLinked, got {other:?}"),

@@ -113,9 +113,7 @@ pub use json::Json;
 pub use poll::{PollError, Polled};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
 pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
-pub use runtime::{
-    Builder, Execution, ExecutionTree, Listing, Runtime, DEFAULT_PAYLOAD_LIMIT,
-};
+pub use runtime::{Builder, Execution, ExecutionTree, Listing, Runtime, DEFAULT_PAYLOAD_LIMIT};
 pub use store::{
     CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,
     MemoryStore, PendingBatch, PendingChild, SavedState, SqliteOptions, SqliteStore, Store,

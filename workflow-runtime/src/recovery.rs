@@ -35,8 +35,8 @@
 //! upgrade never guesses how an old state maps onto new code:
 //!
 //! - **Drain**: stop starting the old version, wait until
-//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))` is
-//!   empty, then deploy the new one.
+//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))`
+//!   lists none, then deploy the new one.
 //! - **Side by side**: keep the old definition under its name and give the new one a new
 //!   name (`#[workflow(name = "Name.v2")]`); register both. New executions start the new
 //!   one, old ones finish with the old one; delete the old code once none is left.

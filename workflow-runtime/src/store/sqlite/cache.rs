@@ -115,8 +115,7 @@ fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, Cause> {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
-        })
-?;
+        })?;
     let Some((key, status, parent, last)) = row else {
         return Ok(None);
     };

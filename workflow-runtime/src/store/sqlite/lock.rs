@@ -58,12 +58,17 @@ use fs4::fs_std::FileExt;
 use crate::error::{Holder, OpenError};
 use crate::time::Timestamp;
 
-/// What identifies a database file in this process's table of held files: its inode on
-/// Unix, its real path elsewhere.
+/// What identifies a database file in this process's table of held files: its device
+/// and inode on Unix, its real path elsewhere.
 #[cfg(unix)]
-type Key = (u64, u64);
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key {
+    dev: u64,
+    ino: u64,
+}
 #[cfg(not(unix))]
-type Key = PathBuf;
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key(PathBuf);
 
 /// The files this process's stores hold, and who holds each (for the refusal).
 static HELD: Mutex<Vec<(Key, Holder)>> = Mutex::new(Vec::new());
@@ -163,7 +168,10 @@ impl Lock {
                  had it open",
                 path.display()
             )),
-            Err(e) => Err(format!("cannot check that {} is still there: {e}", path.display())),
+            Err(e) => Err(format!(
+                "cannot check that {} is still there: {e}",
+                path.display()
+            )),
         }
     }
 }
@@ -212,12 +220,15 @@ fn open_target(database: &Path) -> std::io::Result<File> {
 #[cfg(unix)]
 fn key_of(_path: &Path, meta: &std::fs::Metadata) -> Key {
     use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
+    Key {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
 }
 
 #[cfg(not(unix))]
 fn key_of(path: &Path, _meta: &std::fs::Metadata) -> Key {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+    Key(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()))
 }
 
 #[cfg(unix)]

@@ -484,8 +484,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
-                })
-?;
+                })?;
             if bodies.is_empty() && !exists(conn, &id)? {
                 return Err(StoreError::NotFound(id).into());
             }
@@ -509,8 +508,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
-                })
-?;
+                })?;
             if children.is_empty() && !exists(conn, &id)? {
                 return Err(StoreError::NotFound(id).into());
             }

@@ -427,7 +427,10 @@ fn row_id(row: &Row<'_>) -> rusqlite::Result<(ExecutionId, Option<&'static str>)
     let (id, problem) = match row.get_ref(0)? {
         ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => (text.to_owned(), None),
-            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some("not UTF-8")),
+            Err(_) => (
+                String::from_utf8_lossy(bytes).into_owned(),
+                Some("not UTF-8"),
+            ),
         },
         ValueRef::Blob(bytes) => (String::from_utf8_lossy(bytes).into_owned(), Some("a blob")),
         ValueRef::Integer(n) => (n.to_string(), Some("a number")),

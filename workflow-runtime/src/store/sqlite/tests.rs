@@ -382,7 +382,10 @@ async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped()
             assert_eq!(p, &path);
             let holder = holder.as_ref().expect("the holder is known");
             assert_eq!(holder.pid, std::process::id());
-            assert!(err.to_string().contains(&format!("pid {}", holder.pid)), "{err}");
+            assert!(
+                err.to_string().contains(&format!("pid {}", holder.pid)),
+                "{err}"
+            );
         }
         other => panic!("expected Locked, got {other:?}"),
     }
@@ -714,7 +717,8 @@ fn write_rows(path: &Path, sql: &str) {
     conn.execute_batch(sql).unwrap();
 }
 
-const ROW_COLUMNS: &str = "(id, workflow, fingerprint, status, input, state, created_at, updated_at)";
+const ROW_COLUMNS: &str =
+    "(id, workflow, fingerprint, status, input, state, created_at, updated_at)";
 
 /// A row that does not decode is reported on its own, in its place; the others are
 /// listed. Recovery fails only that execution.
@@ -754,9 +758,15 @@ async fn a_listing_reports_corrupt_rows_apart() {
     assert_eq!(listed.len(), 7, "{listed:#?}");
     assert_eq!(listed[..2], ["ok a", "ok b"]);
     assert_eq!(listed[2], "corrupt bad-status: status: Sleepwalking");
-    assert!(listed[3].starts_with("corrupt bad-time: created_at"), "{listed:#?}");
+    assert!(
+        listed[3].starts_with("corrupt bad-time: created_at"),
+        "{listed:#?}"
+    );
     assert_eq!(listed[4], "corrupt \u{fffd}\0: id: a blob");
-    assert!(listed[5].starts_with("corrupt bad-workflow: workflow"), "{listed:#?}");
+    assert!(
+        listed[5].starts_with("corrupt bad-workflow: workflow"),
+        "{listed:#?}"
+    );
     assert_eq!(listed[6], "ok c");
     // A status filter reads what is stored: the unknown status matches no filter.
     let running = store
@@ -812,7 +822,11 @@ async fn a_corrupted_page_stops_the_store() {
     let store = SqliteStore::open(&path).unwrap();
     for id in ["a", "b", "c"] {
         store
-            .create(record(id, None), vec![event(EventKind::TaskScheduled)], vec![])
+            .create(
+                record(id, None),
+                vec![event(EventKind::TaskScheduled)],
+                vec![],
+            )
             .await
             .unwrap();
     }
@@ -821,7 +835,11 @@ async fn a_corrupted_page_stops_the_store() {
         .checkpoint(&checkpoint("a", b"[2]", None))
         .await
         .unwrap_err();
-    let StoreError::Broken { path: named, reason } = &err else {
+    let StoreError::Broken {
+        path: named,
+        reason,
+    } = &err
+    else {
         panic!("expected Broken, got {err:?}");
     };
     assert_eq!(named, &path);
@@ -852,7 +870,10 @@ async fn a_corrupted_page_found_by_a_read_stops_the_writes_too() {
         .unwrap();
     corrupt_pages(&path);
     let err = store.list(&ExecutionFilter::new()).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Broken { path: p, .. } if *p == path), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Broken { path: p, .. } if *p == path),
+        "{err:?}"
+    );
     let write = store
         .checkpoint(&checkpoint("a", b"[2]", None))
         .await
@@ -938,7 +959,11 @@ fn sqlite_errors_are_classified_by_whether_they_heal() {
     ] {
         assert!(matches!(cause(code), Cause::Broken(_)), "{code}");
     }
-    for code in [ffi::SQLITE_CONSTRAINT, ffi::SQLITE_TOOBIG, ffi::SQLITE_MISMATCH] {
+    for code in [
+        ffi::SQLITE_CONSTRAINT,
+        ffi::SQLITE_TOOBIG,
+        ffi::SQLITE_MISMATCH,
+    ] {
         assert!(matches!(cause(code), Cause::Store(_)), "{code}");
     }
 }
