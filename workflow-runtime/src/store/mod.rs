@@ -265,7 +265,9 @@ impl From<&ExecutionRecord> for ExecutionSummary {
 /// Every write is atomic. [`checkpoint`](Store::checkpoint) refuses an execution that has
 /// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome. A
 /// write that fails with a transient error ([`StoreError::is_transient`]) must have
-/// written nothing: the runtime retries it.
+/// written nothing: the runtime retries it. Any other error is not retried: a backend
+/// that can no longer be used at all answers [`StoreError::Broken`], and the executions
+/// that write to it end faulted instead of waiting forever.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new execution and its first events, and appends `parent_events` to its

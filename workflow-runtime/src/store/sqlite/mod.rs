@@ -133,9 +133,10 @@ pub struct StoreStats {
     /// Transactions rolled back as a whole (disk full, I/O error, lock held too long).
     pub failed_transactions: u64,
     /// Transactions failed since the last one that committed: not zero while the store
-    /// cannot write (executions wait at their last checkpoint, and are retried), or
-    /// since it broke ([`StoreError::Broken`]).
+    /// cannot write (executions wait at their last checkpoint, and are retried).
     pub consecutive_failures: u64,
+    /// Whether the store has stopped ([`StoreError::Broken`]): every call fails.
+    pub broken: bool,
 }
 
 /// A durable [`Store`]: executions and histories in one SQLite file, in WAL mode.
@@ -358,6 +359,7 @@ impl SqliteStore {
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
             consecutive_failures: c.consecutive_failures.load(Ordering::Relaxed),
+            broken: self.shared.health.is_broken(),
         }
     }
 

@@ -546,6 +546,10 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
         .await
         .unwrap();
     assert_eq!(store.stats().consecutive_failures, 0, "reset by a commit");
+    assert!(
+        !store.stats().broken,
+        "a full disk does not break the store"
+    );
     assert_eq!(
         store.get(&"a".into()).await.unwrap().unwrap().state,
         big.as_bytes()
@@ -856,6 +860,7 @@ async fn a_corrupted_page_stops_the_store() {
     assert_eq!(store.list(&ExecutionFilter::new()).await.unwrap_err(), err);
     assert_eq!(store.unfinished().await.unwrap_err(), err);
     assert_eq!(store.stats().transactions, 3, "nothing committed since");
+    assert!(store.stats().broken);
 }
 
 /// A read that finds the corruption first stops the store as well.
