@@ -275,8 +275,11 @@ async fn a_corrupted_page_stops_the_runtime_with_a_typed_error() {
         for execution in executions {
             let id = execution.id().clone();
             match execution.result().await {
-                Err(RunError::Faulted(message)) => {
-                    assert!(message.contains(&db.display().to_string()), "{message}");
+                Err(RunError::Faulted(fault)) => {
+                    assert!(
+                        fault.message().contains(&db.display().to_string()),
+                        "{fault:?}"
+                    );
                 }
                 other => panic!("expected a fault, got {other:?}"),
             }
@@ -398,9 +401,12 @@ async fn a_file_deleted_under_a_running_runtime_stops_it_and_loses_nothing_ackno
             other => panic!("expected Broken, got {other:?}"),
         }
         match ticking.result().await {
-            Err(RunError::Faulted(message)) => {
-                assert!(message.contains(&db.display().to_string()), "{message}");
-                assert!(message.contains("no longer exists"), "{message}");
+            Err(RunError::Faulted(fault)) => {
+                assert!(
+                    fault.message().contains(&db.display().to_string()),
+                    "{fault:?}"
+                );
+                assert!(fault.message().contains("no longer exists"), "{fault:?}");
             }
             other => panic!("expected a fault, got {other:?}"),
         }
