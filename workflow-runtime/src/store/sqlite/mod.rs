@@ -255,8 +255,9 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the store at `path` with the default [`SqliteOptions`].
     ///
-    /// Creates missing parent directories. Fails if another runtime has the file open
-    /// ([`OpenError::Locked`]), if it was written by a newer schema
+    /// Creates missing parent directories. Fails if another runtime has the file open,
+    /// by this path or any other ([`OpenError::Locked`]), if the file has another name
+    /// ([`OpenError::HardLinked`]), if it was written by a newer schema
     /// ([`OpenError::SchemaTooNew`]), or if it is not a workflow store.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         Self::open_with(path, SqliteOptions::default())
