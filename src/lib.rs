@@ -213,10 +213,10 @@ pub use workflow_runtime::{
     Store, StoreError, Timestamp, Transition, Workflow,
 };
 pub use workflow_runtime::{
-    CallSite, Checkpoint, CorruptExecution, Durability, ExecutionFilter, ExecutionSummary,
-    OpenError, Payload, PayloadTooLarge, PendingBatch, PendingChild, RecoveryReport, SavedState,
-    SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
-    DEFAULT_PAYLOAD_LIMIT,
+    CallSite, Checkpoint, CorruptExecution, CorruptRow, Durability, ExecutionFilter,
+    ExecutionSummary, Holder, Listing, OpenError, Payload, PayloadTooLarge, PendingBatch,
+    PendingChild, RecoveryReport, SavedState, SqliteOptions, SqliteStore, StoreStats, Unregistered,
+    VersionMismatch, Wait, DEFAULT_PAYLOAD_LIMIT,
 };
 pub use workflow_runtime::{Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 

@@ -258,6 +258,7 @@ fn worker() {
                     .list(ExecutionFilter::new().top_level().status(Status::Running))
                     .await
                     .expect("the store reads")
+                    .executions
                     .len();
                 let stopping = stop.exists();
                 if stopping && running == 0 {
@@ -269,6 +270,7 @@ fn worker() {
                         .list(ExecutionFilter::new().top_level())
                         .await
                         .expect("the store reads")
+                        .executions
                         .len();
                     match rt
                         .start_with_id(main_flow, top_level_id(next), batch(next))
@@ -454,7 +456,10 @@ async fn check(files: &Files) -> Figures {
     let all = store
         .list(&ExecutionFilter::new())
         .await
-        .expect("a listing");
+        .expect("a listing")
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every row decodes");
     let unfinished: Vec<_> = all.iter().filter(|e| !e.status.is_terminal()).collect();
     assert!(
         unfinished.is_empty(),

@@ -333,12 +333,14 @@ async fn timers_survive_a_restart_and_cancellation_is_durable() {
     let naps = rt
         .list(ExecutionFilter::new().workflow("Nap"))
         .await
-        .unwrap();
+        .unwrap()
+        .executions;
     assert_eq!(naps.len(), 2);
     let cancelled = rt
         .list(ExecutionFilter::new().status(Status::Cancelled))
         .await
-        .unwrap();
+        .unwrap()
+        .executions;
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].id, long);
     rt.shutdown().await;
@@ -536,7 +538,12 @@ async fn payloads_over_the_limit_are_refused_whole() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(rt.list(ExecutionFilter::new()).await.unwrap().is_empty());
+    assert!(rt
+        .list(ExecutionFilter::new())
+        .await
+        .unwrap()
+        .executions
+        .is_empty());
 
     let exec = rt.start(grow, 10_000).await.unwrap();
     let id = exec.id().clone();
@@ -689,7 +696,7 @@ async fn everything(rt: &Runtime) -> Vec<String> {
         format!("{top:?}"),
         format!("{running:?}"),
     ];
-    for summary in &all {
+    for summary in &all.executions {
         let id = &summary.id;
         seen.push(format!("{:?}", rt.record(id).await.unwrap()));
         seen.push(format!("{:?}", rt.history(id).await.unwrap()));

@@ -373,9 +373,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The file keeps every run's executions: list them by workflow and status.
-    let mains = runtime
+    let listing = runtime
         .list(ExecutionFilter::new().workflow(main_flow::NAME))
         .await?;
+    for row in &listing.corrupt {
+        eprintln!("skipped: {row}");
+    }
+    let mains = listing.executions;
     let succeeded = mains
         .iter()
         .filter(|e| e.status == Status::Succeeded)

@@ -2,6 +2,7 @@
 
 use crate::deps::Fault;
 use crate::execution::{ExecutionId, Status};
+use crate::time::Timestamp;
 use std::path::PathBuf;
 
 /// `Builder::build` refused the configuration.
@@ -129,12 +130,44 @@ pub enum StoreError {
     /// The backend failed.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The store's file cannot be used any more: a page is corrupted, the disk answers
+    /// with I/O errors, the file became read-only, or it was deleted or replaced while
+    /// the store had it open. No retry can help, so the store stops: this write, every
+    /// later one and every read answer this same error. Nothing was acknowledged that is
+    /// not in the file. Restore the file (or move it aside) and restart the program.
+    #[error("the store {} is broken and has stopped: {reason}", path.display())]
+    Broken {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl StoreError {
     /// Whether the same operation may succeed if retried later (nothing was written).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A stored execution whose row does not decode, as a listing reports it: the other
+/// executions are listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("execution `{id}` has a corrupted row: {message}")]
+pub struct CorruptRow {
+    /// The execution whose row it is (its id as stored, if even that does not decode).
+    pub id: ExecutionId,
+    /// What does not decode.
+    pub message: String,
+}
+
+impl From<CorruptRow> for StoreError {
+    fn from(row: CorruptRow) -> Self {
+        StoreError::Corrupt {
+            id: row.id,
+            message: row.message,
+        }
     }
 }
 
@@ -178,14 +211,26 @@ pub struct PayloadTooLarge {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// Another runtime (in this or another process) has the file open. Two runtimes
-    /// driving the same executions would run every task twice, so the second is refused.
-    #[error("{path} is in use by another workflow runtime{}; stop it first", holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    /// Another runtime (in this or another process) has the file open, under this path
+    /// or any other that reaches the same file. Two runtimes driving the same
+    /// executions would run every task twice, so the second is refused.
+    #[error("{path} is in use by another workflow runtime{}; stop it first", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Locked {
         /// The database file.
         path: PathBuf,
-        /// Who holds it, as the holder wrote it in the lock file (`pid 1234`), if known.
-        holder: Option<String>,
+        /// Who holds it, as the holder wrote it down when it opened the file, if known.
+        holder: Option<Holder>,
+    },
+    /// The file has more than one name (hard links). SQLite names its write-ahead log
+    /// after the path it was given, so two names of one file have two logs, and commits
+    /// made through one name are lost to the other. Remove the other names (`ls -i`,
+    /// `find -samefile`) and open it by the one left.
+    #[error("{path} has {links} hard links; a store needs a file with one name, since SQLite's write-ahead log is named after the path and two names could lose commits")]
+    HardLinked {
+        /// The database file.
+        path: PathBuf,
+        /// How many names it has.
+        links: u64,
     },
     /// The file was written by a newer version of this crate, with a schema this version
     /// does not know. Nothing was changed; upgrade the program.
@@ -224,13 +269,41 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The lock file next to the database could not be created.
-    #[error("cannot open the lock file {path}: {source}")]
+    /// The database file (or its directory) could not be created, opened or locked.
+    #[error("cannot open {path}: {source}")]
     Io {
-        /// The lock file.
+        /// The file or directory.
         path: PathBuf,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Who holds a [`SqliteStore`](crate::SqliteStore)'s file, as [`OpenError::Locked`]
+/// reports it: what the holder wrote down when it opened the file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Holder {
+    /// Its process id.
+    pub pid: u32,
+    /// The host it runs on, if known.
+    pub host: Option<String>,
+    /// When it opened the file.
+    pub since: Timestamp,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(host) = &self.host {
+            write!(f, " on {host}")?;
+        }
+        let now = std::time::SystemTime::now();
+        match now.duration_since(self.since.to_system_time()) {
+            Ok(age) => write!(f, ", open for {}s", age.as_secs()),
+            // The holder's clock is ahead of ours (another host).
+            Err(_) => Ok(()),
+        }
+    }
 }

@@ -63,8 +63,8 @@
 //! To change a workflow that has executions in flight, either:
 //!
 //! - **drain** it: stop starting it, wait until
-//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))` is
-//!   empty, then deploy the new definition; or
+//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))`
+//!   lists no execution, then deploy the new definition; or
 //! - run both **side by side**: keep the old definition under its name, give the new one
 //!   a new name (`#[workflow(name = "Name.v2")]`), register both, and delete the old one
 //!   once no execution of it is left.
@@ -103,7 +103,8 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub use child::NestedError;
 pub use deps::{Deps, Fault};
 pub use error::{
-    BuildError, OpenError, Payload, PayloadTooLarge, RunError, StartError, StoreError,
+    BuildError, CorruptRow, Holder, OpenError, Payload, PayloadTooLarge, RunError, StartError,
+    StoreError,
 };
 pub use execution::{ExecutionId, Outcome, Status};
 pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
@@ -112,7 +113,7 @@ pub use json::Json;
 pub use poll::{PollError, Polled};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
 pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
-pub use runtime::{Builder, Execution, ExecutionTree, Runtime, DEFAULT_PAYLOAD_LIMIT};
+pub use runtime::{Builder, Execution, ExecutionTree, Listing, Runtime, DEFAULT_PAYLOAD_LIMIT};
 pub use store::{
     CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,
     MemoryStore, PendingBatch, PendingChild, SavedState, SqliteOptions, SqliteStore, Store,

@@ -35,8 +35,8 @@
 //! upgrade never guesses how an old state maps onto new code:
 //!
 //! - **Drain**: stop starting the old version, wait until
-//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))` is
-//!   empty, then deploy the new one.
+//!   `runtime.list(ExecutionFilter::new().workflow("Name").status(Status::Running))`
+//!   lists none, then deploy the new one.
 //! - **Side by side**: keep the old definition under its name and give the new one a new
 //!   name (`#[workflow(name = "Name.v2")]`); register both. New executions start the new
 //!   one, old ones finish with the old one; delete the old code once none is left.
@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deps::Fault;
 use crate::driver::{child_event, Erased, Resume, Unresumable};
 use crate::driver::{Inner, Recovered};
-use crate::error::StoreError;
+use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::runtime::Runtime;
@@ -190,12 +190,11 @@ impl Runtime {
         for row in rows {
             let record = match row {
                 Ok(record) => record,
-                Err(StoreError::Corrupt { id, message }) => {
+                Err(CorruptRow { id, message }) => {
                     inner.end_stored(&id, fault(&message), None).await?;
                     report.failed.push(CorruptExecution { id, message });
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             if inner.live().contains_key(&record.id) || inner.recovered().contains_key(&record.id) {
                 continue;

@@ -16,7 +16,7 @@ use crate::deps::{Deps, Fault};
 use crate::driver::Drivers;
 use crate::driver::Launch;
 use crate::driver::{Inner, Registration};
-use crate::error::{BuildError, RunError, StartError, StoreError};
+use crate::error::{BuildError, CorruptRow, RunError, StartError, StoreError};
 use crate::history::Event;
 use crate::json::Json;
 use crate::registry::{self, WorkflowRef};
@@ -281,6 +281,12 @@ impl Runtime {
     /// The stored executions that match `filter` (by workflow, status, top-level only),
     /// oldest first.
     ///
+    /// A stored row that does not decode (a status this version does not know, a
+    /// timestamp that is not a number, …) does not fail the listing: it is reported in
+    /// [`Listing::corrupt`], and the other executions are listed. A row is filtered by
+    /// what is stored, so a row whose status does not decode shows up only in a listing
+    /// that does not filter by status.
+    ///
     /// ```no_run
     /// # async fn f(runtime: workflow_runtime::Runtime) -> Result<(), workflow_runtime::StoreError> {
     /// use workflow_runtime::{ExecutionFilter, Status};
@@ -288,10 +294,23 @@ impl Runtime {
     /// let running = runtime
     ///     .list(ExecutionFilter::new().workflow("NestingPatternMainStateMachine").status(Status::Running))
     ///     .await?;
+    /// for summary in &running.executions {
+    ///     println!("{} since {:?}", summary.id, summary.created_at);
+    /// }
+    /// for row in &running.corrupt {
+    ///     eprintln!("{row}");
+    /// }
     /// # Ok(()) }
     /// ```
-    pub async fn list(&self, filter: ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError> {
-        self.inner.store.list(&filter).await
+    pub async fn list(&self, filter: ExecutionFilter) -> Result<Listing, StoreError> {
+        let mut listing = Listing::default();
+        for row in self.inner.store.list(&filter).await? {
+            match row {
+                Ok(summary) => listing.executions.push(summary),
+                Err(corrupt) => listing.corrupt.push(corrupt),
+            }
+        }
+        Ok(listing)
     }
 
     /// An execution with its children, their children, and so on.
@@ -394,6 +413,17 @@ impl<W: Workflow> fmt::Debug for Execution<W> {
 
 async fn wait_done(mut done: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
     done.wait_for(Option::is_some).await.ok()?.clone()
+}
+
+/// What [`Runtime::list`] found: the executions, and the rows that do not decode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The executions that match, oldest first.
+    pub executions: Vec<ExecutionSummary>,
+    /// Stored rows that match but do not decode, oldest first: each names its execution
+    /// and what is wrong with it.
+    pub corrupt: Vec<CorruptRow>,
 }
 
 /// An execution and its descendants, as [`Runtime::tree`] returns it.

@@ -63,6 +63,15 @@ impl Timestamp {
         )
     }
 
+    /// The wall-clock time now, from the system clock (not tokio's).
+    pub(crate) fn wall_now() -> Timestamp {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Timestamp(since_epoch)
+    }
+
     /// As a [`SystemTime`].
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_micros(self.0)
@@ -83,12 +92,8 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
         Clock {
-            wall_at_base: Timestamp(wall),
+            wall_at_base: Timestamp::wall_now(),
             base: tokio::time::Instant::now(),
         }
     }

@@ -13,6 +13,9 @@ use crate::workflow::Workflow;
 
 use super::{child_event, Driver, Finished, RETRY_FIRST, RETRY_MAX};
 
+/// How long a checkpoint may keep failing transiently before its execution logs an error.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Driver {
     /// Checkpoints a retry's wait: the last checkpointed state again (read back from the
     /// store, as the step consumed it), now waiting for the retry's delay.
@@ -132,15 +135,40 @@ impl Driver {
     }
 
     /// Writes a checkpoint, retrying transient failures with exponential backoff.
+    ///
+    /// Any other error is returned at once: a store that is broken
+    /// ([`StoreError::Broken`]) answers every write with it, so retrying would only hang
+    /// the execution. A transient failure is logged as a warning when it starts, and as
+    /// an error once this checkpoint has waited [`STALLED`]: a runtime whose executions
+    /// are paused stays silent for a bounded time, not forever.
     pub(super) async fn persist(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let mut pause = RETRY_FIRST;
+        let started = tokio::time::Instant::now();
+        let mut failures = 0_u32;
+        let mut reported = false;
         loop {
             match self.rt.store.checkpoint(checkpoint).await {
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(
-                        execution = %self.id, error = %e, retry_in = ?pause,
-                        "checkpoint not written; retrying"
-                    );
+                    failures = failures.saturating_add(1);
+                    let waited = started.elapsed();
+                    if failures == 1 {
+                        tracing::warn!(
+                            execution = %self.id, error = %e, retry_in = ?pause,
+                            "checkpoint not written; retrying"
+                        );
+                    } else if waited >= STALLED && !reported {
+                        reported = true;
+                        tracing::error!(
+                            execution = %self.id, error = %e, ?waited,
+                            "checkpoint still not written; the execution is paused until \
+                             the store can write"
+                        );
+                    } else {
+                        tracing::debug!(
+                            execution = %self.id, error = %e, retry_in = ?pause,
+                            "checkpoint not written; retrying"
+                        );
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
                 }

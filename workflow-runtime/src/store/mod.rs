@@ -26,7 +26,7 @@ pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 use crate::execution::Status;
 use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
+use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome};
 use crate::history::Event;
 use crate::json::Json;
@@ -189,7 +189,7 @@ pub struct ExecutionFilter {
     pub status: Option<Status>,
     /// Only top-level executions (no parent).
     pub top_level: bool,
-    /// At most this many, oldest first.
+    /// At most this many, oldest first (rows that do not decode count).
     pub limit: Option<usize>,
 }
 
@@ -265,7 +265,9 @@ impl From<&ExecutionRecord> for ExecutionSummary {
 /// Every write is atomic. [`checkpoint`](Store::checkpoint) refuses an execution that has
 /// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome. A
 /// write that fails with a transient error ([`StoreError::is_transient`]) must have
-/// written nothing: the runtime retries it.
+/// written nothing: the runtime retries it. Any other error is not retried: a backend
+/// that can no longer be used at all answers [`StoreError::Broken`], and the executions
+/// that write to it end faulted instead of waiting forever.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new execution and its first events, and appends `parent_events` to its
@@ -296,11 +298,16 @@ pub trait Store: Send + Sync + 'static {
     /// The children of an execution, in the order they were started.
     async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError>;
 
-    /// The executions that match `filter`, oldest first.
-    async fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError>;
+    /// The executions that match `filter`, oldest first. A row that does not decode is
+    /// a [`CorruptRow`] of its own, in its place, so that one bad row does not hide the
+    /// others; the outer `Err` is for the store failing to read at all.
+    async fn list(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError>;
 
     /// Every execution that has not ended (running or parked), oldest first: what
     /// [`Runtime::recover`](crate::Runtime::recover) resumes. A row that does not decode
-    /// is returned as an `Err` of its own, so that it fails only its execution.
-    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError>;
+    /// is a [`CorruptRow`] of its own, so that it fails only its execution.
+    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError>;
 }

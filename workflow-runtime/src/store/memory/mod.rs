@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use self::history::{History, Names};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
-use crate::error::StoreError;
+use crate::error::{CorruptRow, StoreError};
 use crate::history::Event;
 
 /// A store in process memory, for tests and for workflows that need no durability.
@@ -164,7 +164,10 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::NotFound(id.clone()))
     }
 
-    async fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError> {
+    async fn list(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError> {
         let rows = self.rows();
         Ok(rows
             .order
@@ -172,11 +175,11 @@ impl Store for MemoryStore {
             .filter_map(|id| rows.by_id.get(id))
             .filter(|r| filter.matches(&r.record))
             .take(filter.limit.unwrap_or(usize::MAX))
-            .map(|r| ExecutionSummary::from(&r.record))
+            .map(|r| Ok(ExecutionSummary::from(&r.record)))
             .collect())
     }
 
-    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
+    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
         let rows = self.rows();
         Ok(rows
             .order

@@ -4,7 +4,7 @@
 //! row's key, its parent (for the parent's events) and the number of its next history
 //! event. Reading them from the file was two queries per checkpoint (a `SELECT` of the
 //! row and a `SELECT max(seq)` of its events) on the thread every execution shares. The
-//! writer is the only connection that writes (the store's lock file sees to that), so it
+//! writer is the only connection that writes (the store's lock sees to that), so it
 //! can keep them: loaded on first use, updated by its own writes.
 //!
 //! The file stays the truth: an entry the writer cannot vouch for is forgotten and read
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::errors::store_error;
+use super::errors::Cause;
 
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
@@ -50,7 +50,7 @@ impl Cache {
         &mut self,
         conn: &Connection,
         id: &ExecutionId,
-    ) -> Result<Option<&mut Known>, StoreError> {
+    ) -> Result<Option<&mut Known>, Cause> {
         if !self.entries.contains_key(id) {
             match known(conn, id)? {
                 Some(known) => {
@@ -103,7 +103,7 @@ impl Cache {
 }
 
 /// What the writer needs to know of an execution, from the file: `None` if there is none.
-fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreError> {
+fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, Cause> {
     let row: Option<(i64, String, Option<String>, i64)> = conn
         .prepare_cached(
             "SELECT e.key, e.status, (SELECT p.id FROM executions p WHERE p.key = e.parent), \
@@ -115,14 +115,15 @@ fn known(conn: &Connection, id: &ExecutionId) -> Result<Option<Known>, StoreErro
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
-        })
-        .map_err(store_error)?;
+        })?;
     let Some((key, status, parent, last)) = row else {
         return Ok(None);
     };
-    let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
-        id: id.clone(),
-        message: format!("status: {status}"),
+    let status = Status::parse(&status).ok_or_else(|| {
+        Cause::Store(StoreError::Corrupt {
+            id: id.clone(),
+            message: format!("status: {status}"),
+        })
     })?;
     Ok(Some(Known {
         key,

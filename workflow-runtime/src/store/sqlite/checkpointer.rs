@@ -38,6 +38,12 @@ impl Checkpointer {
         )?;
         // Only ever checkpoints; never waits on a lock (a busy checkpoint is skipped).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Not even when it closes: the writer closes last and does that, unless the
+        // store is broken, when nothing may write the file (health.rs).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         conn.pragma_update(None, "synchronous", synchronous)?;
         let (notify, commits) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()

@@ -4,6 +4,7 @@
 mod cache;
 mod checkpointer;
 mod errors;
+mod health;
 mod lock;
 mod rows;
 mod schema;
@@ -15,15 +16,18 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use self::checkpointer::Checkpointer;
-use self::lock::LockFile;
+use self::errors::Cause;
+use self::health::Health;
+use self::lock::Lock;
 use self::rows::{CheckpointRows, CreateRows, EventRow};
 use self::writer::{Counters, Job, Op, Writer};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
-use crate::error::{OpenError, StoreError};
+use crate::error::{CorruptRow, OpenError, StoreError};
 use crate::execution::ExecutionId;
 use crate::history::Event;
 
@@ -91,7 +95,8 @@ impl SqliteOptions {
 
     /// How long a write waits, retrying with backoff, while another process (a backup,
     /// an `sqlite3` shell) holds the database lock. Past it the write fails as
-    /// [`StoreError::Unavailable`], which the runtime retries too.
+    /// [`StoreError::Unavailable`], which the runtime retries too (and logs as an error
+    /// once writes have been failing for 30 s).
     pub fn busy_timeout(mut self, budget: Duration) -> Self {
         self.busy_budget = budget;
         self
@@ -127,6 +132,11 @@ pub struct StoreStats {
     pub largest_batch: u64,
     /// Transactions rolled back as a whole (disk full, I/O error, lock held too long).
     pub failed_transactions: u64,
+    /// Transactions failed since the last one that committed: not zero while the store
+    /// cannot write (executions wait at their last checkpoint, and are retried).
+    pub consecutive_failures: u64,
+    /// Whether the store has stopped ([`StoreError::Broken`]): every call fails.
+    pub broken: bool,
 }
 
 /// A durable [`Store`]: executions and histories in one SQLite file, in WAL mode.
@@ -141,7 +151,8 @@ pub struct StoreStats {
 /// ```
 ///
 /// Cheap to clone: clones share the file, the writer thread and the lock, which is
-/// released when the last clone is dropped. [`Durability`] says what a commit survives.
+/// released when the last clone is dropped (and a read still running has finished).
+/// [`Durability`] says what a commit survives.
 ///
 /// # What is stored
 ///
@@ -165,17 +176,38 @@ pub struct StoreStats {
 /// one transaction; the thread takes every write queued while it was busy and commits
 /// them together, so throughput grows with the number of concurrent executions instead of
 /// being bound by one commit per transition. Reads use a second connection, beside the
-/// writer (WAL). A write that fails as a whole (disk full, I/O error, the file locked by
-/// another process past the busy timeout) writes nothing and returns
+/// writer (WAL).
+///
+/// # Faults
+///
+/// A write that fails as a whole for a reason that goes away (disk full, the file locked
+/// by another process past the busy timeout) writes nothing and returns
 /// [`StoreError::Unavailable`]; the runtime retries such checkpoints with backoff, so an
-/// execution pauses at its last checkpoint and goes on once the disk has room.
+/// execution pauses at its last checkpoint and goes on once the disk has room. The store
+/// logs a warning when writes start failing and an error once they have failed for 30 s;
+/// [`StoreStats::consecutive_failures`] counts them.
+///
+/// A fault that does not go away stops the store with [`StoreError::Broken`], naming the
+/// file: a corrupted page, a file that is not a database any more, an I/O error (after
+/// which what the disk holds is not known), a file that became read-only, or the file
+/// deleted or replaced while the store had it open (checked after every commit, so a
+/// write is acknowledged only if it is in the file at the path). Every later write and
+/// read answers that error, the executions that write end (faulted, which the store
+/// cannot record), and the file is left as it is for inspection.
 ///
 /// # One runtime per file
 ///
-/// Opening takes an exclusive lock on `{file}.lock`: a second store on the same file, in
-/// this process or another, gets [`OpenError::Locked`], so two runtimes never drive the
-/// same executions. The kernel drops the lock with the process, so a restart after
-/// `kill -9` opens the file at once.
+/// Opening takes an exclusive lock on the database file itself (on Unix; see below for
+/// Windows): a second store on the same file, in this process or another, through any
+/// path (a symlink, a relative path, another mount), gets [`OpenError::Locked`] naming
+/// the holder's pid and host, so two runtimes never drive the same executions. The kernel
+/// drops the lock with the process, so a restart after `kill -9` opens the file at once.
+/// A file with a second hard link is refused ([`OpenError::HardLinked`]): SQLite names
+/// its log after the path, and two names would have two logs.
+///
+/// The lock is advisory: a program that does not use this crate can still write the
+/// file. Network file systems may not honour it. On Windows it is a lock on
+/// `{file}.lock` next to the file's real path.
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
@@ -186,9 +218,17 @@ struct Shared {
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     /// Its own `Arc`: a read still running on a blocking thread when the store is dropped
-    /// keeps only this connection, not the writer and its lock, alive.
-    reader: Arc<Mutex<Connection>>,
+    /// keeps only this connection (and the lock), not the writer, alive.
+    reader: Arc<Reader>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
+}
+
+/// The read connection, and the lock it must not outlive (`lock.rs`): fields drop in
+/// order, the connection first.
+struct Reader {
+    conn: Mutex<Connection>,
+    lock: Arc<Lock>,
 }
 
 impl Drop for Shared {
@@ -215,8 +255,9 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the store at `path` with the default [`SqliteOptions`].
     ///
-    /// Creates missing parent directories. Fails if another runtime has the file open
-    /// ([`OpenError::Locked`]), if it was written by a newer schema
+    /// Creates missing parent directories. Fails if another runtime has the file open,
+    /// by this path or any other ([`OpenError::Locked`]), if the file has another name
+    /// ([`OpenError::HardLinked`]), if it was written by a newer schema
     /// ([`OpenError::SchemaTooNew`]), or if it is not a workflow store.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         Self::open_with(path, SqliteOptions::default())
@@ -234,7 +275,7 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let lock = LockFile::acquire(&path)?;
+        let lock = Arc::new(Lock::acquire(&path)?);
         let sqlite = |source| OpenError::Sqlite {
             path: path.clone(),
             source,
@@ -253,10 +294,23 @@ impl SqliteStore {
         reader
             .pragma_update(None, "query_only", true)
             .and_then(|()| reader.busy_timeout(options.busy_budget))
+            // The writer closes last and checkpoints then; if a read outlives it, the
+            // log stays for the next open to replay rather than be copied by a reader.
+            .and_then(|()| {
+                reader
+                    .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                    .map(drop)
+            })
             .map_err(sqlite)?;
         let checkpointer =
             Checkpointer::start(&path, options.durability.pragma()).map_err(sqlite)?;
+        // SQLite opened the path after the lock did: it must have opened the same file.
+        lock.still_reaches().map_err(|reason| OpenError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(reason),
+        })?;
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(Health::new(path.clone()));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             conn,
@@ -266,7 +320,9 @@ impl SqliteStore {
             busy_budget: options.busy_budget,
             cache: Default::default(),
             checkpointer: Some(checkpointer),
-            _lock: lock,
+            health: Arc::clone(&health),
+            failing: None,
+            lock: Arc::clone(&lock),
         };
         let writer = std::thread::Builder::new()
             .name("workflow-sqlite-writer".into())
@@ -280,8 +336,12 @@ impl SqliteStore {
                 path,
                 jobs: Some(tx),
                 writer: Some(writer),
-                reader: Arc::new(Mutex::new(reader)),
+                reader: Arc::new(Reader {
+                    conn: Mutex::new(reader),
+                    lock,
+                }),
                 counters,
+                health,
             }),
         })
     }
@@ -299,6 +359,8 @@ impl SqliteStore {
             writes: c.writes.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
+            consecutive_failures: c.consecutive_failures.load(Ordering::Relaxed),
+            broken: self.shared.health.is_broken(),
         }
     }
 
@@ -310,6 +372,7 @@ impl SqliteStore {
     }
 
     async fn write(&self, op: Op) -> Result<(), StoreError> {
+        self.shared.health.check()?;
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Backend("the store's writer thread has stopped".into());
         self.shared
@@ -323,16 +386,28 @@ impl SqliteStore {
         result
     }
 
-    /// Runs `f` on the read connection, off the async threads.
+    /// Runs `f` on the read connection, off the async threads. What it read is returned
+    /// only if the path still reaches the store's file: a deleted file's contents are in
+    /// no file a restart would open.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, Cause> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.shared.health.check()?;
         let reader = Arc::clone(&self.shared.reader);
-        // A connection has no state a panicking query could leave half-changed.
-        tokio::task::spawn_blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
-            .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        let health = Arc::clone(&self.shared.health);
+        tokio::task::spawn_blocking(move || {
+            // A connection has no state a panicking query could leave half-changed.
+            let read = f(&reader.conn.lock().unwrap_or_else(|e| e.into_inner()));
+            let read = read.map_err(|cause| health.error(cause))?;
+            reader
+                .lock
+                .still_reaches()
+                .map_err(|reason| health.broke(reason))?;
+            Ok(read)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 }
 
@@ -392,10 +467,10 @@ impl Store for SqliteStore {
                 "SELECT {} FROM executions e WHERE e.id = ?1",
                 rows::RECORD_COLUMNS
             );
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_row([id.as_str()], rows::record).optional())
-                .map_err(errors::store_error)?
-                .transpose()
+            let row = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id.as_str()], rows::record).optional())?;
+            Ok(row.transpose().map_err(StoreError::from)?)
         })
         .await
     }
@@ -412,12 +487,14 @@ impl Store for SqliteStore {
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
-                })
-                .map_err(errors::store_error)?;
+                })?;
             if bodies.is_empty() && !exists(conn, &id)? {
-                return Err(StoreError::NotFound(id));
+                return Err(StoreError::NotFound(id).into());
             }
-            bodies.iter().map(|b| rows::event(&id, b)).collect()
+            Ok(bodies
+                .iter()
+                .map(|b| rows::event(&id, b))
+                .collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -434,17 +511,19 @@ impl Store for SqliteStore {
                 .and_then(|mut s| {
                     s.query_map([id.as_str()], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()
-                })
-                .map_err(errors::store_error)?;
+                })?;
             if children.is_empty() && !exists(conn, &id)? {
-                return Err(StoreError::NotFound(id));
+                return Err(StoreError::NotFound(id).into());
             }
             Ok(children.into_iter().map(ExecutionId::from).collect())
         })
         .await
     }
 
-    async fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, StoreError> {
+    async fn list(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError> {
         let filter = filter.clone();
         self.read(move |conn| {
             let sql = format!(
@@ -457,27 +536,24 @@ impl Store for SqliteStore {
             let limit = filter
                 .limit
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_map(
-                        rusqlite::params![
-                            filter.workflow,
-                            filter.status.map(|s| s.as_str()),
-                            filter.top_level,
-                            limit
-                        ],
-                        rows::summary,
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(errors::store_error)?
-                .into_iter()
+            let rows = conn.prepare_cached(&sql).and_then(|mut s| {
+                s.query_map(
+                    rusqlite::params![
+                        filter.workflow,
+                        filter.status.map(|s| s.as_str()),
+                        filter.top_level,
+                        limit
+                    ],
+                    rows::summary,
+                )?
                 .collect()
+            })?;
+            Ok(rows)
         })
         .await
     }
 
-    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, StoreError>>, StoreError> {
+    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
         self.read(move |conn| {
             // Word for word the condition of the partial index `executions_unfinished`
             // (schema.rs): SQLite uses a partial index only for a condition that matches.
@@ -486,18 +562,19 @@ impl Store for SqliteStore {
                  WHERE e.status IN ('Running', 'VersionMismatch') ORDER BY e.key",
                 rows::RECORD_COLUMNS
             );
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_map([], rows::record)?.collect())
-                .map_err(errors::store_error)
+            let rows = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_map([], rows::record)?.collect())?;
+            Ok(rows)
         })
         .await
     }
 }
 
-fn exists(conn: &Connection, id: &ExecutionId) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")
-        .and_then(|mut s| s.exists([id.as_str()]))
-        .map_err(errors::store_error)
+fn exists(conn: &Connection, id: &ExecutionId) -> Result<bool, Cause> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.as_str()]))?)
 }
 
 #[cfg(test)]

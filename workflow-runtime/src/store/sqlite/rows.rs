@@ -7,11 +7,12 @@
 
 use std::sync::OnceLock;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, Row};
 
 use super::cache::{Cache, Known};
-use super::errors::store_error;
-use crate::error::StoreError;
+use super::errors::Cause;
+use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Status};
 use crate::history::Event;
 use crate::json::Json;
@@ -173,30 +174,30 @@ impl CheckpointRows {
 /// failing (then only rolling back undoes it).
 #[derive(Debug)]
 pub(super) struct Failure {
-    pub(super) error: StoreError,
+    pub(super) error: Cause,
     pub(super) partial: bool,
 }
 
 impl Failure {
     /// Refused by a check made before anything was written.
-    fn refused(error: StoreError) -> Failure {
+    fn refused(error: impl Into<Cause>) -> Failure {
         Failure {
-            error,
+            error: error.into(),
             partial: false,
         }
     }
 
     /// Failed after (or while) writing.
-    fn partial(error: StoreError) -> Failure {
+    fn partial(error: impl Into<Cause>) -> Failure {
         Failure {
-            error,
+            error: error.into(),
             partial: true,
         }
     }
 }
 
 fn sql_failure(e: rusqlite::Error) -> Failure {
-    Failure::partial(store_error(e))
+    Failure::partial(e)
 }
 
 /// Inserts a new execution with its first events, and its parent's events.
@@ -420,28 +421,45 @@ fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> R
     Ok(())
 }
 
-/// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode is a
-/// [`StoreError::Corrupt`] naming the execution.
-pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, StoreError>> {
-    let id = ExecutionId::from(row.get::<_, String>(0)?);
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt {
-        id: id.clone(),
-        message: format!("{what}: {e}"),
+/// The id of a row, and what is wrong with it if it is not text: such a row is still
+/// named, as well as its id reads, in the report.
+fn row_id(row: &Row<'_>) -> rusqlite::Result<(ExecutionId, Option<&'static str>)> {
+    let (id, problem) = match row.get_ref(0)? {
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), None),
+            Err(_) => (
+                String::from_utf8_lossy(bytes).into_owned(),
+                Some("not UTF-8"),
+            ),
+        },
+        ValueRef::Blob(bytes) => (String::from_utf8_lossy(bytes).into_owned(), Some("a blob")),
+        ValueRef::Integer(n) => (n.to_string(), Some("a number")),
+        ValueRef::Real(x) => (x.to_string(), Some("a number")),
+        ValueRef::Null => ("(null)".to_owned(), Some("null")),
     };
-    let parent: Option<String> = row.get(3)?;
-    let call_node: Option<String> = row.get(4)?;
-    let call_batch: Option<i64> = row.get(5)?;
-    let call_index: Option<i64> = row.get(6)?;
-    let status: String = row.get(7)?;
-    let input: String = row.get(8)?;
-    let waiting: Option<String> = row.get(10)?;
-    let batches: i64 = row.get(11)?;
-    let outcome: Option<String> = row.get(12)?;
-    let wake_at: Option<i64> = row.get(13)?;
+    Ok((ExecutionId::from(id), problem))
+}
+
+/// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode (of the wrong
+/// type, not valid text, not a known status, …) is a [`CorruptRow`] naming the
+/// execution; the outer `Err` is only for the read itself failing.
+pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, CorruptRow>> {
+    let (id, bad_id) = row_id(row)?;
     let decoded = (|| {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
+            id: id.clone(),
+            message: format!("{what}: {e}"),
+        };
+        if let Some(problem) = bad_id {
+            return Err(corrupt("id", &problem));
+        }
+        let status: String = row.get(7).map_err(|e| corrupt("status", &e))?;
         let Some(status) = Status::parse(&status) else {
             return Err(corrupt("status", &status));
         };
+        let call_node: Option<String> = row.get(4).map_err(|e| corrupt("call node", &e))?;
+        let call_batch: Option<i64> = row.get(5).map_err(|e| corrupt("call batch", &e))?;
+        let call_index: Option<i64> = row.get(6).map_err(|e| corrupt("call index", &e))?;
         let call_site = match (call_node, call_batch, call_index) {
             (Some(node), Some(batch), Some(index)) => Some(CallSite {
                 node,
@@ -450,10 +468,18 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
             }),
             _ => None,
         };
+        let input: String = row.get(8).map_err(|e| corrupt("input", &e))?;
+        let waiting: Option<String> = row.get(10).map_err(|e| corrupt("waiting", &e))?;
+        let batches: i64 = row.get(11).map_err(|e| corrupt("batches", &e))?;
+        let outcome: Option<String> = row.get(12).map_err(|e| corrupt("outcome", &e))?;
+        let wake_at: Option<i64> = row.get(13).map_err(|e| corrupt("wake_at", &e))?;
         Ok(ExecutionRecord {
             workflow: row.get(1).map_err(|e| corrupt("workflow", &e))?,
             fingerprint: fingerprint_from_sql(row.get(2).map_err(|e| corrupt("fingerprint", &e))?),
-            parent: parent.map(ExecutionId::from),
+            parent: row
+                .get::<_, Option<String>>(3)
+                .map_err(|e| corrupt("parent", &e))?
+                .map(ExecutionId::from),
             call_site,
             status,
             input: Json::parse(input).map_err(|e| corrupt("input", &e))?,
@@ -476,24 +502,34 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
     Ok(decoded)
 }
 
-/// Decodes a row of [`SUMMARY_COLUMNS`].
-pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionSummary, StoreError>> {
-    let id = ExecutionId::from(row.get::<_, String>(0)?);
-    let status: String = row.get(3)?;
-    let Some(status) = Status::parse(&status) else {
-        return Ok(Err(StoreError::Corrupt {
-            id,
-            message: format!("status: {status}"),
-        }));
-    };
-    Ok(Ok(ExecutionSummary {
-        workflow: row.get(1)?,
-        parent: row.get::<_, Option<String>>(2)?.map(ExecutionId::from),
-        status,
-        created_at: from_ts(row.get(4)?),
-        updated_at: from_ts(row.get(5)?),
-        id,
-    }))
+/// Decodes a row of [`SUMMARY_COLUMNS`], as [`record`] does.
+pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionSummary, CorruptRow>> {
+    let (id, bad_id) = row_id(row)?;
+    let decoded = (|| {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
+            id: id.clone(),
+            message: format!("{what}: {e}"),
+        };
+        if let Some(problem) = bad_id {
+            return Err(corrupt("id", &problem));
+        }
+        let status: String = row.get(3).map_err(|e| corrupt("status", &e))?;
+        let Some(status) = Status::parse(&status) else {
+            return Err(corrupt("status", &status));
+        };
+        Ok(ExecutionSummary {
+            workflow: row.get(1).map_err(|e| corrupt("workflow", &e))?,
+            parent: row
+                .get::<_, Option<String>>(2)
+                .map_err(|e| corrupt("parent", &e))?
+                .map(ExecutionId::from),
+            status,
+            created_at: from_ts(row.get(4).map_err(|e| corrupt("created_at", &e))?),
+            updated_at: from_ts(row.get(5).map_err(|e| corrupt("updated_at", &e))?),
+            id: id.clone(),
+        })
+    })();
+    Ok(decoded)
 }
 
 /// Decodes an event row's body.

@@ -120,6 +120,7 @@ async fn records_and_histories_round_trip() {
         .list(&ExecutionFilter::new().top_level().status(Status::Running))
         .await
         .unwrap();
+    let listed: Vec<_> = listed.into_iter().map(Result::unwrap).collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, ExecutionId::from("a"));
 }
@@ -303,7 +304,7 @@ async fn a_version_1_file_is_upgraded_in_place() {
         let store = store.clone();
         async move {
             let summaries = store.list(&filter).await.unwrap();
-            ids(summaries.into_iter().map(|s| s.id).collect())
+            ids(summaries.into_iter().map(|s| s.unwrap().id).collect())
         }
     };
     assert_eq!(
@@ -316,8 +317,8 @@ async fn a_version_1_file_is_upgraded_in_place() {
         listed(ExecutionFilter::new().status(Status::Succeeded)).await,
         ["p/1.1"]
     );
-    let summary = &store.list(&ExecutionFilter::new()).await.unwrap()[1];
-    assert_eq!(summary.parent, Some("p".into()));
+    let summary = store.list(&ExecutionFilter::new()).await.unwrap()[1].clone();
+    assert_eq!(summary.unwrap().parent, Some("p".into()));
     let unfinished: Vec<ExecutionRecord> = store
         .unfinished()
         .await
@@ -379,9 +380,11 @@ async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped()
     match &err {
         OpenError::Locked { path: p, holder } => {
             assert_eq!(p, &path);
-            assert_eq!(
-                holder.as_deref(),
-                Some(format!("pid {}", std::process::id()).as_str())
+            let holder = holder.as_ref().expect("the holder is known");
+            assert_eq!(holder.pid, std::process::id());
+            assert!(
+                err.to_string().contains(&format!("pid {}", holder.pid)),
+                "{err}"
             );
         }
         other => panic!("expected Locked, got {other:?}"),
@@ -533,6 +536,7 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(store.stats().consecutive_failures, 1);
     let a = store.get(&"a".into()).await.unwrap().unwrap();
     assert_eq!(a.state, b"[\"small\"]", "the previous state is intact");
     assert_eq!(store.history(&"a".into()).await.unwrap().len(), 1);
@@ -541,6 +545,11 @@ async fn a_full_disk_fails_cleanly_and_writes_resume_with_room() {
         .checkpoint(&checkpoint("a", big.as_bytes(), None))
         .await
         .unwrap();
+    assert_eq!(store.stats().consecutive_failures, 0, "reset by a commit");
+    assert!(
+        !store.stats().broken,
+        "a full disk does not break the store"
+    );
     assert_eq!(
         store.get(&"a".into()).await.unwrap().unwrap().state,
         big.as_bytes()
@@ -637,4 +646,329 @@ async fn futures_results(
         results.push(t.await.unwrap());
     }
     results
+}
+
+/// The lock is on the file, not on a name: a symlink, a relative path, or the same path
+/// after the holder file was deleted all reach the held file and are refused, without
+/// this process opening (and closing) a descriptor of it. (`tests/faults/store.rs` does
+/// the same from another process, where the kernel's lock refuses.)
+#[cfg(unix)]
+#[tokio::test]
+async fn every_path_to_a_held_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    let link = dir.path().join("link.sqlite");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let dotted = dir.path().join(".").join("db.sqlite");
+    for other in [&link, &dotted, &path] {
+        match SqliteStore::open(other).unwrap_err() {
+            OpenError::Locked {
+                path: refused,
+                holder: Some(holder),
+            } => {
+                assert_eq!(&refused, other);
+                assert_eq!(holder.pid, std::process::id());
+            }
+            e => panic!("{}: expected Locked, got {e:?}", other.display()),
+        }
+    }
+    // What the holder wrote down is only for the message: without it, still refused.
+    let holder_file = dir.path().join("db.sqlite.holder");
+    assert!(holder_file.exists());
+    std::fs::remove_file(&holder_file).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&link).unwrap_err(),
+        OpenError::Locked { .. }
+    ));
+    // The refusals closed no descriptor of the file: the store still writes and reads.
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    assert!(store.get(&"a".into()).await.unwrap().is_some());
+    drop(store);
+    let reopened = SqliteStore::open(&link).unwrap();
+    assert!(reopened.get(&"a".into()).await.unwrap().is_some());
+    drop(reopened);
+    assert!(!holder_file.exists(), "removed by its holder on close");
+}
+
+/// Two names of one file would have two write-ahead logs: refused by either name.
+#[cfg(unix)]
+#[test]
+fn a_hard_linked_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let other = dir.path().join("other.sqlite");
+    std::fs::hard_link(&path, &other).unwrap();
+    for name in [&path, &other] {
+        match SqliteStore::open(name).unwrap_err() {
+            OpenError::HardLinked { path: p, links } => {
+                assert_eq!((&p, links), (name, 2));
+            }
+            e => panic!("expected HardLinked, got {e:?}"),
+        }
+    }
+    std::fs::remove_file(&other).unwrap();
+    drop(SqliteStore::open(&path).unwrap());
+}
+
+/// Writes rows no version of the store writes, with a connection of its own.
+fn write_rows(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+const ROW_COLUMNS: &str =
+    "(id, workflow, fingerprint, status, input, state, created_at, updated_at)";
+
+/// A row that does not decode is reported on its own, in its place; the others are
+/// listed. Recovery fails only that execution.
+#[tokio::test]
+async fn a_listing_reports_corrupt_rows_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for id in ["a", "b"] {
+            store
+                .create(record(id, None), vec![], vec![])
+                .await
+                .unwrap();
+        }
+    }
+    write_rows(
+        &path,
+        &format!(
+            "INSERT INTO executions {ROW_COLUMNS} VALUES
+                ('bad-status', 'W', 1, 'Sleepwalking', '1', x'', 1, 1),
+                ('bad-time', 'W', 1, 'Running', '1', x'', 'yesterday', 1),
+                (x'ff00', 'W', 1, 'Running', '1', x'', 1, 1),
+                ('bad-workflow', x'ff', 1, 'Running', '1', x'', 1, 1);
+             INSERT INTO executions {ROW_COLUMNS} VALUES ('c', 'W', 1, 'Running', '1', x'', 1, 1);"
+        ),
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    let rows = store.list(&ExecutionFilter::new()).await.unwrap();
+    let listed: Vec<String> = rows
+        .iter()
+        .map(|row| match row {
+            Ok(summary) => format!("ok {}", summary.id),
+            Err(corrupt) => format!("corrupt {}: {}", corrupt.id, corrupt.message),
+        })
+        .collect();
+    assert_eq!(listed.len(), 7, "{listed:#?}");
+    assert_eq!(listed[..2], ["ok a", "ok b"]);
+    assert_eq!(listed[2], "corrupt bad-status: status: Sleepwalking");
+    assert!(
+        listed[3].starts_with("corrupt bad-time: created_at"),
+        "{listed:#?}"
+    );
+    assert_eq!(listed[4], "corrupt \u{fffd}\0: id: a blob");
+    assert!(
+        listed[5].starts_with("corrupt bad-workflow: workflow"),
+        "{listed:#?}"
+    );
+    assert_eq!(listed[6], "ok c");
+    // A status filter reads what is stored: the unknown status matches no filter.
+    let running = store
+        .list(&ExecutionFilter::new().status(Status::Running))
+        .await
+        .unwrap();
+    assert_eq!(running.iter().filter(|r| r.is_err()).count(), 3);
+    // Recovery's reading has the same row by row reports.
+    let unfinished = store.unfinished().await.unwrap();
+    let corrupt: Vec<_> = unfinished
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(corrupt, ["bad-time", "\u{fffd}\0", "bad-workflow"]);
+}
+
+/// Overwrites every page of the file but the first with garbage, once every committed
+/// page is in it: the next transaction of the writer reads the pages from the file.
+///
+/// The writer's page cache is valid as long as no other connection changed the log;
+/// the `TRUNCATE` checkpoint restarts it, so the writer drops its cache and reads the
+/// (garbage) pages from the file again. Nothing may write in between.
+fn corrupt_pages(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint copied everything");
+    let page_size: u64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    assert!(len > page_size, "more than the first page");
+    file.seek(SeekFrom::Start(page_size)).unwrap();
+    let garbage = vec![0xA5; usize::try_from(len - page_size).unwrap()];
+    file.write_all(&garbage).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// A corrupted page is not "unavailable": the store stops with a typed error naming the
+/// file, answers every later write and read with it, and says so in its counters.
+#[tokio::test]
+async fn a_corrupted_page_stops_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for id in ["a", "b", "c"] {
+        store
+            .create(
+                record(id, None),
+                vec![event(EventKind::TaskScheduled)],
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    corrupt_pages(&path);
+    let err = store
+        .checkpoint(&checkpoint("a", b"[2]", None))
+        .await
+        .unwrap_err();
+    let StoreError::Broken {
+        path: named,
+        reason,
+    } = &err
+    else {
+        panic!("expected Broken, got {err:?}");
+    };
+    assert_eq!(named, &path);
+    assert!(reason.contains("malformed"), "{reason}");
+    assert!(!err.is_transient());
+    assert_eq!(store.stats().consecutive_failures, 1);
+    // Every later write and read: the same error, without touching the file.
+    let again = store
+        .create(record("d", None), vec![], vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(again, err);
+    assert_eq!(store.get(&"b".into()).await.unwrap_err(), err);
+    assert_eq!(store.list(&ExecutionFilter::new()).await.unwrap_err(), err);
+    assert_eq!(store.unfinished().await.unwrap_err(), err);
+    assert_eq!(store.stats().transactions, 3, "nothing committed since");
+    assert!(store.stats().broken);
+}
+
+/// A read that finds the corruption first stops the store as well.
+#[tokio::test]
+async fn a_corrupted_page_found_by_a_read_stops_the_writes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    corrupt_pages(&path);
+    let err = store.list(&ExecutionFilter::new()).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Broken { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    let write = store
+        .checkpoint(&checkpoint("a", b"[2]", None))
+        .await
+        .unwrap_err();
+    assert_eq!(write, err);
+}
+
+/// A file deleted (or replaced) under the store: the first commit after it is not
+/// acknowledged, and the store stops; the connections close without deleting the log.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_deleted_file_stops_the_store_at_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let err = store
+        .create(record("b", None), vec![], vec![])
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Broken { path: p, reason } => {
+            assert_eq!(p, &path);
+            assert!(reason.contains("no longer exists"), "{reason}");
+        }
+        other => panic!("expected Broken, got {other:?}"),
+    }
+    assert_eq!(store.get(&"a".into()).await.unwrap_err(), err);
+
+    // Replaced by another file: the same.
+    let path = dir.path().join("replaced.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    let other = dir.path().join("other");
+    std::fs::write(&other, b"another file").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let err = store.get(&"a".into()).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Broken { reason, .. } if reason.contains("another file")),
+        "{err:?}"
+    );
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), b"another file", "left alone");
+}
+
+/// Which SQLite errors are retried and which stop the store.
+#[test]
+fn sqlite_errors_are_classified_by_whether_they_heal() {
+    use super::errors::Cause;
+    use rusqlite::ffi;
+    let cause = |code: i32| {
+        Cause::from(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some("test".into()),
+        ))
+    };
+    for code in [
+        ffi::SQLITE_BUSY,
+        ffi::SQLITE_LOCKED,
+        ffi::SQLITE_FULL,
+        ffi::SQLITE_NOMEM,
+        ffi::SQLITE_IOERR_NOMEM,
+    ] {
+        assert!(matches!(cause(code), Cause::Transient(_)), "{code}");
+    }
+    for code in [
+        ffi::SQLITE_CORRUPT,
+        ffi::SQLITE_NOTADB,
+        ffi::SQLITE_IOERR,
+        ffi::SQLITE_IOERR_FSYNC,
+        ffi::SQLITE_IOERR_SHORT_READ,
+        ffi::SQLITE_READONLY,
+        ffi::SQLITE_READONLY_DBMOVED,
+        ffi::SQLITE_CANTOPEN,
+        ffi::SQLITE_PERM,
+    ] {
+        assert!(matches!(cause(code), Cause::Broken(_)), "{code}");
+    }
+    for code in [
+        ffi::SQLITE_CONSTRAINT,
+        ffi::SQLITE_TOOBIG,
+        ffi::SQLITE_MISMATCH,
+    ] {
+        assert!(matches!(cause(code), Cause::Store(_)), "{code}");
+    }
 }

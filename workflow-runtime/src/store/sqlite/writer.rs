@@ -16,27 +16,44 @@
 //! are not the default because each one costs a statement journal and two statements per
 //! write, a third of the writer's time when every write succeeds.
 //!
-//! A failure of the transaction itself (disk full, I/O error, the file locked by another
-//! process for too long) rolls all of it back, and every write of the batch is answered
-//! with [`StoreError::Unavailable`]: nothing was written, and the runtime retries.
+//! A failure of the transaction itself rolls all of it back. If it is one that goes away
+//! (disk full, the file locked by another process for too long), every write of the batch
+//! is answered with [`StoreError::Unavailable`]: nothing was written, and the runtime
+//! retries. The thread logs a warning when such failures start, an error once they have
+//! lasted [`STALLED`], and a line when writes go through again, rather than one line per
+//! failed transaction; [`StoreStats`] counts them. If it is one that does not go away (a
+//! corrupted page, an I/O error: see `errors.rs`), the store stops ([`Health`]).
+//!
+//! After each commit the thread checks that the store's path still reaches the file it
+//! wrote (`Lock::still_reaches`): a write committed into a file that was deleted or
+//! replaced meanwhile is in no file anyone will open again, so the batch is answered with
+//! [`StoreError::Broken`] instead of being acknowledged, and the store stops.
 //!
 //! [`Durability::PowerLoss`]: super::Durability::PowerLoss
+//! [`StoreStats`]: super::StoreStats
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::cache::Cache;
 use super::checkpointer::Checkpointer;
-use super::errors::{is_busy, store_error};
-use super::lock::LockFile;
+use super::errors::{is_busy, Cause};
+use super::health::Health;
+use super::lock::Lock;
 use super::rows::{self, CheckpointRows, CreateRows, EventRow, Failure};
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
+
+/// How long transactions may keep failing (transiently) before the writer logs an error
+/// rather than a warning: executions are paused at their last checkpoint meanwhile, and
+/// someone should look (a full disk, a backup holding the lock).
+pub(super) const STALLED: Duration = Duration::from_secs(30);
 
 /// One write, encoded by its caller.
 pub(super) enum Op {
@@ -66,7 +83,14 @@ pub(super) struct Counters {
     pub(super) transactions: AtomicU64,
     pub(super) writes: AtomicU64,
     pub(super) failed_transactions: AtomicU64,
+    pub(super) consecutive_failures: AtomicU64,
     pub(super) largest_batch: AtomicU64,
+}
+
+/// Since when transactions have been failing, and whether that was logged as an error.
+pub(super) struct Failing {
+    since: Instant,
+    reported: bool,
 }
 
 pub(super) struct Writer {
@@ -77,10 +101,14 @@ pub(super) struct Writer {
     /// How long a transaction waits for another process's lock before giving up.
     pub(super) busy_budget: Duration,
     pub(super) cache: Cache,
-    /// Told of every commit; stopped before the connection closes.
+    /// Told of every commit; stopped before the connection closes, or when the store
+    /// breaks.
     pub(super) checkpointer: Option<Checkpointer>,
-    /// Held for as long as this thread can write; released after the last commit.
-    pub(super) _lock: LockFile,
+    pub(super) health: Arc<Health>,
+    pub(super) failing: Option<Failing>,
+    /// Held for as long as this thread can write. Declared after the connection and the
+    /// checkpointer, so dropped after them: see `lock.rs` for why the order matters.
+    pub(super) lock: Arc<Lock>,
 }
 
 impl Writer {
@@ -99,9 +127,33 @@ impl Writer {
         // Its connection closes first, so that the writer's, the last one, is the one
         // that checkpoints everything and removes the log.
         drop(self.checkpointer.take());
+        self.stop_if_broken();
+    }
+
+    /// Once the store is broken, nothing may copy the log into the file (or delete the
+    /// log) any more: the file may be corrupted, or another file may have its name now,
+    /// with a log of the same name that is not ours.
+    fn stop_if_broken(&mut self) {
+        if !self.health.is_broken() {
+            return;
+        }
+        drop(self.checkpointer.take());
+        if let Err(e) = self
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        {
+            tracing::debug!(error = %e, "cannot turn off the checkpoint on close");
+        }
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
+        if let Err(error) = self.health.check() {
+            self.stop_if_broken();
+            for job in batch {
+                let _ = job.reply.send((Err(error.clone()), job.op));
+            }
+            return;
+        }
         // A size cap is a setting, not a write: applied on its own, so that a checkpoint
         // failing on the full disk in the same batch cannot fail the call that lifts it.
         let (settings, batch): (Vec<Job>, Vec<Job>) = batch
@@ -109,7 +161,8 @@ impl Writer {
             .partition(|j| matches!(j.op, Op::MaxSize(_)));
         for job in settings {
             if let Op::MaxSize(bytes) = job.op {
-                let result = max_page_count(&self.conn, bytes).map_err(store_error);
+                let result = max_page_count(&self.conn, bytes)
+                    .map_err(|e| self.health.error(Cause::from(e)));
                 let _ = job.reply.send((result, job.op));
             }
         }
@@ -119,47 +172,95 @@ impl Writer {
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
         let results = match self.transaction(&ops) {
             Ok(results) => {
-                self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .writes
-                    .fetch_add(ops.len() as u64, Ordering::Relaxed);
-                self.counters
-                    .largest_batch
-                    .fetch_max(ops.len() as u64, Ordering::Relaxed);
-                results
+                self.committed(ops.len());
+                match self.lock.still_reaches() {
+                    Ok(()) => results,
+                    Err(reason) => vec![Err(self.health.broke(reason)); ops.len()],
+                }
             }
-            Err(e) => {
-                self.counters
-                    .failed_transactions
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, writes = ops.len(), "store transaction failed");
-                vec![Err(e); ops.len()]
+            Err(cause) => {
+                let error = self.health.error(cause);
+                self.failed(&error, ops.len());
+                vec![Err(error); ops.len()]
             }
         };
+        self.stop_if_broken();
         for ((reply, result), op) in replies.into_iter().zip(results).zip(ops) {
             // The caller may have stopped waiting (its task was aborted); the write stands.
             let _ = reply.send((result, op));
         }
     }
 
+    fn committed(&mut self, writes: usize) {
+        let c = &self.counters;
+        c.transactions.fetch_add(1, Ordering::Relaxed);
+        c.writes.fetch_add(writes as u64, Ordering::Relaxed);
+        c.largest_batch.fetch_max(writes as u64, Ordering::Relaxed);
+        let failures = c.consecutive_failures.swap(0, Ordering::Relaxed);
+        if let Some(failing) = self.failing.take() {
+            tracing::info!(
+                failed_transactions = failures, failing_for = ?failing.since.elapsed(),
+                "store writes go through again"
+            );
+        }
+    }
+
+    /// Counts a failed transaction, and says so when failures start and once they have
+    /// lasted too long (not at each one: the runtime retries every checkpoint).
+    fn failed(&mut self, error: &StoreError, writes: usize) {
+        let c = &self.counters;
+        c.failed_transactions.fetch_add(1, Ordering::Relaxed);
+        c.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        if !error.is_transient() {
+            // Broken: logged once by `Health`.
+            return;
+        }
+        match &mut self.failing {
+            None => {
+                tracing::warn!(
+                    %error, writes,
+                    "store transaction failed; executions wait at their last checkpoint and are retried"
+                );
+                self.failing = Some(Failing {
+                    since: Instant::now(),
+                    reported: false,
+                });
+            }
+            Some(failing) if !failing.reported && failing.since.elapsed() >= STALLED => {
+                failing.reported = true;
+                tracing::error!(
+                    %error, failing_for = ?failing.since.elapsed(),
+                    failed_transactions = c.consecutive_failures.load(Ordering::Relaxed),
+                    "the store has not been able to write for a long time; executions are \
+                     paused at their last checkpoint until it can"
+                );
+            }
+            Some(_) => tracing::debug!(%error, writes, "store transaction failed again"),
+        }
+    }
+
     /// One transaction for the whole batch: `Ok` with each write's own result if it
     /// committed, `Err` if nothing was written.
-    fn transaction(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    fn transaction(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, Cause> {
         self.retry_busy(|conn| run(conn, "BEGIN IMMEDIATE"))?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             match self.apply(op) {
                 Ok(()) => results.push(Ok(())),
                 Err(Failure {
-                    error,
+                    error: Cause::Store(error),
                     partial: false,
-                }) if !error.is_transient() => results.push(Err(error)),
-                Err(failure) => {
+                }) => results.push(Err(error)),
+                Err(Failure {
+                    error: Cause::Store(_),
+                    partial: true,
+                }) => {
                     self.rollback();
-                    if failure.error.is_transient() {
-                        return Err(transient(failure.error));
-                    }
                     return self.one_by_one(ops);
+                }
+                Err(Failure { error, .. }) => {
+                    self.rollback();
+                    return Err(error);
                 }
             }
         }
@@ -169,20 +270,18 @@ impl Writer {
 
     /// The batch again, after a write failed halfway: each write in a savepoint, so that
     /// a failing one undoes only itself.
-    fn one_by_one(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    fn one_by_one(&mut self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, Cause> {
         self.retry_busy(|conn| run(conn, "BEGIN IMMEDIATE"))?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             match self.apply_in_savepoint(op) {
                 Ok(()) => results.push(Ok(())),
-                Err(e) => {
-                    if e.is_transient() || self.conn.is_autocommit() {
-                        // Disk full, I/O: SQLite may have rolled the transaction back
-                        // already; make sure of it and report the whole batch unwritten.
-                        self.rollback();
-                        return Err(transient(e));
-                    }
-                    results.push(Err(e));
+                Err(Cause::Store(e)) if !self.conn.is_autocommit() => results.push(Err(e)),
+                Err(cause) => {
+                    // Disk full, I/O, or SQLite rolled the transaction back already: make
+                    // sure of it and report the whole batch unwritten.
+                    self.rollback();
+                    return Err(whole(cause));
                 }
             }
         }
@@ -190,7 +289,7 @@ impl Writer {
         Ok(results)
     }
 
-    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+    fn commit_transaction(&mut self) -> Result<(), Cause> {
         match self.retry_busy(|conn| run(conn, "COMMIT")) {
             Ok(()) => {
                 self.cache.committed();
@@ -199,9 +298,9 @@ impl Writer {
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err(cause) => {
                 self.rollback();
-                Err(transient(e))
+                Err(whole(cause))
             }
         }
     }
@@ -214,17 +313,17 @@ impl Writer {
             Op::Checkpoint(rows) => rows::apply_checkpoint(conn, cache, rows),
             Op::Append { id, events } => rows::append(conn, cache, id, events),
             Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(|e| Failure {
-                error: store_error(e),
+                error: Cause::from(e),
                 partial: true,
             }),
         }
     }
 
     /// Applies one write inside a savepoint, so that its failure undoes only itself.
-    fn apply_in_savepoint(&mut self, op: &Op) -> Result<(), StoreError> {
-        run(&self.conn, "SAVEPOINT op").map_err(store_error)?;
+    fn apply_in_savepoint(&mut self, op: &Op) -> Result<(), Cause> {
+        run(&self.conn, "SAVEPOINT op")?;
         match self.apply(op) {
-            Ok(()) => run(&self.conn, "RELEASE op").map_err(store_error),
+            Ok(()) => Ok(run(&self.conn, "RELEASE op")?),
             Err(Failure { error, .. }) => {
                 self.cache.rolled_back();
                 if !self.conn.is_autocommit() {
@@ -247,10 +346,7 @@ impl Writer {
 
     /// Runs `f`, retrying with exponential backoff while another connection holds the
     /// database lock (`SQLITE_BUSY`), for up to the busy budget.
-    fn retry_busy(
-        &self,
-        f: impl Fn(&Connection) -> rusqlite::Result<()>,
-    ) -> Result<(), StoreError> {
+    fn retry_busy(&self, f: impl Fn(&Connection) -> rusqlite::Result<()>) -> Result<(), Cause> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -260,7 +356,7 @@ impl Writer {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
-                Err(e) => return Err(store_error(e)),
+                Err(e) => return Err(Cause::from(e)),
             }
         }
     }
@@ -272,12 +368,12 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// A failure of the transaction as a whole is always worth retrying: whatever the
-/// single write said, nothing of the batch was written.
-fn transient(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(_) => e,
-        other => StoreError::Unavailable(other.to_string()),
+/// A failure of the transaction as a whole: whatever the single write said, nothing of
+/// the batch was written, so it is worth retrying, unless the file is broken.
+fn whole(cause: Cause) -> Cause {
+    match cause {
+        Cause::Store(e) => Cause::Transient(e.to_string()),
+        other => other,
     }
 }
 
