@@ -8,7 +8,7 @@
 //! edges all come from the IR.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
@@ -16,7 +16,7 @@ use crate::analyze::{Body, Local, Op};
 use crate::lower::{At, Ir, Kind, On};
 use crate::parse::{Param, Ret, WorkflowFn};
 use crate::policy;
-use crate::yields::child;
+use crate::yields::{child, respan};
 
 pub(crate) struct Codegen<'a> {
     pub(crate) f: &'a WorkflowFn,
@@ -130,19 +130,32 @@ impl Codegen<'_> {
     fn state_enum(&self) -> TokenStream {
         let wf = self.wf();
         let serde_path = format!("{}::serde", wf.to_string().replace(' ', ""));
-        let start_fields = self.f.inputs.iter().map(|p| {
-            let (i, t) = (&p.ident, &p.ty);
-            quote!(#i: #t)
-        });
+        let mut persisted = Persisted::default();
+        let start_fields: Vec<TokenStream> = self
+            .f
+            .inputs
+            .iter()
+            .map(|p| persisted.field(&p.ident, &p.ty, false))
+            .collect();
         let mut variants = vec![quote!(Start { #(#start_fields),* })];
         for arm in &self.ir.arms[1..] {
             let state = &arm.state;
-            let mut decls = field_decls(&arm.fields);
+            let mut decls: Vec<TokenStream> = arm
+                .fields
+                .iter()
+                .map(|l| {
+                    let ty =
+                        l.ty.as_ref()
+                            .expect("analyze reports unannotated persisted locals");
+                    persisted.field(&l.ident, ty, true)
+                })
+                .collect();
             if self.is_poll(arm.at) {
                 decls.push(quote!(__wf_poll: #wf::codegen::PollState));
             }
             variants.push(quote!(#state { #(#decls),* }));
         }
+        let codecs = persisted.codecs(&wf);
         quote! {
             /// The persisted state: one variant per resume point, holding the locals
             /// still needed from there on.
@@ -152,6 +165,8 @@ impl Codegen<'_> {
             pub enum __WfState {
                 #(#variants),*
             }
+
+            #codecs
         }
     }
 
@@ -336,19 +351,6 @@ fn fingerprint(state_enum: &TokenStream, graph: &TokenStream) -> u64 {
     })
 }
 
-fn field_decls(locals: &[Local]) -> Vec<TokenStream> {
-    locals
-        .iter()
-        .map(|l| {
-            let i = &l.ident;
-            let ty =
-                l.ty.as_ref()
-                    .expect("analyze reports unannotated persisted locals");
-            quote!(#i: #ty)
-        })
-        .collect()
-}
-
 fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
     locals
         .iter()
@@ -367,4 +369,73 @@ fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
 fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
     let child = child(wf, p);
     quote_spanned!(p.span()=> #wf::codegen::name_of(#child))
+}
+
+/// The types of the state's fields, each (de)serialized through a pair of functions that
+/// compile whether or not the type is `Serialize + Deserialize`, and checked once, on the
+/// user's annotation. A field of a type without serde would otherwise fail serde's derive
+/// in four places, one of them on `#[workflow]`; now it is one error, on the type.
+#[derive(Default)]
+struct Persisted<'a> {
+    /// Each distinct type, by its tokens, and whether it is a local's (checked here) or
+    /// an input's (which `Workflow::Input`'s bound reports on the parameter).
+    types: Vec<(String, &'a Type, bool)>,
+}
+
+impl<'a> Persisted<'a> {
+    /// The declaration of field `ident: ty`, with its codec.
+    fn field(&mut self, ident: &Ident, ty: &'a Type, local: bool) -> TokenStream {
+        let key = ty.to_token_stream().to_string();
+        let k = match self.types.iter().position(|(t, _, _)| *t == key) {
+            Some(k) => {
+                self.types[k].2 |= local;
+                k
+            }
+            None => {
+                self.types.push((key, ty, local));
+                self.types.len() - 1
+            }
+        };
+        let (ser, de) = (format!("__wf_ser{k}"), format!("__wf_de{k}"));
+        quote!(#[serde(serialize_with = #ser, deserialize_with = #de)] #ident: #ty)
+    }
+
+    /// The codecs, and the check of the locals' types.
+    fn codecs(&self, wf: &TokenStream) -> TokenStream {
+        let p = quote!(#wf::codegen::persist);
+        let codecs = self.types.iter().enumerate().map(|(k, (_, ty, _))| {
+            let (ser, de) = (format_ident!("__wf_ser{k}"), format_ident!("__wf_de{k}"));
+            quote! {
+                fn #ser<__WfS: #wf::serde::Serializer>(
+                    value: &#ty,
+                    serializer: __WfS,
+                ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
+                    use #p::{Fallback as _, ViaSerde as _};
+                    (&#p::Probe::<#ty>::new()).ser(value, serializer)
+                }
+                fn #de<'de, __WfD: #wf::serde::Deserializer<'de>>(
+                    deserializer: __WfD,
+                ) -> ::core::result::Result<#ty, __WfD::Error> {
+                    use #p::{Fallback as _, ViaSerde as _};
+                    (&#p::Probe::<#ty>::new()).de(deserializer)
+                }
+            }
+        });
+        let checks = self.types.iter().filter(|t| t.2).map(|(_, ty, _)| {
+            let span = ty.span();
+            let p = respan(p.clone(), span);
+            quote_spanned!(span=> {
+                use #p::{Restorable as _, Unsaved as _};
+                #p::persistable::<#ty>();
+                (&#p::Check::<#ty>::new()).restorable();
+            })
+        });
+        quote! {
+            #(#codecs)*
+            #[allow(dead_code)]
+            fn __wf_persistable() {
+                #(#checks)*
+            }
+        }
+    }
 }
