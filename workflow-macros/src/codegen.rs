@@ -410,12 +410,14 @@ impl<'a> Persisted<'a> {
                     value: &#ty,
                     serializer: __WfS,
                 ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
+                    #[allow(unused_imports)]
                     use #p::{Fallback as _, ViaSerde as _};
                     (&#p::Probe::<#ty>::new()).ser(value, serializer)
                 }
                 fn #de<'de, __WfD: #wf::serde::Deserializer<'de>>(
                     deserializer: __WfD,
                 ) -> ::core::result::Result<#ty, __WfD::Error> {
+                    #[allow(unused_imports)]
                     use #p::{Fallback as _, ViaSerde as _};
                     (&#p::Probe::<#ty>::new()).de(deserializer)
                 }
@@ -424,10 +426,15 @@ impl<'a> Persisted<'a> {
         let checks = self.types.iter().filter(|t| t.2).map(|(_, ty, _)| {
             let span = ty.span();
             let p = respan(p.clone(), span);
-            quote_spanned!(span=> {
-                use #p::{Restorable as _, Unsaved as _};
+            let check = quote_spanned!(span=>
                 #p::persistable::<#ty>();
                 (&#p::Check::<#ty>::new()).restorable();
+            );
+            // One of the two traits is always unused: that is how the call picks.
+            quote!({
+                #[allow(unused_imports)]
+                use #wf::codegen::persist::{Restorable as _, Unsaved as _};
+                #check
             })
         });
         quote! {
