@@ -113,6 +113,10 @@
 //!   first, `let xs: Vec<u32> = vec![1, 2]; for x in xs { … }`.
 //! - A yield point inside a closure, an async block, a nested item, a condition or a
 //!   larger expression (`f(x.await)`) is a compile error that says what to write instead.
+//! - An `async` block awaited as a statement (`let v: T = async { … }.await?;`) is one
+//!   task: the `.await`s inside it are its own, not yield points, and its value is
+//!   checkpointed once, when it ends (a crash re-runs all of it). A `.await` inside a
+//!   closure that is not async is a compile error.
 //! - A local used after a yield point is persisted there, so it needs a type annotation,
 //!   an owned type and `Serialize + Deserialize`; locals that die before the next yield
 //!   need none. A name bound by a `match`/`if let`/`while let` pattern and used after a

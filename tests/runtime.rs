@@ -605,3 +605,41 @@ async fn an_execution_that_never_waits_still_lets_other_tasks_run() {
         "the probe ran at iteration {seen_at} of 10,000 (0: only after the end)"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// An `async` block awaited as a statement is one task: its own `.await`s are not yield
+// points, and its value is checkpointed once, when it ends.
+
+#[workflow(name = "AsyncBlock")]
+async fn async_block(jobs: &Jobs, specs: Vec<Spec>) -> Result<Vec<u32>, JobError> {
+    let ids: Vec<u32> = async {
+        let mut ids = Vec::new();
+        for s in &specs {
+            ids.push(jobs.start(s).await?);
+        }
+        Ok::<_, String>(ids)
+    }
+    .await?;
+    Ok(ids)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_block_awaited_as_a_statement_is_one_task() {
+    let rt = Runtime::builder()
+        .register(async_block)
+        .dependency(Jobs::default())
+        .build()
+        .unwrap();
+    let exec = rt
+        .start(async_block, vec![spec(1, 0), spec(1, 0), spec(1, 0)])
+        .await
+        .unwrap();
+    let id = exec.id().clone();
+    assert_eq!(exec.result().await.unwrap(), [0, 1, 2]);
+    let tasks = kinds(&rt, &id)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("TaskSucceeded"))
+        .count();
+    assert_eq!(tasks, 1, "three calls inside one async block: one task");
+}

@@ -59,9 +59,12 @@ struct Scrub<'a> {
     errors: &'a mut Errors,
     /// Innermost construct around the current expression.
     context: Vec<&'static str>,
-    /// Inside a closure or async block: `.await` there belongs to that future, not to
-    /// the workflow.
+    /// Inside an async block, an async closure or a nested item: `.await` there belongs
+    /// to that future, not to the workflow.
     opaque: usize,
+    /// Inside a closure that is not async, and no async block within it: `.await` there
+    /// is an error of its own (rustc would only suggest making the closure async).
+    sync_closure: bool,
 }
 
 impl<'a> Scrub<'a> {
@@ -70,6 +73,7 @@ impl<'a> Scrub<'a> {
             errors,
             context: root.into_iter().collect(),
             opaque: 0,
+            sync_closure: false,
         }
     }
 
@@ -100,7 +104,12 @@ impl<'a> Scrub<'a> {
 
 impl<'ast> Visit<'ast> for Scrub<'_> {
     fn visit_expr_await(&mut self, e: &'ast syn::ExprAwait) {
-        if self.opaque == 0 {
+        if self.sync_closure {
+            self.errors.at(
+                e.await_token.span,
+                "`.await` cannot be used inside a closure, which is not async: make the call a statement of the workflow body (`let value: Type = call().await?;`, a checkpointed task), or await an `async` block as one task",
+            );
+        } else if self.opaque == 0 {
             self.report(e.await_token.span, "`.await`");
         }
         visit::visit_expr_await(self, e);
@@ -111,14 +120,18 @@ impl<'ast> Visit<'ast> for Scrub<'_> {
         }
     }
     fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
+        let sync = std::mem::replace(&mut self.sync_closure, e.asyncness.is_none());
         self.opaque += 1;
         self.within("a closure", |s| visit::visit_expr_closure(s, e));
         self.opaque -= 1;
+        self.sync_closure = sync;
     }
     fn visit_expr_async(&mut self, e: &'ast syn::ExprAsync) {
+        let sync = std::mem::replace(&mut self.sync_closure, false);
         self.opaque += 1;
         self.within("an async block", |s| visit::visit_expr_async(s, e));
         self.opaque -= 1;
+        self.sync_closure = sync;
     }
     // A nested item is its own function: its `.await`s are its own, and our macros there
     // expand to their `compile_error!` stubs with their own message.
