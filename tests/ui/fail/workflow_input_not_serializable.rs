@@ -1,0 +1,12 @@
+use workflow::prelude::*;
+
+pub struct Order {
+    pub id: u32,
+}
+
+#[workflow]
+async fn ships(order: Order) -> u32 { //~ ERROR
+    order.id
+}
+
+fn main() {}

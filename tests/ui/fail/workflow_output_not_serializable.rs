@@ -1,0 +1,12 @@
+use workflow::prelude::*;
+
+pub struct Report {
+    pub total: u32,
+}
+
+#[workflow]
+async fn reports(n: u32) -> Report { //~ ERROR
+    Report { total: n }
+}
+
+fn main() {}
