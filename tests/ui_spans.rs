@@ -22,6 +22,12 @@ use serde_json::Value;
 
 const MARK: &str = "//~ ERROR";
 
+/// One error of a case: where its primary span is (file, line), and its message.
+struct Reported {
+    at: Option<(String, usize)>,
+    text: String,
+}
+
 /// The lines of `source` marked as expecting errors, with how many.
 fn marks(source: &str) -> BTreeMap<usize, usize> {
     source
@@ -94,7 +100,7 @@ fn every_error_of_a_failing_case_is_on_a_marked_line_of_that_case() {
         .expect("cargo runs");
 
     // Every error, by the case it belongs to.
-    let mut errors: BTreeMap<PathBuf, Vec<(Option<(String, usize)>, String)>> = BTreeMap::new();
+    let mut errors: BTreeMap<PathBuf, Vec<Reported>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -122,7 +128,7 @@ fn every_error_of_a_failing_case_is_on_a_marked_line_of_that_case() {
         errors
             .entry(PathBuf::from(src))
             .or_default()
-            .push((primary, text));
+            .push(Reported { at: primary, text });
     }
 
     let mut problems = Vec::new();
@@ -140,8 +146,8 @@ fn every_error_of_a_failing_case_is_on_a_marked_line_of_that_case() {
         }
         let found = errors.remove(case).unwrap_or_default();
         let mut on_line: BTreeMap<usize, usize> = BTreeMap::new();
-        for (primary, text) in &found {
-            let Some((file, line)) = primary else {
+        for Reported { at, text } in &found {
+            let Some((file, line)) = at else {
                 problems.push(format!("{name}: an error without a span: {text}"));
                 continue;
             };

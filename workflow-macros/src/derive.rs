@@ -67,28 +67,35 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let ident = &input.ident;
     let krate = quote!(::workflow::__private);
-    let (name_arms, retry_arms) = match &input.data {
+    // One match gives both the name and the retryability, so that a wrapped error
+    // without names is one error (each method would report it once).
+    let arms = match &input.data {
         Data::Enum(e) => {
-            let mut names = Vec::new();
-            let mut retries = Vec::new();
+            let mut arms = Vec::new();
             for v in &e.variants {
                 let o = options(&v.attrs, &mut errors);
                 let vi = &v.ident;
+                // For a transparent variant, the span of the wrapped error's type: where a
+                // type without names is reported.
                 let (pattern, inner) = if o.transparent {
                     match &v.fields {
-                        Fields::Unnamed(f) if f.unnamed.len() == 1 => {
-                            (quote!(#ident::#vi(__wf_inner)), true)
-                        }
+                        Fields::Unnamed(f) if f.unnamed.len() == 1 => (
+                            quote!(#ident::#vi(__wf_inner)),
+                            Some(f.unnamed[0].ty.span()),
+                        ),
                         Fields::Named(f) if f.named.len() == 1 => {
                             let field = f.named[0].ident.as_ref();
-                            (quote!(#ident::#vi { #field: __wf_inner }), true)
+                            (
+                                quote!(#ident::#vi { #field: __wf_inner }),
+                                Some(f.named[0].ty.span()),
+                            )
                         }
                         _ => {
                             errors.spanned(
                                 v,
                                 "a `transparent` variant wraps exactly one error: `Variant(Inner)`",
                             );
-                            (quote!(#ident::#vi { .. }), false)
+                            (quote!(#ident::#vi { .. }), None)
                         }
                     }
                 } else {
@@ -97,7 +104,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                         Fields::Unnamed(_) => quote!(#ident::#vi(..)),
                         Fields::Named(_) => quote!(#ident::#vi { .. }),
                     };
-                    (p, false)
+                    (p, None)
                 };
                 let name = o
                     .name
@@ -108,60 +115,54 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                         errors.spanned(vi, message);
                     }
                 }
-                if inner {
-                    let span = v.span();
-                    names.push(quote_spanned!(span=> #pattern => #krate::WorkflowError::error_name(__wf_inner),));
-                    let retry = if o.non_retryable {
-                        quote!(false)
-                    } else {
-                        quote!(#krate::WorkflowError::is_retryable(__wf_inner))
-                    };
-                    retries.push(quote!(#pattern => #retry,));
-                } else {
-                    names.push(quote!(#pattern => ::std::borrow::Cow::Borrowed(#name),));
-                    let retry = !o.non_retryable;
-                    retries.push(quote!(#pattern => #retry,));
+                let retryable = !o.non_retryable;
+                match inner {
+                    Some(span) => {
+                        let named = named(&krate, span, quote!(__wf_inner));
+                        arms.push(quote!(#pattern => {
+                            let (name, retryable) = #named;
+                            (name, retryable && #retryable)
+                        }));
+                    }
+                    None => arms.push(
+                        quote!(#pattern => (::std::borrow::Cow::Borrowed(#name), #retryable),),
+                    ),
                 }
             }
             if e.variants.is_empty() {
-                names.push(quote!(_ => match *self {}));
-                retries.push(quote!(_ => match *self {}));
+                arms.push(quote!(_ => match *self {}));
             }
-            (names, retries)
+            arms
         }
         Data::Struct(s) => {
             let o = options(&input.attrs, &mut errors);
             if o.transparent {
-                let field = match &s.fields {
-                    Fields::Unnamed(f) if f.unnamed.len() == 1 => quote!(0),
+                let (field, span) = match &s.fields {
+                    Fields::Unnamed(f) if f.unnamed.len() == 1 => {
+                        (quote!(0), f.unnamed[0].ty.span())
+                    }
                     Fields::Named(f) if f.named.len() == 1 => {
                         let i = f.named[0].ident.as_ref();
-                        quote!(#i)
+                        (quote!(#i), f.named[0].ty.span())
                     }
                     _ => {
                         errors.spanned(ident, "a `transparent` error wraps exactly one error");
-                        quote!(0)
+                        (quote!(0), ident.span())
                     }
                 };
-                let retry = if o.non_retryable {
-                    quote!(false)
-                } else {
-                    quote!(#krate::WorkflowError::is_retryable(&self.#field))
-                };
-                (
-                    vec![quote!(_ => #krate::WorkflowError::error_name(&self.#field),)],
-                    vec![quote!(_ => #retry,)],
-                )
+                let retryable = !o.non_retryable;
+                let named = named(&krate, span, quote!(&self.#field));
+                vec![quote!(_ => {
+                    let (name, retryable) = #named;
+                    (name, retryable && #retryable)
+                })]
             } else {
                 let name = o
                     .name
                     .as_ref()
                     .map_or_else(|| ident.to_string(), LitStr::value);
-                let retry = !o.non_retryable;
-                (
-                    vec![quote!(_ => ::std::borrow::Cow::Borrowed(#name),)],
-                    vec![quote!(_ => #retry,)],
-                )
+                let retryable = !o.non_retryable;
+                vec![quote!(_ => (::std::borrow::Cow::Borrowed(#name), #retryable),)]
             }
         }
         Data::Union(u) => {
@@ -169,7 +170,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                 u.union_token,
                 "`WorkflowError` is derived for enums and structs",
             );
-            (Vec::new(), Vec::new())
+            Vec::new()
         }
     };
     if let Err(e) = errors.check() {
@@ -178,15 +179,30 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     let (imp, ty, wh) = input.generics.split_for_impl();
     quote! {
         #[automatically_derived]
+        impl #imp #ident #ty #wh {
+            #[doc(hidden)]
+            fn __wf_error_name(&self) -> (::std::borrow::Cow<'static, str>, bool) {
+                #[allow(unreachable_patterns)]
+                match self { #(#arms)* }
+            }
+        }
+
+        #[automatically_derived]
         impl #imp #krate::WorkflowError for #ident #ty #wh {
             fn error_name(&self) -> ::std::borrow::Cow<'static, str> {
-                #[allow(unreachable_patterns)]
-                match self { #(#name_arms)* }
+                self.__wf_error_name().0
             }
             fn is_retryable(&self) -> bool {
-                #[allow(unreachable_patterns)]
-                match self { #(#retry_arms)* }
+                self.__wf_error_name().1
             }
         }
     }
+}
+
+/// The name and retryability of the error `expr` wraps, spanned on its type: a type
+/// without names is reported there.
+fn named(krate: &TokenStream, span: proc_macro2::Span, expr: TokenStream) -> TokenStream {
+    let krate = crate::yields::respan(krate.clone(), span);
+    let expr = crate::yields::respan(expr, span);
+    quote_spanned!(span=> #krate::codegen::error_name(#expr))
 }

@@ -73,7 +73,12 @@ pub(crate) fn args(tokens: TokenStream) -> syn::Result<Args> {
                 return Err(meta.error("`crate` is given twice"));
             }
             let lit: LitStr = meta.value()?.parse()?;
-            krate = Some(lit.parse()?);
+            krate = Some(lit.parse().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    "`crate` is the path of the `workflow` crate as it is named here, such as `crate = \"::my_facade::workflow\"`",
+                )
+            })?);
             Ok(())
         } else if meta.path.is_ident("retry") {
             if retry.is_some() {
@@ -146,7 +151,20 @@ pub(crate) fn function(item: ItemFn) -> syn::Result<WorkflowFn> {
     }
     const GENERIC: &str =
         "a workflow cannot be generic: its state is persisted and must have one concrete type";
-    if !sig.generics.params.is_empty() {
+    // Lifetimes only: the parameters that would use them are dependencies, which say it
+    // better on their own (`&'a T`): one error on the generics, none on the parameters.
+    let lifetimes_only = !sig.generics.params.is_empty()
+        && sig
+            .generics
+            .params
+            .iter()
+            .all(|p| matches!(p, syn::GenericParam::Lifetime(_)));
+    if lifetimes_only {
+        errors.spanned(
+            &sig.generics,
+            "a workflow takes no lifetime parameters: its dependencies are plain `&T` parameters, and its input is owned",
+        );
+    } else if !sig.generics.params.is_empty() {
         errors.spanned(&sig.generics, GENERIC);
     } else if let Some(w) = &sig.generics.where_clause {
         // Without parameters the generics have no tokens to point at (nor has an empty
@@ -189,7 +207,7 @@ pub(crate) fn function(item: ItemFn) -> syn::Result<WorkflowFn> {
                         "dependencies are shared between executions: take `&T`, not `&mut T`",
                     );
                 }
-                if let Some(lt) = &r.lifetime {
+                if let Some(lt) = r.lifetime.as_ref().filter(|_| !lifetimes_only) {
                     errors.spanned(lt, "dependency parameters take no lifetime: write `&T`");
                 }
                 deps.push(Param {
@@ -197,6 +215,9 @@ pub(crate) fn function(item: ItemFn) -> syn::Result<WorkflowFn> {
                     mutability: None,
                     ty: (*r.elem).clone(),
                 });
+            }
+            Type::ImplTrait(t) => {
+                errors.spanned(t, "a workflow parameter cannot be `impl Trait`: the input is persisted, so it needs one concrete type (a `Vec<T>` rather than `impl IntoIterator<Item = T>`)");
             }
             ty => inputs.push(Param {
                 ident,

@@ -39,7 +39,8 @@ pub(crate) struct PolicySpec {
 pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn::Result<()> {
     let once = |present: bool| {
         if present {
-            Err(meta.error("this option is given twice"))
+            let name = quote::ToTokens::to_token_stream(&meta.path).to_string();
+            Err(meta.error(format!("`{name}` is given twice")))
         } else {
             Ok(())
         }
@@ -88,11 +89,20 @@ pub(crate) fn retry_option(spec: &mut RetrySpec, meta: &ParseNestedMeta) -> syn:
         spec.max_delay = Some(meta.value()?.parse()?);
     } else if path.is_ident("jitter") {
         once(spec.full_jitter.is_some())?;
-        let id: syn::Ident = meta.value()?.parse()?;
-        spec.full_jitter = Some(match id.to_string().as_str() {
-            "full" => true,
-            "none" => false,
-            _ => return Err(syn::Error::new(id.span(), "`jitter` is `full` or `none`")),
+        let value: syn::Expr = meta.value()?.parse()?;
+        let word = match &value {
+            syn::Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
+            _ => None,
+        };
+        spec.full_jitter = Some(match word.as_deref() {
+            Some("full") => true,
+            Some("none") => false,
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    value,
+                    "`jitter` is `full` or `none`, written without quotes",
+                ))
+            }
         });
     } else {
         let given = quote::ToTokens::to_token_stream(path)
@@ -220,18 +230,24 @@ pub(crate) fn take(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<Po
             continue;
         }
         let mut r = RetrySpec::default();
-        let mut none = false;
+        let mut none = None;
+        let mut others = false;
         let result = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("none") && meta.input.is_empty() {
-                none = true;
+            if meta.path.is_ident("none") {
+                none = Some(meta.path.clone());
                 Ok(())
             } else {
+                others = true;
                 retry_option(&mut r, &meta)
             }
         });
         match result {
             Err(e) => errors.push(e),
-            Ok(()) if none => s.no_retry = true,
+            Ok(()) if none.is_some() && others => errors.spanned(
+                none,
+                "`none` opts this call out of every retry policy, so it takes no other options: write `#[retry(none)]`, or the options without `none`",
+            ),
+            Ok(()) if none.is_some() => s.no_retry = true,
             Ok(()) => {
                 check_retry(&r, errors);
                 s.retry = Some(r);

@@ -102,8 +102,12 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
         Some(first) => first.combine(e),
         None => error = Some(e),
     };
+    // An option that is not `key = value` may be the one a later check would say is
+    // missing: one error for one mistake.
+    let mut malformed = false;
     for item in items {
         let Expr::Assign(assign) = item else {
+            malformed = true;
             push(syn::Error::new_spanned(
                 item,
                 format!("expected an option `key = value`: {POLL_USAGE}"),
@@ -146,6 +150,7 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
         *slot = Some(*assign.right);
     }
     match &every {
+        None if malformed => {}
         None => push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `every = <Duration>`: how long to wait before each call")),
         Some(e) if is_negative(e) => push(syn::Error::new_spanned(e, "the poll interval cannot be negative; write a positive duration such as `every = 10.secs()`")),
         Some(e) if is_zero_duration(e) => push(syn::Error::new_spanned(e, "a zero poll interval calls the service in a busy loop; write a positive duration such as `every = 500.millis()`")),
@@ -159,7 +164,7 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
             ));
         }
     }
-    if timeout.is_none() && max_attempts.is_none() {
+    if timeout.is_none() && max_attempts.is_none() && !malformed {
         push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `timeout = <Duration>` or `max_attempts = <n>`: without either it polls forever when the service never becomes ready"));
     }
     match (every, error) {

@@ -16,6 +16,7 @@ use crate::deps::Fault;
 use crate::graph::{Node, StateGraph};
 use crate::history::{Event, EventKind};
 use crate::json::Json;
+use crate::persist::Encoder;
 use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
 use crate::time::{Clock, Timestamp};
 
@@ -97,15 +98,17 @@ impl StepCx {
     }
 
     /// A task whose value the workflow keeps finished: records its output or error.
-    pub fn task_finished<T: Serialize, E: Serialize + WorkflowError>(
+    ///
+    /// `encode` records the value (`persist`'s encoder: a value without serde is
+    /// recorded without it, and refused where it is persisted, on the user's type).
+    pub fn task_finished<T, E: Serialize + WorkflowError>(
         &mut self,
         node: usize,
         result: Result<T, E>,
+        encode: Encoder<T>,
     ) -> Result<T, E> {
         let kind = match &result {
-            Ok(v) => EventKind::TaskSucceeded {
-                output: Json::encode(v).ok(),
-            },
+            Ok(v) => EventKind::TaskSucceeded { output: encode(v) },
             Err(e) => EventKind::TaskFailed {
                 error: to_payload(e),
                 name: Some(e.error_name().into_owned()),
@@ -133,8 +136,8 @@ impl StepCx {
     }
 
     /// A task whose value the workflow keeps (and cannot fail) finished.
-    pub fn task_value<T: Serialize>(&mut self, node: usize, value: T) -> T {
-        let output = Json::encode(&value).ok();
+    pub fn task_value<T>(&mut self, node: usize, value: T, encode: Encoder<T>) -> T {
+        let output = encode(&value);
         self.record(node, EventKind::TaskSucceeded { output });
         value
     }

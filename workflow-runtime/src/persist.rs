@@ -6,6 +6,8 @@
 
 use std::marker::PhantomData;
 
+use crate::json::Json;
+
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::ser::{Error as _, Serialize, Serializer};
 
@@ -87,13 +89,21 @@ impl<T> Default for Probe<T> {
 
 /// Through serde.
 pub trait ViaSerde<T> {
+    /// How a task's value of type `T` is recorded in the history.
+    fn encoder(&self) -> Encoder<T>;
     /// Serializes `value`.
     fn ser<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error>;
     /// Deserializes a `T`.
     fn de<'de, D: Deserializer<'de>>(&self, deserializer: D) -> Result<T, D::Error>;
 }
 
+/// How a task's value is recorded in the history: as JSON, if it has serde.
+pub type Encoder<T> = fn(&T) -> Option<Json>;
+
 impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
+    fn encoder(&self) -> Encoder<T> {
+        |value| Json::encode(value).ok()
+    }
     fn ser<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error> {
         value.serialize(serializer)
     }
@@ -104,6 +114,11 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
 
 /// For a type without serde, which `persistable` reports.
 pub trait Fallback<T> {
+    /// Not at all: a task's value without serde is recorded without its output (kept
+    /// past a yield point, it is refused by `persistable`).
+    fn encoder(&self) -> Encoder<T> {
+        |_| None
+    }
     /// Refuses.
     fn ser<S: Serializer>(&self, _: &T, _: S) -> Result<S::Ok, S::Error> {
         Err(S::Error::custom("the type is not `Serialize`"))

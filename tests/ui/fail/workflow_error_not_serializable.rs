@@ -7,7 +7,7 @@ enum MyError {
 
 // The error is persisted and sent to parents: it must be `Serialize + Deserialize`.
 #[workflow]
-async fn fails(n: u32) -> Result<u32, MyError> { //~ ERROR
+async fn fails(n: u32) -> Result<u32, MyError> { //~ ERROR 2
     if n == 0 {
         return Err(MyError::Failed);
     }

@@ -5,7 +5,7 @@ pub struct Order {
 }
 
 #[workflow]
-async fn ships(order: Order) -> u32 { //~ ERROR
+async fn ships(order: Order) -> u32 { //~ ERROR 2
     order.id
 }
 

@@ -5,7 +5,7 @@ pub struct Report {
 }
 
 #[workflow]
-async fn reports(n: u32) -> Report { //~ ERROR
+async fn reports(n: u32) -> Report { //~ ERROR 2
     Report { total: n }
 }
 

@@ -378,7 +378,10 @@ impl Analyzer<'_> {
                         self.push_yield(Binding::Discard, op, None, span, nodes);
                     }
                 }
-                None => nodes.push(Node::Plain(stmt.clone())),
+                None => {
+                    scrub::stmt(stmt, self.errors);
+                    nodes.push(Node::Plain(stmt.clone()));
+                }
             },
         }
     }
@@ -815,6 +818,9 @@ impl Analyzer<'_> {
                     }
                 };
                 let item = self.item_type(&f.expr, range);
+                if item.is_none() {
+                    check_typed_literals(&f.expr, self.errors);
+                }
                 let state = self.fresh("for");
                 let wf = self.wf;
                 let local = self.local(
@@ -1070,6 +1076,35 @@ fn diverges(stmt: &Stmt) -> bool {
 }
 
 /// Iterating a borrow cannot be persisted: the items must be owned values.
+/// A `for` over `vec![1, 2]` or `[1.5, 2.0]`: unsuffixed literals carry no type, and the
+/// items are decoded again where the loop resumes, from a type that must show in the code.
+/// (rustc would otherwise report a type mismatch at the first use of the item.)
+fn check_typed_literals(iter: &Expr, errors: &mut Errors) {
+    let untyped = |e: &Expr| match e {
+        Expr::Lit(l) => match &l.lit {
+            syn::Lit::Int(i) => i.suffix().is_empty(),
+            syn::Lit::Float(f) => f.suffix().is_empty(),
+            _ => false,
+        },
+        _ => false,
+    };
+    let elems: Vec<Expr> = match iter {
+        Expr::Array(a) => a.elems.iter().cloned().collect(),
+        Expr::Macro(m) if m.mac.path.is_ident("vec") => m
+            .mac
+            .parse_body_with(syn::punctuated::Punctuated::<Expr, Token![,]>::parse_terminated)
+            .map(|p| p.into_iter().collect())
+            .unwrap_or_default(),
+        _ => return,
+    };
+    if !elems.is_empty() && elems.iter().all(untyped) {
+        errors.spanned(
+            iter,
+            "the items of this `for` loop are persisted and decoded again where it resumes, so their type must show: give a literal a suffix (`vec![1u32, 2, 3]`) or bind the items to a typed local first (`let ids: Vec<u32> = vec![1, 2, 3];`)",
+        );
+    }
+}
+
 fn check_owned_iter(iter: &Expr, errors: &mut Errors) {
     const BORROWING: &[&str] = &[
         "iter",
@@ -1086,6 +1121,14 @@ fn check_owned_iter(iter: &Expr, errors: &mut Errors) {
         "windows",
         "chunks",
         "drain",
+        "as_slice",
+        "as_mut_slice",
+        "as_ref",
+        "as_str",
+        "as_bytes",
+        "split_terminator",
+        "rsplit",
+        "matches",
     ];
     let borrowed = match iter {
         Expr::Reference(_) => true,

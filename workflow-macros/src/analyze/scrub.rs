@@ -1,9 +1,10 @@
 //! Yield points where they cannot be lowered: reported with what to write instead.
 
 use proc_macro2::Span;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
-use syn::{Expr, Item, Macro, Stmt};
+use syn::{Expr, Item, Macro, Stmt, Token};
 
 use crate::errors::Errors;
 use crate::yields::MacroKind;
@@ -117,6 +118,16 @@ impl<'ast> Visit<'ast> for Scrub<'_> {
     fn visit_macro(&mut self, m: &'ast Macro) {
         if let Some(kind) = MacroKind::of(m) {
             self.report(m.path.span(), &format!("`{}`", kind.display()));
+            return;
+        }
+        // Another macro (`println!`, `assert!`, `vec!`): its arguments are code of the
+        // step too, where a `.await` would run without a checkpoint. Those that read as
+        // expressions are checked; others (`select!`'s arms) are the macro's own syntax.
+        let args = m.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated);
+        if let Ok(args) = args {
+            for arg in &args {
+                self.visit_expr(arg);
+            }
         }
     }
     fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {

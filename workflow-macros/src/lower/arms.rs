@@ -630,6 +630,7 @@ impl Emit<'_, '_> {
     /// A task's value, from `call` (its `….await`, or the result a policy's call gave),
     /// recorded in the history and bound as the statement says.
     fn task_value(&self, y: &Yield, node: usize, call: TokenStream) -> TokenStream {
+        let wf = self.cx.wf;
         let err = self.cx.err_ty();
         let ty = match &y.binding {
             Binding::Let { ty, .. } => ty.as_ref(),
@@ -638,11 +639,23 @@ impl Emit<'_, '_> {
         if y.try_token.is_some() {
             self.exit(Exit::Fail);
         }
-        // A typed binding records the task's output in the history.
+        // A typed binding records the task's output in the history, if its type has
+        // serde (where the value is persisted, a type without is refused on its own).
+        let encoder = ty.map(|ty| {
+            let p = quote!(#wf::codegen::persist);
+            quote!({
+                #[allow(unused_imports)]
+                use #p::{Fallback as _, ViaSerde as _};
+                (&#p::Probe::<#ty>::new()).encoder()
+            })
+        });
         let (get, bind) = match (&y.try_token, ty) {
             (Some(q), Some(ty)) => (
                 quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#call #q) }.await;),
-                bind(&y.binding, quote!(__wf_cx.task_finished(#node, __wf_r)?)),
+                bind(
+                    &y.binding,
+                    quote!(__wf_cx.task_finished(#node, __wf_r, #encoder)?),
+                ),
             ),
             (Some(q), None) => (
                 quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#call #q) }.await;),
@@ -653,7 +666,10 @@ impl Emit<'_, '_> {
             ),
             (None, Some(ty)) => (
                 quote!(let __wf_r: #ty = #call;),
-                bind(&y.binding, quote!(__wf_cx.task_value(#node, __wf_r))),
+                bind(
+                    &y.binding,
+                    quote!(__wf_cx.task_value(#node, __wf_r, #encoder)),
+                ),
             ),
             (None, None) => (
                 quote!(let __wf_r = #call; __wf_cx.task_done(#node);),
@@ -754,10 +770,12 @@ impl Emit<'_, '_> {
         let fields = field_inits(self.fields.waiting(k));
         let push = |c: &Call| {
             let p = child(wf, &c.workflow);
+            // Spanned on the call: arguments that do not make the child's input (a wrong
+            // count builds the wrong tuple) are reported there.
             let input = match c.args.as_slice() {
-                [] => quote!(()),
+                [] => quote_spanned!(c.span=> ()),
                 [one] => quote!(#one),
-                many => quote!((#(#many),*)),
+                many => quote_spanned!(c.span=> (#(#many),*)),
             };
             quote_spanned!(c.span=> __wf_batch.push(#p, #input);)
         };
