@@ -104,7 +104,7 @@
 //! and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`). Between states the execution's
 //! JSON is the step handler's last answer (see [`StepHandler`]): the serialized state
 //! enum travels in it, so the Lambda keeps nothing; with a signing key it is signed, and
-//! the handler checks every document it gets back (see the handler's module docs).
+//! the handler checks every document it gets back (see *The step handler* below).
 //!
 //! # The step handler
 //!
@@ -225,7 +225,10 @@
 //!   state it was answered for, is valid; that is also what Step Functions does when it
 //!   retries a Lambda after a transient error (tasks are at-least-once, as natively).
 //! - **A start**: the execution's input comes from whoever starts the execution, and
-//!   is not signed.
+//!   is not signed. Whoever may invoke the Lambda can also send a `Start` request of
+//!   their own: it runs the workflow from an input of their choosing, as starting an
+//!   execution would, under an id without `/`; the documents it answers are then
+//!   genuine, and the code between them runs as written.
 //! - **Changing the key** fails the executions in flight at their next Lambda state
 //!   (`Workflow.InvalidState`); change it when none are.
 //!
