@@ -13,29 +13,40 @@
 //! Lambda (the `AWS_LAMBDA_RUNTIME_API` variable is set) and JSON lines otherwise. An
 //! invalid request fails the invocation with an error whose type is the handler's error
 //! name (`Workflow.InvalidState`, …), which a `Catch` or `Retry` in the ASL can match.
+//!
+//! The signing key is read from `WORKFLOW_STATE_KEY` (at least 32 bytes; see the
+//! README's deploy section): inside Lambda it must be set, or the function refuses to
+//! start; for local JSON lines it is used if set.
 
 #[path = "nesting/workflows.rs"]
 #[allow(dead_code)]
 mod workflows;
 
-use workflow::asl::{serve_json_lines, StepHandler};
+use workflow::asl::{serve_json_lines, StepHandler, STATE_KEY_VAR};
 
 use workflows::{main_flow, JobService};
 
-fn handler() -> Result<StepHandler, Box<dyn std::error::Error>> {
+/// The handler; `signed` makes a missing or short `WORKFLOW_STATE_KEY` an error.
+fn handler(signed: bool) -> Result<StepHandler, Box<dyn std::error::Error>> {
     let url = std::env::var("JOB_SERVICE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let handler = StepHandler::builder()
+    let mut builder = StepHandler::builder()
         .register(main_flow) // and run_job, which it calls
-        .dependency(JobService::new(url))
-        .build()?;
-    Ok(handler)
+        .dependency(JobService::new(url));
+    if signed || std::env::var_os(STATE_KEY_VAR).is_some() {
+        builder = builder.signing_key_from_env(STATE_KEY_VAR);
+    }
+    Ok(builder.build()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let handler = handler()?;
     #[cfg(feature = "lambda")]
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return lambda::serve(handler);
+        // Anyone allowed to invoke the function could otherwise make up states.
+        return lambda::serve(handler(true)?);
+    }
+    let handler = handler(false)?;
+    if !handler.signing() {
+        eprintln!("step_handler: {STATE_KEY_VAR} is not set; documents are not signed");
     }
     let stdin = std::io::stdin();
     serve_json_lines(&handler, stdin.lock(), std::io::stdout().lock())?;
@@ -45,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(feature = "lambda")]
 mod lambda {
     use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-    use serde_json::Value;
+    use serde_json::value::RawValue;
     use workflow::asl::StepHandler;
 
     pub fn serve(handler: StepHandler) -> Result<(), Box<dyn std::error::Error>> {
@@ -55,12 +66,16 @@ mod lambda {
         runtime
             .block_on(async {
                 let handler = &handler;
-                lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-                    handler.handle(event.payload).await.map_err(|e| Diagnostic {
-                        error_type: e.name().to_owned(),
-                        error_message: e.to_string(),
-                    })
-                }))
+                // The event as text: the handler measures it before parsing it.
+                lambda_runtime::run(service_fn(
+                    move |event: LambdaEvent<Box<RawValue>>| async move {
+                        let request = event.payload.get().as_bytes();
+                        handler.handle_bytes(request).await.map_err(|e| Diagnostic {
+                            error_type: e.name().to_owned(),
+                            error_message: e.to_string(),
+                        })
+                    },
+                ))
                 .await
             })
             .map_err(|e| e as Box<dyn std::error::Error>)

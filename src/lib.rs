@@ -90,6 +90,7 @@
 //!     const NAME = "run_job"; type Input = u32; type Output = u64; type Error = JobError;
 //!     fn graph() -> &StateGraph;            // nodes "jobs.start", "poll jobs.status", …
 //!     fn step(state, deps, cx) -> Step;     // runs from one resume point to the next
+//!     fn resumes_at(&state) -> ResumePoint; // the variant's node, checked by the step handler
 //! }
 //! ```
 //!

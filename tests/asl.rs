@@ -81,7 +81,18 @@ fn info(name: &str) -> Info {
         .unwrap_or_else(|| panic!("`{name}` is not one of the tests' workflows"))
 }
 
+/// The handler of the differential runs: signed, as children take their native ids
+/// (`{parent}/{batch}.{index}`) only with a signed ticket.
 fn handler() -> StepHandler {
+    all_workflows!(StepHandler::builder())
+        .clock(StepClock::Virtual)
+        .signing_key(differential::TEST_KEY)
+        .build()
+        .expect("every dependency and child is registered")
+}
+
+/// The same handler without a signing key, whose documents can be changed by hand.
+fn unsigned_handler() -> StepHandler {
     all_workflows!(StepHandler::builder())
         .clock(StepClock::Virtual)
         .build()
@@ -160,22 +171,33 @@ fn bad_requests_get_catchable_errors() {
         "Workflow.InvalidRequest"
     );
     assert_eq!(
-        name(json!({"workflow": "branches", "at": "Start", "document": {"input": "x"}})),
+        name(
+            json!({"workflow": "branches", "at": "Start", "execution": "e", "document": {"input": "x"}})
+        ),
         "Workflow.InvalidInput"
     );
-    let doc = rt
-        .block_on(
-            h.handle(json!({"workflow": "shadowing", "at": "Start", "document": {"input": 2}})),
-        )
-        .unwrap();
+    // Without `$$.Execution.Id` there is no execution id.
+    assert_eq!(
+        name(json!({"workflow": "shadowing", "at": "Start", "document": {"input": 2}})),
+        "Workflow.InvalidRequest"
+    );
+    let start =
+        json!({"workflow": "shadowing", "at": "Start", "execution": "e", "document": {"input": 2}});
+    let doc = rt.block_on(h.handle(start.clone())).unwrap();
     assert_eq!(doc["next"], "calc.double");
     let mut bad = doc.clone();
     bad["state"] = json!({"NoSuchVariant": {}});
-    let req = |d: Value| json!({"workflow": "shadowing", "at": "calc.double", "document": d});
+    let req = |d: Value| json!({"workflow": "shadowing", "at": "calc.double", "execution": "e", "document": d});
     assert_eq!(name(req(bad)), "Workflow.InvalidState");
-    let mut old = doc.clone();
+    // A document of another definition of the workflow (signed by the same key, or
+    // unsigned as here) is incompatible, not forged.
+    let unsigned = unsigned_handler();
+    let mut old = rt.block_on(unsigned.handle(start)).unwrap();
     old["fingerprint"] = json!("1");
-    assert_eq!(name(req(old)), "Workflow.IncompatibleState");
+    assert_eq!(
+        rt.block_on(unsigned.handle(req(old))).unwrap_err().name(),
+        "Workflow.IncompatibleState"
+    );
     // And the JSON-lines process answers garbage with an error line, not a crash.
     let mut out = Vec::new();
     serve_json_lines(
@@ -268,7 +290,9 @@ fn retried_calls_answer_errors_and_caught_errors_reach_the_code() {
         .build()
         .unwrap();
     let step = |workflow: &str, at: &str, document: Value| {
-        rt.block_on(h.handle(json!({"workflow": workflow, "at": at, "document": document})))
+        rt.block_on(h.handle(
+            json!({"workflow": workflow, "at": at, "execution": "e", "document": document}),
+        ))
     };
     // The step before a task with a policy stops before its call.
     let doc = step("caught", "Start", json!({"input": "fail9:z"})).unwrap();
@@ -567,6 +591,7 @@ fn bench_handler() -> StepHandler {
         .register(bench::fan_out_100)
         .dependency_arc(bench_service())
         .clock(StepClock::Virtual)
+        .signing_key(differential::TEST_KEY)
         .build()
         .unwrap()
 }

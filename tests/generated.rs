@@ -258,7 +258,9 @@ fn asl_side() -> (StepHandler, Vec<Info>, Arc<Svc>) {
     let side = flows::generated_workflows!(
         flows,
         AslSide {
-            handler: StepHandler::builder().clock(StepClock::Virtual),
+            handler: StepHandler::builder()
+                .clock(StepClock::Virtual)
+                .signing_key(differential::TEST_KEY),
             infos: Vec::new(),
             svc: svc.clone(),
         }

@@ -590,11 +590,14 @@ fn peer(rows: &mut Vec<Row>, s: Sizes, ours: Option<(f64, f64)>, dir: &Path) {
             return;
         }
     };
+    // Signed, as deployed; and a child takes its parent's id for it (the recording's
+    // `{parent}/{batch}.{index}` execution ids) only with a signed ticket.
     let handler = StepHandler::builder()
         .register(run_job)
         .register(main_flow)
         .dependency_arc(instant_jobs())
         .clock(StepClock::Virtual)
+        .signing_key("the benchmark's step handler signing key")
         .build()
         .expect("every dependency and child is registered");
     let machines: serde_json::Map<String, Value> = handler

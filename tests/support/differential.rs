@@ -29,6 +29,11 @@ use serde_json::{json, Value};
 use workflow::asl::{serve_json_lines, StepHandler};
 use workflow::{EventKind, ExecutionId, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
 
+/// The signing key of the handlers in differential runs: a child execution takes the
+/// native id its parent chose (`{parent}/{batch}.{index}`, which errors name) only with
+/// the ticket a signing handler gives it.
+pub const TEST_KEY: &[u8] = b"the differential runs' key, 32+ bytes long";
+
 /// What the native side of a comparison needs of a workflow: its graph, and the name of
 /// an error (as JSON) of its typed error.
 pub struct Info {
@@ -180,6 +185,10 @@ pub fn compare(
     tap: impl FnMut(&Value),
 ) -> Vec<Difference> {
     assert_eq!(runs.len(), native.len());
+    assert!(
+        handler.signing(),
+        "sign the differential's handler (`TEST_KEY`): children take their native ids only with a signed ticket"
+    );
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
     let results = dir.path().join("results.json");

@@ -137,6 +137,9 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
             ) -> #wf::BoxFuture<'__wf, #wf::codegen::Step<Self>> {
                 ::core::unreachable!()
             }
+            fn resumes_at(_: &Self::State) -> #wf::codegen::ResumePoint {
+                ::core::unreachable!()
+            }
         }
     }
 }

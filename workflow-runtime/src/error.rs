@@ -34,6 +34,14 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// The step handler's signing key is missing (an unset environment variable) or
+    /// too short; see
+    /// [`StepHandlerBuilder::signing_key`](crate::asl::StepHandlerBuilder::signing_key).
+    #[error("the step handler's signing key cannot be used: {message}")]
+    SigningKey {
+        /// What is wrong with it.
+        message: String,
+    },
     /// The SQLite file given to `Builder::sqlite` could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),

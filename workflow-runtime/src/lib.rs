@@ -131,7 +131,7 @@ pub mod codegen {
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};
-    pub use crate::workflow::{child, name_of, Linker, Step};
+    pub use crate::workflow::{child, name_of, Linker, ResumePoint, Step};
 
     /// See `persist.rs`.
     pub mod persist {

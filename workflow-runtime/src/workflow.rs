@@ -57,6 +57,24 @@ pub trait Workflow: Copy + Send + Sync + 'static {
         deps: &'a Deps,
         cx: &'a mut StepCx,
     ) -> BoxFuture<'a, Step<Self>>;
+    /// Which resume point `state` resumes from: its variant's place in the graph, so
+    /// that a state received from outside (the step handler's document) can be checked
+    /// against where it claims to be.
+    #[doc(hidden)]
+    fn resumes_at(state: &Self::State) -> ResumePoint;
+}
+
+/// Where a state of the generated state enum resumes: one variant each.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumePoint {
+    /// The start of the body (`Start`, the workflow's input).
+    Start,
+    /// Waiting in yield point (node) `k`: a poll between attempts, children running, a
+    /// task with a policy before its call.
+    Waiting(usize),
+    /// Yield point (node) `k` has completed; the code after it runs from here.
+    After(usize),
 }
 
 /// The name of the workflow `workflow`: what the state graph names a child by. A

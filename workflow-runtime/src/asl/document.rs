@@ -16,6 +16,7 @@ use crate::graph::{NodeKind, StateGraph};
 use crate::history::{EventKind, PollOutcome};
 use crate::json::Json;
 use crate::retry::{Policy, TaskTimeout};
+use crate::workflow::ResumePoint;
 
 use super::error::StepError;
 
@@ -290,4 +291,32 @@ pub(super) enum Role {
     Call(usize),
     /// One call of a poll.
     Attempt(usize),
+}
+
+impl Role {
+    /// The resume point of the state a Lambda state in this role is given: the state
+    /// after the task or wait it follows, or the state waiting in its node (a task with
+    /// a policy before its call, a poll between attempts, a batch of children running).
+    /// `None` for the start, which is given the input.
+    pub(super) fn resumes(self, graph: &StateGraph) -> Option<ResumePoint> {
+        match self {
+            Role::Start => None,
+            Role::After(k) if is_children(&graph.nodes[k].kind) => Some(ResumePoint::Waiting(k)),
+            Role::After(k) => Some(ResumePoint::After(k)),
+            Role::Call(k) | Role::Attempt(k) => Some(ResumePoint::Waiting(k)),
+        }
+    }
+
+    /// Whether an answer whose `next` is `next` leads to a Lambda state in this role:
+    /// the Lambdas of node `k` come after its own state (the task's Lambda, a Wait, a
+    /// child Task, Parallel or Map) or after its `N: retry` Wait, and no other answer is
+    /// routed there.
+    pub(super) fn follows(self, layout: &Layout, next: &str) -> bool {
+        match self {
+            Role::Start => false,
+            Role::After(k) | Role::Call(k) | Role::Attempt(k) => {
+                layout.main(k) == next || layout.nodes[k].retry.as_deref() == Some(next)
+            }
+        }
+    }
 }

@@ -452,7 +452,8 @@ fn catch(resume: &str) -> Value {
     json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.children_error", "Next": resume}])
 }
 
-/// A nested execution: `call` is the path of the `{workflow, input, id}` it runs.
+/// A nested execution: `call` is the path of the `{workflow, input, id, ticket}` it
+/// runs (the ticket lets the child take the id; see the step handler).
 ///
 /// Its `TimeoutSeconds` is the `call_nested!`'s `#[timeout]` (whole seconds, rounded up),
 /// else [`CHILD_TIMEOUT_SECONDS`]. ASL has no `TimeoutSeconds` on a Parallel or Map state,
@@ -469,6 +470,7 @@ fn child_task(arn: &str, call: &str, policy: &Policy) -> Value {
             "Input": {
                 "input.$": format!("{call}.input"),
                 "id.$": format!("{call}.id"),
+                "ticket.$": format!("{call}.ticket"),
                 "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
             },
         },

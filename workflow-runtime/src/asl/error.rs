@@ -39,6 +39,20 @@ pub enum StepError {
         /// This handler's.
         expected: u64,
     },
+    /// The request, or the answer the step would give, is over the handler's payload
+    /// limit ([`StepHandlerBuilder::payload_limit`], 256 KiB by default: Step Functions'
+    /// own limit, and the native runtime's). A request is refused before it is parsed.
+    ///
+    /// [`StepHandlerBuilder::payload_limit`]: super::StepHandlerBuilder::payload_limit
+    #[error("the step {what} is {size} bytes, over the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The request or the answer.
+        what: StepPayload,
+        /// Its size in bytes (for a JSON line that was skipped, what was read of it).
+        size: usize,
+        /// The limit it is over, in bytes.
+        limit: usize,
+    },
     /// The runtime could not go on (a panic of the workflow's code, a missing
     /// dependency, an input that does not serialize), as `ExecutionFaulted` natively.
     /// Named as the fault: `Workflow.Panic` or `Workflow.Fault`.
@@ -61,12 +75,13 @@ pub enum StepError {
 
 impl StepError {
     /// The names of the handler's own errors, which are never a workflow's.
-    pub(crate) const OWN: [&'static str; 7] = [
+    pub(crate) const OWN: [&'static str; 8] = [
         "Workflow.InvalidRequest",
         "Workflow.UnknownWorkflow",
         "Workflow.InvalidInput",
         "Workflow.InvalidState",
         "Workflow.IncompatibleState",
+        "Workflow.PayloadTooLarge",
         Fault::NAME,
         Fault::PANIC,
     ];
@@ -80,6 +95,7 @@ impl StepError {
             StepError::InvalidInput { .. } => Self::OWN[2],
             StepError::InvalidState { .. } => Self::OWN[3],
             StepError::IncompatibleState { .. } => Self::OWN[4],
+            StepError::PayloadTooLarge { .. } => Self::OWN[5],
             StepError::Fault(fault) => fault.name(),
             StepError::Task { name, .. } => name,
         }
@@ -95,5 +111,24 @@ impl StepError {
     /// Whether an ASL error of this name is one the handler raises itself.
     pub(crate) fn is_own(name: &str) -> bool {
         Self::OWN.contains(&name)
+    }
+}
+
+/// Which payload of the step handler is over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepPayload {
+    /// A request (a Lambda event, a JSON line).
+    Request,
+    /// The answer a step would give (the next execution document).
+    Answer,
+}
+
+impl std::fmt::Display for StepPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StepPayload::Request => "request",
+            StepPayload::Answer => "answer",
+        })
     }
 }

@@ -1,70 +1,59 @@
 //! The step handler: the function behind the Lambda Task states of the emitted ASL.
 //!
-//! # Protocol
-//!
-//! Request (the Lambda event, built by the Task state's `Parameters`):
-//!
-//! ```json
-//! {"workflow": "Name", "at": "<the Task state's name>", "execution": "<$$.Execution.Id>",
-//!  "document": <the execution's JSON: {"input": …} at `Start`, else the last answer>}
-//! ```
-//!
-//! Answer (it becomes the execution's JSON):
-//!
-//! ```json
-//! {"workflow": "Name", "fingerprint": "<u64 as a string>", "execution": "<id>",
-//!  "batches": 0, "state": <the state enum>, "next": "<state to go to>",
-//!  "wait_seconds": 10,                                  // for a Wait
-//!  "children": [{"workflow": "…", "input": …, "id": "…"}], // for a child/Parallel/Map
-//!  "retries": 1,                // a `call_nested!`'s batch run again: the attempt count
-//!  "output": …,                                         // for Succeed
-//!  "error": {"name": "Workflow.PollTimedOut", "cause": "<the error as JSON>"}, // for Fail
-//!  "clock": 1700000000000000}                           // virtual clock only
-//! ```
-//!
-//! A child Task, Parallel or Map adds its result as `children_result` (`{"output": …}`,
-//! or a list of them) or its failure as `children_error` (`{"Error", "Cause"}`, the
-//! `Cause` being the `startExecution.sync:2` description of the failed child, whose
-//! `Input.id` says which child it was; a child that timed out is described with
-//! `"Status": "TIMED_OUT"`); the resume Lambda decodes them. When the code retries the
-//! batch (a `call_nested!` with a retry policy), the resume Lambda answers the same
-//! `state`, the same calls as the next batch (new ids), `wait_seconds` (the delay,
-//! rounded up), `retries` (read back into the attempt count when the new batch is
-//! decoded) and `next` = the node's `N: retry` Wait.
-//!
-//! A task or poll with a policy adds, in the Lambda that its `Catch` leads to, the
-//! error Step Functions caught as `caught` (`{"Error", "Cause"}`); the call is not made
-//! again, the error is its result.
-//!
-//! Bad requests are answered with a [`StepError`], whose [`name`](StepError::name)
-//! (`Workflow.InvalidRequest`, `Workflow.UnknownWorkflow`, …) a `Catch` can match. A
-//! call that its policy retries is answered with [`StepError::Task`], named as the
-//! call's error, which the Task state's `Retry` matches.
-//! Fingerprints are strings because JavaScript numbers (and so the JSON of some
-//! interpreters) cannot hold every `u64`.
+//! Its protocol (the JSON it takes and gives), the checks it makes on every request
+//! and what signed states protect against are documented on the public `asl` module
+//! (`mod.rs`), under *The step handler*.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::document::Request;
 use super::document::StepClock;
-use super::error::StepError;
+use super::error::{StepError, StepPayload};
+use super::sign::StateKey;
 use super::{emit, StateMachine};
-use crate::deps::Deps;
+use crate::deps::{Deps, Fault};
 use crate::error::BuildError;
 use crate::graph::StateGraph;
 use crate::registry::{self, View, WorkflowRef};
+use crate::runtime::DEFAULT_PAYLOAD_LIMIT;
 use crate::workflow::{BoxFuture, Workflow};
 
+/// The environment variable [`StepHandlerBuilder::signing_key_from_env`] reads in the
+/// example binary (`examples/step_handler.rs`).
+pub const STATE_KEY_VAR: &str = "WORKFLOW_STATE_KEY";
+
+/// The room a request has beyond the payload limit, for what wraps the document
+/// (`workflow`, `at`, `execution`, a JSON line's `id`): a document at the limit still
+/// fits.
+pub const REQUEST_ENVELOPE: usize = 4 * 1024;
+
 /// Builds a [`StepHandler`].
-#[derive(Default)]
 pub struct StepHandlerBuilder {
     entries: Vec<WorkflowRef<Entries>>,
     deps: Deps,
     clock: StepClock,
+    /// The key's bytes, or why there are none (an unset variable), for `build`.
+    key: Option<Result<Vec<u8>, String>>,
+    payload_limit: usize,
+}
+
+impl Default for StepHandlerBuilder {
+    fn default() -> Self {
+        StepHandlerBuilder {
+            entries: Vec::new(),
+            deps: Deps::default(),
+            clock: StepClock::default(),
+            key: None,
+            payload_limit: DEFAULT_PAYLOAD_LIMIT,
+        }
+    }
 }
 
 impl StepHandlerBuilder {
@@ -92,28 +81,77 @@ impl StepHandlerBuilder {
         self
     }
 
+    /// Signs every answer with HMAC-SHA-256 under `key` and refuses every document
+    /// that does not carry a valid signature (see *Signed states* in the
+    /// [`asl`](super) module docs).
+    /// At least 32 bytes, random (e.g. `openssl rand -base64 48`), the same for every
+    /// instance of the Lambda; [`build`](Self::build) refuses a shorter one.
+    pub fn signing_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(Ok(key.as_ref().to_vec()));
+        self
+    }
+
+    /// [`signing_key`](Self::signing_key) with the value of environment variable `var`
+    /// (its UTF-8 bytes; [`STATE_KEY_VAR`] in the example binary).
+    /// [`build`](Self::build) fails if it is unset, not UTF-8 or too short.
+    pub fn signing_key_from_env(mut self, var: &str) -> Self {
+        self.key = Some(match std::env::var(var) {
+            Ok(key) => Ok(key.into_bytes()),
+            Err(e) => Err(format!("environment variable `{var}`: {e}")),
+        });
+        self
+    }
+
+    /// The largest answer, in bytes of JSON ([`DEFAULT_PAYLOAD_LIMIT`], 256 KiB, if not
+    /// set: Step Functions' limit on an execution's JSON, and the native runtime's
+    /// default). A request may be [`REQUEST_ENVELOPE`] bigger.
+    pub fn payload_limit(mut self, bytes: usize) -> Self {
+        self.payload_limit = bytes;
+        self
+    }
+
     /// Checks that every dependency is there (the same checks as
-    /// [`Builder::build`](crate::Builder::build)).
+    /// [`Builder::build`](crate::Builder::build)), and the signing key if one was given.
     pub fn build(self) -> Result<StepHandler, BuildError> {
+        let key = match self.key {
+            None => None,
+            Some(key) => Some(
+                key.and_then(|k| StateKey::new(&k))
+                    .map_err(|message| BuildError::SigningKey { message })?,
+            ),
+        };
         let workflows = registry::link(self.entries, &self.deps)?
             .into_iter()
             .map(|(name, w)| (name, w.view))
             .collect();
         Ok(StepHandler {
             workflows,
-            deps: self.deps,
-            clock: self.clock,
+            config: Config {
+                deps: self.deps,
+                clock: self.clock,
+                key,
+            },
+            payload_limit: self.payload_limit,
         })
     }
 }
 
-/// Runs one step of a registered workflow per request; see the module docs for the
-/// JSON it takes and gives.
+/// What every step of a handler reads besides its request.
+pub(crate) struct Config {
+    pub(crate) deps: Deps,
+    pub(crate) clock: StepClock,
+    pub(crate) key: Option<StateKey>,
+}
+
+/// Runs one step of a registered workflow per request; see *The step handler* in the
+/// [`asl`](super) module docs for the JSON it takes and gives, what it checks and what
+/// signing protects against.
 ///
 /// ```no_run
 /// # async fn f(request: serde_json::Value) {
-/// use workflow_runtime::asl::StepHandler;
+/// use workflow_runtime::asl::{StepHandler, STATE_KEY_VAR};
 /// let handler = StepHandler::builder() /* .register(run_job).dependency(svc) */
+///     .signing_key_from_env(STATE_KEY_VAR)
 ///     .build()
 ///     .unwrap();
 /// match handler.handle(request).await {
@@ -124,15 +162,17 @@ impl StepHandlerBuilder {
 /// ```
 pub struct StepHandler {
     workflows: HashMap<&'static str, Arc<dyn Entry>>,
-    deps: Deps,
-    clock: StepClock,
+    config: Config,
+    payload_limit: usize,
 }
 
 impl std::fmt::Debug for StepHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StepHandler")
             .field("workflows", &self.workflows())
-            .field("clock", &self.clock)
+            .field("clock", &self.config.clock)
+            .field("signing", &self.signing())
+            .field("payload_limit", &self.payload_limit)
             .finish()
     }
 }
@@ -148,6 +188,17 @@ impl StepHandler {
         let mut names: Vec<&'static str> = self.workflows.keys().copied().collect();
         names.sort_unstable();
         names
+    }
+
+    /// Whether answers are signed and documents checked (a signing key was given).
+    pub fn signing(&self) -> bool {
+        self.config.key.is_some()
+    }
+
+    /// The largest request accepted, in bytes: the payload limit plus
+    /// [`REQUEST_ENVELOPE`].
+    pub fn request_limit(&self) -> usize {
+        self.payload_limit.saturating_add(REQUEST_ENVELOPE)
     }
 
     /// The ASL of every registered workflow, sorted by name.
@@ -171,16 +222,81 @@ impl StepHandler {
         Ok(written)
     }
 
-    /// Runs one step for `request` and answers the next execution document.
+    /// Runs one step for `request` and answers the next execution document. A request
+    /// that was already parsed is measured as JSON before anything else; prefer
+    /// [`handle_bytes`](Self::handle_bytes) where the bytes are at hand.
     pub async fn handle(&self, request: Value) -> Result<Value, StepError> {
+        let limit = self.request_limit();
+        let size = json_size(&request);
+        if size > limit {
+            return Err(StepError::PayloadTooLarge {
+                what: StepPayload::Request,
+                size,
+                limit,
+            });
+        }
+        self.handle_parsed(request).await
+    }
+
+    /// [`handle`](Self::handle) for a request as JSON text, refused before it is parsed
+    /// if it is over [`request_limit`](Self::request_limit).
+    pub async fn handle_bytes(&self, request: &[u8]) -> Result<Value, StepError> {
+        let limit = self.request_limit();
+        if request.len() > limit {
+            return Err(StepError::PayloadTooLarge {
+                what: StepPayload::Request,
+                size: request.len(),
+                limit,
+            });
+        }
+        let request: Value = serde_json::from_slice(request)
+            .map_err(|e| StepError::InvalidRequest(format!("not JSON: {e}")))?;
+        self.handle_parsed(request).await
+    }
+
+    /// Answers a request already known to be within the request limit.
+    pub(crate) async fn handle_parsed(&self, request: Value) -> Result<Value, StepError> {
         let request: Request = serde_json::from_value(request)
             .map_err(|e| StepError::InvalidRequest(e.to_string()))?;
-        let entry = self
+        let (&name, entry) = self
             .workflows
-            .get(request.workflow.as_str())
+            .get_key_value(request.workflow.as_str())
             .ok_or_else(|| StepError::UnknownWorkflow(request.workflow.clone()))?;
-        entry.run(request, &self.deps, self.clock).await
+        // The step catches a panic of the workflow's code; this one also what runs
+        // around it (a `Deserialize` of the workflow's types), so that one request's
+        // panic never takes the handler down.
+        let answer = AssertUnwindSafe(entry.run(request, &self.config))
+            .catch_unwind()
+            .await
+            .map_err(|payload| StepError::Fault(Fault::panic(name, &*payload)))??;
+        let size = json_size(&answer);
+        if size > self.payload_limit {
+            return Err(StepError::PayloadTooLarge {
+                what: StepPayload::Answer,
+                size,
+                limit: self.payload_limit,
+            });
+        }
+        Ok(answer)
     }
+}
+
+/// The size of `value` as compact JSON, without writing it anywhere.
+pub(crate) fn json_size(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Counting cannot fail, nor can serializing a `Value`.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The step handler's view of the registered workflows: an [`Entry`] each.
@@ -199,8 +315,7 @@ pub(crate) trait Entry: Send + Sync {
     fn run<'a>(
         &'a self,
         request: Request,
-        deps: &'a Deps,
-        clock: StepClock,
+        config: &'a Config,
     ) -> BoxFuture<'a, Result<Value, StepError>>;
 }
 
@@ -213,9 +328,8 @@ impl<W: Workflow> Entry for Typed<W> {
     fn run<'a>(
         &'a self,
         request: Request,
-        deps: &'a Deps,
-        clock: StepClock,
+        config: &'a Config,
     ) -> BoxFuture<'a, Result<Value, StepError>> {
-        Box::pin(super::step::run::<W>(request, deps, clock))
+        Box::pin(super::step::run::<W>(request, config))
     }
 }

@@ -99,10 +99,141 @@
 //!
 //! # The execution document
 //!
-//! An execution's input is `{"input": <the workflow's input>}` (a child also gets its
-//! execution id as `id`, and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`). Between
-//! states the execution's JSON is the step handler's last answer (see [`StepHandler`]):
-//! the serialized state enum travels in it, so the Lambda keeps nothing.
+//! An execution's input is `{"input": <the workflow's input>}` (a child also gets the
+//! execution id its parent chose as `id`, with the `ticket` that lets it take that id,
+//! and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`). Between states the execution's
+//! JSON is the step handler's last answer (see [`StepHandler`]): the serialized state
+//! enum travels in it, so the Lambda keeps nothing; with a signing key it is signed, and
+//! the handler checks every document it gets back (see *The step handler* below).
+//!
+//! # The step handler
+//!
+//! [`StepHandler`] answers the Lambda Task states.
+//!
+//! ## Protocol
+//!
+//! Request (the Lambda event, built by the Task state's `Parameters`):
+//!
+//! ```json
+//! {"workflow": "Name", "at": "<the Task state's name>", "execution": "<$$.Execution.Id>",
+//!  "document": <the execution's JSON: {"input": …} at `Start`, else the last answer>}
+//! ```
+//!
+//! Answer (it becomes the execution's JSON):
+//!
+//! ```json
+//! {"workflow": "Name", "fingerprint": "<u64 as a string>", "execution": "<id>",
+//!  "batches": 0, "state": <the state enum>, "next": "<state to go to>",
+//!  "wait_seconds": 10,                                  // for a Wait
+//!  "children": [{"workflow": "…", "input": …, "id": "…", "ticket": "…"}], // for a child/Parallel/Map
+//!  "retries": 1,                // a `call_nested!`'s batch run again: the attempt count
+//!  "output": …,                                         // for Succeed
+//!  "error": {"name": "Workflow.PollTimedOut", "cause": "<the error as JSON>"}, // for Fail
+//!  "clock": 1700000000000000,                           // virtual clock only
+//!  "signature": "<hex HMAC-SHA-256>"}                   // with a signing key only
+//! ```
+//!
+//! A child Task, Parallel or Map adds its result as `children_result` (`{"output": …}`,
+//! or a list of them) or its failure as `children_error` (`{"Error", "Cause"}`, the
+//! `Cause` being the `startExecution.sync:2` description of the failed child, whose
+//! `Input.id` says which child it was; a child that timed out is described with
+//! `"Status": "TIMED_OUT"`); the resume Lambda decodes them. When the code retries the
+//! batch (a `call_nested!` with a retry policy), the resume Lambda answers the same
+//! `state`, the same calls as the next batch (new ids), `wait_seconds` (the delay,
+//! rounded up), `retries` (read back into the attempt count when the new batch is
+//! decoded) and `next` = the node's `N: retry` Wait.
+//!
+//! A task or poll with a policy adds, in the Lambda that its `Catch` leads to, the
+//! error Step Functions caught as `caught` (`{"Error", "Cause"}`); the call is not made
+//! again, the error is its result.
+//!
+//! Bad requests are answered with a [`StepError`], whose [`name`](StepError::name)
+//! (`Workflow.InvalidRequest`, `Workflow.UnknownWorkflow`, …) a `Catch` can match. A
+//! call that its policy retries is answered with [`StepError::Task`], named as the
+//! call's error, which the Task state's `Retry` matches.
+//! Fingerprints are strings because JavaScript numbers (and so the JSON of some
+//! interpreters) cannot hold every `u64`.
+//!
+//! ## What the handler checks
+//!
+//! The handler keeps nothing between invocations, and anyone allowed to invoke its
+//! Lambda can send it any request; it trusts none of it. In order:
+//!
+//! 1. **Size.** A request over [`request_limit`](StepHandler::request_limit) (the
+//!    payload limit plus [`REQUEST_ENVELOPE`] for `workflow`, `at` and `execution`) is
+//!    refused before it is parsed, with [`StepError::PayloadTooLarge`]; so is an answer
+//!    over the [payload limit](StepHandlerBuilder::payload_limit) (256 KiB by default, as
+//!    natively and on Step Functions).
+//! 2. **Shape.** The request is the JSON above with an `execution`
+//!    (`Workflow.InvalidRequest`), of a registered workflow (`Workflow.UnknownWorkflow`),
+//!    at one of its Lambda states (`Workflow.InvalidRequest`).
+//! 3. **The execution id** is `$$.Execution.Id` (the request's `execution`), never a
+//!    field of the execution's input: an `"id"` in a top-level input is ignored. A child
+//!    execution takes the native id its parent chose (`{parent}/{batch}.{index}`), which
+//!    its parent's answer put in the child's input (`id`), only with a valid `ticket`
+//!    beside it: an HMAC of the child's workflow, id and input under the signing key,
+//!    which a top-level start cannot make. An id with `/` that did not come that way is
+//!    refused (`Workflow.InvalidRequest`), so a top-level execution never takes a
+//!    child's id. Without a signing key there are no tickets, and every execution's id,
+//!    a child's too, is its `$$.Execution.Id` (on Step Functions an ARN, without `/`).
+//!    Step Functions' execution *name* (`$$.Execution.Name`) cannot carry the native id
+//!    instead: names are at most 80 characters without `/`, while a child's id holds
+//!    its parent's whole id, and a top-level start chooses its own name.
+//! 4. **The signature** (with a key): every document but the start's must carry the
+//!    signature the handler's answer gave it (`Workflow.InvalidState` if it is missing or
+//!    does not match). See *Signed states* below.
+//! 5. **The state belongs at `at`** (with or without a key): the document is this
+//!    workflow's with this definition's fingerprint (`Workflow.IncompatibleState`), its
+//!    `next` names the node of `at` (the answer's `next` is the node's state or its
+//!    `N: retry` Wait, and the Lambda `at` comes after it), and its state enum variant
+//!    resumes at that node: after the task or wait `N` for the Lambda `N` or
+//!    `N: resume`, waiting in `N` for a task with a policy, a poll's attempt or a batch
+//!    of children (`Workflow::resumes_at`, generated by the macro from the same IR as
+//!    the step function). Anything else is `Workflow.InvalidState`: the start's state
+//!    sent to a later Lambda, a later state sent to an earlier one, a final state sent
+//!    to skip the code in between. This holds for every workflow without special
+//!    cases, since both sides come from the graph.
+//!
+//! A panic anywhere in a step (the workflow's code, or a `Deserialize` of its types)
+//! answers that request with `Workflow.Panic`; the handler goes on serving.
+//!
+//! ## Signed states
+//!
+//! With [`signing_key`](StepHandlerBuilder::signing_key), every answer carries
+//! `signature`: an HMAC-SHA-256, under the key, of the execution's `$$.Execution.Id`
+//! and of every field of the answer (`workflow`, `fingerprint`, `execution`, `state`,
+//! `batches`, `children` with their ids and tickets, `retries`, `wait_seconds`, `next`,
+//! `clock`, …), in a canonical JSON form that survives Step Functions' rewriting (keys
+//! sorted, `1.0` and `1` alike). A request whose document was changed, made up, or
+//! answered for another execution is refused before any of it is used, compared in
+//! constant time. So someone who may invoke the Lambda, but does not have the key,
+//! cannot skip a step (a payment) with a made-up result, rewind or advance the virtual
+//! clock, give a child an id, or move a document to another execution.
+//!
+//! What a signature cannot cover:
+//!
+//! - **What Step Functions adds between two Lambda states**: a child's result
+//!   (`children_result`) or failure (`children_error`), and a caught error (`caught`).
+//!   They are not the handler's answer, so a forger who may invoke the Lambda can still
+//!   make up a child's output or a call's error at a resume or `…: caught` state. A
+//!   child's own answers are signed by the same key, but its Succeed state outputs only
+//!   `output` (the execution's output is the workflow's output), and `.sync:2` hands
+//!   the parent only that; checking it would take the child's signed document as its
+//!   output. Only Step Functions should invoke the Lambda: give `lambda:InvokeFunction`
+//!   to the state machines' role alone.
+//! - **Replays**: a genuine earlier document of the same execution, sent again to the
+//!   state it was answered for, is valid; that is also what Step Functions does when it
+//!   retries a Lambda after a transient error (tasks are at-least-once, as natively).
+//! - **A start**: the execution's input comes from whoever starts the execution, and
+//!   is not signed. Whoever may invoke the Lambda can also send a `Start` request of
+//!   their own: it runs the workflow from an input of their choosing, as starting an
+//!   execution would, under an id without `/`; the documents it answers are then
+//!   genuine, and the code between them runs as written.
+//! - **Changing the key** fails the executions in flight at their next Lambda state
+//!   (`Workflow.InvalidState`); change it when none are.
+//!
+//! Without a key, checks 1–3 and 5 still hold, but a document is whatever the request
+//! says: anyone who may invoke the Lambda can make up a state of the right variant.
 //!
 //! # Waits
 //!
@@ -121,6 +252,7 @@ mod emit;
 mod error;
 pub(crate) mod handler;
 mod serve;
+mod sign;
 mod step;
 
 use std::collections::HashSet;
@@ -130,8 +262,8 @@ use crate::graph::{NodeKind, StateGraph};
 
 pub use document::StepClock;
 pub use emit::{asl, AslExt, StateMachine};
-pub use error::StepError;
-pub use handler::{StepHandler, StepHandlerBuilder};
+pub use error::{StepError, StepPayload};
+pub use handler::{StepHandler, StepHandlerBuilder, REQUEST_ENVELOPE, STATE_KEY_VAR};
 pub use serve::serve_json_lines;
 
 /// The longest state name Step Functions accepts.

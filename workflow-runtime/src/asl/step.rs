@@ -13,16 +13,19 @@ use super::document::{
     caught_of, children_outcome, find_poll, give_up, is_children, retried_for, role_of, Request,
     Role, StepClock,
 };
+use super::handler::Config;
+use super::sign::{StateKey, SIGNATURE};
 use super::{whole_seconds, GiveUp, Layout};
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
-use crate::deps::{Deps, Fault};
+use crate::deps::Fault;
+use crate::graph::StateGraph;
 use crate::history::EventKind;
 use crate::json::Json;
 use crate::store::{PendingBatch, PendingChild};
 use crate::time::Timestamp;
 use crate::transition::{batch_again, transition, End, Transition};
-use crate::workflow::Workflow;
+use crate::workflow::{ResumePoint, Workflow};
 
 use super::error::StepError;
 
@@ -37,9 +40,9 @@ const MAX_SILENT_STEPS: usize = 10_000;
 
 pub(super) async fn run<W: Workflow>(
     request: Request,
-    deps: &Deps,
-    clock_mode: StepClock,
+    config: &Config,
 ) -> Result<Value, StepError> {
+    let (deps, clock_mode, key) = (&config.deps, config.clock, config.key.as_ref());
     let graph = W::graph();
     let layout = Layout::of(graph);
     let invalid = |message: String| StepError::InvalidState {
@@ -53,7 +56,16 @@ pub(super) async fn run<W: Workflow>(
             W::NAME
         ))
     })?;
+    // `$$.Execution.Id`: what signatures are bound to, and a top-level execution's id.
+    let context = request.execution.filter(|e| !e.is_empty()).ok_or_else(|| {
+        StepError::InvalidRequest(
+            "the request has no `execution` (the Task state passes `$$.Execution.Id`)".into(),
+        )
+    })?;
     let doc = request.document;
+    if role != Role::Start {
+        check_document::<W>(&doc, role, &request.at, &layout, &context, key)?;
+    }
     let mut caught = if caught {
         Some(caught_of(&doc).map_err(invalid)?)
     } else {
@@ -93,39 +105,37 @@ pub(super) async fn run<W: Workflow>(
                     workflow: W::NAME,
                     message: e.to_string(),
                 })?;
-            // A child gets the id its parent chose (as natively), a top-level execution
-            // its own execution id.
-            let execution = doc
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or(request.execution)
-                .unwrap_or_else(|| "execution".to_owned());
+            let execution = start_id(W::NAME, &doc, &context, key)?;
             (W::start(input), execution, 0, None)
         } else {
-            if doc.get("workflow").and_then(Value::as_str) != Some(W::NAME) {
-                return Err(invalid(
-                    "the document is not a state of this workflow".into(),
-                ));
-            }
-            let found = doc.get("fingerprint").and_then(Value::as_str).unwrap_or("");
-            if found != W::FINGERPRINT.to_string() {
-                return Err(StepError::IncompatibleState {
-                    workflow: W::NAME,
-                    found: found.to_owned(),
-                    expected: W::FINGERPRINT,
-                });
-            }
-            let state = doc
+            let state: W::State = doc
                 .get("state")
                 .cloned()
                 .ok_or_else(|| invalid("the document has no `state`".into()))
                 .and_then(|s| serde_json::from_value(s).map_err(|e| invalid(e.to_string())))?;
+            // The root check: the state's variant is the one the code of `at` resumes.
+            let resumes = W::resumes_at(&state);
+            if role.resumes(graph) != Some(resumes) {
+                return Err(invalid(format!(
+                    "the state resumes {}, but `{}` runs the code {}",
+                    describe(graph, Some(resumes)),
+                    request.at,
+                    describe(graph, role.resumes(graph)),
+                )));
+            }
             let execution = doc
                 .get("execution")
                 .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
                 .ok_or_else(|| invalid("the document has no `execution`".into()))?
                 .to_owned();
+            if key.is_none() && execution.contains('/') {
+                // Only a child's id has a `/`, and without a key no id is a child's.
+                return Err(StepError::InvalidRequest(format!(
+                    "execution id `{execution}` contains `/`, which only a child's id given \
+                     by a signed answer may"
+                )));
+            }
             let batches = doc.get("batches").and_then(Value::as_u64).unwrap_or(0);
             let children = match role {
                 Role::After(k) if is_children(&graph.nodes[k].kind) => {
@@ -172,11 +182,16 @@ pub(super) async fn run<W: Workflow>(
             .calls
             .iter()
             .enumerate()
-            .map(|(i, c)| ChildCall {
-                workflow: c.workflow.clone(),
-                input: c.input.clone(),
-                // The native child id: `{parent}/{batch}.{index}`.
-                id: format!("{execution}/{}.{i}", batch.batch),
+            .map(|(i, c)| {
+                // The native child id: `{parent}/{batch}.{index}`, which the child may
+                // take with the ticket (see `start_id`).
+                let id = format!("{execution}/{}.{i}", batch.batch);
+                ChildCall {
+                    ticket: key.map(|k| k.sign_child(&c.workflow, &id, &c.input.to_value())),
+                    workflow: c.workflow.clone(),
+                    input: c.input.clone(),
+                    id,
+                }
             })
             .collect()
     };
@@ -340,12 +355,100 @@ pub(super) async fn run<W: Workflow>(
             }
             Transition::End(End::Faulted(fault)) => return Err(StepError::Fault(fault)),
         };
-        return serde_json::to_value(answer)
-            .map_err(|e| fault(format!("the answer does not serialize: {e}")));
+        let mut answer = serde_json::to_value(answer)
+            .map_err(|e| fault(format!("the answer does not serialize: {e}")))?;
+        if let Some(key) = key {
+            let signature = key.sign_document(&context, &answer);
+            answer[SIGNATURE] = Value::String(signature);
+        }
+        return Ok(answer);
     }
     Err(fault(format!(
         "the workflow ran {MAX_SILENT_STEPS} steps without reaching a yield point"
     )))
+}
+
+/// Checks a document that is not the start's before any of it is used: its signature
+/// (with a key), that it is this workflow's at this definition, and that its `next`
+/// leads to `at`.
+fn check_document<W: Workflow>(
+    doc: &Value,
+    role: Role,
+    at: &str,
+    layout: &Layout,
+    context: &str,
+    key: Option<&StateKey>,
+) -> Result<(), StepError> {
+    let invalid = |message: String| StepError::InvalidState {
+        workflow: W::NAME,
+        message,
+    };
+    if let Some(key) = key {
+        key.verify_document(context, doc).map_err(invalid)?;
+    }
+    if doc.get("workflow").and_then(Value::as_str) != Some(W::NAME) {
+        return Err(invalid(
+            "the document is not a state of this workflow".into(),
+        ));
+    }
+    let found = doc.get("fingerprint").and_then(Value::as_str).unwrap_or("");
+    if found != W::FINGERPRINT.to_string() {
+        return Err(StepError::IncompatibleState {
+            workflow: W::NAME,
+            found: found.to_owned(),
+            expected: W::FINGERPRINT,
+        });
+    }
+    let next = doc
+        .get("next")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the document has no `next`".into()))?;
+    if !role.follows(layout, next) {
+        return Err(invalid(format!(
+            "the document was answered for `{next}`, which does not lead to `{at}`"
+        )));
+    }
+    Ok(())
+}
+
+/// A start's execution id: the id its parent chose for a child, with a valid ticket
+/// (only with a key), else `$$.Execution.Id`. An `id` in the input alone is not
+/// believed; an id with `/` (a child's) that did not come with its ticket is refused.
+fn start_id(
+    workflow: &str,
+    doc: &Value,
+    context: &str,
+    key: Option<&StateKey>,
+) -> Result<String, StepError> {
+    let ticket = doc.get("ticket").and_then(Value::as_str);
+    if let (Some(key), Some(ticket)) = (key, ticket) {
+        let id = doc.get("id").and_then(Value::as_str).unwrap_or("");
+        let input = doc.get("input").unwrap_or(&Value::Null);
+        if id.is_empty() || !key.verify_child(workflow, id, input, ticket) {
+            return Err(StepError::InvalidRequest(format!(
+                "the input's `id` and `ticket` do not match: not a child that this \
+                 handler's answer started as `{workflow}` with this input"
+            )));
+        }
+        return Ok(id.to_owned());
+    }
+    if context.contains('/') {
+        return Err(StepError::InvalidRequest(format!(
+            "execution id `{context}` contains `/`, which only a child's id given by a \
+             signed answer may"
+        )));
+    }
+    Ok(context.to_owned())
+}
+
+/// A resume point in words, for errors.
+fn describe(graph: &StateGraph, at: Option<ResumePoint>) -> String {
+    let name = |k: usize| graph.nodes.get(k).map_or("?", |n| n.name);
+    match at {
+        None | Some(ResumePoint::Start) => "from the start".to_owned(),
+        Some(ResumePoint::Waiting(k)) => format!("waiting in `{}`", name(k)),
+        Some(ResumePoint::After(k)) => format!("after `{}`", name(k)),
+    }
 }
 
 /// The step handler's answer: the execution's JSON until the next Lambda state (see the
@@ -380,6 +483,9 @@ struct ChildCall {
     workflow: String,
     input: Json,
     id: String,
+    /// The MAC that lets the child take `id` (`null` without a key: the child Task's
+    /// `Input` reads the field, so it is always there).
+    ticket: Option<String>,
 }
 
 /// The workflow's error, for the Fail state.
