@@ -12,7 +12,7 @@
 //! - every marked line gets exactly the errors it announces: one mistake, one error.
 //!
 //! The cases are built as the binaries of one scratch crate, with its own target
-//! directory under `target/`, so a second run rebuilds only what changed.
+//! directory under `target/tmp/`, so a second run rebuilds only what changed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,8 @@ fn marks(source: &str) -> BTreeMap<usize, usize> {
 
 /// The scratch crate: one `[[bin]]` per case, its path the case's own file.
 fn scratch_crate(root: &Path, cases: &[PathBuf]) -> PathBuf {
-    let dir = root.join("target/ui-spans");
+    // Under the target directory cargo gives integration tests (`CARGO_TARGET_DIR` too).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-spans");
     std::fs::create_dir_all(&dir).unwrap();
     let dep = |s: &str| s.replace('\\', "/");
     let mut manifest = format!(
