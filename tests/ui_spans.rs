@@ -3,7 +3,7 @@
 //! `tests/ui.rs` compares rustc's rendered text, which maps a span inside the library
 //! (a `macro_rules!` fallback, generated code spanned at the call site) back to the
 //! caller. IDEs and `cargo check --message-format=json` show the primary span as it is.
-//! So this test builds every case with JSON diagnostics and checks that:
+//! So this test checks every case (`cargo check`) with JSON diagnostics, and that:
 //!
 //! - every error's primary span is in the case's own file, on a line marked
 //!   `//~ ERROR` (one error) or `//~ ERROR N` (N errors, for a line where rustc adds its
@@ -90,7 +90,7 @@ fn every_error_of_a_failing_case_is_on_a_marked_line_of_that_case() {
     let dir = scratch_crate(root, &cases);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["build", "--bins", "--keep-going", "--message-format=json"])
+        .args(["check", "--bins", "--keep-going", "--message-format=json"])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
