@@ -114,3 +114,5 @@ impl StateGraph {
         self.nodes.iter().map(|n| n.name)
     }
 }
+
+mod diagram;
