@@ -440,96 +440,108 @@ fn row_id(row: &Row<'_>) -> rusqlite::Result<(ExecutionId, Option<&'static str>)
     Ok((ExecutionId::from(id), problem))
 }
 
-/// Decodes a row of [`RECORD_COLUMNS`]. A column that does not decode (of the wrong
-/// type, not valid text, not a known status, …) is a [`CorruptRow`] naming the
-/// execution; the outer `Err` is only for the read itself failing.
-pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, CorruptRow>> {
-    let (id, bad_id) = row_id(row)?;
-    let decoded = (|| {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
-            id: id.clone(),
+/// A row being decoded: each cell that does not decode (of the wrong type, not valid
+/// text, not a known status, …) is a [`CorruptRow`] naming the execution and the column.
+struct Cells<'a, 'r> {
+    row: &'a Row<'r>,
+    id: ExecutionId,
+}
+
+impl<'a, 'r> Cells<'a, 'r> {
+    /// The row's cells; a row whose id is not text is corrupt, named as its id reads.
+    fn of(row: &'a Row<'r>) -> rusqlite::Result<Result<Self, CorruptRow>> {
+        let (id, bad_id) = row_id(row)?;
+        let cells = Cells { row, id };
+        Ok(match bad_id {
+            Some(problem) => Err(cells.corrupt("id", &problem)),
+            None => Ok(cells),
+        })
+    }
+
+    fn corrupt(&self, what: &str, e: &dyn std::fmt::Display) -> CorruptRow {
+        CorruptRow {
+            id: self.id.clone(),
             message: format!("{what}: {e}"),
-        };
-        if let Some(problem) = bad_id {
-            return Err(corrupt("id", &problem));
         }
-        let status: String = row.get(7).map_err(|e| corrupt("status", &e))?;
-        let Some(status) = Status::parse(&status) else {
-            return Err(corrupt("status", &status));
-        };
-        let call_node: Option<String> = row.get(4).map_err(|e| corrupt("call node", &e))?;
-        let call_batch: Option<i64> = row.get(5).map_err(|e| corrupt("call batch", &e))?;
-        let call_index: Option<i64> = row.get(6).map_err(|e| corrupt("call index", &e))?;
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, i: usize, what: &str) -> Result<T, CorruptRow> {
+        self.row.get(i).map_err(|e| self.corrupt(what, &e))
+    }
+
+    fn status(&self, i: usize) -> Result<Status, CorruptRow> {
+        let status: String = self.get(i, "status")?;
+        Status::parse(&status).ok_or_else(|| self.corrupt("status", &status))
+    }
+
+    fn parent(&self, i: usize) -> Result<Option<ExecutionId>, CorruptRow> {
+        Ok(self
+            .get::<Option<String>>(i, "parent")?
+            .map(ExecutionId::from))
+    }
+
+    fn time(&self, i: usize, what: &str) -> Result<Timestamp, CorruptRow> {
+        self.get(i, what).map(from_ts)
+    }
+}
+
+/// Decodes a row of [`RECORD_COLUMNS`]; the outer `Err` is only for the read itself
+/// failing.
+pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, CorruptRow>> {
+    Ok(Cells::of(row)?.and_then(|c| {
+        let call_node: Option<String> = c.get(4, "call node")?;
+        let call_batch: Option<i64> = c.get(5, "call batch")?;
+        let call_index: Option<i64> = c.get(6, "call index")?;
         let call_site = match (call_node, call_batch, call_index) {
             (Some(node), Some(batch), Some(index)) => Some(CallSite {
                 node,
-                batch: u64::try_from(batch).map_err(|e| corrupt("call batch", &e))?,
-                index: usize::try_from(index).map_err(|e| corrupt("call index", &e))?,
+                batch: u64::try_from(batch).map_err(|e| c.corrupt("call batch", &e))?,
+                index: usize::try_from(index).map_err(|e| c.corrupt("call index", &e))?,
             }),
             _ => None,
         };
-        let input: String = row.get(8).map_err(|e| corrupt("input", &e))?;
-        let waiting: Option<String> = row.get(10).map_err(|e| corrupt("waiting", &e))?;
-        let batches: i64 = row.get(11).map_err(|e| corrupt("batches", &e))?;
-        let outcome: Option<String> = row.get(12).map_err(|e| corrupt("outcome", &e))?;
-        let wake_at: Option<i64> = row.get(13).map_err(|e| corrupt("wake_at", &e))?;
+        let input: String = c.get(8, "input")?;
+        let waiting: Option<String> = c.get(10, "waiting")?;
+        let batches: i64 = c.get(11, "batches")?;
+        let outcome: Option<String> = c.get(12, "outcome")?;
+        let wake_at: Option<i64> = c.get(13, "wake_at")?;
         Ok(ExecutionRecord {
-            workflow: row.get(1).map_err(|e| corrupt("workflow", &e))?,
-            fingerprint: fingerprint_from_sql(row.get(2).map_err(|e| corrupt("fingerprint", &e))?),
-            parent: row
-                .get::<_, Option<String>>(3)
-                .map_err(|e| corrupt("parent", &e))?
-                .map(ExecutionId::from),
+            workflow: c.get(1, "workflow")?,
+            fingerprint: fingerprint_from_sql(c.get(2, "fingerprint")?),
+            parent: c.parent(3)?,
             call_site,
-            status,
-            input: Json::parse(input).map_err(|e| corrupt("input", &e))?,
-            state: row.get(9).map_err(|e| corrupt("state", &e))?,
+            status: c.status(7)?,
+            input: Json::parse(input).map_err(|e| c.corrupt("input", &e))?,
+            state: c.get(9, "state")?,
             waiting: waiting
                 .map(|w| serde_json::from_str(&w))
                 .transpose()
-                .map_err(|e| corrupt("waiting", &e))?,
-            batches: u64::try_from(batches).map_err(|e| corrupt("batches", &e))?,
+                .map_err(|e| c.corrupt("waiting", &e))?,
+            batches: u64::try_from(batches).map_err(|e| c.corrupt("batches", &e))?,
             outcome: outcome
                 .map(|o| serde_json::from_str(&o))
                 .transpose()
-                .map_err(|e| corrupt("outcome", &e))?,
+                .map_err(|e| c.corrupt("outcome", &e))?,
             wake_at: wake_at.map(from_ts),
-            created_at: from_ts(row.get(14).map_err(|e| corrupt("created_at", &e))?),
-            updated_at: from_ts(row.get(15).map_err(|e| corrupt("updated_at", &e))?),
-            id: id.clone(),
+            created_at: c.time(14, "created_at")?,
+            updated_at: c.time(15, "updated_at")?,
+            id: c.id,
         })
-    })();
-    Ok(decoded)
+    }))
 }
 
 /// Decodes a row of [`SUMMARY_COLUMNS`], as [`record`] does.
 pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionSummary, CorruptRow>> {
-    let (id, bad_id) = row_id(row)?;
-    let decoded = (|| {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| CorruptRow {
-            id: id.clone(),
-            message: format!("{what}: {e}"),
-        };
-        if let Some(problem) = bad_id {
-            return Err(corrupt("id", &problem));
-        }
-        let status: String = row.get(3).map_err(|e| corrupt("status", &e))?;
-        let Some(status) = Status::parse(&status) else {
-            return Err(corrupt("status", &status));
-        };
+    Ok(Cells::of(row)?.and_then(|c| {
         Ok(ExecutionSummary {
-            workflow: row.get(1).map_err(|e| corrupt("workflow", &e))?,
-            parent: row
-                .get::<_, Option<String>>(2)
-                .map_err(|e| corrupt("parent", &e))?
-                .map(ExecutionId::from),
-            status,
-            created_at: from_ts(row.get(4).map_err(|e| corrupt("created_at", &e))?),
-            updated_at: from_ts(row.get(5).map_err(|e| corrupt("updated_at", &e))?),
-            id: id.clone(),
+            workflow: c.get(1, "workflow")?,
+            parent: c.parent(2)?,
+            status: c.status(3)?,
+            created_at: c.time(4, "created_at")?,
+            updated_at: c.time(5, "updated_at")?,
+            id: c.id,
         })
-    })();
-    Ok(decoded)
+    }))
 }
 
 /// Decodes an event row's body.
