@@ -4,7 +4,7 @@
 //! it; a restart runs nothing again.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -156,6 +156,16 @@ fn runtime(db: &Path, svc: &Svc) -> Runtime {
         .expect("the file opens")
 }
 
+/// A runtime on a new SQLite file, with a new service: the directory (kept alive by
+/// the caller), the file, the service and the runtime.
+fn fresh() -> (tempfile::TempDir, PathBuf, Svc, Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wf.sqlite");
+    let svc = Svc::default();
+    let rt = runtime(&db, &svc);
+    (dir, db, svc, rt)
+}
+
 async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(BOUND, f)
         .await
@@ -194,10 +204,7 @@ async fn restart_resumes_nothing(db: &Path, rt: Runtime, svc: &Svc) -> Runtime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_task_faults_its_execution_and_a_restart_does_not_run_it_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, db, svc, rt) = fresh();
     let exec = rt.start(panic_task, "panic".to_owned()).await.unwrap();
     let id = exec.id().clone();
     assert_panicked(&rt, &id, "boom in panic").await;
@@ -219,10 +226,7 @@ async fn a_panicking_task_faults_its_execution_and_a_restart_does_not_run_it_aga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_predicate_faults_its_execution() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, db, svc, rt) = fresh();
     let exec = rt.start(panic_predicate, "poll".to_owned()).await.unwrap();
     assert_panicked(&rt, exec.id(), "predicate gave up at 2").await;
     let _rt = restart_resumes_nothing(&db, rt, &svc).await;
@@ -231,10 +235,7 @@ async fn a_panicking_predicate_faults_its_execution() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_between_yield_points_faults_its_execution() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, db, svc, rt) = fresh();
     let exec = rt.start(panic_between, "x".to_owned()).await.unwrap();
     assert_panicked(&rt, exec.id(), "the code between yield points panicked").await;
     // The task's result was checkpointed before the code after it panicked.
@@ -247,10 +248,7 @@ async fn a_panic_between_yield_points_faults_its_execution() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_names_workflow_panic_retries_a_panic_and_no_other_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, _db, svc, rt) = fresh();
 
     // Two panics, two retries: the third call answers.
     let exec = rt.start(panic_retried, "panic-2".to_owned()).await.unwrap();
@@ -284,10 +282,7 @@ async fn a_policy_that_names_workflow_panic_retries_a_panic_and_no_other_does() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_gets_its_childs_panic_as_a_child_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, db, svc, rt) = fresh();
 
     let exec = rt.start(panic_parent, "panic".to_owned()).await.unwrap();
     let parent = exec.id().clone();
@@ -327,10 +322,7 @@ async fn a_parent_gets_its_childs_panic_as_a_child_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_child_cancels_its_hanging_sibling_and_cancelling_a_parent_ends_its_children() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let svc = Svc::default();
-    let rt = runtime(&db, &svc);
+    let (_dir, _db, svc, rt) = fresh();
 
     // The sibling hangs forever: the panic must still end the batch, and the sibling.
     let exec = rt.start(panic_sibling, "panic".to_owned()).await.unwrap();
