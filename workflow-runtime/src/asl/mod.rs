@@ -59,8 +59,9 @@
 //! its Lambda `N` makes the call and then runs on to the next yield point. When the call
 //! fails with an error the policy retries, the step handler answers with an error of the
 //! same name ([`StepError::Task`]) and the state's `Retry` (the policy's names, or
-//! `States.ALL` for every error; interval, backoff, cap and jitter in whole seconds,
-//! rounded up) runs the Lambda again. Once it gives up, the `Catch` leads to the Lambda
+//! `States.ALL` for every error, after a retrier that never retries the handler's own
+//! errors, `Workflow.Panic` among them; interval, backoff, cap and jitter in whole
+//! seconds, rounded up) runs the Lambda again. Once it gives up, the `Catch` leads to the Lambda
 //! `N: caught`, which hands the error to the code as the call's result, as natively
 //! after the last retry. Natively the retries do not enter states (the history has a
 //! `RetryScheduled` each); on Step Functions the Task state is entered once and retried
