@@ -223,7 +223,16 @@ pub use workflow_runtime::{
     PendingChild, RecoveryReport, SavedState, SqliteOptions, SqliteStore, StoreStats, Unregistered,
     VersionMismatch, Wait, DEFAULT_PAYLOAD_LIMIT,
 };
-pub use workflow_runtime::{Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
+pub use workflow_runtime::{
+    Catalog, Highlight, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError,
+};
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "console")]
+pub mod console;
+#[cfg(feature = "console")]
+mod inspect;
 
 /// The names a workflow module needs: `use workflow::prelude::*;`.
 pub mod prelude {

@@ -138,6 +138,13 @@ pub enum StoreError {
     /// The backend failed.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The store was opened read-only ([`SqliteStore::open_read_only`](crate::SqliteStore::open_read_only)):
+    /// it reads, and refuses every write. Nothing was written.
+    #[error("the store {} is open read-only; writes go through the runtime that owns the file", path.display())]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The store's file cannot be used any more: a page is corrupted, the disk answers
     /// with I/O errors, the file became read-only, or it was deleted or replaced while
     /// the store had it open. No retry can help, so the store stops: this write, every
@@ -249,6 +256,18 @@ pub enum OpenError {
         /// The schema version found in the file.
         found: i64,
         /// The newest schema version this version supports.
+        supported: i64,
+    },
+    /// The file was written by an older version of this crate: opening it with a runtime
+    /// ([`SqliteStore::open`](crate::SqliteStore::open)) upgrades it, which a read-only
+    /// store cannot do. Nothing was changed.
+    #[error("{path} has store schema version {found}, older than the {supported} this version reads; open it once with a runtime to upgrade it (the file was not changed)")]
+    SchemaTooOld {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file (0: not a store yet).
+        found: i64,
+        /// The schema version this version reads.
         supported: i64,
     },
     /// The file is an SQLite database of another application.

@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 pub mod asl;
+mod catalog;
 mod child;
 mod context;
 mod deps;
@@ -101,6 +102,7 @@ mod workflow;
 /// or the workflow's author chose, so a fast seeded hash serves better than SipHash.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+pub use catalog::Catalog;
 pub use child::NestedError;
 pub use deps::{Deps, Fault};
 pub use error::{
@@ -108,7 +110,7 @@ pub use error::{
     StoreError,
 };
 pub use execution::{ExecutionId, Outcome, Status};
-pub use graph::{Edge, Node, NodeKind, StateGraph, Transition};
+pub use graph::{Edge, Highlight, Node, NodeKind, StateGraph, Transition};
 pub use history::{Event, EventKind, PollOutcome};
 pub use json::Json;
 pub use poll::{PollError, Polled};

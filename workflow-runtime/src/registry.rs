@@ -37,6 +37,10 @@ impl<V: View> WorkflowRef<V> {
             view: V::of::<W>(),
         }
     }
+
+    pub(crate) fn graph(&self) -> &'static StateGraph {
+        (self.graph)()
+    }
 }
 
 /// What one workflow's `link` reported.
@@ -57,11 +61,12 @@ impl<V: View> Linker for Links<V> {
 }
 
 /// `roots` and every workflow they call, transitively, by name. Fails if two different
-/// workflows share a name, if one needs a dependency `deps` does not have, or if a
-/// policy has values the macro could not check (they were not literals).
+/// workflows share a name, if one needs a dependency `deps` does not have (unless
+/// `deps` is `None`: for a program that will not run them), or if a policy has values
+/// the macro could not check (they were not literals).
 pub(crate) fn link<V: View>(
     roots: Vec<WorkflowRef<V>>,
-    deps: &Deps,
+    deps: Option<&Deps>,
 ) -> Result<HashMap<&'static str, WorkflowRef<V>>, BuildError> {
     let mut linked: HashMap<&'static str, WorkflowRef<V>> = HashMap::new();
     let mut pending = roots;
@@ -86,7 +91,8 @@ pub(crate) fn link<V: View>(
             children: Vec::new(),
         };
         (w.link)(&mut links);
-        if let Some((_, type_name)) = links.dependencies.iter().find(|(t, _)| !deps.contains(*t)) {
+        let missing = |(t, _): &&(TypeId, &'static str)| deps.is_some_and(|d| !d.contains(*t));
+        if let Some((_, type_name)) = links.dependencies.iter().find(missing) {
             return Err(BuildError::MissingDependency {
                 workflow: w.name,
                 type_name,

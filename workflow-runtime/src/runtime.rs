@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::catalog::Catalog;
 use crate::deps::{Deps, Fault};
 use crate::driver::Drivers;
 use crate::driver::Launch;
@@ -37,6 +38,7 @@ pub const DEFAULT_PAYLOAD_LIMIT: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
+    catalog: Arc<Catalog>,
 }
 
 /// Configures a [`Runtime`]: which workflows, which dependencies, which store.
@@ -102,7 +104,9 @@ impl Builder {
     /// [`sqlite`](Self::sqlite) cannot be opened. Resuming stored executions is a separate,
     /// async step: [`Runtime::recover`].
     pub fn build(self) -> Result<Runtime, BuildError> {
-        let workflows = registry::link(self.registrations, &self.deps)?
+        let linked = registry::link(self.registrations, Some(&self.deps))?;
+        let catalog = Catalog::from_graphs(linked.values().map(|w| w.graph()));
+        let workflows = linked
             .into_iter()
             .map(|(name, w)| {
                 let registration = Registration {
@@ -120,6 +124,7 @@ impl Builder {
         };
         Ok(Runtime {
             inner: Arc::new(Inner::new(workflows, self.deps, store, self.payload_limit)),
+            catalog: Arc::new(catalog),
         })
     }
 }
@@ -333,6 +338,11 @@ impl Runtime {
                 children,
             })
         })
+    }
+
+    /// The registered workflows (children included), with their graphs and ASL.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The names of the registered workflows (children included), sorted.

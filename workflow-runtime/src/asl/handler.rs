@@ -120,7 +120,7 @@ impl StepHandlerBuilder {
                     .map_err(|message| BuildError::SigningKey { message })?,
             ),
         };
-        let workflows = registry::link(self.entries, &self.deps)?
+        let workflows = registry::link(self.entries, Some(&self.deps))?
             .into_iter()
             .map(|(name, w)| (name, w.view))
             .collect();

@@ -262,6 +262,7 @@ use std::time::Duration;
 use crate::graph::{NodeKind, StateGraph};
 
 pub use document::StepClock;
+pub(crate) use emit::emit;
 pub use emit::{asl, AslExt, StateMachine};
 pub use error::{StepError, StepPayload};
 pub use handler::{StepHandler, StepHandlerBuilder, REQUEST_ENVELOPE, STATE_KEY_VAR};

@@ -12,20 +12,20 @@ use std::fmt::Write;
 use super::{Edge, NodeKind, StateGraph, Transition};
 
 /// How a node is drawn: its shape and its label.
-struct Look {
-    shape: Shape,
-    label: String,
+pub(super) struct Look {
+    pub(super) shape: Shape,
+    pub(super) label: String,
 }
 
 #[derive(Clone, Copy)]
-enum Shape {
+pub(super) enum Shape {
     Task,
     Wait,
     Child,
     End,
 }
 
-fn look(kind: &NodeKind, name: &str) -> Look {
+pub(super) fn look(kind: &NodeKind, name: &str) -> Look {
     let (shape, label) = match kind {
         NodeKind::Task => (Shape::Task, name.to_owned()),
         NodeKind::Wait => (Shape::Wait, name.to_owned()),

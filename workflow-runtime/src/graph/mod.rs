@@ -9,10 +9,13 @@
 //! edge. Branches and loops have no nodes of their own: the code decides between the
 //! edges.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use std::time::Duration;
 
+use crate::history::{Event, EventKind};
 use crate::retry::Policy;
 
 /// The state graph of one workflow, as emitted by `#[workflow]`.
@@ -116,3 +119,68 @@ impl StateGraph {
 }
 
 mod diagram;
+#[cfg(feature = "svg")]
+mod svg;
+
+/// The states of a graph an execution has gone through, and the one it is in: what
+/// [`StateGraph::to_svg_highlighted`] colours.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Highlight {
+    /// The nodes it has entered (with the end it reached, once it has ended).
+    pub visited: BTreeSet<String>,
+    /// The node it is in, while it runs.
+    pub current: Option<String>,
+}
+
+impl Highlight {
+    /// What `history`, an execution of `graph`, went through: every node an event names,
+    /// the `Succeed` or `Fail` end once it has ended, and, while it has not, the node of
+    /// its last event.
+    pub fn of(graph: &StateGraph, history: &[Event]) -> Self {
+        let mut highlight = Highlight::default();
+        let ends = |kind: fn(&NodeKind) -> bool| {
+            graph
+                .nodes
+                .iter()
+                .filter(move |n| kind(&n.kind))
+                .map(|n| n.name.to_owned())
+        };
+        let mut ended = false;
+        for event in history {
+            if let Some(node) = event.state.as_deref().and_then(|s| graph.node(s)) {
+                highlight.visited.insert(node.name.to_owned());
+            }
+            match &event.kind {
+                EventKind::ExecutionSucceeded { .. } => {
+                    highlight
+                        .visited
+                        .extend(ends(|k| matches!(k, NodeKind::Succeed)));
+                    ended = true;
+                }
+                EventKind::ExecutionFailed { .. }
+                | EventKind::ExecutionTimedOut
+                | EventKind::ExecutionCancelled
+                | EventKind::ExecutionFaulted { .. } => {
+                    highlight
+                        .visited
+                        .extend(ends(|k| matches!(k, NodeKind::Fail)));
+                    ended = true;
+                }
+                _ => {}
+            }
+        }
+        if !ended {
+            highlight.current = history
+                .iter()
+                .rev()
+                .find_map(|e| e.state.as_deref().and_then(|s| graph.node(s)))
+                .map(|n| n.name.to_owned());
+        }
+        highlight
+    }
+
+    /// Whether nothing is highlighted.
+    pub fn is_empty(&self) -> bool {
+        self.visited.is_empty() && self.current.is_none()
+    }
+}

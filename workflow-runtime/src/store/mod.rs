@@ -189,7 +189,13 @@ pub struct ExecutionFilter {
     pub status: Option<Status>,
     /// Only top-level executions (no parent).
     pub top_level: bool,
-    /// At most this many, oldest first (rows that do not decode count).
+    /// Only executions created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// Skip this many matching executions first (a page's start).
+    pub offset: usize,
+    /// At most this many (rows that do not decode count).
     pub limit: Option<usize>,
 }
 
@@ -217,6 +223,24 @@ impl ExecutionFilter {
         self
     }
 
+    /// Only executions created at or after `at`.
+    pub fn since(mut self, at: Timestamp) -> Self {
+        self.since = Some(at);
+        self
+    }
+
+    /// Newest first (the default is oldest first).
+    pub fn newest_first(mut self) -> Self {
+        self.newest_first = true;
+        self
+    }
+
+    /// Skips the first `n` matching executions: with [`limit`](Self::limit), a page.
+    pub fn offset(mut self, n: usize) -> Self {
+        self.offset = n;
+        self
+    }
+
     /// At most `n` executions.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
@@ -227,6 +251,7 @@ impl ExecutionFilter {
         self.workflow.as_ref().is_none_or(|w| *w == r.workflow)
             && self.status.is_none_or(|s| s == r.status)
             && (!self.top_level || r.parent.is_none())
+            && self.since.is_none_or(|t| r.created_at >= t)
     }
 }
 
@@ -298,7 +323,8 @@ pub trait Store: Send + Sync + 'static {
     /// The children of an execution, in the order they were started.
     async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError>;
 
-    /// The executions that match `filter`, oldest first. A row that does not decode is
+    /// The executions that match `filter`, in creation order (oldest first unless the
+    /// filter asks for the newest first), from its offset, at most its limit. A row that does not decode is
     /// a [`CorruptRow`] of its own, in its place, so that one bad row does not hide the
     /// others; the outer `Err` is for the store failing to read at all.
     async fn list(

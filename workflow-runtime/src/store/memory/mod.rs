@@ -169,11 +169,15 @@ impl Store for MemoryStore {
         filter: &ExecutionFilter,
     ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError> {
         let rows = self.rows();
-        Ok(rows
-            .order
-            .iter()
+        let ordered: Box<dyn Iterator<Item = &ExecutionId>> = if filter.newest_first {
+            Box::new(rows.order.iter().rev())
+        } else {
+            Box::new(rows.order.iter())
+        };
+        Ok(ordered
             .filter_map(|id| rows.by_id.get(id))
             .filter(|r| filter.matches(&r.record))
+            .skip(filter.offset)
             .take(filter.limit.unwrap_or(usize::MAX))
             .map(|r| Ok(ExecutionSummary::from(&r.record)))
             .collect())

@@ -228,7 +228,8 @@ struct Shared {
 /// order, the connection first.
 struct Reader {
     conn: Mutex<Connection>,
-    lock: Arc<Lock>,
+    /// `None` for a read-only store, which takes no lock.
+    lock: Option<Arc<Lock>>,
 }
 
 impl Drop for Shared {
@@ -338,12 +339,71 @@ impl SqliteStore {
                 writer: Some(writer),
                 reader: Arc::new(Reader {
                     conn: Mutex::new(reader),
-                    lock,
+                    lock: Some(lock),
                 }),
                 counters,
                 health,
             }),
         })
+    }
+
+    /// Opens the store at `path` to read it only, beside the runtime that may be using
+    /// it: what the `workflow` command-line tool and a console over a file use.
+    ///
+    /// Takes no lock and never writes: SQLite's write-ahead log lets it read a
+    /// consistent snapshot while the runtime commits, and the runtime never waits for
+    /// it. Every write answers [`StoreError::ReadOnly`]. Fails if the file does not
+    /// exist, is not a workflow store, or has another schema version than this one
+    /// ([`OpenError::SchemaTooOld`], [`OpenError::SchemaTooNew`]).
+    ///
+    /// ```
+    /// use workflow_runtime::{OpenError, SqliteStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("workflows.sqlite");
+    /// assert!(matches!(SqliteStore::open_read_only(&path), Err(OpenError::Io { .. })));
+    /// let runtime = SqliteStore::open(&path).unwrap(); // creates it, and keeps it open
+    /// let reader = SqliteStore::open_read_only(&path).unwrap();
+    /// # drop((runtime, reader));
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        let path = path.as_ref().to_owned();
+        // SQLite would report a missing file as "unable to open database file".
+        std::fs::metadata(&path).map_err(|source| OpenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| {
+            conn.busy_timeout(SqliteOptions::default().busy_budget)?;
+            Ok(conn)
+        })
+        .map_err(|source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        schema::check_readable(&conn, &path)?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                path: path.clone(),
+                jobs: None,
+                writer: None,
+                reader: Arc::new(Reader {
+                    conn: Mutex::new(conn),
+                    lock: None,
+                }),
+                counters: Arc::default(),
+                health: Arc::new(Health::new(path)),
+            }),
+        })
+    }
+
+    /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.jobs.is_none()
     }
 
     /// The database file.
@@ -373,14 +433,14 @@ impl SqliteStore {
 
     async fn write(&self, op: Op) -> Result<(), StoreError> {
         self.shared.health.check()?;
+        let Some(jobs) = &self.shared.jobs else {
+            return Err(StoreError::ReadOnly {
+                path: self.shared.path.clone(),
+            });
+        };
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Backend("the store's writer thread has stopped".into());
-        self.shared
-            .jobs
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(Job { op, reply })
-            .map_err(|_| gone())?;
+        jobs.send(Job { op, reply }).map_err(|_| gone())?;
         let (result, op) = answer.await.map_err(|_| gone())?;
         drop(op);
         result
@@ -400,10 +460,10 @@ impl SqliteStore {
             // A connection has no state a panicking query could leave half-changed.
             let read = f(&reader.conn.lock().unwrap_or_else(|e| e.into_inner()));
             let read = read.map_err(|cause| health.error(cause))?;
-            reader
-                .lock
-                .still_reaches()
-                .map_err(|reason| health.broke(reason))?;
+            if let Some(lock) = &reader.lock {
+                lock.still_reaches()
+                    .map_err(|reason| health.broke(reason))?;
+            }
             Ok(read)
         })
         .await
@@ -529,20 +589,23 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {} FROM executions e \
                  WHERE (?1 IS NULL OR e.workflow = ?1) AND (?2 IS NULL OR e.status = ?2) \
-                   AND (?3 = 0 OR e.parent IS NULL) \
-                 ORDER BY e.key LIMIT ?4",
-                rows::SUMMARY_COLUMNS
+                   AND (?3 = 0 OR e.parent IS NULL) AND (?4 IS NULL OR e.created_at >= ?4) \
+                 ORDER BY e.key {} LIMIT ?5 OFFSET ?6",
+                rows::SUMMARY_COLUMNS,
+                if filter.newest_first { "DESC" } else { "ASC" },
             );
-            let limit = filter
-                .limit
-                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            let limit = filter.limit.map_or(-1, count);
+            let since = filter.since.map(|t| i64::try_from(t.0).unwrap_or(i64::MAX));
             let rows = conn.prepare_cached(&sql).and_then(|mut s| {
                 s.query_map(
                     rusqlite::params![
                         filter.workflow,
                         filter.status.map(|s| s.as_str()),
                         filter.top_level,
-                        limit
+                        since,
+                        limit,
+                        count(filter.offset),
                     ],
                     rows::summary,
                 )?

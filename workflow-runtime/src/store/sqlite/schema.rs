@@ -222,6 +222,34 @@ pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
 }
 
 /// `(application_id, user_version, number of tables)`.
+/// Checks, without writing anything, that the file is a store this version reads as it
+/// is: what [`SqliteStore::open_read_only`](super::SqliteStore::open_read_only) needs.
+pub(super) fn check_readable(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let (application_id, version, tables) = identify(conn).map_err(|source| OpenError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })?;
+    if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
+        return Err(OpenError::ForeignDatabase {
+            path: path.to_owned(),
+            application_id,
+        });
+    }
+    match version.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Greater => Err(OpenError::SchemaTooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Less => Err(OpenError::SchemaTooOld {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
 fn identify(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
     let application_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
