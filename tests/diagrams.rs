@@ -99,3 +99,92 @@ fn multi_line_labels_are_escaped() {
         .to_dot()
         .contains("\\n→ NestingPatternAnotherStateMachine"));
 }
+
+/// The exact text of each diagram of the example, reviewed as a snapshot
+/// (`cargo insta review` after an intended change).
+#[test]
+fn the_example_diagrams_are_the_reviewed_ones() {
+    for graph in [workflows::main_flow::graph(), workflows::run_job::graph()] {
+        insta::assert_snapshot!(format!("{}.mermaid", graph.workflow), graph.to_mermaid());
+        insta::assert_snapshot!(format!("{}.dot", graph.workflow), graph.to_dot());
+    }
+}
+
+/// The SVG is well-formed XML, and every node's name is written in it, once per node.
+#[test]
+fn the_svg_is_xml_that_names_every_node() {
+    for graph in [workflows::main_flow::graph(), workflows::run_job::graph()] {
+        let svg = graph.to_svg();
+        let doc = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("{}: not XML: {e}\n{svg}", graph.workflow));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let text: String = doc
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            text.contains(graph.workflow),
+            "the start names the workflow"
+        );
+        for node in graph.nodes {
+            assert!(
+                text.contains(node.name),
+                "{}: no {}",
+                graph.workflow,
+                node.name
+            );
+        }
+        // One box per node, and the start's circle.
+        let shapes = doc
+            .descendants()
+            .filter(|n| matches!(n.tag_name().name(), "rect" | "ellipse" | "circle"))
+            .count();
+        assert!(shapes > graph.nodes.len(), "{shapes} shapes");
+    }
+}
+
+/// An execution's path is coloured: the states it went through, the end it reached.
+#[test]
+fn a_highlighted_svg_colours_the_path_of_an_execution() {
+    use workflow::{Event, EventKind, Highlight, Json, Timestamp};
+    let graph = workflows::run_job::graph();
+    let first = graph.nodes[0].name;
+    let event = |state: Option<&'static str>, kind| Event {
+        at: Timestamp(0),
+        state: state.map(Into::into),
+        kind,
+    };
+    let running = [event(Some(first), EventKind::TaskScheduled)];
+    let highlight = Highlight::of(graph, &running);
+    assert_eq!(highlight.current.as_deref(), Some(first));
+    let svg = graph.to_svg_highlighted(&highlight);
+    assert!(
+        svg.contains("#ffd76e") && !svg.contains("#f4a6a6"),
+        "the current state is amber"
+    );
+
+    let failed = [
+        event(Some(first), EventKind::TaskScheduled),
+        event(
+            None,
+            EventKind::ExecutionFailed {
+                error: Json::null(),
+                name: None,
+            },
+        ),
+    ];
+    let highlight = Highlight::of(graph, &failed);
+    assert_eq!(highlight.current, None);
+    assert!(highlight.visited.contains(first));
+    let svg = graph.to_svg_highlighted(&highlight);
+    assert!(
+        svg.contains("#b8e6b8") && svg.contains("#f4a6a6"),
+        "visited green, the failed end red"
+    );
+    assert!(
+        !graph.to_svg().contains("#b8e6b8"),
+        "nothing is coloured without an execution"
+    );
+}

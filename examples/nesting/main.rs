@@ -33,12 +33,14 @@
 //!    end with "the service does not know job …": a typed failure, not a lost execution.)
 //!    Delete the file to start afresh.
 //!
+//! 6. **Seeing it.** The last lines printed are the commands that open the console, show an
+//!    execution and draw the workflows (`workflow::cli`, `workflow::console`);
+//!    `--console 127.0.0.1:7878` serves the console from this program, with its actions.
+//!
 //! Set `RUST_LOG` (for example `RUST_LOG=debug`) to see the runtime's and the HTTP
 //! stack's logs.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -53,143 +55,7 @@ use workflows::*;
 // The job service itself: a small axum server, started in-process.
 // =======================================================================================
 
-mod job_server {
-    use super::*;
-
-    use axum::extract::{Path, State};
-    use axum::http::StatusCode;
-    use axum::routing::{get, post};
-    use axum::{Json, Router};
-
-    /// How the service behaves.
-    #[derive(Clone, Copy, Debug)]
-    pub struct Config {
-        /// How long a job runs (jobs vary deterministically from 1× to 1.5× this).
-        pub delay: Duration,
-        /// Jobs whose `parameter2` is a multiple of this fail; 0: none fails.
-        pub fail_every: u32,
-    }
-
-    /// A handle on a running service.
-    #[derive(Clone)]
-    pub struct JobServer {
-        pub base_url: String,
-        board: Board,
-    }
-
-    impl JobServer {
-        /// Changes which jobs fail from now on (jobs already created keep their fate).
-        pub fn set_fail_every(&self, fail_every: u32) {
-            lock(&self.board).config.fail_every = fail_every;
-        }
-    }
-
-    /// The service's whole state.
-    type Board = Arc<Mutex<Jobs>>;
-
-    struct Jobs {
-        config: Config,
-        next_id: u64,
-        jobs: HashMap<String, Job>,
-    }
-
-    struct Job {
-        request: JobRequest,
-        created: Instant,
-        /// When the job ends, counted from `created`.
-        runs_for: Duration,
-        /// Why it fails, for a job that fails.
-        failure: Option<String>,
-    }
-
-    impl Job {
-        /// The job's state now: computed from its age, nothing runs in the background.
-        fn status(&self, id: &str) -> JobStatus {
-            let (state, result) = if self.created.elapsed() < self.runs_for {
-                (JobState::Running, None)
-            } else if let Some(reason) = &self.failure {
-                (JobState::Failed, Some(reason.clone()))
-            } else {
-                let n = u64::from(self.request.parameter2);
-                let output = format!(
-                    "{}: sum(1..={n}) = {}",
-                    self.request.parameter1,
-                    n * (n + 1) / 2
-                );
-                (JobState::Succeeded, Some(output))
-            };
-            JobStatus {
-                id: JobId(id.to_owned()),
-                state,
-                result,
-            }
-        }
-    }
-
-    fn lock(board: &Board) -> MutexGuard<'_, Jobs> {
-        // Every update is a single insert or field write: a poisoned lock is still consistent.
-        board.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Binds `127.0.0.1:0` and serves the API on a background task.
-    pub async fn start(config: Config) -> std::io::Result<JobServer> {
-        let board: Board = Arc::new(Mutex::new(Jobs {
-            config,
-            next_id: 1,
-            jobs: HashMap::new(),
-        }));
-        let app = Router::new()
-            .route("/jobs", post(create_job))
-            .route("/jobs/{id}", get(job_status))
-            .with_state(Arc::clone(&board));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("job service stopped: {e}");
-            }
-        });
-        Ok(JobServer { base_url, board })
-    }
-
-    async fn create_job(
-        State(board): State<Board>,
-        Json(request): Json<JobRequest>,
-    ) -> (StatusCode, Json<JobCreated>) {
-        let mut jobs = lock(&board);
-        let id = format!("job-{}", jobs.next_id);
-        jobs.next_id += 1;
-        let Config { delay, fail_every } = jobs.config;
-        let failure = (fail_every != 0 && request.parameter2 % fail_every == 0).then(|| {
-            format!(
-                "parameter2 = {} is a multiple of {fail_every}, which this service rejects",
-                request.parameter2
-            )
-        });
-        // Rejections come early (half the delay); other jobs take 1×, 1.25× or 1.5× it.
-        let runs_for = match failure {
-            Some(_) => delay / 2,
-            None => delay + delay * (request.parameter2 % 3) / 4,
-        };
-        let job = Job {
-            request,
-            created: Instant::now(),
-            runs_for,
-            failure,
-        };
-        jobs.jobs.insert(id.clone(), job);
-        (StatusCode::CREATED, Json(JobCreated { id: JobId(id) }))
-    }
-
-    async fn job_status(
-        State(board): State<Board>,
-        Path(id): Path<String>,
-    ) -> Result<Json<JobStatus>, StatusCode> {
-        let jobs = lock(&board);
-        let job = jobs.jobs.get(&id).ok_or(StatusCode::NOT_FOUND)?;
-        Ok(Json(job.status(&id)))
-    }
-}
+mod job_server;
 
 // =======================================================================================
 // The program: start the service, run the workflows, show what happened.
@@ -234,6 +100,10 @@ struct Args {
     /// target/nesting.sqlite].
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+
+    /// After the runs, serve the console (with its actions) on this address until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    console: Option<std::net::SocketAddr>,
 }
 
 /// Where the executions are kept when neither `--db` nor `WORKFLOW_DB` says.
@@ -275,6 +145,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         return Ok(());
+    }
+    // `cargo run --example nesting -- cli list …`: the `workflow` command-line tool, with
+    // this program's workflows linked in (so `cli graph` draws them).
+    if std::env::args().nth(1).as_deref() == Some("cli") {
+        let args = std::env::args_os().skip(1);
+        let catalog = workflow::Catalog::new().register(main_flow);
+        return Ok(workflow::cli::run(catalog, args, &mut std::io::stdout()).await?);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -389,6 +266,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.display(),
         mains.len(),
         main_flow::NAME
+    );
+    if let Some(addr) = args.console {
+        let console = workflow::console::Console::new(&runtime);
+        let listener = console.bind(addr).await?;
+        println!(
+            "\nThe console is on http://{}/ (start, cancel, redrive); Ctrl-C stops it.",
+            listener.local_addr()?
+        );
+        axum::serve(listener, console.router())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        return Ok(());
+    }
+    println!(
+        "\nSee them in the console or on the command line (read-only, beside a running program):"
+    );
+    println!(
+        "  cargo run -p workflow-cli -- --db {} console",
+        db.display()
+    );
+    println!(
+        "  cargo run -p workflow-cli -- --db {} show {id}",
+        db.display()
+    );
+    println!(
+        "  cargo run -p workflow-cli -- --db {} list --status Failed",
+        db.display()
+    );
+    println!(
+        "  cargo run --example nesting -- cli graph {} --format svg > main.svg",
+        main_flow::NAME
+    );
+    println!(
+        "  cargo run --example nesting -- --console 127.0.0.1:7878   # the console with actions"
     );
     Ok(())
 }

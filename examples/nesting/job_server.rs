@@ -1,0 +1,161 @@
+//! The job service the example's workflows call: a small axum server, started in-process
+//! on 127.0.0.1. Jobs run for a while and then succeed or, if the service is told to
+//! reject them, fail. Shared with the tests that need the example's service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::workflows::{JobCreated, JobId, JobRequest, JobState, JobStatus};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+/// How the service behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// How long a job runs (jobs vary deterministically from 1× to 1.5× this).
+    pub delay: Duration,
+    /// Jobs whose `parameter2` is a multiple of this fail; 0: none fails.
+    pub fail_every: u32,
+}
+
+/// A handle on a running service.
+#[derive(Clone)]
+pub struct JobServer {
+    pub base_url: String,
+    board: Board,
+}
+
+/// How long a job runs, and why it fails if it does, under `config`.
+fn fate(config: Config, request: &JobRequest) -> (Duration, Option<String>) {
+    let Config { delay, fail_every } = config;
+    let failure = (fail_every != 0 && request.parameter2 % fail_every == 0).then(|| {
+        format!(
+            "parameter2 = {} is a multiple of {fail_every}, which this service rejects",
+            request.parameter2
+        )
+    });
+    // Rejections come early (half the delay); other jobs take 1×, 1.25× or 1.5× it.
+    let runs_for = match failure {
+        Some(_) => delay / 2,
+        None => delay + delay * (request.parameter2 % 3) / 4,
+    };
+    (runs_for, failure)
+}
+
+impl JobServer {
+    /// Runs the failed jobs again, under the service's current configuration, as an
+    /// operator does once the service is fixed: their status is `running` again, then
+    /// what a new job with their request would end with.
+    pub fn rerun_failed(&self) {
+        let mut jobs = lock(&self.board);
+        let config = jobs.config;
+        for job in jobs.jobs.values_mut().filter(|j| j.failure.is_some()) {
+            (job.runs_for, job.failure) = fate(config, &job.request);
+            job.created = Instant::now();
+        }
+    }
+
+    /// Changes which jobs fail from now on (jobs already created keep their fate).
+    pub fn set_fail_every(&self, fail_every: u32) {
+        lock(&self.board).config.fail_every = fail_every;
+    }
+}
+
+/// The service's whole state.
+type Board = Arc<Mutex<Jobs>>;
+
+struct Jobs {
+    config: Config,
+    next_id: u64,
+    jobs: HashMap<String, Job>,
+}
+
+struct Job {
+    request: JobRequest,
+    created: Instant,
+    /// When the job ends, counted from `created`.
+    runs_for: Duration,
+    /// Why it fails, for a job that fails.
+    failure: Option<String>,
+}
+
+impl Job {
+    /// The job's state now: computed from its age, nothing runs in the background.
+    fn status(&self, id: &str) -> JobStatus {
+        let (state, result) = if self.created.elapsed() < self.runs_for {
+            (JobState::Running, None)
+        } else if let Some(reason) = &self.failure {
+            (JobState::Failed, Some(reason.clone()))
+        } else {
+            let n = u64::from(self.request.parameter2);
+            let output = format!(
+                "{}: sum(1..={n}) = {}",
+                self.request.parameter1,
+                n * (n + 1) / 2
+            );
+            (JobState::Succeeded, Some(output))
+        };
+        JobStatus {
+            id: JobId(id.to_owned()),
+            state,
+            result,
+        }
+    }
+}
+
+fn lock(board: &Board) -> MutexGuard<'_, Jobs> {
+    // Every update is a single insert or field write: a poisoned lock is still consistent.
+    board.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Binds `127.0.0.1:0` and serves the API on a background task.
+pub async fn start(config: Config) -> std::io::Result<JobServer> {
+    let board: Board = Arc::new(Mutex::new(Jobs {
+        config,
+        next_id: 1,
+        jobs: HashMap::new(),
+    }));
+    let app = Router::new()
+        .route("/jobs", post(create_job))
+        .route("/jobs/{id}", get(job_status))
+        .with_state(Arc::clone(&board));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("job service stopped: {e}");
+        }
+    });
+    Ok(JobServer { base_url, board })
+}
+
+async fn create_job(
+    State(board): State<Board>,
+    Json(request): Json<JobRequest>,
+) -> (StatusCode, Json<JobCreated>) {
+    let mut jobs = lock(&board);
+    let id = format!("job-{}", jobs.next_id);
+    jobs.next_id += 1;
+    let (runs_for, failure) = fate(jobs.config, &request);
+    let job = Job {
+        request,
+        created: Instant::now(),
+        runs_for,
+        failure,
+    };
+    jobs.jobs.insert(id.clone(), job);
+    (StatusCode::CREATED, Json(JobCreated { id: JobId(id) }))
+}
+
+async fn job_status(
+    State(board): State<Board>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, StatusCode> {
+    let jobs = lock(&board);
+    let job = jobs.jobs.get(&id).ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(job.status(&id)))
+}
