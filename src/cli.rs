@@ -70,6 +70,8 @@ pub fn main(catalog: Catalog) -> ExitCode {
             let _ = e.print();
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
+        // `workflow list | head`: the reader has what it wanted.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
