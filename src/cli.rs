@@ -36,13 +36,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use workflow_runtime::{
     BuildError, Catalog, ExecutionFilter, ExecutionId, ExecutionTree, OpenError, Runtime,
-    SqliteStore, StoreError, Timestamp,
+    SqliteStore, StoreError,
 };
 
 use crate::console::{Console, ConsoleError};
@@ -258,7 +257,8 @@ pub async fn run(
                 filter = filter.status(status);
             }
             if let Some(since) = since {
-                filter = filter.since(parse_since(&since)?);
+                let at = inspect::parse_since(&since).ok_or(CliError::BadSince(since))?;
+                filter = filter.since(at);
             }
             if top_level {
                 filter = filter.top_level();
@@ -366,18 +366,6 @@ fn unknown_workflow(catalog: &Catalog, name: &str) -> CliError {
             known.join(", ")
         },
     }
-}
-
-fn parse_since(s: &str) -> Result<Timestamp, CliError> {
-    let at = match humantime::parse_duration(s) {
-        Ok(ago) => SystemTime::now().checked_sub(ago),
-        Err(_) => humantime::parse_rfc3339_weak(s).ok(),
-    };
-    let micros = at
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .ok_or_else(|| CliError::BadSince(s.to_owned()))?;
-    Ok(Timestamp(micros))
 }
 
 /// Columns padded to their widest cell.
@@ -515,24 +503,6 @@ fn tree_json(t: &ExecutionTree) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn since_takes_a_duration_ago_or_a_time() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let hour_ago = parse_since("1h").unwrap().0;
-        let expected = u64::try_from((now - Duration::from_secs(3600)).as_micros()).unwrap();
-        assert!(
-            hour_ago.abs_diff(expected) < 5_000_000,
-            "{hour_ago} vs {expected}"
-        );
-        let at = parse_since("2026-12-03T10:00:00Z").unwrap();
-        assert_eq!(at.0, 1_796_292_000_000_000);
-        assert!(matches!(
-            parse_since("yesterday"),
-            Err(CliError::BadSince(_))
-        ));
-    }
 
     #[test]
     fn tables_pad_columns_to_their_widest_cell() {

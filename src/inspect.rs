@@ -1,7 +1,7 @@
 //! What the console and the command-line tool show of an execution, read once from a
 //! runtime (or a read-only store) and formatted the same way by both.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use workflow_runtime::{
@@ -124,6 +124,19 @@ pub(crate) fn event_child(event: &Event) -> Option<ExecutionId> {
         .map(ExecutionId::from)
 }
 
+/// When `--since`/the console's "since" means: a duration ago (`90s`, `2h`, `3days`)
+/// or a time (RFC 3339, `2026-12-03T10:00:00Z`).
+pub(crate) fn parse_since(s: &str) -> Option<Timestamp> {
+    let at = match humantime::parse_duration(s.trim()) {
+        Ok(ago) => SystemTime::now().checked_sub(ago),
+        Err(_) => humantime::parse_rfc3339_weak(s.trim()).ok(),
+    };
+    let since_epoch = at?.duration_since(UNIX_EPOCH).ok()?;
+    Some(Timestamp(
+        u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX),
+    ))
+}
+
 /// Parses a status name as the store writes it (`Running`, `Failed`, …), in any case.
 pub(crate) fn parse_status(s: &str) -> Option<Status> {
     const ALL: [Status; 7] = [
@@ -149,3 +162,29 @@ pub(crate) const STATUSES: [&str; 7] = [
     "Faulted",
     "VersionMismatch",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_duration_ago_or_a_time() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let hour_ago = parse_since("1h").unwrap().0;
+        let expected = u64::try_from((now - Duration::from_secs(3600)).as_micros()).unwrap();
+        assert!(
+            hour_ago.abs_diff(expected) < 5_000_000,
+            "{hour_ago} vs {expected}"
+        );
+        let at = parse_since("2026-12-03T10:00:00Z").unwrap();
+        assert_eq!(at.0, 1_796_292_000_000_000);
+        assert_eq!(parse_since("yesterday"), None);
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration(Duration::from_micros(56_700)), "56ms");
+        assert_eq!(duration(Duration::from_millis(1_234)), "1.234s");
+        assert_eq!(duration(Duration::from_secs(123)), "2m 3s");
+    }
+}

@@ -304,6 +304,8 @@ pub(crate) struct ListQuery {
     #[serde(default)]
     pub(crate) status: String,
     #[serde(default)]
+    pub(crate) since: String,
+    #[serde(default)]
     pub(crate) top: Option<String>,
     #[serde(default)]
     pub(crate) page: usize,
@@ -329,6 +331,16 @@ async fn list(
             )
         })?;
         filter = filter.status(status);
+    }
+    if !query.since.trim().is_empty() {
+        let at = crate::inspect::parse_since(&query.since).ok_or_else(|| {
+            let message = format!(
+                "since `{}` is neither a duration (`90s`, `2h`) nor a time (`2026-12-03T10:00:00Z`)",
+                query.since
+            );
+            Failure(StatusCode::BAD_REQUEST, message)
+        })?;
+        filter = filter.since(at);
     }
     if query.top.is_some() {
         filter = filter.top_level();

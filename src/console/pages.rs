@@ -108,9 +108,10 @@ pub(super) fn list(
 ) -> Markup {
     let page_link = |page: usize| {
         format!(
-            "{base}/executions?workflow={}&status={}{}&page={page}",
+            "{base}/executions?workflow={}&status={}&since={}{}&page={page}",
             query(&q.workflow),
             query(&q.status),
+            query(&q.since),
             if q.top.is_some() { "&top=on" } else { "" }
         )
     };
@@ -135,7 +136,9 @@ pub(super) fn list(
                         option value=(s) selected[q.status == s] { (s) }
                     }
                 }
-                label { " " input type="checkbox" name="top" checked[q.top.is_some()]; " top-level only " }
+                " Since "
+            input type="text" name="since" size="12" value=(q.since) placeholder="2h, or a time";
+            label { " " input type="checkbox" name="top" checked[q.top.is_some()]; " top-level only " }
                 button type="submit" { "Filter" }
             }
             p { (listing.executions.len()) " executions on this page, newest first." }
