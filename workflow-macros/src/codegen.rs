@@ -16,7 +16,7 @@ use crate::analyze::{Body, Local, Op};
 use crate::lower::{At, Ir, Kind, On};
 use crate::parse::{Param, Ret, WorkflowFn};
 use crate::policy;
-use crate::yields::{child, respan};
+use crate::yields::respan;
 
 pub(crate) struct Codegen<'a> {
     pub(crate) f: &'a WorkflowFn,
@@ -218,7 +218,9 @@ impl Codegen<'_> {
                 }
                 Kind::Parallel(ps) => {
                     let names = ps.iter().map(|p| name_of(&wf, p));
-                    quote!(#wf::NodeKind::Parallel { workflows: &[#(#names),*] })
+                    quote!(#wf::NodeKind::Parallel {
+                        workflows: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#names),*])),
+                    })
                 }
                 Kind::Map(p, max) => {
                     let max = match max {
@@ -236,13 +238,18 @@ impl Codegen<'_> {
             };
             quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*], policy: #policy })
         });
+        // Built on first use rather than as a constant: a child's name comes from its
+        // value, through the autoref probe (`name_of`), which is not a `const fn`.
         quote! {
-            static GRAPH: #wf::StateGraph = #wf::StateGraph {
-                workflow: #name,
-                start: &[#(#start),*],
-                nodes: &[#(#nodes),*],
-                timeout: #timeout,
-            };
+            static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
+                use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
+                #wf::StateGraph {
+                    workflow: #name,
+                    start: &[#(#start),*],
+                    nodes: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#nodes),*])),
+                    timeout: #timeout,
+                }
+            });
             &GRAPH
         }
     }
@@ -258,13 +265,18 @@ impl Codegen<'_> {
                 .calls()
                 .into_iter()
                 .map(|c| {
-                    let child = child(&wf, &c.workflow);
-                    quote_spanned!(c.span=> __wf_linker.child(#child);)
+                    let p = &c.workflow;
+                    quote_spanned!(p.span()=>
+                        (&#wf::codegen::ChildProbe(&#p)).link_child(__wf_linker);
+                    )
                 })
                 .collect(),
             _ => Vec::new(),
         });
-        quote!(#(#deps)* #(#children)*)
+        quote! {
+            use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
+            #(#deps)* #(#children)*
+        }
     }
 
     fn start(&self) -> TokenStream {
@@ -397,10 +409,9 @@ fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
         .collect()
 }
 
-/// A child workflow's name, as a constant.
+/// A child workflow's name, without checking that it is one (the step does, once).
 fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
-    let child = child(wf, p);
-    quote_spanned!(p.span()=> #wf::codegen::name_of(#child))
+    quote_spanned!(p.span()=> (&#wf::codegen::ChildProbe(&#p)).workflow_name())
 }
 
 /// The types of the state's fields, each (de)serialized through a pair of functions that

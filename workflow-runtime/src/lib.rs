@@ -133,7 +133,9 @@ pub mod codegen {
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};
-    pub use crate::workflow::{child, name_of, Linker, ResumePoint, Step};
+    pub use crate::workflow::{
+        child, ChildIsNot, ChildIsWorkflow, ChildProbe, Linker, ResumePoint, Step,
+    };
 
     /// See `persist.rs`.
     pub mod persist {

@@ -77,18 +77,48 @@ pub enum ResumePoint {
     After(usize),
 }
 
-/// The name of the workflow `workflow`: what the state graph names a child by. A
-/// function of the value rather than `<W as Workflow>::NAME`, so that a child that is not
-/// a workflow (a plain `async fn`) is reported as such, on the call, instead of as a
-/// function where a type was expected.
+/// A child as the state graph and `link` see it, from its value (a plain `async fn` has
+/// no type a path could name). Only the step checks that a child is a workflow, so that
+/// a `call_nested!` of a function that is not one is reported once, on the call: here a
+/// child that is not a workflow falls back (through autoref, see [`ChildIsNot`]) to a
+/// name and a link that do nothing, in code that never runs since the step does not
+/// compile.
 #[doc(hidden)]
-pub const fn name_of<W: Workflow>(_workflow: W) -> &'static str {
-    W::NAME
+pub struct ChildProbe<'a, W>(pub &'a W);
+
+/// [`ChildProbe`] of a workflow.
+#[doc(hidden)]
+pub trait ChildIsWorkflow {
+    fn workflow_name(&self) -> &'static str;
+    fn link_child<L: Linker>(&self, linker: &mut L);
 }
 
-/// The child workflow `workflow`, as generated code passes it on: every use of a child
-/// goes through this one function, spanned on the user's path, so that a path that is
-/// not a workflow gets the same error everywhere, which the compiler reports once.
+impl<W: Workflow> ChildIsWorkflow for ChildProbe<'_, W> {
+    fn workflow_name(&self) -> &'static str {
+        W::NAME
+    }
+
+    fn link_child<L: Linker>(&self, linker: &mut L) {
+        linker.child(*self.0);
+    }
+}
+
+/// [`ChildProbe`] of anything else: found only by autoref, when [`ChildIsWorkflow`] does
+/// not apply.
+#[doc(hidden)]
+pub trait ChildIsNot {
+    fn workflow_name(&self) -> &'static str {
+        ""
+    }
+
+    fn link_child<L: Linker>(&self, _linker: &mut L) {}
+}
+
+impl<T> ChildIsNot for &ChildProbe<'_, T> {}
+
+/// The child workflow `workflow`, as the step passes it on: spanned on the user's path,
+/// so that a path that is not a workflow is reported there, as not a workflow, rather
+/// than as a function where a type was expected.
 #[doc(hidden)]
 pub const fn child<W: Workflow>(workflow: &W) -> W {
     *workflow

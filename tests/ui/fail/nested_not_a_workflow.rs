@@ -11,7 +11,7 @@ async fn child(n: u32) -> u32 {
 
 #[workflow]
 async fn parent() -> Result<u32, NestedError<NoError>> {
-    let a: u32 = call_nested!(helper(1))?; //~ ERROR 3
+    let a: u32 = call_nested!(helper(1))?; //~ ERROR
     let b: u32 = call_nested!(child("one"))?; //~ ERROR
     Ok(a + b)
 }
