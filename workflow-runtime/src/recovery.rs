@@ -196,7 +196,10 @@ impl Runtime {
                     continue;
                 }
             };
-            if inner.live().contains_key(&record.id) || inner.recovered().contains_key(&record.id) {
+            if inner.live().contains_key(&record.id)
+                || inner.recovered().contains_key(&record.id)
+                || inner.is_redriving(&record.id)
+            {
                 continue;
             }
             let Some(registration) = inner.workflows.get(record.workflow.as_str()) else {

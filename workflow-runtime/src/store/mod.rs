@@ -144,6 +144,19 @@ pub struct ExecutionRecord {
     pub created_at: Timestamp,
     /// When it was last checkpointed.
     pub updated_at: Timestamp,
+    /// How many times it was redriven ([`Runtime::redrive`](crate::Runtime::redrive)).
+    #[serde(default)]
+    pub redrives: u32,
+    /// When it was last redriven: its workflow's timeout counts from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<Timestamp>,
+}
+
+impl ExecutionRecord {
+    /// When its workflow's timeout starts counting: its last redrive, else its creation.
+    pub(crate) fn started_at(&self) -> Timestamp {
+        self.redriven_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A checkpointed state and what the execution waits for next.
@@ -166,7 +179,9 @@ pub struct Checkpoint {
     /// Its status after this checkpoint.
     pub status: Status,
     /// The new state; `None` keeps the previous one (terminal checkpoints, parking).
-    /// A terminal status clears what the execution waited for.
+    /// A terminal status clears the timer's `wake_at` but keeps what the execution waited
+    /// for: an ended execution is stored at its last checkpoint, where a
+    /// [redrive](crate::Runtime::redrive) resumes it (a parent on the same batch).
     pub state: Option<SavedState>,
     /// How it ended, for a terminal checkpoint.
     pub outcome: Option<Outcome>,
@@ -176,6 +191,25 @@ pub struct Checkpoint {
     /// same transaction so that a parent never sees a child end without its event.
     pub parent_events: Vec<Event>,
     /// When the checkpoint was taken.
+    pub at: Timestamp,
+}
+
+/// An ended execution to run again, as [`Store::reopen`] writes it: a
+/// [redrive](crate::Runtime::redrive) writes one for the execution and one for each
+/// child it redrives with it.
+#[derive(Clone, Debug)]
+pub struct Reopen {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The status it was read with, which it must still have.
+    pub expected: Status,
+    /// Its redrive count after this write, from 1: the stored count must be one less.
+    pub redrives: u32,
+    /// What it waits for when it runs again (the `wake_at` of a timer follows from it).
+    pub waiting: Option<Wait>,
+    /// New history events (its `ExecutionRedriven`).
+    pub events: Vec<Event>,
+    /// When it was reopened, kept as its `redriven_at`.
     pub at: Timestamp,
 }
 
@@ -285,6 +319,17 @@ pub trait Store: Send + Sync + 'static {
     /// The checkpoint is borrowed: after a transient failure the runtime offers the same
     /// one again, and a store copies only what it keeps.
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// Sets ended executions running again, all of them in one transaction: each gets
+    /// status `Running`, no outcome, its [`Reopen`]'s `waiting` (and the `wake_at` of its
+    /// timer), `redrives` and `redriven_at`, and its events are appended. Its state,
+    /// input, batches and history stay.
+    ///
+    /// The whole write is refused, with nothing written, if any of them does not exist
+    /// ([`StoreError::NotFound`]) or no longer has its `expected` status and one redrive
+    /// less than its new count ([`StoreError::Changed`]: another redrive, or an end,
+    /// came first).
+    async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError>;
 
     /// Appends events to an execution's history.
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError>;

@@ -36,6 +36,8 @@ fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
         wake_at: None,
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
+        redrives: 0,
+        redriven_at: None,
     }
 }
 
