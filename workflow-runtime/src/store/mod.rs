@@ -20,6 +20,9 @@
 mod memory;
 mod sqlite;
 
+#[cfg(test)]
+mod reopen_tests;
+
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
