@@ -353,9 +353,14 @@ fn update_sql(shape: usize) -> &'static str {
                     .map(|(i, column)| format!("{column} = ?{}", i + 2))
                     .collect();
                 // An end keeps what the execution waited for (a redrive resumes there),
-                // but its timer is no longer due.
+                // but its timer is no longer due. A `waiting` that is not JSON (a row
+                // recovery faults because it does not decode) is dropped: nothing can
+                // resume from it, and it would keep the ended row from being read.
                 if shape & ENDS != 0 {
                     sets.push("wake_at = NULL".into());
+                    if shape & SETS_STATE == 0 {
+                        sets.push("waiting = CASE WHEN json_valid(waiting) THEN waiting END".into());
+                    }
                 }
                 format!("UPDATE executions SET {} WHERE key = ?1", sets.join(", "))
             })
