@@ -166,6 +166,14 @@ async fn bounded(svc: &Svc, x: u32) -> Result<u32, SvcError> {
     Ok(b)
 }
 
+/// `Bounded`, with room for a restart within its timeout.
+#[workflow(name = "BoundedLonger", timeout = 1500.millis())]
+async fn bounded_longer(svc: &Svc, x: u32) -> Result<u32, SvcError> {
+    let a: u32 = svc.first(x).await?;
+    let b: u32 = svc.slow(a).await?;
+    Ok(b)
+}
+
 #[workflow(name = "SlowItem")]
 async fn slow_item(svc: &Svc, n: u32) -> Result<u32, SvcError> {
     let same: u32 = svc.slow(n).await?;
@@ -175,6 +183,21 @@ async fn slow_item(svc: &Svc, n: u32) -> Result<u32, SvcError> {
 #[workflow(name = "BoundedMap", timeout = 400.millis())]
 async fn bounded_map(items: Vec<u32>) -> Result<Vec<u32>, NestedError<SvcError>> {
     let same: Vec<u32> = call_nested!(for n in items => slow_item(n), max_concurrency = 3)?;
+    Ok(same)
+}
+
+#[workflow(name = "Retried")]
+async fn retried(svc: &Svc, x: u32) -> Result<u32, SvcError> {
+    let a: u32 = svc.first(x).await?;
+    #[retry(interval = 10.millis(), max_attempts = 2, backoff = 1)]
+    let b: u32 = svc.second(a).await?;
+    Ok(b)
+}
+
+#[workflow(name = "BatchBounded")]
+async fn batch_bounded(items: Vec<u32>) -> Result<Vec<u32>, NestedError<SvcError>> {
+    #[timeout(400.millis())]
+    let same: Vec<u32> = call_nested!(for n in items => slow_item(n), max_concurrency = 2)?;
     Ok(same)
 }
 
@@ -193,7 +216,10 @@ fn runtime(db: &Path, svc: &Arc<Svc>) -> Runtime {
         .register(map)
         .register(bounded)
         .register(bounded_map)
+        .register(bounded_longer)
         .register(nightly)
+        .register(retried)
+        .register(batch_bounded)
         .dependency_arc(Arc::clone(svc))
         .sqlite(db)
         .build()
@@ -642,6 +668,41 @@ async fn a_timed_out_execution_redriven_gets_its_whole_timeout_again() {
     rt.shutdown().await;
 }
 
+/// The redrive's time is stored: after a restart, the timeout still counts from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_timeout_still_counts_from_the_redrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wf.sqlite");
+    let svc = Svc::new(false);
+    let rt = runtime(&db, &svc);
+    let id = rt.start(bounded_longer, 1).await.unwrap().id().clone();
+    assert_eq!(rt.wait(&id).await.unwrap(), Outcome::TimedOut);
+    rt.redrive(&id).await.unwrap();
+    // Stopped (as if killed) while its slow call is in flight.
+    while svc.calls("slow") < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.shutdown().await;
+    let record = {
+        let rt = runtime(&db, &Svc::new(true));
+        let record = rt.record(&id).await.unwrap();
+        assert_eq!(record.status, Status::Running);
+        let redriven_at = record.redriven_at.expect("the redrive's time is stored");
+        assert!(redriven_at.since(record.created_at) >= Duration::from_millis(1500));
+        // Resumed within its timeout from the redrive (from its creation, it would be
+        // long past): the slow call runs again and answers.
+        let report = rt.recover().await.unwrap();
+        assert_eq!(report.in_flight, 1, "{report}");
+        assert_eq!(
+            rt.wait(&id).await.unwrap(),
+            Outcome::Succeeded(json!(2).into())
+        );
+        rt.shutdown().await;
+        record
+    };
+    assert_eq!(record.redrives, 1);
+}
+
 /// A parent that timed out while its children ran: the children were cancelled with
 /// it, and are redriven with it (at once, while they may still be ending: the redrive
 /// waits for their ends).
@@ -679,6 +740,77 @@ async fn a_parent_timed_out_on_its_children_is_redriven_with_them() {
         );
     }
     assert_eq!(svc.calls("slow"), 6);
+    rt.shutdown().await;
+}
+
+/// A retry policy's attempts start over, and a batch's `#[timeout]` runs again from the
+/// redrive (otherwise, past, it would stop the redriven children at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_batch_timeouts_start_over_on_a_redrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Svc::new(false);
+    let rt = runtime(&dir.path().join("wf.sqlite"), &svc);
+    let id = rt.start(retried, 1).await.unwrap().id().clone();
+    assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
+    assert_eq!(svc.calls("second"), 3, "the call and its two retries");
+    assert_eq!(rt.redrive(&id).await.unwrap().count, 1);
+    assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
+    assert_eq!(svc.calls("second"), 6, "two retries again");
+    let history = rt.history(&id).await.unwrap();
+    let retries: Vec<u32> = history
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::RetryScheduled { attempt, .. } => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [1, 2, 1, 2]);
+    svc.fix();
+    assert_eq!(rt.redrive(&id).await.unwrap().count, 2);
+    assert_eq!(
+        rt.wait(&id).await.unwrap(),
+        Outcome::Succeeded(json!(20).into())
+    );
+    assert_eq!((svc.calls("first"), svc.calls("second")), (1, 7));
+
+    let svc = Svc::new(false);
+    let rt = {
+        rt.shutdown().await;
+        runtime(&dir.path().join("wf.sqlite"), &svc)
+    };
+    let id = rt.start(batch_bounded, vec![5, 6]).await.unwrap().id().clone();
+    let Outcome::Failed(error) = rt.wait(&id).await.unwrap() else {
+        panic!("the batch should time out");
+    };
+    assert!(
+        matches!(
+            error.decode::<NestedError<SvcError>>().unwrap(),
+            NestedError::TimedOut { .. }
+        ),
+        "{error:?}"
+    );
+    // Well past the batch's timeout from its start.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let redriven_at = Instant::now();
+    let redrive = rt.redrive(&id).await.unwrap();
+    assert_eq!(redrive.children.len(), 2);
+    assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
+    assert!(
+        redriven_at.elapsed() >= Duration::from_millis(400),
+        "the batch timed out after {:?}",
+        redriven_at.elapsed()
+    );
+    assert_eq!(svc.calls("slow"), 4, "the children ran again");
+    svc.fix();
+    rt.redrive(&id).await.unwrap();
+    assert_eq!(
+        rt.wait(&id).await.unwrap(),
+        Outcome::Succeeded(json!([5, 6]).into())
+    );
+    for i in 0..2 {
+        let child = rt.record(&format!("{id}/1.{i}").into()).await.unwrap();
+        assert_eq!((child.status, child.redrives), (Status::Succeeded, 2));
+    }
     rt.shutdown().await;
 }
 
