@@ -439,6 +439,25 @@ async fn a_parent_redriven_reruns_only_the_children_that_did_not_succeed() {
     rt.shutdown().await;
 }
 
+/// A redriven parent cancelled at once ends its redriven children too, whether its batch
+/// had resumed them yet or not: none is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_parent_cancelled_at_once_cancels_its_redriven_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Svc::new(false);
+    let rt = runtime(&dir.path().join("wf.sqlite"), &svc);
+    let id = rt.start(map, vec![0, 1, 2]).await.unwrap().id().clone();
+    assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
+    let redrive = rt.redrive(&id).await.unwrap();
+    assert!(rt.cancel(&id).await.unwrap());
+    assert_eq!(rt.wait(&id).await.unwrap(), Outcome::Cancelled);
+    for child in &redrive.children {
+        until(&rt, child, |r| r.status == Status::Cancelled).await;
+        assert_eq!(rt.wait(child).await.unwrap(), Outcome::Cancelled);
+    }
+    rt.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Refusals change nothing.
 

@@ -26,7 +26,8 @@
 //! parent finds its result later.
 //!
 //! **Untouched.** Executions of a workflow this runtime does not register are left as
-//! they are and listed in the [`RecoveryReport`].
+//! they are and listed in the [`RecoveryReport`]. Executions that have ended are not
+//! resumed: [`Runtime::redrive`] runs a failed one again.
 //!
 //! # Upgrading a workflow
 //!

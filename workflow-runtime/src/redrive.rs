@@ -141,7 +141,10 @@ pub enum RedriveError {
 
 fn why_not(status: &Status) -> &'static str {
     match status {
-        Status::Running => "it is still running; wait for it to end (`Runtime::wait`)",
+        Status::Running => {
+            "it has not ended; wait for it (`Runtime::wait`), or resume it with \
+             `Runtime::recover` if no runtime drives it"
+        }
         Status::Succeeded => "it succeeded, so there is nothing to run again; start a new execution",
         Status::Cancelled => "a cancellation is final; start a new execution instead",
         Status::VersionMismatch => {

@@ -36,6 +36,11 @@ impl Driver {
         batch: PendingBatch,
     ) -> Result<ChildrenOutcome, Finished> {
         if self.cancel.is_cancelled() {
+            // Children that recovery or a redrive left for this batch would otherwise wait
+            // for a parent that never comes.
+            for i in 0..batch.calls.len() {
+                self.rt.cancel_unclaimed(&child_id(&self.id, batch.batch, i));
+            }
             return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
         }
         let Some(node) = node_name(batch.node) else {

@@ -135,7 +135,8 @@ pub struct ExecutionRecord {
     pub input: Json,
     /// The last checkpointed state (the serialized state enum).
     pub state: Vec<u8>,
-    /// What it waits for at the last checkpoint; `None` while a step runs.
+    /// What it waits for at the last checkpoint; `None` while a step runs. Kept when it
+    /// ends: a redrive resumes it there.
     pub waiting: Option<Wait>,
     /// How many child batches it has started (the last batch's number).
     pub batches: u64,
@@ -300,7 +301,8 @@ impl From<&ExecutionRecord> for ExecutionSummary {
 /// A backend for executions and their histories.
 ///
 /// Every write is atomic. [`checkpoint`](Store::checkpoint) refuses an execution that has
-/// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome. A
+/// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome; only
+/// [`reopen`](Store::reopen) (a redrive) sets an ended execution running again. A
 /// write that fails with a transient error ([`StoreError::is_transient`]) must have
 /// written nothing: the runtime retries it. Any other error is not retried: a backend
 /// that can no longer be used at all answers [`StoreError::Broken`], and the executions
