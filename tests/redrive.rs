@@ -81,7 +81,12 @@ impl Svc {
     }
 
     fn calls(&self, call: &str) -> usize {
-        self.calls.lock().unwrap().iter().filter(|c| *c == call).count()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == call)
+            .count()
     }
 
     async fn until_fixed(&self) {
@@ -292,10 +297,7 @@ fn redriven(count: u32) -> EventKind {
 }
 
 async fn snapshot(rt: &Runtime, id: &ExecutionId) -> (ExecutionRecord, Vec<Event>) {
-    (
-        rt.record(id).await.unwrap(),
-        rt.history(id).await.unwrap(),
-    )
+    (rt.record(id).await.unwrap(), rt.history(id).await.unwrap())
 }
 
 /// Polls the store until `ready` holds for the execution's record.
@@ -374,7 +376,12 @@ async fn a_parent_redriven_reruns_only_the_children_that_did_not_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Svc::new(false);
     let rt = runtime(&dir.path().join("wf.sqlite"), &svc);
-    let id = rt.start(map, vec![0, 1, 2, 3, 4]).await.unwrap().id().clone();
+    let id = rt
+        .start(map, vec![0, 1, 2, 3, 4])
+        .await
+        .unwrap()
+        .id()
+        .clone();
     // Two at a time: 0 succeeds, 1 waits for the fix, 2 (started when 0 ended) fails,
     // which cancels 1; 3 and 4 are never started.
     assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
@@ -408,7 +415,9 @@ async fn a_parent_redriven_reruns_only_the_children_that_did_not_succeed() {
     // once, the one that succeeded not again.
     assert_eq!(
         statuses(rt.clone(), id.clone()).await,
-        (0..5).map(|i| (child(i), Status::Succeeded)).collect::<Vec<_>>()
+        (0..5)
+            .map(|i| (child(i), Status::Succeeded))
+            .collect::<Vec<_>>()
     );
     let calls: Vec<usize> = (0..5).map(|n| svc.calls(&format!("item-{n}"))).collect();
     assert_eq!(calls, [1, 2, 2, 1, 1]);
@@ -511,7 +520,13 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
     until(&rt, &live, |r| matches!(r.waiting, Some(Wait::Children(_)))).await;
     let error = refused(&rt, &live).await;
     assert!(
-        matches!(&error, RedriveError::NotRedrivable { status: Status::Running, .. }),
+        matches!(
+            &error,
+            RedriveError::NotRedrivable {
+                status: Status::Running,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains(live.as_str()), "{error}");
@@ -519,15 +534,27 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
     assert_eq!(rt.wait(&live).await.unwrap(), Outcome::Cancelled);
     let error = refused(&rt, &live).await;
     assert!(
-        matches!(&error, RedriveError::NotRedrivable { status: Status::Cancelled, .. }),
+        matches!(
+            &error,
+            RedriveError::NotRedrivable {
+                status: Status::Cancelled,
+                ..
+            }
+        ),
         "{error:?}"
     );
 
     // A child: of a map that failed on it.
     let parent = rt.start(map, vec![0, 2]).await.unwrap().id().clone();
-    assert!(matches!(rt.wait(&parent).await.unwrap(), Outcome::Failed(_)));
+    assert!(matches!(
+        rt.wait(&parent).await.unwrap(),
+        Outcome::Failed(_)
+    ));
     let failed_child = ExecutionId::from(format!("{parent}/1.1"));
-    assert_eq!(rt.record(&failed_child).await.unwrap().status, Status::Failed);
+    assert_eq!(
+        rt.record(&failed_child).await.unwrap().status,
+        Status::Failed
+    );
     let error = refused(&rt, &failed_child).await;
     let RedriveError::Child {
         parent: named,
@@ -545,10 +572,19 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
     // Succeeded.
     svc.fix();
     let done = rt.start(two_steps, 1).await.unwrap().id().clone();
-    assert!(matches!(rt.wait(&done).await.unwrap(), Outcome::Succeeded(_)));
+    assert!(matches!(
+        rt.wait(&done).await.unwrap(),
+        Outcome::Succeeded(_)
+    ));
     let error = refused(&rt, &done).await;
     assert!(
-        matches!(&error, RedriveError::NotRedrivable { status: Status::Succeeded, .. }),
+        matches!(
+            &error,
+            RedriveError::NotRedrivable {
+                status: Status::Succeeded,
+                ..
+            }
+        ),
         "{error:?}"
     );
     rt.shutdown().await;
@@ -562,7 +598,10 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
         .build()
         .unwrap();
     let versioned = old.start(v1::versioned, 3).await.unwrap().id().clone();
-    assert!(matches!(old.wait(&versioned).await.unwrap(), Outcome::Failed(_)));
+    assert!(matches!(
+        old.wait(&versioned).await.unwrap(),
+        Outcome::Failed(_)
+    ));
     old.shutdown().await;
     let new = Runtime::builder()
         .register(v2::versioned)
@@ -582,7 +621,10 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
     );
     let message = error.to_string();
     assert!(message.contains(&format!("{stored:#018x}")), "{message}");
-    assert!(message.contains(&format!("{registered:#018x}")), "{message}");
+    assert!(
+        message.contains(&format!("{registered:#018x}")),
+        "{message}"
+    );
     assert!(message.contains(versioned.as_str()), "{message}");
     // The parent of the map, whose workflow this runtime does not register.
     let error = refused(&new, &parent).await;
@@ -730,7 +772,12 @@ async fn a_parent_timed_out_on_its_children_is_redriven_with_them() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Svc::new(false);
     let rt = runtime(&dir.path().join("wf.sqlite"), &svc);
-    let id = rt.start(bounded_map, vec![1, 2, 3]).await.unwrap().id().clone();
+    let id = rt
+        .start(bounded_map, vec![1, 2, 3])
+        .await
+        .unwrap()
+        .id()
+        .clone();
     assert_eq!(rt.wait(&id).await.unwrap(), Outcome::TimedOut);
     let redrive = rt.redrive(&id).await.unwrap();
     let children: Vec<ExecutionId> = (0..3)
@@ -797,7 +844,12 @@ async fn retries_and_batch_timeouts_start_over_on_a_redrive() {
         rt.shutdown().await;
         runtime(&dir.path().join("wf.sqlite"), &svc)
     };
-    let id = rt.start(batch_bounded, vec![5, 6]).await.unwrap().id().clone();
+    let id = rt
+        .start(batch_bounded, vec![5, 6])
+        .await
+        .unwrap()
+        .id()
+        .clone();
     let Outcome::Failed(error) = rt.wait(&id).await.unwrap() else {
         panic!("the batch should time out");
     };
@@ -918,7 +970,10 @@ fn wait_for_line(child: &mut Child, output: &Path, line: &str) {
         if let Some(status) = child.try_wait().expect("the worker can be waited for") {
             panic!("the worker exited ({status}) before `{line}`:\n{text}");
         }
-        assert!(Instant::now() < deadline, "no `{line}` from the worker:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no `{line}` from the worker:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -961,7 +1016,7 @@ fn a_redrive_killed_during_its_sleep_is_recovered_and_finishes() {
         let record = rt.record(&id).await.unwrap();
         assert_eq!((record.status, record.redrives), (Status::Running, 1));
         let report = rt.recover().await.unwrap();
-        assert_eq!(report.resumed, [id.clone()], "{report}");
+        assert_eq!(report.resumed, std::slice::from_ref(&id), "{report}");
         assert_eq!(
             rt.wait(&id).await.unwrap(),
             Outcome::Succeeded(json!(53).into())
@@ -1008,7 +1063,12 @@ fn kills_during_redrives_leave_all_of_a_family_reopened_or_none() {
         .unwrap();
     let id = tokio.block_on(async {
         let rt = runtime(&db, &Svc::logging(false, &log));
-        let id = rt.start(map, vec![0, 1, 2, 3, 4]).await.unwrap().id().clone();
+        let id = rt
+            .start(map, vec![0, 1, 2, 3, 4])
+            .await
+            .unwrap()
+            .id()
+            .clone();
         assert!(matches!(rt.wait(&id).await.unwrap(), Outcome::Failed(_)));
         rt.shutdown().await;
         id
@@ -1065,5 +1125,9 @@ fn kills_during_redrives_leave_all_of_a_family_reopened_or_none() {
         assert_eq!(children, expected, "no child twice");
         rt.shutdown().await;
     });
-    assert_eq!(logged(&log, "item-0"), 1, "the child that succeeded ran once");
+    assert_eq!(
+        logged(&log, "item-0"),
+        1,
+        "the child that succeeded ran once"
+    );
 }

@@ -145,7 +145,9 @@ fn why_not(status: &Status) -> &'static str {
             "it has not ended; wait for it (`Runtime::wait`), or resume it with \
              `Runtime::recover` if no runtime drives it"
         }
-        Status::Succeeded => "it succeeded, so there is nothing to run again; start a new execution",
+        Status::Succeeded => {
+            "it succeeded, so there is nothing to run again; start a new execution"
+        }
         Status::Cancelled => "a cancellation is final; start a new execution instead",
         Status::VersionMismatch => {
             "it is parked, not ended; register the definition that wrote it and call \
@@ -265,8 +267,7 @@ impl Runtime {
         let mut marked = Redriving::new(inner);
         // Checked after it is marked: an execution whose driver is reporting its end is
         // still live, and one a recovery left for later is in `recovered`.
-        if !marked.mark(id) || inner.live().contains_key(id) || inner.recovered().contains_key(id)
-        {
+        if !marked.mark(id) || inner.live().contains_key(id) || inner.recovered().contains_key(id) {
             return Err(running());
         }
         if !redrivable(record.status) {

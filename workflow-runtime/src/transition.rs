@@ -133,11 +133,18 @@ pub(crate) fn batch_again(
 /// ids), with its `#[timeout]` running from `now`, as the workflow's does. A retry's
 /// attempts start over, as Step Functions' do on a redrive: a task's retry runs its call
 /// at once, a `call_nested!`'s waits on its batch.
-pub(crate) fn wait_again(graph: &StateGraph, waiting: Option<Wait>, now: Timestamp) -> Option<Wait> {
+pub(crate) fn wait_again(
+    graph: &StateGraph,
+    waiting: Option<Wait>,
+    now: Timestamp,
+) -> Option<Wait> {
     match waiting {
-        Some(Wait::Children(batch) | Wait::Retry {
-            batch: Some(batch), ..
-        }) => Some(Wait::Children(with_deadline(graph, batch, now))),
+        Some(
+            Wait::Children(batch)
+            | Wait::Retry {
+                batch: Some(batch), ..
+            },
+        ) => Some(Wait::Children(with_deadline(graph, batch, now))),
         Some(Wait::Retry { batch: None, .. }) => None,
         waiting @ (Some(Wait::Timer { .. }) | None) => waiting,
     }

@@ -39,7 +39,8 @@ impl Driver {
             // Children that recovery or a redrive left for this batch would otherwise wait
             // for a parent that never comes.
             for i in 0..batch.calls.len() {
-                self.rt.cancel_unclaimed(&child_id(&self.id, batch.batch, i));
+                self.rt
+                    .cancel_unclaimed(&child_id(&self.id, batch.batch, i));
             }
             return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
         }

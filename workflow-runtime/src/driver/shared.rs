@@ -3,8 +3,8 @@
 //! for their parents. `Runtime` is a handle to it.
 
 use std::any::TypeId;
-use std::future::Future;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;

@@ -188,7 +188,11 @@ async fn reopen_is_all_or_nothing(store: &dyn Store) {
         assert_eq!(r.outcome, None, "{id}");
         assert_eq!(r.wake_at, waiting.wake_at(), "{id}");
         assert_eq!(r.waiting, Some(waiting), "{id}");
-        assert_eq!((r.redrives, r.redriven_at), (1, Some(Timestamp(900))), "{id}");
+        assert_eq!(
+            (r.redrives, r.redriven_at),
+            (1, Some(Timestamp(900))),
+            "{id}"
+        );
         assert_eq!(r.updated_at, Timestamp(900), "{id}");
         assert_eq!(r.state, format!("\"{id}\"").into_bytes(), "the state stays");
         let history = store.history(&id.into()).await.unwrap();
@@ -231,7 +235,11 @@ async fn a_sqlite_reopen_is_all_or_nothing_and_lasts() {
     let before = snapshot(&store).await;
     drop(store);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(snapshot(&store).await, before, "the same after a reopen of the file");
+    assert_eq!(
+        snapshot(&store).await,
+        before,
+        "the same after a reopen of the file"
+    );
 }
 
 /// A reopen refused in a group commit leaves the other writes of its transaction alone.

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use self::history::{History, Names};
 use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store};
-use crate::execution::Status;
 use crate::error::{CorruptRow, StoreError};
+use crate::execution::Status;
 use crate::history::Event;
 
 /// A store in process memory, for tests and for workflows that need no durability.

@@ -359,7 +359,9 @@ fn update_sql(shape: usize) -> &'static str {
                 if shape & ENDS != 0 {
                     sets.push("wake_at = NULL".into());
                     if shape & SETS_STATE == 0 {
-                        sets.push("waiting = CASE WHEN json_valid(waiting) THEN waiting END".into());
+                        sets.push(
+                            "waiting = CASE WHEN json_valid(waiting) THEN waiting END".into(),
+                        );
                     }
                 }
                 format!("UPDATE executions SET {} WHERE key = ?1", sets.join(", "))
