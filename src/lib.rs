@@ -220,8 +220,8 @@ pub use workflow_runtime::{
 pub use workflow_runtime::{
     CallSite, Checkpoint, CorruptExecution, CorruptRow, Durability, ExecutionFilter,
     ExecutionSummary, Holder, Listing, OpenError, Payload, PayloadTooLarge, PendingBatch,
-    PendingChild, RecoveryReport, SavedState, SqliteOptions, SqliteStore, StoreStats, Unregistered,
-    VersionMismatch, Wait, DEFAULT_PAYLOAD_LIMIT,
+    PendingChild, RecoveryReport, Redrive, RedriveError, Reopen, SavedState, SqliteOptions,
+    SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait, DEFAULT_PAYLOAD_LIMIT,
 };
 pub use workflow_runtime::{
     Catalog, Highlight, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError,

@@ -122,6 +122,14 @@ pub enum StoreError {
     /// The execution has ended; its record takes no more checkpoints.
     #[error("execution `{0}` has ended and takes no more checkpoints")]
     Ended(ExecutionId),
+    /// The execution changed since it was read: [`Store::reopen`](crate::Store::reopen)
+    /// found another status or redrive count than the one it expected (another redrive,
+    /// or an end, came first). Nothing was written.
+    #[error(
+        "execution `{0}` changed since it was read (another redrive, or a new end, came \
+         first); nothing was written"
+    )]
+    Changed(ExecutionId),
     /// The store cannot write right now (disk full, I/O error, database locked by
     /// another process for too long). Nothing was written; the same write may succeed
     /// later, and the runtime retries checkpoints that fail this way.

@@ -119,6 +119,13 @@ pub enum EventKind {
     },
     /// The execution was cancelled.
     ExecutionCancelled,
+    /// The execution, which had ended without succeeding, runs again from its last
+    /// checkpoint ([`Runtime::redrive`](crate::Runtime::redrive)); a child redriven with
+    /// its parent records it too.
+    ExecutionRedriven {
+        /// How many times it has been redriven, this one included (from 1).
+        count: u32,
+    },
     /// The execution ran past its workflow's timeout.
     ExecutionTimedOut,
     /// The runtime could not go on with the execution (see the message).
@@ -181,6 +188,7 @@ impl EventKind {
             EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
             EventKind::ExecutionFailed { .. } => "ExecutionFailed",
             EventKind::ExecutionCancelled => "ExecutionCancelled",
+            EventKind::ExecutionRedriven { .. } => "ExecutionRedriven",
             EventKind::ExecutionTimedOut => "ExecutionTimedOut",
             EventKind::ExecutionFaulted { .. } => "ExecutionFaulted",
         }

@@ -54,6 +54,10 @@
 //! exactly-once, as a step's new state and its history events are committed together.
 //! What a commit survives (`kill -9`, or a power loss too) is a [`Durability`] level.
 //!
+//! An execution that failed, timed out or faulted stays stored at its last checkpoint:
+//! once the cause is fixed, [`Runtime::redrive`] runs it again from there, under the
+//! same id, with the children that did not succeed (those that did keep their results).
+//!
 //! # Upgrading a workflow
 //!
 //! Each execution is stored with its workflow's [`Workflow::FINGERPRINT`], a hash of the
@@ -90,6 +94,7 @@ mod json;
 mod persist;
 mod poll;
 mod recovery;
+mod redrive;
 mod registry;
 mod retry;
 mod runtime;
@@ -115,11 +120,12 @@ pub use history::{Event, EventKind, PollOutcome};
 pub use json::Json;
 pub use poll::{PollError, Polled};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
+pub use redrive::{Redrive, RedriveError};
 pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
 pub use runtime::{Builder, Execution, ExecutionTree, Listing, Runtime, DEFAULT_PAYLOAD_LIMIT};
 pub use store::{
     CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,
-    MemoryStore, PendingBatch, PendingChild, SavedState, SqliteOptions, SqliteStore, Store,
+    MemoryStore, PendingBatch, PendingChild, Reopen, SavedState, SqliteOptions, SqliteStore, Store,
     StoreStats, Wait,
 };
 pub use time::{DurationExt, Timestamp};

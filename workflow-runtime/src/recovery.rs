@@ -26,7 +26,8 @@
 //! parent finds its result later.
 //!
 //! **Untouched.** Executions of a workflow this runtime does not register are left as
-//! they are and listed in the [`RecoveryReport`].
+//! they are and listed in the [`RecoveryReport`]. Executions that have ended are not
+//! resumed: [`Runtime::redrive`] runs a failed one again.
 //!
 //! # Upgrading a workflow
 //!
@@ -196,7 +197,10 @@ impl Runtime {
                     continue;
                 }
             };
-            if inner.live().contains_key(&record.id) || inner.recovered().contains_key(&record.id) {
+            if inner.live().contains_key(&record.id)
+                || inner.recovered().contains_key(&record.id)
+                || inner.is_redriving(&record.id)
+            {
                 continue;
             }
             let Some(registration) = inner.workflows.get(record.workflow.as_str()) else {

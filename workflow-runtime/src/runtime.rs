@@ -421,7 +421,7 @@ impl<W: Workflow> fmt::Debug for Execution<W> {
     }
 }
 
-async fn wait_done(mut done: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
+pub(crate) async fn wait_done(mut done: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
     done.wait_for(Option::is_some).await.ok()?.clone()
 }
 

@@ -15,7 +15,7 @@ use crate::deps::Fault;
 use crate::graph::StateGraph;
 use crate::json::Json;
 use crate::retry::{Retry, WorkflowError};
-use crate::store::{PendingBatch, PendingChild};
+use crate::store::{PendingBatch, PendingChild, Wait};
 use crate::time::Timestamp;
 use crate::workflow::{Step, Workflow};
 
@@ -126,6 +126,28 @@ pub(crate) fn batch_again(
         ..batch
     };
     with_deadline(graph, batch, start)
+}
+
+/// What a redriven execution waits for first, from what it waited for when it ended.
+/// A timer goes on as it was. A batch is waited on again (the same one: the same child
+/// ids), with its `#[timeout]` running from `now`, as the workflow's does. A retry's
+/// attempts start over, as Step Functions' do on a redrive: a task's retry runs its call
+/// at once, a `call_nested!`'s waits on its batch.
+pub(crate) fn wait_again(
+    graph: &StateGraph,
+    waiting: Option<Wait>,
+    now: Timestamp,
+) -> Option<Wait> {
+    match waiting {
+        Some(
+            Wait::Children(batch)
+            | Wait::Retry {
+                batch: Some(batch), ..
+            },
+        ) => Some(Wait::Children(with_deadline(graph, batch, now))),
+        Some(Wait::Retry { batch: None, .. }) => None,
+        waiting @ (Some(Wait::Timer { .. }) | None) => waiting,
+    }
 }
 
 /// The batch's deadline: its node's `#[timeout]` after `start`.

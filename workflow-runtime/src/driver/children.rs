@@ -36,6 +36,12 @@ impl Driver {
         batch: PendingBatch,
     ) -> Result<ChildrenOutcome, Finished> {
         if self.cancel.is_cancelled() {
+            // Children that recovery or a redrive left for this batch would otherwise wait
+            // for a parent that never comes.
+            for i in 0..batch.calls.len() {
+                self.rt
+                    .cancel_unclaimed(&child_id(&self.id, batch.batch, i));
+            }
             return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
         }
         let Some(node) = node_name(batch.node) else {
@@ -65,7 +71,7 @@ impl Driver {
         // Deterministic ids: the n-th batch of a parent always names its children the same
         // way, so a resumed parent finds them instead of starting more.
         let batch_no = batch.batch;
-        let child_id = |i: usize| ExecutionId::from(format!("{}/{batch_no}.{i}", self.id));
+        let child_id = |i: usize| child_id(&self.id, batch_no, i);
         let mut results: Vec<Option<ChildResult>> = vec![None; total];
         let mut calls = batch.calls.into_iter().enumerate();
         let mut running = 0usize;
@@ -255,6 +261,12 @@ pub(super) enum ChildStart {
     Ended(Outcome),
     /// Could not be started.
     Refused(StartError),
+}
+
+/// The id of child `index` of the parent's batch `batch`: the same every time the parent
+/// reaches that batch, so a resumed (or redriven) parent finds its children again.
+pub(crate) fn child_id(parent: &ExecutionId, batch: u64, index: usize) -> ExecutionId {
+    ExecutionId::from(format!("{parent}/{batch}.{index}"))
 }
 
 /// The event a parent's history gets when a child ends this way.

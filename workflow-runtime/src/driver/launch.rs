@@ -13,6 +13,7 @@ use super::Inner;
 use crate::deps::Fault;
 use crate::error::{Payload, PayloadTooLarge, StartError};
 use crate::execution::{ExecutionId, Outcome, Status};
+use crate::graph::StateGraph;
 use crate::history::{Event, EventKind};
 use crate::json::Json;
 use crate::store::{CallSite, ExecutionRecord, Wait};
@@ -59,8 +60,8 @@ pub(crate) struct Resume {
     pub(crate) parent_node: Option<Cow<'static, str>>,
     pub(crate) waiting: Option<Wait>,
     pub(crate) batches: u64,
-    /// When it was created: its timeout counts from there.
-    pub(crate) created_at: Timestamp,
+    /// When it was created, or last redriven: its timeout counts from there.
+    pub(crate) started_at: Timestamp,
     /// The decoded `W::State`, type-erased so the registry can hold it.
     pub(crate) state: Box<dyn Any + Send>,
 }
@@ -75,7 +76,7 @@ impl Resume {
                 .map(|site| Cow::Owned(site.node.clone())),
             waiting: record.waiting.clone(),
             batches: record.batches,
-            created_at: record.created_at,
+            started_at: record.started_at(),
             state,
         }
     }
@@ -95,6 +96,9 @@ pub(crate) trait Erased: Send + Sync {
         rt: &'a Arc<Inner>,
         launch: Launch,
     ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>>;
+
+    /// The workflow's state graph.
+    fn graph(&self) -> &'static StateGraph;
 
     /// Checks a stored execution against this definition and decodes its state.
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable>;
@@ -184,6 +188,8 @@ impl<W: Workflow> Erased for Typed<W> {
                 wake_at: None,
                 created_at: now,
                 updated_at: now,
+                redrives: 0,
+                redriven_at: None,
             };
             rt.store
                 .create(record, vec![started], parent_events)
@@ -197,6 +203,10 @@ impl<W: Workflow> Erased for Typed<W> {
             };
             Ok(driver.spawn::<W>(state, None, 0, launch.notify))
         })
+    }
+
+    fn graph(&self) -> &'static StateGraph {
+        W::graph()
     }
 
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable> {
@@ -228,7 +238,7 @@ impl<W: Workflow> Erased for Typed<W> {
             id: resume.id,
             cancel,
             parent_node: resume.parent_node,
-            deadline: deadline::<W>(resume.created_at),
+            deadline: deadline::<W>(resume.started_at),
         };
         match resume.state.downcast::<W::State>() {
             Ok(state) => driver.spawn::<W>(*state, resume.waiting, resume.batches, notify),

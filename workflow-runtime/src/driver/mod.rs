@@ -35,9 +35,9 @@ use crate::time::Timestamp;
 use crate::transition::{transition, End, Transition};
 use crate::workflow::Workflow;
 
-pub(crate) use children::{child_event, ChildDone, Notify};
+pub(crate) use children::{child_event, child_id, ChildDone, Notify};
 pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
-pub(crate) use shared::{Inner, Live, Recovered, Registration};
+pub(crate) use shared::{Inner, Live, Recovered, Redriving, Registration};
 
 /// The runtime's view of the registered workflows: a type-erased driver each.
 pub(crate) struct Drivers;
@@ -65,9 +65,9 @@ pub(crate) struct Driver {
     deadline: Option<Timestamp>,
 }
 
-/// When an execution created at `created_at` times out.
-fn deadline<W: Workflow>(created_at: Timestamp) -> Option<Timestamp> {
-    W::graph().timeout.map(|t| created_at.after(t()))
+/// When an execution created (or redriven) at `started_at` times out.
+fn deadline<W: Workflow>(started_at: Timestamp) -> Option<Timestamp> {
+    W::graph().timeout.map(|t| started_at.after(t()))
 }
 
 /// The state buffer a driver starts with: room for most states, so that encoding the

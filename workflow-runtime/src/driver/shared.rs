@@ -3,6 +3,7 @@
 //! for their parents. `Runtime` is a handle to it.
 
 use std::any::TypeId;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,6 +28,9 @@ pub(crate) struct Inner {
     live: Mutex<HashMap<ExecutionId, Live>>,
     /// Children that recovery decoded and left for their parent's batch to resume.
     recovered: Mutex<HashMap<ExecutionId, Recovered>>,
+    /// Executions a redrive is reopening: recovery leaves them alone, a second redrive
+    /// refuses them (see [`Redriving`]).
+    redriving: Mutex<HashSet<ExecutionId>>,
     /// Every driver task, so that `shutdown` can wait for them.
     tasks: TaskTracker,
     /// Stops every driver where it is, recording nothing (`shutdown`).
@@ -61,6 +65,7 @@ impl Inner {
             payload_limit,
             live: Mutex::new(HashMap::default()),
             recovered: Mutex::new(HashMap::default()),
+            redriving: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             halt: CancellationToken::new(),
         }
@@ -83,6 +88,16 @@ impl Inner {
     pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
         // Entries are inserted and removed whole, so a poisoned map is still consistent.
         self.recovered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a redrive is reopening execution `id` right now.
+    pub(crate) fn is_redriving(&self, id: &ExecutionId) -> bool {
+        self.redriving().contains(id)
+    }
+
+    fn redriving(&self) -> MutexGuard<'_, HashSet<ExecutionId>> {
+        // Ids are inserted and removed whole, so a poisoned set is still consistent.
+        self.redriving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes the recovered child `id` out of the map, for its parent's batch to resume.
@@ -132,6 +147,42 @@ impl Inner {
                     name: workflow.to_owned(),
                 })?;
         registration.driver.launch(self, launch).await
+    }
+}
+
+/// The executions one redrive is reopening, marked in the runtime from before their rows
+/// are read until their drivers run (or the redrive gives up): between the store write
+/// that sets them running and their drivers, `recover` would otherwise resume them a
+/// second time. Unmarked when dropped.
+pub(crate) struct Redriving<'a> {
+    rt: &'a Inner,
+    ids: Vec<ExecutionId>,
+}
+
+impl<'a> Redriving<'a> {
+    pub(crate) fn new(rt: &'a Inner) -> Self {
+        Redriving {
+            rt,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Marks `id`; `false` if another redrive has it marked.
+    pub(crate) fn mark(&mut self, id: &ExecutionId) -> bool {
+        if !self.rt.redriving().insert(id.clone()) {
+            return false;
+        }
+        self.ids.push(id.clone());
+        true
+    }
+}
+
+impl Drop for Redriving<'_> {
+    fn drop(&mut self) {
+        let mut marked = self.rt.redriving();
+        for id in &self.ids {
+            marked.remove(id);
+        }
     }
 }
 

@@ -20,6 +20,9 @@
 mod memory;
 mod sqlite;
 
+#[cfg(test)]
+mod reopen_tests;
+
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
@@ -132,7 +135,8 @@ pub struct ExecutionRecord {
     pub input: Json,
     /// The last checkpointed state (the serialized state enum).
     pub state: Vec<u8>,
-    /// What it waits for at the last checkpoint; `None` while a step runs.
+    /// What it waits for at the last checkpoint; `None` while a step runs. Kept when it
+    /// ends: a redrive resumes it there.
     pub waiting: Option<Wait>,
     /// How many child batches it has started (the last batch's number).
     pub batches: u64,
@@ -144,6 +148,19 @@ pub struct ExecutionRecord {
     pub created_at: Timestamp,
     /// When it was last checkpointed.
     pub updated_at: Timestamp,
+    /// How many times it was redriven ([`Runtime::redrive`](crate::Runtime::redrive)).
+    #[serde(default)]
+    pub redrives: u32,
+    /// When it was last redriven: its workflow's timeout counts from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<Timestamp>,
+}
+
+impl ExecutionRecord {
+    /// When its workflow's timeout starts counting: its last redrive, else its creation.
+    pub(crate) fn started_at(&self) -> Timestamp {
+        self.redriven_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A checkpointed state and what the execution waits for next.
@@ -166,7 +183,9 @@ pub struct Checkpoint {
     /// Its status after this checkpoint.
     pub status: Status,
     /// The new state; `None` keeps the previous one (terminal checkpoints, parking).
-    /// A terminal status clears what the execution waited for.
+    /// A terminal status clears the timer's `wake_at` but keeps what the execution waited
+    /// for: an ended execution is stored at its last checkpoint, where a
+    /// [redrive](crate::Runtime::redrive) resumes it (a parent on the same batch).
     pub state: Option<SavedState>,
     /// How it ended, for a terminal checkpoint.
     pub outcome: Option<Outcome>,
@@ -176,6 +195,25 @@ pub struct Checkpoint {
     /// same transaction so that a parent never sees a child end without its event.
     pub parent_events: Vec<Event>,
     /// When the checkpoint was taken.
+    pub at: Timestamp,
+}
+
+/// An ended execution to run again, as [`Store::reopen`] writes it: a
+/// [redrive](crate::Runtime::redrive) writes one for the execution and one for each
+/// child it redrives with it.
+#[derive(Clone, Debug)]
+pub struct Reopen {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The status it was read with, which it must still have.
+    pub expected: Status,
+    /// Its redrive count after this write, from 1: the stored count must be one less.
+    pub redrives: u32,
+    /// What it waits for when it runs again (the `wake_at` of a timer follows from it).
+    pub waiting: Option<Wait>,
+    /// New history events (its `ExecutionRedriven`).
+    pub events: Vec<Event>,
+    /// When it was reopened, kept as its `redriven_at`.
     pub at: Timestamp,
 }
 
@@ -288,7 +326,8 @@ impl From<&ExecutionRecord> for ExecutionSummary {
 /// A backend for executions and their histories.
 ///
 /// Every write is atomic. [`checkpoint`](Store::checkpoint) refuses an execution that has
-/// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome. A
+/// ended ([`StoreError::Ended`]), so a stale driver can never overwrite an outcome; only
+/// [`reopen`](Store::reopen) (a redrive) sets an ended execution running again. A
 /// write that fails with a transient error ([`StoreError::is_transient`]) must have
 /// written nothing: the runtime retries it. Any other error is not retried: a backend
 /// that can no longer be used at all answers [`StoreError::Broken`], and the executions
@@ -310,6 +349,17 @@ pub trait Store: Send + Sync + 'static {
     /// The checkpoint is borrowed: after a transient failure the runtime offers the same
     /// one again, and a store copies only what it keeps.
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// Sets ended executions running again, all of them in one transaction: each gets
+    /// status `Running`, no outcome, its [`Reopen`]'s `waiting` (and the `wake_at` of its
+    /// timer), `redrives` and `redriven_at`, and its events are appended. Its state,
+    /// input, batches and history stay.
+    ///
+    /// The whole write is refused, with nothing written, if any of them does not exist
+    /// ([`StoreError::NotFound`]) or no longer has its `expected` status and one redrive
+    /// less than its new count ([`StoreError::Changed`]: another redrive, or an end,
+    /// came first).
+    async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError>;
 
     /// Appends events to an execution's history.
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError>;

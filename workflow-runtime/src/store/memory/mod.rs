@@ -7,8 +7,9 @@ use crate::HashMap;
 use std::sync::Mutex;
 
 use self::history::{History, Names};
-use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
+use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store};
 use crate::error::{CorruptRow, StoreError};
+use crate::execution::Status;
 use crate::history::Event;
 
 /// A store in process memory, for tests and for workflows that need no durability.
@@ -118,7 +119,7 @@ impl Store for MemoryStore {
                 record.batches = saved.batches;
             }
             if cp.status.is_terminal() {
-                record.waiting = None;
+                // What it waited for stays, for a redrive; its timer is no longer due.
                 record.wake_at = None;
             }
             if cp.outcome.is_some() {
@@ -129,6 +130,37 @@ impl Store for MemoryStore {
         }
         if let Some(parent) = parent.and_then(|p| by_id.get_mut(&p)) {
             parent.history.extend(names, &cp.parent_events);
+        }
+        Ok(())
+    }
+
+    async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError> {
+        let mut rows = self.rows();
+        let Rows { by_id, names, .. } = &mut *rows;
+        // Every check before any change: a refused reopen writes nothing.
+        for reopen in executions {
+            let row = by_id
+                .get(&reopen.id)
+                .ok_or_else(|| StoreError::NotFound(reopen.id.clone()))?;
+            let record = &row.record;
+            if record.status != reopen.expected
+                || record.redrives.checked_add(1) != Some(reopen.redrives)
+            {
+                return Err(StoreError::Changed(reopen.id.clone()));
+            }
+        }
+        for reopen in executions {
+            if let Some(row) = by_id.get_mut(&reopen.id) {
+                let record = &mut row.record;
+                record.status = Status::Running;
+                record.outcome = None;
+                record.waiting.clone_from(&reopen.waiting);
+                record.wake_at = reopen.waiting.as_ref().and_then(|w| w.wake_at());
+                record.redrives = reopen.redrives;
+                record.redriven_at = Some(reopen.at);
+                record.updated_at = reopen.at;
+                row.history.extend(names, &reopen.events);
+            }
         }
         Ok(())
     }

@@ -24,9 +24,9 @@ use self::checkpointer::Checkpointer;
 use self::errors::Cause;
 use self::health::Health;
 use self::lock::Lock;
-use self::rows::{CheckpointRows, CreateRows, EventRow};
+use self::rows::{CheckpointRows, CreateRows, EventRow, ReopenRows};
 use self::writer::{Counters, Job, Op, Writer};
-use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Store};
+use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store};
 use crate::error::{CorruptRow, OpenError, StoreError};
 use crate::execution::ExecutionId;
 use crate::history::Event;
@@ -158,7 +158,8 @@ pub struct StoreStats {
 ///
 /// Two tables: `executions`, one row per execution (an integer `key` in creation order,
 /// the `id`, workflow, definition fingerprint, parent's key and call site, status, input,
-/// state, what it waits for, outcome, timestamps, `wake_at`), and `events`, the
+/// state, what it waits for, outcome, timestamps, `wake_at`, how many times and when it
+/// was last redriven), and `events`, the
 /// append-only history: one row per event (the execution's key, its number in the
 /// history, its JSON), in the order they were written. A child's call site is unique per
 /// parent, so a child can be created only once. Pending timers are the rows with a
@@ -167,7 +168,7 @@ pub struct StoreStats {
 ///
 /// The schema is versioned (`PRAGMA user_version`). A file of an older version is
 /// upgraded in place when it is opened, in one transaction (version 1 keyed rows and
-/// events by the text id); a file written by a newer schema is refused with
+/// events by the text id; version 2 had no redrive columns); a file written by a newer schema is refused with
 /// [`OpenError::SchemaTooNew`] and left as it is.
 ///
 /// # Writes: group commit
@@ -511,6 +512,11 @@ impl Store for SqliteStore {
 
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         self.write(Op::Checkpoint(CheckpointRows::encode(checkpoint)?))
+            .await
+    }
+
+    async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError> {
+        self.write(Op::Reopen(ReopenRows::encode_all(executions)?))
             .await
     }
 

@@ -16,14 +16,14 @@ use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Status};
 use crate::history::Event;
 use crate::json::Json;
-use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Wait};
+use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Reopen, Wait};
 use crate::time::Timestamp;
 
 /// The columns [`record`] reads, in order, from `executions e`.
 pub(super) const RECORD_COLUMNS: &str = "e.id, e.workflow, e.fingerprint, \
      (SELECT p.id FROM executions p WHERE p.key = e.parent), e.call_node, e.call_batch, \
      e.call_index, e.status, e.input, e.state, e.waiting, e.batches, e.outcome, e.wake_at, \
-     e.created_at, e.updated_at";
+     e.created_at, e.updated_at, e.redrives, e.redriven_at";
 
 /// The columns [`summary`] reads, in order, from `executions e`.
 pub(super) const SUMMARY_COLUMNS: &str = "e.id, e.workflow, \
@@ -90,6 +90,8 @@ pub(super) struct CreateRows {
     wake_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    redrives: i64,
+    redriven_at: Option<i64>,
     events: Vec<EventRow>,
     parent_events: Vec<EventRow>,
 }
@@ -112,6 +114,8 @@ impl CreateRows {
             batches: to_i64(record.batches, "batches")?,
             created_at: ts(record.created_at)?,
             updated_at: ts(record.updated_at)?,
+            redrives: i64::from(record.redrives),
+            redriven_at: record.redriven_at.map(ts).transpose()?,
             fingerprint: fingerprint_to_sql(record.fingerprint),
             id: record.id,
             workflow: record.workflow,
@@ -170,6 +174,41 @@ impl CheckpointRows {
     }
 }
 
+/// One execution of a reopen, encoded.
+pub(super) struct ReopenRows {
+    id: ExecutionId,
+    expected: Status,
+    redrives: i64,
+    waiting: Option<String>,
+    wake_at: Option<i64>,
+    events: Vec<EventRow>,
+    at: i64,
+}
+
+impl ReopenRows {
+    pub(super) fn encode_all(executions: &[Reopen]) -> Result<Vec<ReopenRows>, StoreError> {
+        executions
+            .iter()
+            .map(|r| {
+                Ok(ReopenRows {
+                    id: r.id.clone(),
+                    expected: r.expected,
+                    redrives: i64::from(r.redrives),
+                    waiting: r.waiting.as_ref().map(json).transpose()?,
+                    wake_at: r
+                        .waiting
+                        .as_ref()
+                        .and_then(Wait::wake_at)
+                        .map(ts)
+                        .transpose()?,
+                    events: EventRow::encode_all(&r.events)?,
+                    at: ts(r.at)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Why a write was not applied, and whether it may have written part of itself before
 /// failing (then only rolling back undoes it).
 #[derive(Debug)]
@@ -221,7 +260,8 @@ pub(super) fn insert_execution(
     conn.prepare_cached(
         "INSERT INTO executions (id, workflow, fingerprint, parent, call_node, call_batch, \
          call_index, status, input, state, waiting, batches, outcome, wake_at, created_at, \
-         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         updated_at, redrives, redriven_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -241,6 +281,8 @@ pub(super) fn insert_execution(
             rows.wake_at,
             rows.created_at,
             rows.updated_at,
+            rows.redrives,
+            rows.redriven_at,
         ])
     })
     .map_err(|e| match e.sqlite_error_code() {
@@ -296,9 +338,9 @@ fn update_sql(shape: usize) -> &'static str {
                     columns.push("status");
                 }
                 if shape & SETS_STATE != 0 {
-                    columns.push("state");
+                    columns.extend(["state", "waiting"]);
                     if shape & ENDS == 0 {
-                        columns.extend(["waiting", "wake_at"]);
+                        columns.push("wake_at");
                     }
                     columns.push("batches");
                 }
@@ -310,8 +352,17 @@ fn update_sql(shape: usize) -> &'static str {
                     .enumerate()
                     .map(|(i, column)| format!("{column} = ?{}", i + 2))
                     .collect();
+                // An end keeps what the execution waited for (a redrive resumes there),
+                // but its timer is no longer due. A `waiting` that is not JSON (a row
+                // recovery faults because it does not decode) is dropped: nothing can
+                // resume from it, and it would keep the ended row from being read.
                 if shape & ENDS != 0 {
-                    sets.push("waiting = NULL, wake_at = NULL".into());
+                    sets.push("wake_at = NULL".into());
+                    if shape & SETS_STATE == 0 {
+                        sets.push(
+                            "waiting = CASE WHEN json_valid(waiting) THEN waiting END".into(),
+                        );
+                    }
                 }
                 format!("UPDATE executions SET {} WHERE key = ?1", sets.join(", "))
             })
@@ -360,9 +411,9 @@ pub(super) fn apply_checkpoint(
     }
     if let Some(saved) = &cp.state {
         shape |= SETS_STATE;
-        values.push(&saved.bytes);
+        values.extend([&saved.bytes as &dyn rusqlite::ToSql, &saved.waiting]);
         if !terminal {
-            values.extend([&saved.waiting as &dyn rusqlite::ToSql, &saved.wake_at]);
+            values.push(&saved.wake_at);
         }
         values.push(&saved.batches);
     }
@@ -387,6 +438,49 @@ pub(super) fn apply_checkpoint(
             return Err(Failure::partial(StoreError::NotFound(parent)));
         };
         append_events(conn, known, &cp.parent_events)?;
+    }
+    Ok(())
+}
+
+/// Sets ended executions running again: every one is checked (it exists, with the
+/// status and the redrive count expected) before any is changed, so a refused reopen
+/// writes nothing, and one that fails while writing is rolled back whole with its
+/// transaction or savepoint.
+pub(super) fn reopen(
+    conn: &Connection,
+    cache: &mut Cache,
+    executions: &[ReopenRows],
+) -> Result<(), Failure> {
+    let mut keys = Vec::with_capacity(executions.len());
+    for r in executions {
+        let Some(known) = cache.load(conn, &r.id).map_err(Failure::refused)? else {
+            return Err(Failure::refused(StoreError::NotFound(r.id.clone())));
+        };
+        let key = known.key;
+        // The redrive count is not cached (only a redrive reads it): read from the file,
+        // as the status is, in this transaction.
+        let (status, redrives): (String, i64) = conn
+            .prepare_cached("SELECT status, redrives FROM executions WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |row| Ok((row.get(0)?, row.get(1)?))))
+            .map_err(|e| Failure::refused(Cause::from(e)))?;
+        if status != r.expected.as_str() || redrives + 1 != r.redrives {
+            return Err(Failure::refused(StoreError::Changed(r.id.clone())));
+        }
+        keys.push(key);
+    }
+    for (r, key) in executions.iter().zip(keys) {
+        conn.prepare_cached(
+            "UPDATE executions SET status = 'Running', outcome = NULL, waiting = ?2, \
+             wake_at = ?3, redrives = ?4, redriven_at = ?5, updated_at = ?5 WHERE key = ?1",
+        )
+        .and_then(|mut s| s.execute(params![key, r.waiting, r.wake_at, r.redrives, r.at]))
+        .map_err(sql_failure)?;
+        // Loaded above; a rollback, which ends this write, is the only thing that clears it.
+        let Some(known) = cache.load(conn, &r.id).map_err(Failure::partial)? else {
+            return Err(Failure::partial(StoreError::NotFound(r.id.clone())));
+        };
+        known.status = Status::Running;
+        append_events(conn, known, &r.events)?;
     }
     Ok(())
 }
@@ -505,6 +599,8 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
         let batches: i64 = c.get(11, "batches")?;
         let outcome: Option<String> = c.get(12, "outcome")?;
         let wake_at: Option<i64> = c.get(13, "wake_at")?;
+        let redrives: i64 = c.get(16, "redrives")?;
+        let redriven_at: Option<i64> = c.get(17, "redriven_at")?;
         Ok(ExecutionRecord {
             workflow: c.get(1, "workflow")?,
             fingerprint: fingerprint_from_sql(c.get(2, "fingerprint")?),
@@ -525,6 +621,8 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
             wake_at: wake_at.map(from_ts),
             created_at: c.time(14, "created_at")?,
             updated_at: c.time(15, "updated_at")?,
+            redrives: u32::try_from(redrives).map_err(|e| c.corrupt("redrives", &e))?,
+            redriven_at: redriven_at.map(from_ts),
             id: c.id,
         })
     }))

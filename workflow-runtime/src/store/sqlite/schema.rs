@@ -16,6 +16,14 @@
 //! an integer assigned in creation order (`executions.key`, the rowid), and appends
 //! events in the order they happen: the executions in flight were created close
 //! together, so what a commit changes sits in a few pages at the end of each B-tree.
+//!
+//! # Why version 3
+//!
+//! A [redrive](crate::Runtime::redrive) sets an ended execution running again: version 3
+//! adds how many times each execution was redriven (`redrives`) and when it last was
+//! (`redriven_at`, from which its workflow's timeout counts after a restart too). Two
+//! columns added in place: the rows of a version-2 file keep their keys and pages, and
+//! read as never redriven.
 
 use std::path::Path;
 
@@ -34,7 +42,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5746_4c57;
 pub(super) const PAGE_SIZE: i64 = 8192;
 
 /// The schema version this version of the crate writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: executions and events keyed by the execution's text id. (Tests build
 /// version-1 files with it.)
@@ -82,8 +90,9 @@ pub(super) const VERSION_1: &str = "
     ) WITHOUT ROWID;
 ";
 
-/// `MIGRATIONS[i]` upgrades a file from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+/// `MIGRATIONS[i]` upgrades a file from version `i` to `i + 1`. (Tests build files of
+/// older versions with its first entries.)
+pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // 1: executions, their histories, and the indexes recovery and listings use.
     VERSION_1,
     // 2: integer keys in creation order; events appended in the order they happen. A
@@ -162,6 +171,12 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     ORDER BY x.rowid, v.seq;
     DROP TABLE events_v1;
     DROP TABLE executions_v1;
+    ",
+    // 3: redrives. Neither column is indexed: only a redrive, which reads the row by id,
+    // and recovery, which reads every column of the unfinished rows, use them.
+    "
+    ALTER TABLE executions ADD COLUMN redrives INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN redriven_at INTEGER;
     ",
 ];
 

@@ -36,6 +36,8 @@ fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
         wake_at: None,
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
+        redrives: 0,
+        redriven_at: None,
     }
 }
 
@@ -369,6 +371,88 @@ async fn a_version_1_file_is_upgraded_in_place() {
         )
         .unwrap();
     assert_eq!(leftovers, 0, "the version-1 tables are gone");
+}
+
+/// A version-2 file (before redrives) is upgraded in place on open: its rows read as
+/// never redriven, keep their keys and histories, and can be redriven.
+#[tokio::test]
+async fn a_version_2_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let mut failed = record("f", None);
+    failed.status = Status::Failed;
+    failed.outcome = Some(crate::Outcome::Failed(json!("no").into()));
+    failed.waiting = Some(Wait::Timer {
+        node: 1,
+        until: Timestamp(9_000),
+    });
+    {
+        let conn = Connection::open(&path).unwrap();
+        for migration in &super::schema::MIGRATIONS[..2] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "application_id", super::schema::APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO executions (key, id, workflow, fingerprint, status, input, state, \
+             waiting, batches, outcome, created_at, updated_at) \
+             VALUES (41, 'f', 'W', ?1, 'Failed', ?2, ?3, ?4, 0, ?5, 1, 1)",
+            params![
+                i64::from_ne_bytes(failed.fingerprint.to_ne_bytes()),
+                to_json(&failed.input),
+                failed.state,
+                failed.waiting.as_ref().map(to_json),
+                failed.outcome.as_ref().map(to_json),
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (execution, seq, body) VALUES (41, 1, ?1)",
+            [to_json(&event(EventKind::TaskScheduled))],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let id = ExecutionId::from("f");
+    assert_eq!(store.get(&id).await.unwrap(), Some(failed.clone()));
+    assert_eq!((failed.redrives, failed.redriven_at), (0, None));
+    let redriven = Event {
+        at: Timestamp(10),
+        state: None,
+        kind: EventKind::ExecutionRedriven { count: 1 },
+    };
+    store
+        .reopen(&[crate::store::Reopen {
+            id: id.clone(),
+            expected: Status::Failed,
+            redrives: 1,
+            waiting: failed.waiting.clone(),
+            events: vec![redriven.clone()],
+            at: Timestamp(10),
+        }])
+        .await
+        .unwrap();
+    let reopened = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (reopened.status, reopened.redrives, reopened.redriven_at),
+        (Status::Running, 1, Some(Timestamp(10)))
+    );
+    assert_eq!(reopened.wake_at, Some(Timestamp(9_000)));
+    assert_eq!(
+        store.history(&id).await.unwrap(),
+        [event(EventKind::TaskScheduled), redriven]
+    );
+    drop(store);
+    let conn = Connection::open(&path).unwrap();
+    let (version, key): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), key FROM executions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((version, key), (super::schema::SCHEMA_VERSION, 41));
 }
 
 #[tokio::test]

@@ -46,7 +46,7 @@ use super::checkpointer::Checkpointer;
 use super::errors::{is_busy, Cause};
 use super::health::Health;
 use super::lock::Lock;
-use super::rows::{self, CheckpointRows, CreateRows, EventRow, Failure};
+use super::rows::{self, CheckpointRows, CreateRows, EventRow, Failure, ReopenRows};
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
 
@@ -59,6 +59,8 @@ pub(super) const STALLED: Duration = Duration::from_secs(30);
 pub(super) enum Op {
     Create(CreateRows),
     Checkpoint(CheckpointRows),
+    /// Ended executions set running again, all or none (a redrive).
+    Reopen(Vec<ReopenRows>),
     Append {
         id: ExecutionId,
         events: Vec<EventRow>,
@@ -311,6 +313,7 @@ impl Writer {
         match op {
             Op::Create(rows) => rows::insert_execution(conn, cache, rows),
             Op::Checkpoint(rows) => rows::apply_checkpoint(conn, cache, rows),
+            Op::Reopen(rows) => rows::reopen(conn, cache, rows),
             Op::Append { id, events } => rows::append(conn, cache, id, events),
             Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(|e| Failure {
                 error: Cause::from(e),
