@@ -20,6 +20,9 @@ pub struct Config {
     pub delay: Duration,
     /// Jobs whose `parameter2` is a multiple of this fail; 0: none fails.
     pub fail_every: u32,
+    /// Jobs whose `parameter2` is a multiple of this are refused when they are started
+    /// (`503 Service Unavailable`, no job created); 0: none is.
+    pub refuse_every: u32,
 }
 
 /// A handle on a running service.
@@ -31,7 +34,9 @@ pub struct JobServer {
 
 /// How long a job runs, and why it fails if it does, under `config`.
 fn fate(config: Config, request: &JobRequest) -> (Duration, Option<String>) {
-    let Config { delay, fail_every } = config;
+    let Config {
+        delay, fail_every, ..
+    } = config;
     let failure = (fail_every != 0 && request.parameter2 % fail_every == 0).then(|| {
         format!(
             "parameter2 = {} is a multiple of {fail_every}, which this service rejects",
@@ -47,16 +52,9 @@ fn fate(config: Config, request: &JobRequest) -> (Duration, Option<String>) {
 }
 
 impl JobServer {
-    /// Runs the failed jobs again, under the service's current configuration, as an
-    /// operator does once the service is fixed: their status is `running` again, then
-    /// what a new job with their request would end with.
-    pub fn rerun_failed(&self) {
-        let mut jobs = lock(&self.board);
-        let config = jobs.config;
-        for job in jobs.jobs.values_mut().filter(|j| j.failure.is_some()) {
-            (job.runs_for, job.failure) = fate(config, &job.request);
-            job.created = Instant::now();
-        }
+    /// Changes which jobs are refused from now on.
+    pub fn set_refuse_every(&self, refuse_every: u32) {
+        lock(&self.board).config.refuse_every = refuse_every;
     }
 
     /// Changes which jobs fail from now on (jobs already created keep their fate).
@@ -136,8 +134,13 @@ pub async fn start(config: Config) -> std::io::Result<JobServer> {
 async fn create_job(
     State(board): State<Board>,
     Json(request): Json<JobRequest>,
-) -> (StatusCode, Json<JobCreated>) {
+) -> Result<(StatusCode, Json<JobCreated>), (StatusCode, String)> {
     let mut jobs = lock(&board);
+    let refuse_every = jobs.config.refuse_every;
+    if refuse_every != 0 && request.parameter2 % refuse_every == 0 {
+        let why = format!("parameter2 = {} is refused for now", request.parameter2);
+        return Err((StatusCode::SERVICE_UNAVAILABLE, why));
+    }
     let id = format!("job-{}", jobs.next_id);
     jobs.next_id += 1;
     let (runs_for, failure) = fate(jobs.config, &request);
@@ -148,7 +151,7 @@ async fn create_job(
         failure,
     };
     jobs.jobs.insert(id.clone(), job);
-    (StatusCode::CREATED, Json(JobCreated { id: JobId(id) }))
+    Ok((StatusCode::CREATED, Json(JobCreated { id: JobId(id) })))
 }
 
 async fn job_status(

@@ -25,6 +25,10 @@
 //!    caller gets a value it can `match` on, and the failing child's running siblings are
 //!    cancelled. This second run is on by default; `--demo-failure false` skips it.
 //!
+//!    A third run meets a service that refuses some jobs for a while; once it is fixed,
+//!    the failed execution is **redriven** (`Runtime::redrive`): same id, same history,
+//!    only the children that did not succeed run again.
+//!
 //! 5. **Durability.** Executions and their histories are kept in a SQLite file,
 //!    `target/nesting.sqlite` unless `--db PATH` or `WORKFLOW_DB` says otherwise. Every
 //!    checkpoint is a transaction; at start the runtime resumes what an interrupted earlier
@@ -48,7 +52,7 @@ use workflow::prelude::*;
 
 mod workflows;
 
-use workflow::{Event, EventKind, ExecutionFilter, ExecutionId, ExecutionTree, Status};
+use workflow::{Event, EventKind, ExecutionFilter, ExecutionId, ExecutionTree, Outcome, Status};
 use workflows::*;
 
 // =======================================================================================
@@ -164,6 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = job_server::start(job_server::Config {
         delay: Duration::from_millis(args.delay_ms),
         fail_every: args.fail_every,
+        refuse_every: 0,
     })
     .await?;
     println!("Job service listening on {}", server.base_url);
@@ -248,6 +253,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.history,
             "the failed execution",
         );
+    }
+
+    if args.demo_failure {
+        // --- 3. Redrive. ---------------------------------------------------------------------
+        heading(&format!(
+            "3. A service that refuses to start multiples of {DEMO_FAIL_EVERY} for now; fixed, then a redrive"
+        ));
+        server.set_fail_every(0);
+        server.set_refuse_every(DEMO_FAIL_EVERY);
+        let execution = runtime
+            .start(main_flow, batch("redrive", args.parallel))
+            .await?;
+        let id = execution.id().clone();
+        match execution.result().await {
+            Ok(_) => println!(
+                "No job was refused (is --parallel below {})?",
+                DEMO_FAIL_EVERY - 3
+            ),
+            Err(e) => {
+                print_run_error(&e)?;
+                server.set_refuse_every(0);
+                let redrive = runtime.redrive(&id).await?;
+                println!(
+                    "\nThe service is fixed. Redrove {id} (redrive #{}); running again: {}",
+                    redrive.count,
+                    redrive
+                        .children
+                        .iter()
+                        .map(short)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                match runtime.wait(&id).await? {
+                    Outcome::Succeeded(output) => print_summary(&output.decode()?),
+                    other => println!("It ended again without a summary: {other:?}"),
+                }
+                println!(
+                    "\nSame id and history; the children that had succeeded did not run again:\n{}",
+                    runtime.tree(&id).await?
+                );
+            }
+        }
     }
     // The file keeps every run's executions: list them by workflow and status.
     let listing = runtime

@@ -50,7 +50,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use workflow_runtime::{Catalog, ExecutionId, Json, Runtime, StartError, StoreError};
+use workflow_runtime::{Catalog, ExecutionId, Json, RedriveError, Runtime, StartError, StoreError};
 
 use crate::inspect::Details;
 
@@ -495,8 +495,14 @@ async fn redrive(
 ) -> Result<Response, Failure> {
     allowed(&state, &form.csrf)?;
     let id = ExecutionId::from(form.id);
-    // REDRIVE
-    let _ = &state;
+    state.runtime.redrive(&id).await.map_err(|e| {
+        let status = match e {
+            RedriveError::NotFound { .. } => StatusCode::NOT_FOUND,
+            RedriveError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::CONFLICT,
+        };
+        Failure(status, e.to_string())
+    })?;
     Ok(Redirect::to(&execution_href(&base, &id)).into_response())
 }
 

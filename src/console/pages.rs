@@ -199,7 +199,7 @@ pub(super) fn execution(
                         dt { "Started" } dd { (inspect::time(r.created_at)) }
                         dt { @if running { "Last checkpoint" } @else { "Ended" } } dd { (inspect::time(r.updated_at)) }
                         dt { "Duration" } dd { (inspect::duration(d.took())) }
-                        // REDRIVES
+                        @if r.redrives > 0 { dt { "Redriven" } dd #redrives { @if r.redrives == 1 { "once" } @else { (r.redrives) " times" } } }
                         @if let Some(parent) = &r.parent {
                             dt { "Parent" } dd.mono { a #parent href=(execution_href(base, parent)) { (parent) } }
                         }

@@ -132,9 +132,8 @@ async fn in_a_browser_the_console_lists_shows_and_redrives() {
     assert_eq!(status.text().await.unwrap(), "Failed");
     screenshot(&client, "2-failed-execution.png").await;
 
-    // The service is fixed (its failed job runs again): redrive from the page.
-    f.service.set_fail_every(0);
-    f.service.rerun_failed();
+    // The service is fixed: redrive from the page.
+    f.service.set_refuse_every(0);
     client
         .find(Locator::Id("redrive"))
         .await

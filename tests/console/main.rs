@@ -50,6 +50,7 @@ impl Fixture {
         let service = job_server::start(job_server::Config {
             delay: Duration::from_millis(30),
             fail_every: 0,
+            refuse_every: 0,
         })
         .await
         .unwrap();
@@ -64,8 +65,8 @@ impl Fixture {
         let ok = runtime.start(main_flow, batch("ok", 3)).await.unwrap();
         let succeeded = ok.id().clone();
         ok.result().await.unwrap();
-        // parameter2 runs 4, 5, 6, 7: the fourth child's job is rejected.
-        service.set_fail_every(7);
+        // parameter2 runs 4, 5, 6, 7: the service refuses to start the fourth child's job.
+        service.set_refuse_every(7);
         let bad = runtime.start(main_flow, batch("bad", 4)).await.unwrap();
         let failed = bad.id().clone();
         bad.result().await.unwrap_err();
@@ -144,7 +145,7 @@ async fn pages_show_the_executions_their_graphs_histories_and_children() {
     let (_, child) = get(&f.page(&tree.children[0].id)).await;
     assert!(child.contains(&format!("id=\"parent\" href=\"/executions/{}\"", f.failed)));
     // The error, and the history with the failure.
-    assert!(page.contains("JobFailed") && page.contains("ExecutionFailed"));
+    assert!(page.contains("503 Service Unavailable") && page.contains("ExecutionFailed"));
     // A failed top-level execution can be redriven; a succeeded one cannot.
     assert!(page.contains("id=\"redrive\""));
     let (_, ok) = get(&f.page(&f.succeeded)).await;

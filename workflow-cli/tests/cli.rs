@@ -47,7 +47,8 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-/// A store with the example's two runs: a succeeded and a failed main execution.
+/// A store with the example's three runs: a succeeded main execution, a failed one, and
+/// one that failed and was redriven to success.
 fn store(dir: &Path) -> PathBuf {
     let db = dir.join("nesting.sqlite");
     let run = Command::new(example())
@@ -87,19 +88,20 @@ fn list_show_and_tree_read_a_store_the_example_wrote() {
     let header = lines.next().unwrap();
     assert!(header.starts_with("ID") && header.contains("STATUS") && header.contains("DURATION"));
     let rows: Vec<&str> = lines.collect();
-    assert_eq!(rows.len(), 2, "{table}");
-    // Newest first: the failure demo ran second.
-    assert!(
-        rows[0].contains("Failed") && rows[1].contains("Succeeded"),
-        "{table}"
-    );
+    assert_eq!(rows.len(), 3, "{table}");
+    // Newest first: the redriven run, the failure demo, the first run.
+    let statuses: Vec<&str> = rows
+        .iter()
+        .map(|r| r.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(statuses, ["Succeeded", "Failed", "Succeeded"], "{table}");
 
     let all = lines_json(&stdout(&workflow(
         &db,
         &["list", "--json", "--limit", "1000"],
     )));
-    // Two mains; 3 + 5 children each.
-    assert_eq!(all.len(), 2 + 2 * 8, "{all:?}");
+    // Three mains; 3 + 5 children each.
+    assert_eq!(all.len(), 3 + 3 * 8, "{all:?}");
     let failed = lines_json(&stdout(&workflow(
         &db,
         &["list", "--json", "--status", "failed", "--top-level"],

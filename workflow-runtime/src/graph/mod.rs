@@ -157,6 +157,15 @@ impl Highlight {
                         .extend(ends(|k| matches!(k, NodeKind::Succeed)));
                     ended = true;
                 }
+                // Redriven: back where it failed, with no end reached yet.
+                EventKind::ExecutionRedriven { .. } => {
+                    highlight.visited.retain(|name| {
+                        graph
+                            .node(name)
+                            .is_none_or(|n| !matches!(n.kind, NodeKind::Fail))
+                    });
+                    ended = false;
+                }
                 EventKind::ExecutionFailed { .. }
                 | EventKind::ExecutionTimedOut
                 | EventKind::ExecutionCancelled
