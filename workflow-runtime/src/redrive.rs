@@ -35,7 +35,6 @@ use crate::execution::{ExecutionId, Status};
 use crate::history::{Event, EventKind};
 use crate::runtime::{wait_done, Runtime};
 use crate::store::{ExecutionRecord, PendingBatch, Reopen, Wait};
-use crate::time::Timestamp;
 use crate::transition::wait_again;
 
 /// What [`Runtime::redrive`] did.
@@ -167,8 +166,6 @@ struct Planned {
     record: ExecutionRecord,
     driver: Arc<dyn Erased>,
     state: Box<dyn Any + Send>,
-    /// What it waits for when it runs again.
-    waiting: Option<Wait>,
 }
 
 impl Runtime {
@@ -276,12 +273,11 @@ impl Runtime {
                 status: record.status,
             });
         }
-        let now = inner.clock.now();
-        let mut plan = vec![planned(inner, record, now)?];
+        let mut plan = vec![planned(inner, record)?];
         let mut next = 0;
         while let Some(parent) = plan.get(next) {
             next += 1;
-            let Some(batch) = pending_batch(parent.waiting.as_ref()) else {
+            let Some(batch) = pending_batch(parent.record.waiting.as_ref()) else {
                 continue;
             };
             let (batch, calls) = (batch.batch, batch.calls.len());
@@ -299,19 +295,26 @@ impl Runtime {
                 if !marked.mark(&id) {
                     return Err(running());
                 }
-                plan.push(planned(inner, child, now)?);
+                plan.push(planned(inner, child)?);
             }
         }
 
+        // Read once every child to redrive has ended: the timeouts count from here.
+        let now = inner.clock.now();
+        let waiting: Vec<Option<Wait>> = plan
+            .iter()
+            .map(|p| wait_again(p.driver.graph(), p.record.waiting.clone(), now))
+            .collect();
         let reopen: Vec<Reopen> = plan
             .iter()
-            .map(|p| {
+            .zip(&waiting)
+            .map(|(p, waiting)| {
                 let count = p.record.redrives.saturating_add(1);
                 Reopen {
                     id: p.record.id.clone(),
                     expected: p.record.status,
                     redrives: count,
-                    waiting: p.waiting.clone(),
+                    waiting: waiting.clone(),
                     events: vec![Event {
                         at: now,
                         state: None,
@@ -327,11 +330,11 @@ impl Runtime {
         })?;
 
         let count = reopen[0].redrives;
-        let mut plan = plan.into_iter().map(|p| {
+        let mut plan = plan.into_iter().zip(waiting).map(|(p, waiting)| {
             let mut record = p.record;
             record.status = Status::Running;
             record.outcome = None;
-            record.waiting = p.waiting;
+            record.waiting = waiting;
             record.redrives = record.redrives.saturating_add(1);
             record.redriven_at = Some(now);
             (p.driver, Resume::of(&record, p.state))
@@ -360,11 +363,7 @@ impl Runtime {
 }
 
 /// Checks a stored execution against its registered workflow and decodes its state.
-fn planned(
-    inner: &Inner,
-    record: ExecutionRecord,
-    now: Timestamp,
-) -> Result<Planned, RedriveError> {
+fn planned(inner: &Inner, record: ExecutionRecord) -> Result<Planned, RedriveError> {
     let Some(registration) = inner.workflows.get(record.workflow.as_str()) else {
         return Err(RedriveError::NotRegistered {
             id: record.id,
@@ -388,19 +387,20 @@ fn planned(
             })
         }
     };
-    let waiting = wait_again(registration.driver.graph(), record.waiting.clone(), now);
     Ok(Planned {
         record,
         driver: Arc::clone(&registration.driver),
         state,
-        waiting,
     })
 }
 
-/// The batch an execution waits on, if it does.
+/// The batch an ended execution waited on, if it did: the one a redrive waits on again.
 fn pending_batch(waiting: Option<&Wait>) -> Option<&PendingBatch> {
     match waiting? {
-        Wait::Children(batch) => Some(batch),
+        Wait::Children(batch)
+        | Wait::Retry {
+            batch: Some(batch), ..
+        } => Some(batch),
         _ => None,
     }
 }
