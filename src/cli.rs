@@ -24,9 +24,14 @@
 //! workflow graph NAME [--format mermaid|dot|svg|asl]
 //! workflow workflows                 the workflows this binary links
 //! workflow console [--addr 127.0.0.1:7878]
+//! workflow redrive ID --console URL  through the console of the program that runs it
+//! workflow cancel ID --console URL
 //! ```
 //!
-//! Every command but `graph` and `workflows` reads the store given by `--db` (or
+//! `redrive` and `cancel` ask the program that runs the workflows, through its console's
+//! JSON API ([`console`](crate::console)): only that program has the workflows'
+//! dependencies, and the store's lock. The other commands but `graph` and `workflows`
+//! read the store given by `--db` (or
 //! `WORKFLOW_DB`) through a read-only connection
 //! ([`SqliteStore::open_read_only`](crate::SqliteStore::open_read_only)): it takes no
 //! lock, writes nothing, and never makes the runtime wait.
@@ -115,7 +120,21 @@ pub enum CliError {
     BadSince(String),
     /// The console could not be served.
     #[error(transparent)]
-    Console(#[from] ConsoleError),
+    Serve(#[from] ConsoleError),
+    /// The console of `redrive` or `cancel` could not be reached.
+    #[error("cannot reach the console at {url}: {message}")]
+    Console {
+        /// The action's URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The console refused the action (the execution cannot be redriven, …).
+    #[error("{message}")]
+    Refused {
+        /// The console's reason.
+        message: String,
+    },
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -187,6 +206,22 @@ enum Command {
     },
     /// The workflows this binary links.
     Workflows,
+    /// Redrives a failed, timed-out or faulted execution, through the console of the
+    /// program that runs it (only that program can run the workflow again).
+    Redrive {
+        /// The execution's id.
+        id: String,
+        #[command(flatten)]
+        console: Remote,
+    },
+    /// Cancels an execution and its children, through the console of the program that
+    /// runs it.
+    Cancel {
+        /// The execution's id.
+        id: String,
+        #[command(flatten)]
+        console: Remote,
+    },
     /// Serves the web console over the store, read-only.
     Console {
         /// Where to listen.
@@ -199,6 +234,42 @@ enum Command {
         #[arg(long, env = "WORKFLOW_CONSOLE_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// Where a running program's console is, for the actions.
+#[derive(clap::Args)]
+struct Remote {
+    /// The console's base URL (`http://127.0.0.1:7878`).
+    #[arg(long, env = "WORKFLOW_CONSOLE", value_name = "URL")]
+    console: String,
+    /// Its token, if it has one.
+    #[arg(long, env = "WORKFLOW_CONSOLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    /// Posts `{"id": id}` to the console's `/api/{action}`; its JSON answer.
+    async fn act(&self, action: &str, id: &str) -> Result<Value, CliError> {
+        let url = format!("{}/api/{action}", self.console.trim_end_matches('/'));
+        let mut request = reqwest::Client::new().post(&url).json(&json!({ "id": id }));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let unreachable = |e: reqwest::Error| CliError::Console {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| format!("the console answered {status}"), str::to_owned);
+        Err(CliError::Refused { message })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -317,6 +388,27 @@ pub async fn run(
                 writeln!(out, "{}", inspect::pretty(&tree_json(&tree)))?;
             } else {
                 write!(out, "{tree}")?;
+            }
+        }
+        Command::Redrive { id, console } => {
+            let answer = console.act("redrive", &id).await?;
+            let children: Vec<&str> = answer["children"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            writeln!(out, "Redrove {id} (redrive #{}).", answer["count"])?;
+            if !children.is_empty() {
+                writeln!(out, "Running again with it: {}", children.join(", "))?;
+            }
+        }
+        Command::Cancel { id, console } => {
+            let answer = console.act("cancel", &id).await?;
+            if answer["cancelled"] == true {
+                writeln!(out, "Cancelled {id}.")?;
+            } else {
+                writeln!(out, "{id} had already ended.")?;
             }
         }
         Command::Console {

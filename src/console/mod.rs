@@ -33,6 +33,11 @@
 //! page cannot read it), so another site cannot make a visitor's browser act. Every
 //! value from a workflow (inputs, outputs, errors, ids) is escaped as text.
 //!
+//! The same actions are a small JSON API for scripts and for `workflow redrive|cancel
+//! --console URL`: `POST /api/redrive` and `POST /api/cancel` with `{"id": "…"}`. They
+//! take JSON only, which a page of another site cannot send here (a form cannot, and a
+//! script would need a CORS preflight the console never answers).
+//!
 //! [`Console::serve`] binds loopback addresses only, unless told [`allow_remote`](Console::allow_remote)
 //! and given a [`token`](Console::token): then every request must carry it, as
 //! `Authorization: Bearer {token}` or a cookie set by opening `/?token={token}` once.
@@ -164,6 +169,8 @@ impl Console {
             .route("/actions/start", post(start))
             .route("/actions/cancel", post(cancel))
             .route("/actions/redrive", post(redrive))
+            .route("/api/redrive", post(api_redrive))
+            .route("/api/cancel", post(api_cancel))
             .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
             .with_state(state)
     }
@@ -495,15 +502,85 @@ async fn redrive(
 ) -> Result<Response, Failure> {
     allowed(&state, &form.csrf)?;
     let id = ExecutionId::from(form.id);
-    state.runtime.redrive(&id).await.map_err(|e| {
-        let status = match e {
-            RedriveError::NotFound { .. } => StatusCode::NOT_FOUND,
-            RedriveError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::CONFLICT,
-        };
-        Failure(status, e.to_string())
-    })?;
+    state
+        .runtime
+        .redrive(&id)
+        .await
+        .map_err(|e| Failure(redrive_status(&e), e.to_string()))?;
     Ok(Redirect::to(&execution_href(&base, &id)).into_response())
+}
+
+/// The body of the JSON actions (`workflow redrive|cancel --console URL`).
+#[derive(Deserialize)]
+struct IdBody {
+    id: String,
+}
+
+/// `POST /api/redrive` with `{"id": …}`: what the CLI calls. JSON only, which a
+/// cross-site form cannot send and a cross-site script cannot send without a CORS
+/// preflight the console never grants: the form token is not needed.
+async fn api_redrive(
+    State(state): AppState,
+    axum::Json(body): axum::Json<IdBody>,
+) -> Result<Response, ApiFailure> {
+    if !state.actions {
+        return Err(ApiFailure(
+            StatusCode::FORBIDDEN,
+            "this console is read-only".into(),
+        ));
+    }
+    let redrive = state
+        .runtime
+        .redrive(&ExecutionId::from(body.id))
+        .await
+        .map_err(|e| ApiFailure(redrive_status(&e), e.to_string()))?;
+    let children: Vec<&str> = redrive.children.iter().map(ExecutionId::as_str).collect();
+    let answer = serde_json::json!({
+        "id": redrive.id.as_str(),
+        "count": redrive.count,
+        "children": children,
+    });
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /api/cancel` with `{"id": …}`.
+async fn api_cancel(
+    State(state): AppState,
+    axum::Json(body): axum::Json<IdBody>,
+) -> Result<Response, ApiFailure> {
+    if !state.actions {
+        return Err(ApiFailure(
+            StatusCode::FORBIDDEN,
+            "this console is read-only".into(),
+        ));
+    }
+    let id = ExecutionId::from(body.id);
+    let cancelled = state
+        .runtime
+        .cancel(&id)
+        .await
+        .map_err(|e| ApiFailure(Failure::from(e).0, format!("cannot cancel `{id}`")))?;
+    Ok(
+        axum::Json(serde_json::json!({ "id": id.as_str(), "cancelled": cancelled }))
+            .into_response(),
+    )
+}
+
+/// An action of the JSON API that failed: `{"error": …}`.
+struct ApiFailure(StatusCode, String);
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn redrive_status(e: &RedriveError) -> StatusCode {
+    match e {
+        RedriveError::NotFound { .. } => StatusCode::NOT_FOUND,
+        RedriveError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    }
 }
 
 /// Where the console's routes are mounted (`""` at the root; `/ops` for a console

@@ -237,13 +237,28 @@ async fn actions_need_the_consoles_form_token_and_valid_input() {
     let after = f.runtime.list(ExecutionFilter::new()).await.unwrap();
     assert_eq!(before.executions.len(), after.executions.len());
 
+    // The JSON API takes JSON only: a form cannot reach it.
+    let (code, _) = post("/api/redrive", vec![("id", id.clone())]).await;
+    assert_eq!(code, 415);
+    assert_eq!(
+        f.runtime.record(&f.failed).await.unwrap().status,
+        Status::Failed
+    );
+
     // A read-only console has no forms, and refuses the actions anyway.
     let read_only = serve(Console::new(&f.runtime).read_only()).await;
     let (_, page) = get(&format!("{read_only}/executions/{}", f.failed)).await;
     assert!(!page.contains("id=\"redrive\"") && !page.contains("name=\"csrf\""));
     let r = client()
         .post(format!("{read_only}/actions/redrive"))
-        .form(&[("csrf", token.clone()), ("id", id)])
+        .form(&[("csrf", token.clone()), ("id", id.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = client()
+        .post(format!("{read_only}/api/redrive"))
+        .json(&serde_json::json!({ "id": id }))
         .send()
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! The `workflow` binary against a store written by real runs of the nesting example
-//! (`target/debug/examples/nesting`, which `cargo test --workspace` builds; built here
-//! if it is missing), including while the example's process has the file open.
+//! (`target/debug/examples/nesting`), including while the example's process has the
+//! file open, and the actions it asks of the example's console.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,23 +9,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The nesting example's binary.
+/// The nesting example's binary, built (or brought up to date) once per test run: the
+/// tests of this package do not build the root package's examples themselves.
 fn example() -> &'static Path {
     static EXAMPLE: OnceLock<PathBuf> = OnceLock::new();
     EXAMPLE.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "nesting",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the nesting example");
         // target/debug/deps/cli-… → target/debug/examples/nesting
         let exe = std::env::current_exe().unwrap();
         let debug = exe.parent().and_then(Path::parent).unwrap();
-        let example = debug.join("examples").join("nesting");
-        if !example.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--example", "nesting", "--manifest-path"])
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "cannot build the nesting example");
-        }
-        example
+        debug.join("examples").join("nesting")
     })
 }
 
@@ -259,4 +263,78 @@ fn the_tool_reads_beside_a_running_program_without_stopping_it() {
         &["list", "--json", "--limit", "1000"],
     )));
     assert!(all.iter().all(|e| e["status"] != "Running"), "{all:?}");
+}
+
+#[test]
+fn redrive_and_cancel_go_through_the_console_of_the_running_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("served.sqlite");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let console = format!("http://127.0.0.1:{port}");
+    // The example runs its batches, then serves its console (with actions) until killed.
+    let mut program = Command::new(example())
+        .args(["--delay-ms", "20", "--poll-ms", "10", "--parallel", "5"])
+        .arg("--console")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(program.try_wait().unwrap().is_none(), "the example stopped");
+        assert!(Instant::now() < deadline, "the console never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let program = Kill(program);
+
+    let failed = lines_json(&stdout(&workflow(
+        &db,
+        &["list", "--json", "--status", "Failed", "--top-level"],
+    )));
+    let id = failed[0]["id"].as_str().unwrap().to_owned();
+    let out = stdout(&workflow(&db, &["redrive", &id, "--console", &console]));
+    assert!(
+        out.starts_with(&format!("Redrove {id} (redrive #1).")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{id}/4.3")),
+        "the failed child runs again: {out}"
+    );
+
+    // What cannot be redriven is refused, with the runtime's reason.
+    let succeeded = lines_json(&stdout(&workflow(
+        &db,
+        &["list", "--json", "--status", "Succeeded", "--top-level"],
+    )));
+    let ok = succeeded[0]["id"].as_str().unwrap();
+    let out = workflow(&db, &["redrive", ok, "--console", &console]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is Succeeded") && err.contains("only a Failed"),
+        "{err}"
+    );
+    let out = stdout(&workflow(&db, &["cancel", ok, "--console", &console]));
+    assert_eq!(out, format!("{ok} had already ended.\n"));
+
+    // Without a program to ask, a clear error.
+    drop(program);
+    let out = workflow(&db, &["redrive", &id, "--console", &console]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the console"));
 }
