@@ -230,6 +230,11 @@ pub struct PayloadTooLarge {
     pub limit: usize,
 }
 
+/// The payload limit of a new runtime (and step handler): 256 KiB, the Step Functions
+/// limit for an input or a state, so that a workflow that runs here stays deployable as
+/// ASL.
+pub const DEFAULT_PAYLOAD_LIMIT: usize = 256 * 1024;
+
 /// A [`SqliteStore`](crate::SqliteStore) could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

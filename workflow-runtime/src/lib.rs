@@ -112,7 +112,7 @@ pub use child::NestedError;
 pub use deps::{Deps, Fault};
 pub use error::{
     BuildError, CorruptRow, Holder, OpenError, Payload, PayloadTooLarge, RunError, StartError,
-    StoreError,
+    StoreError, DEFAULT_PAYLOAD_LIMIT,
 };
 pub use execution::{ExecutionId, Outcome, Status};
 pub use graph::{Edge, Highlight, Node, NodeKind, StateGraph, Transition};
@@ -122,7 +122,7 @@ pub use poll::{PollError, Polled};
 pub use recovery::{CorruptExecution, RecoveryReport, Unregistered, VersionMismatch};
 pub use redrive::{Redrive, RedriveError};
 pub use retry::{check_name, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
-pub use runtime::{Builder, Execution, ExecutionTree, Listing, Runtime, DEFAULT_PAYLOAD_LIMIT};
+pub use runtime::{Builder, Execution, ExecutionTree, Listing, Runtime};
 pub use store::{
     CallSite, Checkpoint, Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary,
     MemoryStore, PendingBatch, PendingChild, Reopen, SavedState, SqliteOptions, SqliteStore, Store,

@@ -17,7 +17,9 @@ use crate::deps::{Deps, Fault};
 use crate::driver::Drivers;
 use crate::driver::Launch;
 use crate::driver::{Inner, Registration};
-use crate::error::{BuildError, CorruptRow, RunError, StartError, StoreError};
+use crate::error::{
+    BuildError, CorruptRow, RunError, StartError, StoreError, DEFAULT_PAYLOAD_LIMIT,
+};
 use crate::history::Event;
 use crate::json::Json;
 use crate::registry::{self, WorkflowRef};
@@ -26,10 +28,6 @@ use crate::store::{
 };
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Workflow};
-
-/// The payload limit of a new runtime: 256 KiB, the Step Functions limit for an input or
-/// a state, so that a workflow that runs here stays deployable as ASL.
-pub const DEFAULT_PAYLOAD_LIMIT: usize = 256 * 1024;
 
 /// Runs workflows: starts executions, drives their state machines, keeps their history.
 ///

@@ -20,9 +20,9 @@ use super::sign::StateKey;
 use super::{emit, StateMachine};
 use crate::deps::{Deps, Fault};
 use crate::error::BuildError;
+use crate::error::DEFAULT_PAYLOAD_LIMIT;
 use crate::graph::StateGraph;
 use crate::registry::{self, View, WorkflowRef};
-use crate::runtime::DEFAULT_PAYLOAD_LIMIT;
 use crate::workflow::{BoxFuture, Workflow};
 
 /// The environment variable [`StepHandlerBuilder::signing_key_from_env`] reads in the
