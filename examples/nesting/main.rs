@@ -116,20 +116,6 @@ const DEFAULT_DB: &str = "target/nesting.sqlite";
 /// The `parameter2` the failure demo's service rejects multiples of.
 const DEMO_FAIL_EVERY: u32 = 7;
 
-/// The batch both runs use: jobs with parameter2 = 1, 2, 3, then 4, 5, … in parallel.
-fn batch(label: &str, parallel: u32) -> Batch {
-    Batch {
-        label: label.to_owned(),
-        steps: [1, 2, 3],
-        parallel: (0..parallel)
-            .map(|i| JobRequest {
-                parameter1: format!("{label}-p{}", i + 1),
-                parameter2: 4 + i,
-            })
-            .collect(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo run --example nesting -- asl out/`: write the workflows' ASL and stop.
@@ -199,7 +185,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     let started = Instant::now();
     let execution = runtime
-        .start(main_flow, batch("batch", args.parallel))
+        .start(main_flow, Batch::numbered("batch", args.parallel))
         .await?;
     let id = execution.id().clone();
     println!("Started {} execution {id}", main_flow::NAME);
@@ -230,7 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         server.set_fail_every(DEMO_FAIL_EVERY);
         let execution = runtime
-            .start(main_flow, batch("retry", args.parallel))
+            .start(main_flow, Batch::numbered("retry", args.parallel))
             .await?;
         let id = execution.id().clone();
         println!("Started {} execution {id}", main_flow::NAME);
@@ -263,7 +249,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.set_fail_every(0);
         server.set_refuse_every(DEMO_FAIL_EVERY);
         let execution = runtime
-            .start(main_flow, batch("redrive", args.parallel))
+            .start(main_flow, Batch::numbered("redrive", args.parallel))
             .await?;
         let id = execution.id().clone();
         match execution.result().await {

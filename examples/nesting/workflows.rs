@@ -239,6 +239,23 @@ pub struct Batch {
     pub parallel: Vec<JobRequest>,
 }
 
+impl Batch {
+    /// Jobs with parameter2 = 1, 2, 3 in sequence, then 4, 5, … (`parallel` of them) in
+    /// parallel, named after `label`.
+    pub fn numbered(label: &str, parallel: u32) -> Batch {
+        Batch {
+            label: label.to_owned(),
+            steps: [1, 2, 3],
+            parallel: (0..parallel)
+                .map(|i| JobRequest {
+                    parameter1: format!("{label}-p{}", i + 1),
+                    parameter2: 4 + i,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What the parent workflow returns.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use workflow::console::{Console, ConsoleError};
 use workflow::prelude::*;
 use workflow::{ExecutionFilter, ExecutionId, Status};
-use workflows::{main_flow, Batch, JobRequest, JobService};
+use workflows::{main_flow, Batch, JobService};
 
 /// A runtime over a SQLite file with a succeeded and a failed run of the nesting
 /// example's main workflow, and its console on 127.0.0.1.
@@ -29,19 +29,6 @@ pub(crate) struct Fixture {
     pub(crate) succeeded: ExecutionId,
     pub(crate) failed: ExecutionId,
     _dir: tempfile::TempDir,
-}
-
-pub(crate) fn batch(label: &str, parallel: u32) -> Batch {
-    Batch {
-        label: label.to_owned(),
-        steps: [1, 2, 3],
-        parallel: (0..parallel)
-            .map(|i| JobRequest {
-                parameter1: format!("{label}-p{}", i + 1),
-                parameter2: 4 + i,
-            })
-            .collect(),
-    }
 }
 
 impl Fixture {
@@ -62,12 +49,18 @@ impl Fixture {
             .sqlite(dir.path().join("console.sqlite"))
             .build()
             .unwrap();
-        let ok = runtime.start(main_flow, batch("ok", 3)).await.unwrap();
+        let ok = runtime
+            .start(main_flow, Batch::numbered("ok", 3))
+            .await
+            .unwrap();
         let succeeded = ok.id().clone();
         ok.result().await.unwrap();
         // parameter2 runs 4, 5, 6, 7: the service refuses to start the fourth child's job.
         service.set_refuse_every(7);
-        let bad = runtime.start(main_flow, batch("bad", 4)).await.unwrap();
+        let bad = runtime
+            .start(main_flow, Batch::numbered("bad", 4))
+            .await
+            .unwrap();
         let failed = bad.id().clone();
         bad.result().await.unwrap_err();
         let url = serve(Console::new(&runtime)).await;
@@ -168,7 +161,7 @@ async fn pages_show_the_executions_their_graphs_histories_and_children() {
 async fn payloads_are_shown_as_text_never_as_markup() {
     let f = Fixture::new().await;
     let (_, page) = get(&format!("{}/workflows/{}", f.url, main_flow::NAME)).await;
-    let mut hostile = batch("x", 1);
+    let mut hostile = Batch::numbered("x", 1);
     hostile.label = "<script>alert('label')</script>".into();
     hostile.parallel[0].parameter1 = "</pre><img src=x onerror=alert(1)>".into();
     let form = [

@@ -29,7 +29,7 @@ impl StateGraph {
     /// }
     ///
     /// let svg = nap::graph().to_svg();
-    /// assert!(svg.starts_with("<svg"));
+    /// assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
     /// assert!(svg.contains(">sleep<"));
     /// ```
     pub fn to_svg(&self) -> String {
