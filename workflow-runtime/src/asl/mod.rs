@@ -374,7 +374,7 @@ impl Layout {
                     }
                     n.next = Some(names.alloc(node.name, ": next"));
                 }
-                NodeKind::Wait | NodeKind::Child { .. } => {
+                NodeKind::Wait | NodeKind::Child { .. } | NodeKind::Callback { .. } => {
                     n.resume = Some(names.alloc(node.name, ": resume"));
                     n.next = Some(names.alloc(node.name, ": next"));
                 }

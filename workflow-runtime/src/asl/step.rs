@@ -353,6 +353,12 @@ pub(super) async fn run<W: Workflow>(
                     ..answer(next, clock)
                 }
             }
+            Transition::Callback { .. } | Transition::CallbackSent { .. } => {
+                return Err(fault(format!(
+                    "`{}` waits on a callback, which this step handler does not serve yet",
+                    request.at
+                )));
+            }
             Transition::End(End::Faulted(fault)) => return Err(StepError::Fault(fault)),
         };
         let mut answer = serde_json::to_value(answer)
