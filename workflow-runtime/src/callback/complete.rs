@@ -40,6 +40,51 @@ impl Runtime {
     /// issued ([`Forged`](CompletionError::Forged)), one of an execution that has ended,
     /// and a value that does not decode as the expected type
     /// ([`WrongType`](CompletionError::WrongType), naming that type).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use workflow::prelude::*;
+    /// use workflow::{CallbackToken, CompletionError};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// enum Decision { Approve, Reject }
+    ///
+    /// /// Where the token goes: an inbox a person (here, the test) reads.
+    /// #[derive(Default)]
+    /// struct Inbox(tokio::sync::Mutex<Vec<CallbackToken>>);
+    ///
+    /// #[workflow]
+    /// async fn approval(inbox: &Inbox, order: u32) -> Result<Decision, CallbackError> {
+    ///     let decision: Decision = wait_for_callback!(
+    ///         |token| async move { inbox.0.lock().await.push(token) },
+    ///         timeout = 3.secs(),
+    ///     )?;
+    ///     Ok(decision)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = std::sync::Arc::new(Inbox::default());
+    /// let runtime = Runtime::builder()
+    ///     .register(approval)
+    ///     .dependency_arc(inbox.clone())
+    ///     .build()?;
+    /// let run = runtime.start(approval, 7).await?;
+    /// let token = loop {
+    ///     if let Some(token) = inbox.0.lock().await.pop() { break token; }
+    ///     tokio::task::yield_now().await;
+    /// };
+    /// // The token travels as text, and is parsed back where the answer comes in.
+    /// let token: CallbackToken = token.to_string().parse()?;
+    /// let wrong = runtime.complete(&token, "yes").await;
+    /// assert!(matches!(wrong, Err(CompletionError::WrongType { .. })));
+    /// runtime.complete(&token, Decision::Approve).await?;
+    /// let twice = runtime.complete(&token, Decision::Reject).await;
+    /// assert!(matches!(twice, Err(CompletionError::AlreadyResolved { .. })));
+    /// assert_eq!(run.result().await?, Decision::Approve);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn complete<T: Serialize>(
         &self,
         token: &CallbackToken,
