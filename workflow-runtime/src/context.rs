@@ -364,6 +364,10 @@ pub fn error_name<E: WorkflowError>(error: &E) -> (Cow<'static, str>, bool) {
 /// The error Step Functions raises when a state's `TimeoutSeconds` elapses.
 pub(crate) const STATES_TIMEOUT: &str = "States.Timeout";
 
+/// The error Step Functions raises when a state's `HeartbeatSeconds` elapses without a
+/// heartbeat.
+pub(crate) const STATES_HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
+
 /// `value` as a history or outcome payload: its JSON, or a string saying why it has none.
 pub(crate) fn to_payload<T: Serialize + ?Sized>(value: &T) -> Json {
     Json::encode(value)

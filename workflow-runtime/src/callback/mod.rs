@@ -110,9 +110,14 @@ pub enum CompletionError {
         reason: String,
     },
     /// The token wraps a Step Functions task token: complete it through Step Functions
-    /// (`SendTaskSuccess`, see `asl::TaskCompletion`), not through a native runtime.
-    #[error("the token is a Step Functions task token: complete it with SendTaskSuccess or SendTaskFailure")]
+    /// (`SendTaskSuccess`, see [`asl::TaskCompletion`](crate::asl::TaskCompletion)), not
+    /// through a native runtime.
+    #[error("the token is a Step Functions task token: complete it with SendTaskSuccess or SendTaskFailure (asl::TaskCompletion)")]
     StepFunctionsToken,
+    /// The token was issued by a native runtime: complete it with
+    /// [`Runtime::complete`](crate::Runtime::complete), not through Step Functions.
+    #[error("the token was issued by a native runtime: complete it with Runtime::complete")]
+    NativeToken,
     /// The store has no execution with the token's id (a token of another store, or
     /// an execution deleted since).
     #[error("no execution `{execution}` is waiting on a callback in this runtime's store")]

@@ -30,7 +30,8 @@ const MAX_TASK_TOKEN: usize = 1024;
 /// token issued by the native runtime names its execution and carries 128 random bits
 /// that the runtime checks against the callback the execution waits on, so it cannot
 /// be guessed, nor used for another callback or another execution. On Step Functions
-/// it wraps the task token of the `.waitForTaskToken` state instead.
+/// it wraps the task token of the `.waitForTaskToken` state instead (see
+/// [`asl::TaskCompletion`](crate::asl::TaskCompletion) for completing it).
 ///
 /// ```
 /// use workflow_runtime::{CallbackToken, CompletionError};
@@ -67,8 +68,6 @@ impl CallbackToken {
     }
 
     /// A token wrapping the Step Functions task token `task_token` (`$$.Task.Token`).
-    // For the step handler, once it serves callbacks.
-    #[allow(dead_code)]
     pub(crate) fn step_functions(task_token: &str) -> Self {
         CallbackToken(format!("{STEP_FUNCTIONS}.{task_token}"))
     }
