@@ -584,6 +584,13 @@ fn scenarios() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("NestingPatternMainStateMachine", batch("m-empty", vec![])),
+        (
+            "NestingPatternMainStateMachine",
+            batch(
+                "m-big",
+                (1..=5).map(|i| job(&format!("b{i}-ok"), 1)).collect(),
+            ),
+        ), // waits for an approval that does not come
         // The pass workflows.
         ("Nested", json!(5)),
         ("Main", json!([[1, 2, 3], "x"])),
