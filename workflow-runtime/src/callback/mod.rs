@@ -197,6 +197,11 @@ pub enum CompletionError {
 /// A callback an execution waits on, as its [`Wait`](crate::Wait) keeps it: what the
 /// token is checked against after a restart too, and how the callback was resolved
 /// once it is.
+///
+/// The secret is kept in the store as it is (a restart must be able to send the same
+/// token again): whoever can read the store's file can complete its callbacks, as they
+/// can change any state in it. The history, errors, `Debug` and the console show only
+/// the public id.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingCallback {
     /// The state-graph node of the `wait_for_callback!`.

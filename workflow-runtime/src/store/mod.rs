@@ -11,8 +11,8 @@
 //! - [`MemoryStore`]: process memory, for tests and for work that needs no durability.
 //!
 //! What a checkpoint contains is enough to resume without replaying anything: the state
-//! enum, the timer it waits on (`wake_at`) or the batch of children it waits for, and the
-//! number of child batches started so far (children are named after it, so a resumed
+//! enum, the timer it waits on (`wake_at`), the batch of children or the callback it waits
+//! for, and the number of child batches started so far (children are named after it, so a resumed
 //! parent finds its children again instead of starting new ones).
 //!
 //! [`Runtime::recover`]: crate::Runtime::recover
