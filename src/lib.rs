@@ -4,7 +4,9 @@
 //! [`Runtime`] drives it, checkpoints it after every yield point and records its history.
 //! Inside a workflow, [`poll_until!`] is the call–wait–poll–check loop of a slow service,
 //! [`call_nested!`] runs other workflows as child executions (one, a fixed set, or one per
-//! item with bounded concurrency), and [`sleep!`] is a durable timer.
+//! item with bounded concurrency), [`sleep!`] is a durable timer, and
+//! [`wait_for_callback!`] hands a token to the outside world and waits until someone
+//! completes it ([`Runtime::complete`]).
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -98,7 +100,8 @@
 //!
 //! - Yield points are statements: `let x: T = call().await?;`, `call().await;`,
 //!   `x = call().await;`, `total += call().await;`, `let v: Polled<T> = poll_until!(…)?;`,
-//!   `let r: T = call_nested!(…)?;`, `sleep!(d);` (the body's tail may be one too). Each
+//!   `let r: T = call_nested!(…)?;`, `sleep!(d);`, `let v: T = wait_for_callback!(…)?;`
+//!   (the body's tail may be one too). Each
 //!   `.await` is a task whose result is checkpointed.
 //! - They may sit inside `if` / `else if` / `else`, `if let`, `match` (guards, arms that
 //!   yield), `loop` / `while` / `while let` / `for`, labelled blocks (`'b: { … }`, with a
@@ -212,7 +215,8 @@ pub use workflow_macros::{workflow, WorkflowError};
 /// and the step handler its Lambda Task states call.
 pub use workflow_runtime::asl;
 pub use workflow_runtime::{
-    BuildError, Builder, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
+    BuildError, Builder, CallbackChange, CallbackError, CallbackResolution, CallbackToken,
+    CallbackUpdate, CompletionError, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
     ExecutionRecord, ExecutionTree, Fault, Json, MemoryStore, NestedError, NoError, Node, NodeKind,
     Outcome, PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status,
     Store, StoreError, Timestamp, Transition, Workflow,
@@ -220,8 +224,9 @@ pub use workflow_runtime::{
 pub use workflow_runtime::{
     CallSite, Checkpoint, CorruptExecution, CorruptRow, Durability, ExecutionFilter,
     ExecutionSummary, Holder, Listing, OpenError, Payload, PayloadTooLarge, PendingBatch,
-    PendingChild, RecoveryReport, Redrive, RedriveError, Reopen, SavedState, SqliteOptions,
-    SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait, DEFAULT_PAYLOAD_LIMIT,
+    PendingCallback, PendingChild, RecoveryReport, Redrive, RedriveError, Reopen, SavedState,
+    SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
+    DEFAULT_PAYLOAD_LIMIT,
 };
 pub use workflow_runtime::{
     Catalog, Highlight, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError,
@@ -236,11 +241,11 @@ mod inspect;
 
 /// The names a workflow module needs: `use workflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::{call_nested, poll_until, sleep, workflow, WorkflowError};
+    pub use crate::{call_nested, poll_until, sleep, wait_for_callback, workflow, WorkflowError};
     pub use workflow_runtime::asl::AslExt;
     pub use workflow_runtime::{
-        DurationExt, NestedError, NoError, PollError, Polled, RunError, Runtime, TaskTimeout,
-        Workflow,
+        CallbackError, CallbackToken, DurationExt, NestedError, NoError, PollError, Polled,
+        RunError, Runtime, TaskTimeout, Workflow,
     };
 }
 
@@ -289,6 +294,38 @@ pub use workflow_macros::call_nested;
 /// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
 #[doc(inline)]
 pub use workflow_macros::sleep;
+
+/// Hands a token to the outside world and waits, durably, until it is completed.
+///
+/// ```text
+/// let decision: Decision = wait_for_callback!(
+///     |token| notifier.request_approval(&order, token),  // sends the CallbackToken
+///     timeout = 3.days(),           // required: nobody may ever answer
+///     heartbeat = 1.hours(),        // optional: the other side must heartbeat this often
+/// )?;
+/// ```
+///
+/// The closure takes the [`CallbackToken`] and returns a future of `()` or of
+/// `Result<T, E: Display>` (an `async fn` call, or an `async` block); it is a task, run
+/// after the callback is checkpointed, and again (with the same token) if a crash
+/// interrupts it. Whoever holds the token then calls [`Runtime::complete`] with a
+/// value, [`Runtime::fail`] with an error, or [`Runtime::heartbeat`]. The statement's
+/// value is `Result<T, `[`CallbackError`]`>`: the value, decoded as the type it is bound
+/// with (`complete` checks it first), or why there is none (failed, timed out, a missed
+/// heartbeat, the token not sent), which `?` converts with `From`. The type must be
+/// written (`let value: T = …`), or the value is discarded (`wait_for_callback!(…)?;`).
+///
+/// **`poll_until!` or `wait_for_callback!`?** Poll a service that can be asked how a
+/// job is doing and does not know you; wait for a callback when the answer comes from
+/// someone who can call you back (a person approving, a webhook, another system's
+/// queue): no call is made while waiting, and the answer comes as soon as it exists.
+///
+/// On Step Functions it is a `.waitForTaskToken` Task whose token is `$$.Task.Token`
+/// (see [`asl`]).
+///
+/// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
+#[doc(inline)]
+pub use workflow_macros::wait_for_callback;
 
 /// What the code generated by `#[workflow]` refers to. Not public API.
 #[doc(hidden)]

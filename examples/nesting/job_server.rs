@@ -1,17 +1,24 @@
 //! The job service the example's workflows call: a small axum server, started in-process
 //! on 127.0.0.1. Jobs run for a while and then succeed or, if the service is told to
-//! reject them, fail. Shared with the tests that need the example's service.
+//! reject them, fail. Big batches wait for approval: the service keeps their requests,
+//! and an approver's answer (`POST /approvals/{id}/approve` or `…/reject`) completes
+//! the request's callback token through the runtime. Shared with the tests that need
+//! the example's service.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::workflows::{JobCreated, JobId, JobRequest, JobState, JobStatus};
+use super::workflows::{
+    Approval, ApprovalRequest, JobCreated, JobId, JobRequest, JobState, JobStatus,
+};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use workflow::{CompletionError, Runtime};
 
 /// How the service behaves.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +37,8 @@ pub struct Config {
 pub struct JobServer {
     pub base_url: String,
     board: Board,
+    /// The runtime whose callbacks the approvers' answers complete.
+    runtime: Arc<OnceLock<Runtime>>,
 }
 
 /// How long a job runs, and why it fails if it does, under `config`.
@@ -61,6 +70,11 @@ impl JobServer {
     pub fn set_fail_every(&self, fail_every: u32) {
         lock(&self.board).config.fail_every = fail_every;
     }
+
+    /// Answers approvals through `runtime`: it holds the executions that wait on them.
+    pub fn answer_approvals_with(&self, runtime: &Runtime) {
+        let _ = self.runtime.set(runtime.clone());
+    }
 }
 
 /// The service's whole state.
@@ -70,6 +84,26 @@ struct Jobs {
     config: Config,
     next_id: u64,
     jobs: HashMap<String, Job>,
+    /// Approval requests not answered yet, by id.
+    approvals: BTreeMap<u64, ApprovalRequest>,
+    next_approval: u64,
+}
+
+/// An approval request as `GET /approvals` lists it (its token stays with the service).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub id: u64,
+    pub label: String,
+    pub jobs: usize,
+}
+
+/// The body of an approver's answer (optional).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Answer {
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 struct Job {
@@ -116,11 +150,19 @@ pub async fn start(config: Config) -> std::io::Result<JobServer> {
         config,
         next_id: 1,
         jobs: HashMap::new(),
+        approvals: BTreeMap::new(),
+        next_approval: 1,
     }));
+    let runtime: Arc<OnceLock<Runtime>> = Arc::default();
+    let approvals = Router::new()
+        .route("/approvals", post(request_approval).get(pending_approvals))
+        .route("/approvals/{id}/{decision}", post(answer_approval))
+        .with_state((Arc::clone(&board), Arc::clone(&runtime)));
     let app = Router::new()
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(job_status))
-        .with_state(Arc::clone(&board));
+        .with_state(Arc::clone(&board))
+        .merge(approvals);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
@@ -128,7 +170,11 @@ pub async fn start(config: Config) -> std::io::Result<JobServer> {
             eprintln!("job service stopped: {e}");
         }
     });
-    Ok(JobServer { base_url, board })
+    Ok(JobServer {
+        base_url,
+        board,
+        runtime,
+    })
 }
 
 async fn create_job(
@@ -161,4 +207,75 @@ async fn job_status(
     let jobs = lock(&board);
     let job = jobs.jobs.get(&id).ok_or(StatusCode::NOT_FOUND)?;
     Ok(Json(job.status(&id)))
+}
+
+/// `POST /approvals`: a batch asks for approval; its request waits for an approver.
+async fn request_approval(
+    State((board, _)): State<(Board, Arc<OnceLock<Runtime>>)>,
+    Json(request): Json<ApprovalRequest>,
+) -> (StatusCode, Json<PendingApproval>) {
+    let mut jobs = lock(&board);
+    let id = jobs.next_approval;
+    jobs.next_approval += 1;
+    let pending = PendingApproval {
+        id,
+        label: request.label.clone(),
+        jobs: request.jobs,
+    };
+    jobs.approvals.insert(id, request);
+    (StatusCode::CREATED, Json(pending))
+}
+
+/// `GET /approvals`: the requests waiting for an answer.
+async fn pending_approvals(
+    State((board, _)): State<(Board, Arc<OnceLock<Runtime>>)>,
+) -> Json<Vec<PendingApproval>> {
+    let jobs = lock(&board);
+    Json(
+        jobs.approvals
+            .iter()
+            .map(|(&id, r)| PendingApproval {
+                id,
+                label: r.label.clone(),
+                jobs: r.jobs,
+            })
+            .collect(),
+    )
+}
+
+/// `POST /approvals/{id}/approve` or `…/reject` (a JSON body `{"by", "comment"}` is
+/// optional): completes the request's token with the decision, through the runtime.
+/// `409 Conflict` if the callback was answered already, timed out, or its execution
+/// ended; the request is forgotten either way.
+async fn answer_approval(
+    State((board, runtime)): State<(Board, Arc<OnceLock<Runtime>>)>,
+    Path((id, decision)): Path<(u64, String)>,
+    answer: Option<Json<Answer>>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    let approved = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err((StatusCode::NOT_FOUND, format!("no decision `{decision}`"))),
+    };
+    let runtime = runtime.get().ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no runtime answers approvals yet".to_owned(),
+    ))?;
+    let request = lock(&board)
+        .approvals
+        .remove(&id)
+        .ok_or((StatusCode::NOT_FOUND, format!("no approval request {id}")))?;
+    let Answer { by, comment } = answer.map(|Json(a)| a).unwrap_or_default();
+    let approval = Approval {
+        approved,
+        by: by.unwrap_or_else(|| "an approver".to_owned()),
+        comment,
+    };
+    match runtime.complete(&request.token, approval).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ (CompletionError::AlreadyResolved { .. } | CompletionError::Ended { .. })) => {
+            Err((StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e) => Err((StatusCode::BAD_REQUEST, e.to_string())),
+    }
 }

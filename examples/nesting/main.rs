@@ -29,7 +29,15 @@
 //!    the failed execution is **redriven** (`Runtime::redrive`): same id, same history,
 //!    only the children that did not succeed run again.
 //!
-//! 5. **Durability.** Executions and their histories are kept in a SQLite file,
+//! 5. **Approval.** A batch with more than `--approve-over` parallel jobs waits for a
+//!    person's approval before it starts anything (`wait_for_callback!`): the job
+//!    service gets a token with the request (`POST /approvals`), and the approver's
+//!    answer, `POST /approvals/{id}/approve` (or `…/reject`), completes the token through
+//!    `runtime.complete`. The execution waits durably meanwhile, polling nothing. An
+//!    approver of the example's own answers after a moment; with `--manual-approval` the
+//!    program prints the `curl` command and waits for you.
+//!
+//! 6. **Durability.** Executions and their histories are kept in a SQLite file,
 //!    `target/nesting.sqlite` unless `--db PATH` or `WORKFLOW_DB` says otherwise. Every
 //!    checkpoint is a transaction; at start the runtime resumes what an interrupted earlier
 //!    run left unfinished (`Runtime::recover`) and prints what it did. (Jobs of an
@@ -37,7 +45,7 @@
 //!    end with "the service does not know job …": a typed failure, not a lost execution.)
 //!    Delete the file to start afresh.
 //!
-//! 6. **Seeing it.** The last lines printed are the commands that open the console, show an
+//! 7. **Seeing it.** The last lines printed are the commands that open the console, show an
 //!    execution and draw the workflows (`workflow::cli`, `workflow::console`);
 //!    `--console 127.0.0.1:7878` serves the console from this program, with its actions.
 //!
@@ -100,6 +108,18 @@ struct Args {
     #[arg(long, default_value_t = 10, value_name = "N")]
     history: usize,
 
+    /// Batches with more parallel jobs than this wait for approval before they start.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    approve_over: usize,
+
+    /// How long a batch waits for its approval, in milliseconds.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    approval_timeout_ms: u64,
+
+    /// Do not approve batches automatically: print the `curl` command that does, and wait.
+    #[arg(long)]
+    manual_approval: bool,
+
     /// The SQLite file that keeps the executions [env: WORKFLOW_DB; default:
     /// target/nesting.sqlite].
     #[arg(long, value_name = "PATH")]
@@ -159,10 +179,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     println!("Job service listening on {}", server.base_url);
 
-    let jobs = JobService::new(server.base_url.clone()).polling(
-        Duration::from_millis(args.poll_ms),
-        Duration::from_millis(args.timeout_ms),
-    );
+    let jobs = JobService::new(server.base_url.clone())
+        .polling(
+            Duration::from_millis(args.poll_ms),
+            Duration::from_millis(args.timeout_ms),
+        )
+        .approvals(
+            args.approve_over,
+            Duration::from_millis(args.approval_timeout_ms),
+        );
     let db = args
         .db
         .clone()
@@ -173,6 +198,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .dependency(jobs)
         .sqlite(&db) // opened, and locked against a second runtime, by build()
         .build()?;
+    // The service's approvers answer through this runtime, which holds the waiting
+    // executions.
+    server.answer_approvals_with(&runtime);
+    tokio::spawn(approver(server.base_url.clone(), args.manual_approval));
     // Resume what an interrupted earlier run left unfinished.
     let recovered = runtime.recover().await?;
     println!("Executions are kept in {}; {recovered}.", db.display());
@@ -180,8 +209,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- 1. A batch: three jobs in sequence, then a fan-out. --------------------------
     heading(&format!(
-        "1. Three jobs in sequence, then {} in parallel (at most 8 at a time)",
-        args.parallel
+        "1. Three jobs in sequence, then {} in parallel (at most 8 at a time){}",
+        args.parallel,
+        if args.parallel as usize > args.approve_over {
+            ", once approved"
+        } else {
+            ""
+        }
     ));
     let started = Instant::now();
     let execution = runtime
@@ -382,6 +416,52 @@ fn print_summary(summary: &Summary) {
     );
 }
 
+/// Approves every batch that asks, over the job service's HTTP API, as a person would
+/// after reading the request; with `manual`, prints how to and leaves it to you.
+async fn approver(base_url: String, manual: bool) {
+    let http = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Ok(answer) = http.get(format!("{base_url}/approvals")).send().await else {
+            continue;
+        };
+        let pending: Vec<job_server::PendingApproval> = answer.json().await.unwrap_or_default();
+        for request in pending {
+            if !seen.insert(request.id) {
+                continue;
+            }
+            let url = format!("{base_url}/approvals/{}/approve", request.id);
+            if manual {
+                println!(
+                    "Batch `{}` ({} parallel jobs) waits for your approval:\n  curl -X POST {url}\n  \
+                     (or …/reject, with an optional body {{\"by\": \"you\", \"comment\": \"…\"}})",
+                    request.label, request.jobs
+                );
+                continue;
+            }
+            // A moment to read it.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let by = serde_json::json!({"by": "the example's approver", "comment": "looks fine"});
+            match http.post(&url).json(&by).send().await {
+                Ok(r) if r.status().is_success() => println!(
+                    "Batch `{}` ({} parallel jobs) asked for approval; approved (POST {url})",
+                    request.label, request.jobs
+                ),
+                Ok(r) => println!(
+                    "The approval of `{}` was refused: {}",
+                    request.label,
+                    r.status()
+                ),
+                Err(e) => println!(
+                    "The approval of `{}` did not go through: {e}",
+                    request.label
+                ),
+            }
+        }
+    }
+}
+
 /// Shows a typed workflow error; a fault or a cancellation ends the program with an error.
 fn print_run_error(e: &RunError<MainError>) -> Result<(), Box<dyn std::error::Error>> {
     let RunError::Failed(error) = e else {
@@ -389,7 +469,21 @@ fn print_run_error(e: &RunError<MainError>) -> Result<(), Box<dyn std::error::Er
     };
     println!("It failed with a MainError:\n  {error}");
     // The error is a value: match on it to find out what happened.
-    let MainError::Child(nested) = error;
+    let nested = match error {
+        MainError::Child(nested) => nested,
+        MainError::Approval(CallbackError::TimedOut { timeout }) => {
+            println!("  → nobody approved the batch within {timeout:?}");
+            return Ok(());
+        }
+        MainError::Approval(other) => {
+            println!("  → the approval did not come: {other}");
+            return Ok(());
+        }
+        MainError::NotApproved { by, .. } => {
+            println!("  → matched MainError::NotApproved: {by} said no");
+            return Ok(());
+        }
+    };
     match nested {
         NestedError::Failed {
             child,
@@ -462,6 +556,16 @@ fn detail(kind: &EventKind) -> String {
             delay,
         } => format!("#{attempt} after {error}, in {delay:?}"),
         EventKind::ExecutionFaulted { message, name } => format!("{name} {message}"),
+        EventKind::CallbackStarted {
+            callback, timeout, ..
+        } => format!("{callback}, timeout {timeout:?}"),
+        EventKind::CallbackCompleted { callback, output } => format!("{callback}: {output}"),
+        EventKind::CallbackFailed {
+            callback,
+            error,
+            cause,
+        } => format!("{callback}: {error} {cause}"),
+        EventKind::CallbackTimedOut { callback, .. } => callback.clone(),
         _ => String::new(),
     }
 }

@@ -90,6 +90,27 @@ impl From<reqwest::Error> for JobError {
     }
 }
 
+/// A batch that waits for approval: the body of `POST /approvals`. The token is what
+/// the approver's answer completes (`runtime.complete`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub label: String,
+    /// How many jobs the batch would run in parallel.
+    pub jobs: usize,
+    pub token: CallbackToken,
+}
+
+/// What an approver decided about a batch: the value the approval's token is completed
+/// with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approved: bool,
+    /// Who decided.
+    pub by: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
 /// What the workflows need from a job service. The example talks to it over HTTP
 /// ([`JobService::new`]); tests and benchmarks answer in process
 /// ([`JobService::with_api`]), so every one of them runs these very workflows.
@@ -98,16 +119,30 @@ pub trait JobApi: Send + Sync + 'static {
     fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId>;
     /// Tells how a job is doing.
     fn status<'a>(&'a self, id: &'a JobId) -> ApiFuture<'a, JobStatus>;
+    /// Asks for a batch to be approved; the answer completes the request's token. By
+    /// default the service has nobody to ask: the token is not sent.
+    fn request_approval<'a>(&'a self, _request: &'a ApprovalRequest) -> ApiFuture<'a, ()> {
+        Box::pin(async {
+            Err(JobError::Http(
+                "this job service takes no approval requests".into(),
+            ))
+        })
+    }
 }
 
 /// The future a [`JobApi`] call returns.
 pub type ApiFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, JobError>> + Send + 'a>>;
 
-/// The dependency of the workflows: a job service, and how they poll it.
+/// The dependency of the workflows: a job service, how they poll it, and which batches
+/// wait for approval.
 pub struct JobService {
     api: Box<dyn JobApi>,
     pub poll_every: Duration,
     pub poll_timeout: Duration,
+    /// Batches with more parallel jobs than this wait for approval.
+    pub approval_over: usize,
+    /// How long a batch waits for its approval.
+    pub approval_timeout: Duration,
 }
 
 impl JobService {
@@ -125,6 +160,8 @@ impl JobService {
             api: Box::new(api),
             poll_every: Duration::from_millis(100),
             poll_timeout: Duration::from_secs(10),
+            approval_over: usize::MAX,
+            approval_timeout: Duration::from_secs(3600),
         }
     }
 
@@ -139,8 +176,31 @@ impl JobService {
         self.api.start(req).await
     }
 
+    /// Batches with more than `jobs` parallel jobs wait for approval, for `timeout` at
+    /// most (none does unless this is set).
+    pub fn approvals(mut self, jobs: usize, timeout: Duration) -> Self {
+        self.approval_over = jobs;
+        self.approval_timeout = timeout;
+        self
+    }
+
     pub async fn status(&self, id: &JobId) -> Result<JobStatus, JobError> {
         self.api.status(id).await
+    }
+
+    /// Sends the approval request of batch `label` (`jobs` parallel jobs) with `token`.
+    pub async fn request_approval(
+        &self,
+        label: &str,
+        jobs: usize,
+        token: CallbackToken,
+    ) -> Result<(), JobError> {
+        let request = ApprovalRequest {
+            label: label.to_owned(),
+            jobs,
+            token,
+        };
+        self.api.request_approval(&request).await
     }
 }
 
@@ -165,6 +225,21 @@ impl JobApi for HttpJobs {
                 .json()
                 .await?;
             Ok(created.id)
+        })
+    }
+
+    /// `POST /approvals`: the service shows the request to its approvers, whose answer
+    /// (`POST /approvals/{id}/approve` or `…/reject`) completes the token.
+    fn request_approval<'a>(&'a self, request: &'a ApprovalRequest) -> ApiFuture<'a, ()> {
+        Box::pin(async move {
+            self.http
+                .post(format!("{}/approvals", self.base_url))
+                .timeout(Duration::from_secs(5))
+                .json(request)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
         })
     }
 
@@ -265,21 +340,44 @@ pub struct Summary {
     pub parallel: Vec<JobReport>,
 }
 
-/// The parent workflow's error: here, only "a child did not succeed".
+/// The parent workflow's error: a child did not succeed, or the batch was not approved.
 #[derive(WorkflowError, Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum MainError {
     #[error(transparent)]
     #[workflow_error(transparent)]
     Child(#[from] NestedError<JobError>),
+    /// Nobody approved in time, or the request could not be sent.
+    #[error("approval: {0}")]
+    #[workflow_error(transparent)]
+    Approval(#[from] CallbackError),
+    /// An approver said no.
+    #[error("{by} did not approve the batch{}", comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    #[workflow_error(name = "Batch.NotApproved")]
+    NotApproved { by: String, comment: Option<String> },
 }
 
-/// The parent workflow: three children one after the other, then a bounded fan-out.
+/// The parent workflow: a big batch first waits for approval; then three children one
+/// after the other, then a bounded fan-out.
 ///
-/// Each `call_nested!` suspends this execution until its children end; their results
-/// come back typed (`JobReport`), their errors as `NestedError<JobError>`, which `?`
-/// turns into `MainError`. Registering this workflow registers `run_job` too.
+/// The approval is a callback: the job service gets a token and shows the request to a
+/// person, whose answer completes the token (`runtime.complete`); the execution waits,
+/// durably, until then or its timeout, without polling anything. Each `call_nested!`
+/// suspends this execution until its children end; their results come back typed
+/// (`JobReport`), their errors as `NestedError<JobError>`, which `?` turns into
+/// `MainError`. Registering this workflow registers `run_job` too.
 #[workflow(name = "NestingPatternMainStateMachine")]
-pub async fn main_flow(batch: Batch) -> Result<Summary, MainError> {
+pub async fn main_flow(svc: &JobService, batch: Batch) -> Result<Summary, MainError> {
+    let jobs: usize = batch.parallel.len();
+    if jobs > svc.approval_over {
+        let approval: Approval = wait_for_callback!(
+            |token| svc.request_approval(&batch.label, jobs, token),
+            timeout = svc.approval_timeout,
+        )?;
+        if !approval.approved {
+            let Approval { by, comment, .. } = approval;
+            return Err(MainError::NotApproved { by, comment });
+        }
+    }
     let first: JobReport = call_nested!(run_job(JobRequest {
         parameter1: format!("{}-1", batch.label),
         parameter2: batch.steps[0],

@@ -12,14 +12,18 @@ use std::time::Duration;
 mod workflows;
 
 pub use workflows::{main_flow, run_job, JobService};
-use workflows::{ApiFuture, JobApi, JobError, JobId, JobRequest, JobState, JobStatus};
+use workflows::{
+    ApiFuture, ApprovalRequest, JobApi, JobError, JobId, JobRequest, JobState, JobStatus,
+};
 
 /// The example's service, scripted by the job's `parameter1`: `reject` refuses to start,
 /// `flaky` fails every status call, `slow` never finishes, `broken` fails; otherwise the
-/// job is done at the status call number `parameter2`.
+/// job is done at the status call number `parameter2`. A batch of more than 4 parallel
+/// jobs asks for approval, which nobody gives: it times out after an hour.
 pub fn scripted() -> JobService {
     JobService::with_api(Scripted::default())
         .polling(Duration::from_secs(10), Duration::from_secs(60))
+        .approvals(4, Duration::from_secs(3600))
 }
 
 #[derive(Default)]
@@ -28,6 +32,11 @@ struct Scripted {
 }
 
 impl JobApi for Scripted {
+    /// Taken, and never answered.
+    fn request_approval<'a>(&'a self, _request: &'a ApprovalRequest) -> ApiFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId> {
         Box::pin(async move {
             if req.parameter1.contains("reject") {

@@ -7,10 +7,11 @@
 //! Node is missing the Node tests fail when `CI` is set, and print a loud skip otherwise.
 //!
 //! **How states are compared.** Both runs are mapped to a sequence of graph node names:
-//! natively `TaskSucceeded N`, `WaitStarted N`, `PollAttempt N` and the `ChildStarted N`
-//! of a batch's first child each give `N`; in ASL each entered state gives
-//! [`StateMachine::token`] (`N` for a task's Lambda, a Wait, a poll attempt, a child /
-//! Parallel / Map state; nothing for routing and resume states). Both end with
+//! natively `TaskSucceeded N`, `WaitStarted N`, `PollAttempt N`, `CallbackStarted N`
+//! and the `ChildStarted N` of a batch's first child each give `N`; in ASL each entered
+//! state gives [`StateMachine::token`] (`N` for a task's Lambda, a Wait, a poll attempt,
+//! a child / Parallel / Map state, a callback's Task; nothing for routing and resume
+//! states). Both end with
 //! `Succeed`, `Fail` (the Fail state, or a poll's give-up state), `TimedOut` or `Fault`.
 //!
 //! **Execution timeouts.** A run past its `#[workflow(timeout)]` ends natively with
@@ -80,7 +81,8 @@ pub async fn run_natively(runtime: &Runtime, info: &Info, input: &Value) -> Nati
             let counts = match &e.kind {
                 EventKind::TaskSucceeded { .. }
                 | EventKind::WaitStarted { .. }
-                | EventKind::PollAttempt { .. } => true,
+                | EventKind::PollAttempt { .. }
+                | EventKind::CallbackStarted { .. } => true,
                 EventKind::TaskFailed { .. } => has_policy(state),
                 EventKind::ChildStarted { child, .. } => child.as_str().ends_with(".0"),
                 _ => false,

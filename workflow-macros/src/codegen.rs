@@ -222,6 +222,24 @@ impl Codegen<'_> {
                         workflows: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#names),*])),
                     })
                 }
+                Kind::Callback {
+                    value,
+                    unwrapped,
+                    heartbeat,
+                } => {
+                    let ty = match value {
+                        None => quote!(#wf::serde::de::IgnoredAny),
+                        Some(t) if *unwrapped => quote!(#t),
+                        Some(t) => {
+                            quote_spanned!(t.span()=> <#t as #wf::codegen::CallbackValue>::Value)
+                        }
+                    };
+                    quote!(#wf::NodeKind::Callback {
+                        value: ::core::any::type_name::<#ty>(),
+                        heartbeat: #heartbeat,
+                        accepts: #wf::codegen::accepts::<#ty>,
+                    })
+                }
                 Kind::Map(p, max) => {
                     let max = match max {
                         Some(m) => quote!(::core::option::Option::Some(#m)),

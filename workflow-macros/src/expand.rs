@@ -252,6 +252,23 @@ mod tests {
     }
 
     #[test]
+    fn callback_with_a_heartbeat() {
+        insta::assert_snapshot!(expand(
+            quote!(),
+            quote! {
+                async fn approval(notifier: &Notifier, order: Order) -> Result<Receipt, OrderError> {
+                    let decision: Decision = wait_for_callback!(
+                        |token| notifier.request_approval(&order, token),
+                        timeout = order.approval_timeout(),
+                        heartbeat = 1.hours(),
+                    )?;
+                    Ok(Receipt::new(order, decision))
+                }
+            }
+        ));
+    }
+
+    #[test]
     fn errors_keep_a_stub_definition() {
         insta::assert_snapshot!(expand(
             quote!(),

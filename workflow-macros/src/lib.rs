@@ -114,7 +114,8 @@ use proc_macro::TokenStream;
 /// point in a closure, an async block, a nested item or a larger expression; a local
 /// persisted without a type or with a borrowed type; a `for` over a borrowed iterator
 /// around a yield point; a `poll_until!` without `timeout`/`max_attempts`, with a zero
-/// interval, or with an unknown or repeated option; a retry policy with literal values
+/// interval, or with an unknown or repeated option; a `wait_for_callback!` without
+/// `timeout`, or whose first argument is not a closure taking the token; a retry policy with literal values
 /// that cannot work (a backoff below 1, zero attempts with a delay, a zero interval, a
 /// name starting with `States.`) or on a statement that is not a call; a non-`async`,
 /// generic or method function; a bad `name`.
@@ -140,6 +141,12 @@ pub fn call_nested(_: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn sleep(_: TokenStream) -> TokenStream {
     outside_workflow("sleep!")
+}
+
+/// `wait_for_callback!` outside a `#[workflow]` body: an error on the call.
+#[proc_macro]
+pub fn wait_for_callback(_: TokenStream) -> TokenStream {
+    outside_workflow("wait_for_callback!")
 }
 
 /// A procedural macro rather than a `macro_rules!` `compile_error!`, whose span would be

@@ -335,6 +335,15 @@ pub(crate) fn resolve(yields: &mut [Yield], default: Option<&RetrySpec>, errors:
                 }
                 continue;
             }
+            Op::Callback(_) => {
+                if let Some(p) = own {
+                    errors.at(
+                        p.span,
+                        "`wait_for_callback!` takes its timeout as an option (`timeout = …`), and its token is sent once: `#[retry]` and `#[timeout]` do not apply to it",
+                    );
+                }
+                continue;
+            }
         }
         if retry.is_none() && timeout.is_none() {
             continue;

@@ -1,4 +1,5 @@
-//! The arguments of `poll_until!`, `call_nested!` and `sleep!`, as the macro reads them.
+//! The arguments of `poll_until!`, `call_nested!`, `sleep!` and `wait_for_callback!`, as
+//! the macro reads them.
 
 use proc_macro2::Span;
 use syn::parse::ParseStream;
@@ -12,6 +13,7 @@ pub(crate) enum MacroKind {
     Poll,
     Nested,
     Sleep,
+    Callback,
 }
 
 impl MacroKind {
@@ -21,6 +23,7 @@ impl MacroKind {
             "poll_until" => Some(MacroKind::Poll),
             "call_nested" => Some(MacroKind::Nested),
             "sleep" => Some(MacroKind::Sleep),
+            "wait_for_callback" => Some(MacroKind::Callback),
             _ => None,
         }
     }
@@ -30,6 +33,7 @@ impl MacroKind {
             MacroKind::Poll => "poll_until!",
             MacroKind::Nested => "call_nested!",
             MacroKind::Sleep => "sleep!",
+            MacroKind::Callback => "wait_for_callback!",
         }
     }
 }
@@ -41,6 +45,14 @@ pub(crate) struct Poll {
     pub(crate) timeout: Option<Expr>,
     pub(crate) max_attempts: Option<Expr>,
     pub(crate) max_errors: Option<Expr>,
+}
+
+/// `wait_for_callback!(|token| send(token), timeout = d, heartbeat = h)`.
+pub(crate) struct Callback {
+    /// The closure that takes the token and sends it.
+    pub(crate) send: syn::ExprClosure,
+    pub(crate) timeout: Expr,
+    pub(crate) heartbeat: Option<Expr>,
 }
 
 /// `wf(a, b)`: a workflow and the arguments that make its input.
@@ -93,62 +105,19 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
     if let Expr::Assign(a) = &ready {
         return Err(syn::Error::new_spanned(a, format!("the second argument of `poll_until!` is the readiness check, a closure: {POLL_USAGE}")));
     }
-    let mut every = None;
-    let mut timeout = None;
-    let mut max_attempts = None;
-    let mut max_errors = None;
     let mut error: Option<syn::Error> = None;
     let mut push = |e: syn::Error| match &mut error {
         Some(first) => first.combine(e),
         None => error = Some(e),
     };
-    // An option that is not `key = value` may be the one a later check would say is
-    // missing: one error for one mistake.
-    let mut malformed = false;
-    for item in items {
-        let Expr::Assign(assign) = item else {
-            malformed = true;
-            push(syn::Error::new_spanned(
-                item,
-                format!("expected an option `key = value`: {POLL_USAGE}"),
-            ));
-            continue;
-        };
-        let key = match &*assign.left {
-            Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
-            _ => None,
-        };
-        let Some(key) = key else {
-            push(syn::Error::new_spanned(
-                &assign.left,
-                "expected an option name",
-            ));
-            continue;
-        };
-        let slot = match key.to_string().as_str() {
-            "every" => &mut every,
-            "timeout" => &mut timeout,
-            "max_attempts" => &mut max_attempts,
-            "max_errors" => &mut max_errors,
-            _ => {
-                let message = crate::errors::unknown_option(
-                    "`poll_until!`",
-                    &key.to_string(),
-                    &["every", "timeout", "max_attempts", "max_errors"],
-                );
-                push(syn::Error::new_spanned(&key, message));
-                continue;
-            }
-        };
-        if slot.is_some() {
-            push(syn::Error::new_spanned(
-                &key,
-                format!("`{key}` is given twice"),
-            ));
-            continue;
-        }
-        *slot = Some(*assign.right);
-    }
+    let (options, malformed) = options(
+        items,
+        "`poll_until!`",
+        &["every", "timeout", "max_attempts", "max_errors"],
+        POLL_USAGE,
+        &mut push,
+    );
+    let [every, timeout, max_attempts, max_errors] = options;
     match &every {
         None if malformed => {}
         None => push(syn::Error::new_spanned(&mac.path, "`poll_until!` needs `every = <Duration>`: how long to wait before each call")),
@@ -178,6 +147,127 @@ pub(crate) fn poll(mac: &Macro) -> syn::Result<Poll> {
         }),
         (_, Some(e)) => Err(e),
         (None, None) => unreachable!("a missing `every` is reported above"),
+    }
+}
+
+/// The `key = value` options of a macro call, in the order of `names` (each `None` if
+/// not given), and whether one of them was malformed (the option a later check would
+/// say is missing may be that one: one error for one mistake). Errors go to `push`.
+fn options<const N: usize>(
+    items: impl Iterator<Item = Expr>,
+    what: &str,
+    names: &[&str; N],
+    usage: &str,
+    push: &mut impl FnMut(syn::Error),
+) -> ([Option<Expr>; N], bool) {
+    let mut values: [Option<Expr>; N] = std::array::from_fn(|_| None);
+    let mut malformed = false;
+    for item in items {
+        let Expr::Assign(assign) = item else {
+            malformed = true;
+            push(syn::Error::new_spanned(
+                item,
+                format!("expected an option `key = value`: {usage}"),
+            ));
+            continue;
+        };
+        let key = match &*assign.left {
+            Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+            _ => None,
+        };
+        let Some(key) = key else {
+            push(syn::Error::new_spanned(
+                &assign.left,
+                "expected an option name",
+            ));
+            continue;
+        };
+        let Some(slot) = names.iter().position(|n| key == n) else {
+            let message = crate::errors::unknown_option(what, &key.to_string(), names);
+            push(syn::Error::new_spanned(&key, message));
+            continue;
+        };
+        if values[slot].is_some() {
+            push(syn::Error::new_spanned(
+                &key,
+                format!("`{key}` is given twice"),
+            ));
+            continue;
+        }
+        values[slot] = Some(*assign.right);
+    }
+    (values, malformed)
+}
+
+const CALLBACK_USAGE: &str = "write `wait_for_callback!(|token| notifier.send(token), timeout = <Duration>)`, with `heartbeat = <Duration>` if the other side sends heartbeats";
+
+pub(crate) fn callback(mac: &Macro) -> syn::Result<Callback> {
+    let items = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated)?;
+    let mut items = items.into_iter();
+    let send = match items.next() {
+        Some(Expr::Closure(c)) if c.inputs.len() == 1 => c,
+        Some(Expr::Closure(c)) => {
+            // `||` or `|a, b|`: point at the parameters.
+            let (or1, inputs, or2) = (&c.or1_token, &c.inputs, &c.or2_token);
+            return Err(syn::Error::new_spanned(
+                quote::quote!(#or1 #inputs #or2),
+                format!(
+                    "the closure of `wait_for_callback!` takes one argument, the token to send: `|token| notifier.send(token)`; it takes {}",
+                    match c.inputs.len() {
+                        0 => "none".to_owned(),
+                        n => n.to_string(),
+                    }
+                ),
+            ));
+        }
+        Some(other) => {
+            return Err(syn::Error::new_spanned(
+                other,
+                format!("the first argument of `wait_for_callback!` is a closure that takes the token and sends it: {CALLBACK_USAGE}"),
+            ));
+        }
+        None => {
+            return Err(syn::Error::new_spanned(
+                &mac.path,
+                format!("`wait_for_callback!` needs a closure that sends the token, and a timeout: {CALLBACK_USAGE}"),
+            ));
+        }
+    };
+    let mut error: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut error {
+        Some(first) => first.combine(e),
+        None => error = Some(e),
+    };
+    let ([timeout, heartbeat], malformed) = options(
+        items,
+        "`wait_for_callback!`",
+        &["timeout", "heartbeat"],
+        CALLBACK_USAGE,
+        &mut push,
+    );
+    for (what, e) in [("timeout", &timeout), ("heartbeat", &heartbeat)] {
+        match e {
+            Some(e) if is_negative(e) || is_zero_duration(e) => push(syn::Error::new_spanned(
+                e,
+                format!("a callback's `{what}` must be a positive duration, such as `{what} = 1.hours()`"),
+            )),
+            _ => {}
+        }
+    }
+    if timeout.is_none() && !malformed {
+        push(syn::Error::new_spanned(
+            &mac.path,
+            "`wait_for_callback!` needs `timeout = <Duration>`: without it the workflow waits forever when nobody completes the token",
+        ));
+    }
+    match (timeout, error) {
+        (Some(timeout), None) => Ok(Callback {
+            send,
+            timeout,
+            heartbeat,
+        }),
+        (_, Some(e)) => Err(e),
+        (None, None) => unreachable!("a missing timeout is reported above"),
     }
 }
 

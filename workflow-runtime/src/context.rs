@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::callback::CallbackStep;
 use crate::child::{ChildrenOutcome, NestedError};
 use crate::deps::Fault;
 use crate::graph::{Node, StateGraph};
@@ -36,6 +37,8 @@ pub struct StepCx {
     /// The ASL handler's `Catch`: the call's error, once Step Functions has retried it
     /// as often as the policy allows. The call is not made again; this is its result.
     pub(crate) caught: Option<Caught>,
+    /// For the step of a waiting callback: the token to send, or its resolution.
+    pub(crate) callback: Option<CallbackStep>,
 }
 
 /// A call's error as Step Functions caught it (the `Error` and `Cause` of a `Catch`).
@@ -59,6 +62,7 @@ impl StepCx {
             fixed_now: None,
             retries: 0,
             caught: None,
+            callback: None,
         }
     }
 
@@ -323,6 +327,14 @@ impl StepCx {
         }))
     }
 
+    /// What the step of the callback of `node` is for: sending its token, or going on
+    /// with its resolution.
+    pub fn take_callback(&mut self, node: usize) -> Result<CallbackStep, Fault> {
+        self.callback.take().ok_or_else(|| {
+            Fault::unexpected_resume(self.graph.nodes.get(node).map_or("?", |n| n.name))
+        })
+    }
+
     /// The results of the children this state waited for.
     pub fn take_children(&mut self, node: usize) -> Result<ChildrenOutcome, Fault> {
         self.children.take().ok_or_else(|| {
@@ -351,6 +363,10 @@ pub fn error_name<E: WorkflowError>(error: &E) -> (Cow<'static, str>, bool) {
 
 /// The error Step Functions raises when a state's `TimeoutSeconds` elapses.
 pub(crate) const STATES_TIMEOUT: &str = "States.Timeout";
+
+/// The error Step Functions raises when a state's `HeartbeatSeconds` elapses without a
+/// heartbeat.
+pub(crate) const STATES_HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
 
 /// `value` as a history or outcome payload: its JSON, or a string saying why it has none.
 pub(crate) fn to_payload<T: Serialize + ?Sized>(value: &T) -> Json {

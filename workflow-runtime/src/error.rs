@@ -130,6 +130,24 @@ pub enum StoreError {
          first); nothing was written"
     )]
     Changed(ExecutionId),
+    /// The execution does not wait on this callback (or not with this secret): nothing
+    /// was written. See [`Store::callback`](crate::Store::callback).
+    #[error("execution `{id}` does not wait on callback `{callback}`")]
+    NoCallback {
+        /// The execution.
+        id: ExecutionId,
+        /// The callback's id.
+        callback: String,
+    },
+    /// The callback was resolved already: its first resolution stands, and nothing was
+    /// written.
+    #[error("callback `{callback}` of execution `{id}` was resolved already")]
+    CallbackResolved {
+        /// The execution.
+        id: ExecutionId,
+        /// The callback's id.
+        callback: String,
+    },
     /// The store cannot write right now (disk full, I/O error, database locked by
     /// another process for too long). Nothing was written; the same write may succeed
     /// later, and the runtime retries checkpoints that fail this way.

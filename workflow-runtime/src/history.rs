@@ -104,6 +104,49 @@ pub enum EventKind {
         /// The child's id.
         child: ExecutionId,
     },
+    /// A callback was started (`wait_for_callback!`): its token is made, and the
+    /// execution waits until it is completed, failed, or times out.
+    CallbackStarted {
+        /// The callback's public id (the token's secret is not recorded).
+        callback: String,
+        /// How long the token may take to be completed.
+        timeout: std::time::Duration,
+        /// The longest time allowed between two heartbeats, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat: Option<std::time::Duration>,
+    },
+    /// A heartbeat of the callback came ([`Runtime::heartbeat`](crate::Runtime::heartbeat)).
+    CallbackHeartbeat {
+        /// The callback's id.
+        callback: String,
+    },
+    /// The callback was completed with a value
+    /// ([`Runtime::complete`](crate::Runtime::complete)).
+    CallbackCompleted {
+        /// The callback's id.
+        callback: String,
+        /// The value, as JSON.
+        output: Json,
+    },
+    /// The callback was failed ([`Runtime::fail`](crate::Runtime::fail)), or its token
+    /// could not be sent (`Workflow.CallbackNotSent`).
+    CallbackFailed {
+        /// The callback's id.
+        callback: String,
+        /// The error's name.
+        error: String,
+        /// What happened.
+        cause: String,
+    },
+    /// Nobody completed the callback in time: its timeout elapsed, or (`heartbeat`) a
+    /// heartbeat interval passed without one.
+    CallbackTimedOut {
+        /// The callback's id.
+        callback: String,
+        /// Whether a missed heartbeat, rather than the timeout, ended it.
+        #[serde(default)]
+        heartbeat: bool,
+    },
     /// The execution succeeded.
     ExecutionSucceeded {
         /// The output, as JSON.
@@ -185,6 +228,11 @@ impl EventKind {
             EventKind::ChildFailed { .. } => "ChildFailed",
             EventKind::ChildCancelled { .. } => "ChildCancelled",
             EventKind::ChildTimedOut { .. } => "ChildTimedOut",
+            EventKind::CallbackStarted { .. } => "CallbackStarted",
+            EventKind::CallbackHeartbeat { .. } => "CallbackHeartbeat",
+            EventKind::CallbackCompleted { .. } => "CallbackCompleted",
+            EventKind::CallbackFailed { .. } => "CallbackFailed",
+            EventKind::CallbackTimedOut { .. } => "CallbackTimedOut",
             EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
             EventKind::ExecutionFailed { .. } => "ExecutionFailed",
             EventKind::ExecutionCancelled => "ExecutionCancelled",

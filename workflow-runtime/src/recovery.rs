@@ -10,7 +10,9 @@
 //!    `Faulted`, an error naming it), and only that one;
 //! 3. starts a driver from where the last checkpoint left it: a timer is awaited until
 //!    its stored `wake_at` (a due one fires at once), a batch of children is re-linked
-//!    (see below), and an execution that was running a step runs that step again.
+//!    (see below), a callback is waited on again (its token sent again only if it had
+//!    not been, a completion that came meanwhile taken, a passed deadline timing it out
+//!    at once), and an execution that was running a step runs that step again.
 //!
 //! **At-least-once tasks.** A checkpoint is written after each yield point, so a crash
 //! loses at most the step in flight: its task (the awaited call) runs again on recovery.
@@ -74,6 +76,9 @@ pub struct RecoveryReport {
     pub timers_armed: usize,
     /// Of those, how many waited on children: they wait for the same children again.
     pub waiting_on_children: usize,
+    /// Of those, how many waited on a callback: they wait for it again (one whose
+    /// deadline passed times out at once, one resolved meanwhile goes on).
+    pub waiting_on_callbacks: usize,
     /// Of those, children whose parent had ended: they are cancelled (and recorded so).
     pub cancelled: Vec<ExecutionId>,
     /// Executions of workflows this runtime does not register: left untouched.
@@ -142,6 +147,7 @@ impl fmt::Display for RecoveryReport {
             (self.timers_due, "due timers fired"),
             (self.timers_armed, "timers re-armed"),
             (self.waiting_on_children, "waiting on children"),
+            (self.waiting_on_callbacks, "waiting on callbacks"),
             (self.cancelled.len(), "cancelled with their parent"),
         ]);
         if !how.is_empty() {
@@ -268,6 +274,7 @@ impl Runtime {
                 }
                 Some(Wait::Timer { .. } | Wait::Retry { .. }) => report.timers_armed += 1,
                 Some(Wait::Children(_)) => report.waiting_on_children += 1,
+                Some(Wait::Callback(_)) => report.waiting_on_callbacks += 1,
             }
             report.resumed.push(r.record.id.clone());
             if r.record.status == Status::VersionMismatch {

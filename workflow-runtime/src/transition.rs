@@ -39,6 +39,23 @@ pub(crate) enum Transition<W: Workflow> {
         state: W::State,
         batch: PendingBatch,
     },
+    /// Persist the state, waiting on a new callback of node `node` started now, then
+    /// step again to send its token.
+    Callback {
+        node: usize,
+        state: W::State,
+        started: Timestamp,
+        timeout: Duration,
+        heartbeat: Option<Duration>,
+    },
+    /// The callback's token was sent (`Ok`) or could not be (`Err`): wait for the
+    /// callback's resolution (a send that failed resolves it), then step again with it.
+    /// Nothing to persist: `state` is the one that waits in the node already.
+    CallbackSent {
+        node: usize,
+        state: W::State,
+        sent: Result<(), String>,
+    },
     /// Run the last persisted state's step again, after the retry's delay.
     Retry(Retry),
     /// The execution ends.
@@ -103,6 +120,19 @@ pub(crate) fn transition<W: Workflow>(
                 batch: with_deadline(W::graph(), batch, now),
             }
         }
+        Step::Callback {
+            node,
+            state,
+            timeout,
+            heartbeat,
+        } => Transition::Callback {
+            node,
+            state,
+            started: now,
+            timeout,
+            heartbeat,
+        },
+        Step::CallbackSent { node, state, sent } => Transition::CallbackSent { node, state, sent },
         Step::Succeed(output) => Transition::End(End::Succeeded(to_payload(&output))),
         Step::Fail(error) => Transition::End(End::Failed {
             name: error.error_name().into_owned(),
@@ -130,8 +160,9 @@ pub(crate) fn batch_again(
 
 /// What a redriven execution waits for first, from what it waited for when it ended.
 /// A timer goes on as it was. A batch is waited on again (the same one: the same child
-/// ids), with its `#[timeout]` running from `now`, as the workflow's does. A retry's
-/// attempts start over, as Step Functions' do on a redrive: a task's retry runs its call
+/// ids), with its `#[timeout]` running from `now`, as the workflow's does. A callback
+/// is waited on again, with its timeout from `now` (the same token: whoever has it can
+/// still complete it). A retry's attempts start over, as Step Functions' do on a redrive: a task's retry runs its call
 /// at once, a `call_nested!`'s waits on its batch.
 pub(crate) fn wait_again(
     graph: &StateGraph,
@@ -146,6 +177,7 @@ pub(crate) fn wait_again(
             },
         ) => Some(Wait::Children(with_deadline(graph, batch, now))),
         Some(Wait::Retry { batch: None, .. }) => None,
+        Some(Wait::Callback(callback)) => Some(Wait::Callback(callback.again(now))),
         waiting @ (Some(Wait::Timer { .. }) | None) => waiting,
     }
 }

@@ -162,6 +162,22 @@ pub enum Step<W: Workflow> {
     },
     /// Checkpoint the state, run the children, then step again with their results.
     Children { state: W::State, batch: ChildBatch },
+    /// Checkpoint the state, waiting on a new callback of node `node` that times out
+    /// after `timeout` (and after `heartbeat` without a heartbeat); then step again to
+    /// send its token.
+    Callback {
+        node: usize,
+        state: W::State,
+        timeout: Duration,
+        heartbeat: Option<Duration>,
+    },
+    /// The callback of node `node` sent its token (`Ok`), or could not (`Err`, the
+    /// error's message): wait until it is resolved, then step again with the resolution.
+    CallbackSent {
+        node: usize,
+        state: W::State,
+        sent: Result<(), String>,
+    },
     /// The workflow returned a value.
     Succeed(W::Output),
     /// The workflow returned its error.

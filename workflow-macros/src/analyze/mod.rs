@@ -19,7 +19,7 @@ use syn::{parse_quote, Expr, Ident, Item, Lifetime, Macro, Pat, Stmt, Token, Typ
 use crate::errors::Errors;
 use crate::parse::{Ret, WorkflowFn};
 use crate::policy::{self, PolicySpec};
-use crate::yields::{self, MacroKind, Nested, Poll};
+use crate::yields::{self, Callback, MacroKind, Nested, Poll};
 
 /// The analyzed body.
 pub(crate) struct Body {
@@ -154,6 +154,8 @@ pub(crate) enum Op {
     Poll(Box<Poll>),
     /// `call_nested!(…)`: a batch of children.
     Child(Box<Nested>),
+    /// `wait_for_callback!(…)`: a token handed out, then a wait for its completion.
+    Callback(Box<Callback>),
 }
 
 /// A local variable: a parameter, a `let`, or a name bound by a pattern.
@@ -530,6 +532,9 @@ impl Analyzer<'_> {
         span: Span,
         nodes: &mut Vec<Node>,
     ) {
+        if let Op::Callback(_) = &op {
+            check_callback_binding(&binding, self.errors);
+        }
         let scope_before = self.scope.clone();
         if let Binding::Let { pat, ty } = &binding {
             let (pat, ty) = (pat.clone(), ty.clone());
@@ -585,6 +590,7 @@ impl Analyzer<'_> {
             MacroKind::Poll => yields::poll(mac).map(|p| Op::Poll(Box::new(p))),
             MacroKind::Nested => yields::nested(mac).map(|n| Op::Child(Box::new(n))),
             MacroKind::Sleep => yields::sleep(mac).map(Op::Wait),
+            MacroKind::Callback => yields::callback(mac).map(|c| Op::Callback(Box::new(c))),
         };
         match parsed {
             Ok(op) => {
@@ -609,6 +615,15 @@ impl Analyzer<'_> {
                         }
                     }
                     Op::Wait(d) => scrub::nested(d, self.errors),
+                    Op::Callback(c) => {
+                        scrub::nested(&Expr::Closure(c.send.clone()), self.errors);
+                        for e in [Some(&c.timeout), c.heartbeat.as_ref()]
+                            .into_iter()
+                            .flatten()
+                        {
+                            scrub::nested(e, self.errors);
+                        }
+                    }
                     Op::Task { .. } => {}
                 }
                 Some(op)
@@ -973,6 +988,22 @@ impl Analyzer<'_> {
             (None, Some(f)) => f.item.clone(),
             (None, None) => None,
         }
+    }
+}
+
+/// The value of a `wait_for_callback!` is checked, when its token is completed, against
+/// the type it is bound with: that type must show (`_` discards any value).
+fn check_callback_binding(binding: &Binding, errors: &mut Errors) {
+    match binding {
+        Binding::Let { pat, ty: None } => errors.spanned(
+            pat,
+            "the value a callback is completed with is checked against the type it is bound with: annotate it, `let value: Type = wait_for_callback!(…)?;`",
+        ),
+        Binding::Assign { place, .. } => errors.spanned(
+            place,
+            "bind the value of `wait_for_callback!` with a typed `let` (`let value: Type = wait_for_callback!(…)?;`): the value a callback is completed with is checked against that type",
+        ),
+        Binding::Let { ty: Some(_), .. } | Binding::Discard => {}
     }
 }
 

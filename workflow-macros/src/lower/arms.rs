@@ -24,7 +24,7 @@ use crate::analyze::{
 };
 use crate::errors::Errors;
 use crate::parse::{Ret, WorkflowFn};
-use crate::yields::{child, respan, Call, Nested, Poll};
+use crate::yields::{child, respan, Call, Callback, Nested, Poll};
 
 /// What the walk needs of the workflow.
 struct Cx<'a> {
@@ -624,6 +624,7 @@ impl Emit<'_, '_> {
             }
             Op::Poll(p) => self.enter_poll(p, k, r),
             Op::Child(n) => self.enter_nested(n, k, r),
+            Op::Callback(c) => self.enter_callback(c, k, r),
         }
     }
 
@@ -753,6 +754,35 @@ impl Emit<'_, '_> {
                 node: #node,
                 duration: __wf_poll.every(),
                 state: __WfState::#waiting { #(#fields,)* __wf_poll },
+            });
+        }
+    }
+
+    /// Stops at a callback with its limits, evaluated here (they may read locals): the
+    /// driver makes the callback and checkpoints it before the next step sends its token.
+    fn enter_callback(&self, c: &Callback, k: usize, r: &Resume) -> TokenStream {
+        let wf = self.cx.wf;
+        let node = k;
+        self.scan(&c.timeout);
+        if let Some(h) = &c.heartbeat {
+            self.scan(h);
+        }
+        let waiting = r.waiting.as_ref().expect("callbacks have a waiting state");
+        let fields = field_inits(self.fields.waiting(k));
+        let timeout = &c.timeout;
+        let heartbeat = match &c.heartbeat {
+            Some(h) => quote!(::core::option::Option::Some(#h)),
+            None => quote!(::core::option::Option::None),
+        };
+        // Evaluated before the state takes the locals they may read.
+        quote! {
+            let __wf_timeout: ::core::time::Duration = #timeout;
+            let __wf_heartbeat: ::core::option::Option<::core::time::Duration> = #heartbeat;
+            return ::core::result::Result::Ok(#wf::codegen::Step::Callback {
+                node: #node,
+                state: __WfState::#waiting { #(#fields),* },
+                timeout: __wf_timeout,
+                heartbeat: __wf_heartbeat,
             });
         }
     }
@@ -919,6 +949,47 @@ impl Emit<'_, '_> {
                     #call
                     #value
                     #cont_after
+                }
+            }
+            Op::Callback(c) => {
+                let send = &c.send;
+                self.scan(&Expr::Closure(send.clone()));
+                let span = send.span();
+                // Spanned on the closure: one that does not return a future, or whose
+                // future's output says nothing of the send, is reported there.
+                let sent = {
+                    let wf = respan(wf.clone(), span);
+                    quote_spanned!(span=> #wf::codegen::Sent::into_sent(#wf::codegen::send(#send, __wf_token).await))
+                };
+                // A discarded value is taken whatever it is; a bound one is decoded as
+                // the binding's type.
+                let turbofish = match &y.binding {
+                    Binding::Discard => Some(quote!(::<#wf::serde::de::IgnoredAny>)),
+                    Binding::Let { .. } | Binding::Assign { .. } => None,
+                };
+                quote! {
+                    match __wf_cx.take_callback(#node) {
+                        ::core::result::Result::Err(__wf_fault) => {
+                            return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                        }
+                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Send(__wf_token)) => {
+                            let __wf_sent = #sent;
+                            return ::core::result::Result::Ok(#wf::codegen::Step::CallbackSent {
+                                node: #node,
+                                state: __WfState::#waiting { #(#fields),* },
+                                sent: __wf_sent,
+                            });
+                        }
+                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Resolved(__wf_resolved)) => {
+                            let __wf_r = match __wf_resolved.value #turbofish () {
+                                ::core::result::Result::Ok(__wf_r) => __wf_r,
+                                ::core::result::Result::Err(__wf_fault) => {
+                                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                                }
+                            };
+                            #done
+                        }
+                    }
                 }
             }
             Op::Wait(_) => unreachable!("sleeps do not wait in a state of their own"),

@@ -52,6 +52,14 @@ pub(crate) enum Kind {
     Child(syn::Path),
     Parallel(Vec<syn::Path>),
     Map(syn::Path, Option<u32>),
+    /// A callback: the type its value is decoded as (`None`: any, discarded), whether
+    /// that is the annotation itself (bound with `?`) rather than its `Result`'s `Ok`,
+    /// and whether it has a heartbeat.
+    Callback {
+        value: Option<syn::Type>,
+        unwrapped: bool,
+        heartbeat: bool,
+    },
     Succeed,
     Fail,
 }
@@ -121,7 +129,7 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
     let n = body.yields.len();
     let mut raw: Vec<String> = body.yields.iter().map(|y| node_name(&y.op)).collect();
     raw.push("Succeed".into());
-    let mut kinds: Vec<Kind> = body.yields.iter().map(|y| node_kind(&y.op)).collect();
+    let mut kinds: Vec<Kind> = body.yields.iter().map(node_kind).collect();
     kinds.push(Kind::Succeed);
     if fallible {
         raw.push("Fail".into());
@@ -147,7 +155,7 @@ pub(crate) fn lower(f: &WorkflowFn, body: &Body, wf: &TokenStream) -> syn::Resul
             let camel = names::camel(&names[i]);
             // A task with a policy gets a state before its call, which a retry re-runs.
             let waits = match y.op {
-                Op::Poll(_) | Op::Child(_) => true,
+                Op::Poll(_) | Op::Child(_) | Op::Callback(_) => true,
                 Op::Task { .. } => y.policy.is_some(),
                 Op::Wait(_) => false,
             };
@@ -209,11 +217,18 @@ fn node_name(op: &Op) -> String {
             }
             Nested::Map { call, .. } => format!("map {}", names::path_name(&call.workflow)),
         },
+        // Named after the call that sends the token, when the closure is one.
+        Op::Callback(c) => match &*c.send.body {
+            body @ (syn::Expr::Call(_) | syn::Expr::MethodCall(_)) => {
+                format!("callback {}", names::call_name(body))
+            }
+            _ => "callback".into(),
+        },
     }
 }
 
-fn node_kind(op: &Op) -> Kind {
-    match op {
+fn node_kind(y: &crate::analyze::Yield) -> Kind {
+    match &y.op {
         Op::Task { .. } => Kind::Task,
         Op::Wait(_) => Kind::Wait,
         Op::Poll(_) => Kind::Poll,
@@ -225,6 +240,14 @@ fn node_kind(op: &Op) -> Kind {
                 max_concurrency,
                 ..
             } => Kind::Map(call.workflow.clone(), *max_concurrency),
+        },
+        Op::Callback(c) => Kind::Callback {
+            value: match &y.binding {
+                crate::analyze::Binding::Let { ty, .. } => ty.clone(),
+                _ => None,
+            },
+            unwrapped: y.try_token.is_some(),
+            heartbeat: c.heartbeat.is_some(),
         },
     }
 }
@@ -341,6 +364,78 @@ mod tests {
         // A child's `?` is in its waiting arm: an edge of the child's node.
         assert_eq!(after(&ir, "run_job"), ["run_job #2", "Fail"]);
         assert_eq!(after(&ir, "sleep"), ["Succeed"]);
+    }
+
+    #[test]
+    fn a_callback_waits_in_its_node_with_the_locals_its_closure_and_the_rest_read() {
+        let ir = lower_src(
+            "async fn approval(desk: &Desk, order: Order, note: String) -> Result<Receipt, E> {
+                let first: Decision = wait_for_callback!(|token| desk.ask(&order, token), timeout = 1.hours())?;
+                wait_for_callback!(|t| async move { drop(t) }, timeout = order.limit(), heartbeat = 5.mins())?;
+                let third: Result<u32, CallbackError> = wait_for_callback!(|t| desk.ask(&order, t), timeout = 1.hours());
+                Ok(Receipt::new(order, first, third))
+            }",
+        );
+        assert_eq!(
+            names(&ir),
+            [
+                "callback desk.ask",
+                "callback",
+                "callback desk.ask #2",
+                "Succeed",
+                "Fail"
+            ]
+        );
+        assert_eq!(
+            ir.nodes[0].kind,
+            Kind::Callback {
+                value: Some(syn::parse_str("Decision").unwrap()),
+                unwrapped: true,
+                heartbeat: false
+            }
+        );
+        assert_eq!(
+            ir.nodes[1].kind,
+            Kind::Callback {
+                value: None,
+                unwrapped: true,
+                heartbeat: true
+            }
+        );
+        assert_eq!(
+            ir.nodes[2].kind,
+            Kind::Callback {
+                value: Some(syn::parse_str("Result<u32, CallbackError>").unwrap()),
+                unwrapped: false,
+                heartbeat: false
+            }
+        );
+        let states: Vec<String> = ir.arms.iter().map(|a| a.state.to_string()).collect();
+        assert_eq!(
+            states,
+            [
+                "Start",
+                "CallbackDeskAsk",
+                "AfterCallbackDeskAsk",
+                "Callback",
+                "AfterCallback",
+                "CallbackDeskAsk2",
+                "AfterCallbackDeskAsk2"
+            ]
+        );
+        let fields = |i: usize| -> Vec<String> {
+            ir.arms[i]
+                .fields
+                .iter()
+                .map(|l| l.ident.to_string())
+                .collect()
+        };
+        // Waiting: what the closure reads and what comes after; `note` is never read.
+        assert_eq!(fields(1), ["order"]);
+        assert_eq!(fields(3), ["order", "first"]);
+        // The value's `?` fails from the waiting state's code.
+        assert_eq!(after(&ir, "callback desk.ask"), ["callback", "Fail"]);
+        assert_eq!(after(&ir, "callback desk.ask #2"), ["Succeed"]);
     }
 
     #[test]

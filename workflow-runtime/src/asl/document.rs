@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{GiveUp, Layout};
+use crate::callback::{CallbackError, CallbackResolution, Resolved};
 use crate::child::{ChildResult, ChildrenOutcome};
-use crate::context::{Caught, STATES_TIMEOUT};
+use crate::context::{Caught, STATES_HEARTBEAT_TIMEOUT, STATES_TIMEOUT};
 use crate::deps::Fault;
 use crate::execution::{ExecutionId, Outcome};
 use crate::graph::{NodeKind, StateGraph};
@@ -35,6 +36,7 @@ pub(super) fn role_of(layout: &Layout, graph: &StateGraph, at: &str) -> Option<(
             NodeKind::Task if is(&n.main) => Some((Role::After(k), false)),
             NodeKind::Poll if is(&n.attempt) => Some((Role::Attempt(k), false)),
             NodeKind::Poll if is(&n.caught) => Some((Role::Attempt(k), true)),
+            NodeKind::Callback { .. } if is(&n.main) => Some((Role::Send(k), false)),
             NodeKind::Task | NodeKind::Poll => None,
             _ if is(&n.resume) => Some((Role::After(k), false)),
             _ => None,
@@ -108,6 +110,84 @@ pub(super) fn is_children(kind: &NodeKind) -> bool {
         kind,
         NodeKind::Child { .. } | NodeKind::Parallel { .. } | NodeKind::Map { .. }
     )
+}
+
+/// What a callback's resume Lambda is given: how the callback was resolved, from what
+/// its `.waitForTaskToken` Task added to the document (`callback_result`, or
+/// `callback_error` for `SendTaskFailure`, a timeout, or a failed send), with the limits
+/// the answer that entered the callback carried (`callback`). `Err` for a fault that the
+/// Task's `Catch` took: the send's Lambda refused or panicked.
+pub(super) fn callback_resolution(
+    doc: &Value,
+    node: &'static str,
+) -> Result<Result<Resolved, Fault>, String> {
+    let limits: CallbackAnswer = doc
+        .get("callback")
+        .cloned()
+        .ok_or("the document has no `callback`")
+        .and_then(|c| {
+            serde_json::from_value(c)
+                .map_err(|_| "the document's `callback` is not what the handler answered")
+        })?;
+    let resolution = if let Some(value) = doc.get("callback_result") {
+        CallbackResolution::Completed {
+            value: Json::from(value.clone()),
+        }
+    } else {
+        let error = doc
+            .get("callback_error")
+            .ok_or("the document has neither `callback_result` nor `callback_error`")?;
+        let name = error.get("Error").and_then(Value::as_str).unwrap_or("");
+        let cause = error.get("Cause").and_then(Value::as_str).unwrap_or("");
+        match name {
+            STATES_TIMEOUT => CallbackResolution::TimedOut,
+            STATES_HEARTBEAT_TIMEOUT => CallbackResolution::HeartbeatTimedOut,
+            CallbackError::NOT_SENT => CallbackResolution::NotSent {
+                message: match decode_cause(cause) {
+                    Value::String(message) => message,
+                    other => other.to_string(),
+                },
+            },
+            // The send's Lambda refused the request or panicked: the execution's fault,
+            // as natively.
+            own if StepError::is_own(own) => {
+                let message = match decode_cause(cause) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                return Ok(Err(Fault::named(own, message)));
+            }
+            _ => CallbackResolution::Failed {
+                error: name.to_owned(),
+                cause: cause.to_owned(),
+            },
+        }
+    };
+    Ok(Ok(Resolved {
+        resolution,
+        timeout: limits.timeout,
+        heartbeat: limits.heartbeat,
+        node,
+    }))
+}
+
+/// The limits of a callback, as the answer that enters it carries them: whole seconds
+/// for the `.waitForTaskToken` Task's `TimeoutSecondsPath` and `HeartbeatSecondsPath`,
+/// and the durations themselves for the errors the resume Lambda makes of a timeout.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CallbackAnswer {
+    pub(crate) timeout_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) heartbeat_seconds: Option<u64>,
+    pub(crate) timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+/// Whether the code after node `k` resumes the state that waited in it (the children's
+/// or the callback's resume Lambda) rather than the state after it.
+pub(super) fn waits_in_node(kind: &NodeKind) -> bool {
+    is_children(kind) || matches!(kind, NodeKind::Callback { .. })
 }
 
 /// The `PollState` inside a serialized state enum (the waiting variant holds one).
@@ -260,6 +340,9 @@ pub(crate) struct Request {
     pub(super) execution: Option<String>,
     #[serde(default)]
     pub(super) document: Value,
+    /// `$$.Task.Token`, for the Lambda of a callback's `.waitForTaskToken` Task.
+    #[serde(default)]
+    pub(super) token: Option<String>,
 }
 
 /// Which clock a step reads.
@@ -291,6 +374,9 @@ pub(super) enum Role {
     Call(usize),
     /// One call of a poll.
     Attempt(usize),
+    /// The send of a callback's token (`$$.Task.Token`, in the request), in the
+    /// callback's `.waitForTaskToken` Task.
+    Send(usize),
 }
 
 impl Role {
@@ -301,9 +387,9 @@ impl Role {
     pub(super) fn resumes(self, graph: &StateGraph) -> Option<ResumePoint> {
         match self {
             Role::Start => None,
-            Role::After(k) if is_children(&graph.nodes[k].kind) => Some(ResumePoint::Waiting(k)),
+            Role::After(k) if waits_in_node(&graph.nodes[k].kind) => Some(ResumePoint::Waiting(k)),
             Role::After(k) => Some(ResumePoint::After(k)),
-            Role::Call(k) | Role::Attempt(k) => Some(ResumePoint::Waiting(k)),
+            Role::Call(k) | Role::Attempt(k) | Role::Send(k) => Some(ResumePoint::Waiting(k)),
         }
     }
 
@@ -314,7 +400,7 @@ impl Role {
     pub(super) fn follows(self, layout: &Layout, next: &str) -> bool {
         match self {
             Role::Start => false,
-            Role::After(k) | Role::Call(k) | Role::Attempt(k) => {
+            Role::After(k) | Role::Call(k) | Role::Attempt(k) | Role::Send(k) => {
                 layout.main(k) == next || layout.nodes[k].retry.as_deref() == Some(next)
             }
         }

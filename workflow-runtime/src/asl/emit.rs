@@ -246,6 +246,15 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
+            NodeKind::Callback { heartbeat, .. } => {
+                let resume = n.resume.clone().unwrap_or_default();
+                let next = n.next.clone().unwrap_or_default();
+                states.insert(main.clone(), callback_task(wf, &main, &resume, *heartbeat));
+                let comment = "Hands the callback's value (or why there is none) to the workflow and runs the code after it up to the next yield point.";
+                states.insert(resume.clone(), lambda(wf, &resume, &next, comment));
+                route(&mut states, &next, after(i), no_route);
+                tokens.insert(main, node.name.to_owned());
+            }
             NodeKind::Succeed => {
                 states.insert(
                     main.clone(),
@@ -334,21 +343,60 @@ fn lambda(workflow: &str, at: &str, next: &str, comment: &str) -> Value {
             },
         },
         "OutputPath": "$.Payload",
-        // Lambda's own transient failures; the step is re-run, as after a crash natively
-        // (tasks are at-least-once).
-        "Retry": [{
-            "ErrorEquals": [
-                "Lambda.ServiceException",
-                "Lambda.AWSLambdaException",
-                "Lambda.SdkClientException",
-                "Lambda.TooManyRequestsException",
-            ],
-            "IntervalSeconds": 1,
-            "MaxAttempts": 3,
-            "BackoffRate": 2,
-        }],
+        "Retry": [lambda_retrier()],
         "Next": next,
     })
+}
+
+/// Lambda's own transient failures; the step is re-run, as after a crash natively
+/// (tasks are at-least-once).
+fn lambda_retrier() -> Value {
+    json!({
+        "ErrorEquals": [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+        ],
+        "IntervalSeconds": 1,
+        "MaxAttempts": 3,
+        "BackoffRate": 2,
+    })
+}
+
+/// The Task state of a `wait_for_callback!`: `.waitForTaskToken` invokes the step handler
+/// with `$$.Task.Token`, which it hands to the closure that sends it, then waits for
+/// `SendTaskSuccess` (its output goes to `$.callback_result`), `SendTaskFailure`, a
+/// missed heartbeat or the timeout (their errors go to `$.callback_error`); either way
+/// the document goes on to `resume`, which gives the workflow its value or its
+/// `CallbackError`. The timeout and the heartbeat interval are the workflow's own
+/// values, evaluated by the step that reached the callback: its answer carries them
+/// (`callback`), whence the `…SecondsPath` fields.
+fn callback_task(workflow: &str, at: &str, resume: &str, heartbeat: bool) -> Value {
+    let mut task = json!({
+        "Type": "Task",
+        "Comment": "Sends the callback's token (the step handler runs the closure of `wait_for_callback!` with $$.Task.Token), then waits until it is completed, failed or times out.",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {
+            "FunctionName": STEP_HANDLER_PLACEHOLDER,
+            "Payload": {
+                "workflow": workflow,
+                "at": at,
+                "execution.$": "$$.Execution.Id",
+                "document.$": "$",
+                "token.$": "$$.Task.Token",
+            },
+        },
+        "TimeoutSecondsPath": "$.callback.timeout_seconds",
+        "ResultPath": "$.callback_result",
+        "Retry": [lambda_retrier()],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.callback_error", "Next": resume}],
+        "Next": resume,
+    });
+    if heartbeat {
+        task["HeartbeatSecondsPath"] = json!("$.callback.heartbeat_seconds");
+    }
+    task
 }
 
 /// Step Functions' side of a call's policy, on the Task state `task` that makes the call:

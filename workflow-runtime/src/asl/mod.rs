@@ -30,6 +30,7 @@
 //! | map `N`          | `N` (Map with `MaxConcurrency`, item Task `N: child`) → `N: resume` → `N: next` |
 //! | poll `N` with a policy | as a poll, with `Retry`, `TimeoutSeconds` and `Catch` → `N: caught` (Lambda → `N: check`) on `N: attempt` |
 //! | child/parallel/map `N` with a policy | as above; `#[timeout]` is each child Task's `TimeoutSeconds`; a retry goes `N: resume` → `N: next` → `N: retry` (Wait) → `N` |
+//! | callback `N`     | `N` (Task `lambda:invoke.waitForTaskToken`: the Lambda sends `$$.Task.Token`; `TimeoutSecondsPath`, `HeartbeatSecondsPath`) → `N: resume` (Lambda) → `N: next` |
 //! | `#[workflow(timeout)]` | the definition's top-level `TimeoutSeconds`                     |
 //! | `Succeed`/`Fail` | `Succeed` (output = the workflow's output), `Fail` (`Error` = the error's [name](crate::WorkflowError::error_name), `Cause` = its JSON) |
 //!
@@ -44,7 +45,8 @@
 //! or for a task with a policy, whose state is entered before the call, also
 //! `TaskFailed N`), a Wait `N` for
 //! `WaitStarted N`, `N: attempt` for `PollAttempt N`, a child/Parallel/Map state `N` for
-//! the batch (the native `ChildStarted N` of the batch's first child), `Succeed`/`Fail`
+//! the batch (the native `ChildStarted N` of the batch's first child), a callback's Task
+//! `N` for `CallbackStarted N`, `Succeed`/`Fail`
 //! (and the poll's Fail states) for the execution's end; routing and resume states stand
 //! for nothing, and so do the `N: caught` states (the rest of the state whose error was
 //! caught) and the `N: retry` Waits (natively a retry enters no state; the retried
@@ -98,6 +100,29 @@
 //! top-level execution that times out ends with `States.Timeout` on Step Functions and
 //! `Outcome::TimedOut` (`RunError::TimedOut`) natively.
 //!
+//! # Callbacks
+//!
+//! A `wait_for_callback!` is a Task on `arn:aws:states:::lambda:invoke.waitForTaskToken`
+//! whose payload carries `$$.Task.Token` (the request's `token`). The step handler runs
+//! the macro's closure with a [`CallbackToken`](crate::CallbackToken) wrapping it, and
+//! the state waits until the token is completed: whoever got it calls Step Functions'
+//! `SendTaskSuccess` / `SendTaskFailure` / `SendTaskHeartbeat`, as [`TaskCompletion`]
+//! describes (the native [`Runtime::complete`](crate::Runtime::complete) does not know
+//! these tokens). The output of `SendTaskSuccess` goes to `$.callback_result`; its
+//! failure, `States.Timeout`, `States.HeartbeatTimeout`, and a send that failed
+//! (`Workflow.CallbackNotSent`) are caught into `$.callback_error`; either way the
+//! Lambda `N: resume` gives the code the value, decoded as the type it is bound with, or
+//! the same [`CallbackError`](crate::CallbackError) as natively (`Failed` named as the
+//! `SendTaskFailure` error, `TimedOut`, `HeartbeatTimedOut`, `NotSent`).
+//!
+//! The callback's `timeout` and `heartbeat` are the workflow's own expressions, which
+//! may read its locals: the step that reaches the callback evaluates them, and its
+//! answer carries them (`callback`, in whole seconds rounded up for the Task's
+//! `TimeoutSecondsPath` and `HeartbeatSecondsPath`, and as durations for the errors).
+//! Step Functions cannot check the value's type as `Runtime::complete` does: a
+//! `SendTaskSuccess` output that does not decode fails the execution at `N: resume`
+//! with `Workflow.Fault`.
+//!
 //! # The execution document
 //!
 //! An execution's input is `{"input": <the workflow's input>}` (a child also gets the
@@ -117,7 +142,8 @@
 //!
 //! ```json
 //! {"workflow": "Name", "at": "<the Task state's name>", "execution": "<$$.Execution.Id>",
-//!  "document": <the execution's JSON: {"input": …} at `Start`, else the last answer>}
+//!  "document": <the execution's JSON: {"input": …} at `Start`, else the last answer>,
+//!  "token": "<$$.Task.Token>"}                          // a callback's Task only
 //! ```
 //!
 //! Answer (it becomes the execution's JSON):
@@ -128,6 +154,8 @@
 //!  "wait_seconds": 10,                                  // for a Wait
 //!  "children": [{"workflow": "…", "input": …, "id": "…", "ticket": "…"}], // for a child/Parallel/Map
 //!  "retries": 1,                // a `call_nested!`'s batch run again: the attempt count
+//!  "callback": {"timeout_seconds": 3600, "heartbeat_seconds": 60,  // entering a callback
+//!               "timeout": {"secs": 3600, "nanos": 0}, "heartbeat": {…}},
 //!  "output": …,                                         // for Succeed
 //!  "error": {"name": "Workflow.PollTimedOut", "cause": "<the error as JSON>"}, // for Fail
 //!  "clock": 1700000000000000,                           // virtual clock only
@@ -147,6 +175,11 @@
 //! A task or poll with a policy adds, in the Lambda that its `Catch` leads to, the
 //! error Step Functions caught as `caught` (`{"Error", "Cause"}`); the call is not made
 //! again, the error is its result.
+//!
+//! A callback's Task adds `callback_result` (the `SendTaskSuccess` output) or
+//! `callback_error` (`{"Error", "Cause"}`). Its own Lambda (the one that sends the
+//! token) answers `{"workflow", "execution", "sent": true}`, which `.waitForTaskToken`
+//! ignores, or the error `Workflow.CallbackNotSent`.
 //!
 //! Bad requests are answered with a [`StepError`], whose [`name`](StepError::name)
 //! (`Workflow.InvalidRequest`, `Workflow.UnknownWorkflow`, …) a `Catch` can match. A
@@ -214,7 +247,9 @@
 //! What a signature cannot cover:
 //!
 //! - **What Step Functions adds between two Lambda states**: a child's result
-//!   (`children_result`) or failure (`children_error`), and a caught error (`caught`).
+//!   (`children_result`) or failure (`children_error`), a caught error (`caught`), and
+//!   a callback's value or error (`callback_result`, `callback_error`: whoever has the
+//!   task token can complete it with any value, as natively whoever has the token).
 //!   They are not the handler's answer, so a forger who may invoke the Lambda can still
 //!   make up a child's output or a call's error at a resume or `…: caught` state. A
 //!   child's own answers are signed by the same key, but its Succeed state outputs only
@@ -248,6 +283,7 @@
 //! `${XArn}` (non-alphanumeric characters removed from the name). Fill them with
 //! CloudFormation/SAM `DefinitionSubstitutions`; [`StateMachine::placeholders`] lists them.
 
+mod callback;
 mod document;
 mod emit;
 mod error;
@@ -261,6 +297,7 @@ use std::time::Duration;
 
 use crate::graph::{NodeKind, StateGraph};
 
+pub use callback::TaskCompletion;
 pub use document::StepClock;
 pub(crate) use emit::emit;
 pub use emit::{asl, AslExt, StateMachine};
@@ -374,7 +411,7 @@ impl Layout {
                     }
                     n.next = Some(names.alloc(node.name, ": next"));
                 }
-                NodeKind::Wait | NodeKind::Child { .. } => {
+                NodeKind::Wait | NodeKind::Child { .. } | NodeKind::Callback { .. } => {
                     n.resume = Some(names.alloc(node.name, ": resume"));
                     n.next = Some(names.alloc(node.name, ": next"));
                 }

@@ -13,9 +13,15 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// Fields of a document that Step Functions itself adds between two Lambda states (a
-/// `ResultPath` of a child Task, Parallel, Map or `Catch`): not the handler's to sign.
-pub(super) const ADDED_BY_STEP_FUNCTIONS: [&str; 3] =
-    ["children_result", "children_error", "caught"];
+/// `ResultPath` of a child Task, Parallel, Map, callback Task or `Catch`): not the
+/// handler's to sign.
+pub(super) const ADDED_BY_STEP_FUNCTIONS: [&str; 5] = [
+    "children_result",
+    "children_error",
+    "caught",
+    "callback_result",
+    "callback_error",
+];
 
 /// The document's field that holds its signature.
 pub(super) const SIGNATURE: &str = "signature";

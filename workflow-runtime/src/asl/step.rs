@@ -10,15 +10,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::document::{
-    caught_of, children_outcome, find_poll, give_up, is_children, retried_for, role_of, Request,
-    Role, StepClock,
+    callback_resolution, caught_of, children_outcome, find_poll, give_up, is_children, retried_for,
+    role_of, CallbackAnswer, Request, Role, StepClock,
 };
 use super::handler::Config;
 use super::sign::{StateKey, SIGNATURE};
 use super::{whole_seconds, GiveUp, Layout};
+use crate::callback::{CallbackError, CallbackResolution, CallbackStep, CallbackToken};
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
 use crate::deps::Fault;
+use crate::graph::NodeKind;
 use crate::graph::StateGraph;
 use crate::history::EventKind;
 use crate::json::Json;
@@ -91,6 +93,38 @@ pub(super) async fn run<W: Workflow>(
     };
     let doc_clock = doc.get("clock").and_then(Value::as_u64).map(Timestamp);
     let mut clock = doc_clock.unwrap_or_else(wall);
+    // What the step of a callback gets: at its Task, the token to send; at its resume
+    // Lambda, how it was resolved.
+    let mut callback = match role {
+        Role::Send(_) => {
+            let token = request
+                .token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    StepError::InvalidRequest(
+                        "the request has no `token` (the callback's Task passes `$$.Task.Token`)"
+                            .into(),
+                    )
+                })?;
+            Some(CallbackStep::Send(CallbackToken::step_functions(token)))
+        }
+        Role::After(k) if matches!(graph.nodes[k].kind, NodeKind::Callback { .. }) => {
+            let resolved = callback_resolution(&doc, graph.nodes[k].name)
+                .map_err(|e| invalid(e.to_owned()))?
+                .map_err(StepError::Fault)?;
+            // Step Functions waited for the timeout without telling the handler.
+            match resolved.resolution {
+                CallbackResolution::TimedOut => clock = clock.after(resolved.timeout),
+                CallbackResolution::HeartbeatTimedOut => {
+                    clock = clock.after(resolved.heartbeat.unwrap_or_default());
+                }
+                _ => {}
+            }
+            Some(CallbackStep::Resolved(resolved))
+        }
+        _ => None,
+    };
     if let (Some(c), Role::Call(k) | Role::Attempt(k)) = (&caught, role) {
         // Step Functions waited between its retries without telling the handler; if it
         // retried at all, it retried as often as the policy allows.
@@ -205,6 +239,7 @@ pub(super) async fn run<W: Workflow>(
         let mut cx = StepCx::at_time(now, graph, children.take());
         if first {
             cx.retries = batch_retries;
+            cx.callback = callback.take();
         }
         if let Some(c) = caught.take() {
             cx.caught = Some(c);
@@ -353,6 +388,44 @@ pub(super) async fn run<W: Workflow>(
                     ..answer(next, clock)
                 }
             }
+            Transition::Callback {
+                node,
+                state: next,
+                timeout,
+                heartbeat,
+                ..
+            } => Answer {
+                callback: Some(CallbackAnswer {
+                    timeout_seconds: whole_seconds(timeout).max(1),
+                    heartbeat_seconds: heartbeat.map(|h| whole_seconds(h).max(1)),
+                    timeout,
+                    heartbeat,
+                }),
+                ..going_on(layout.main(node).to_owned(), &next, batches, clock)?
+            },
+            // The token is out: `.waitForTaskToken` ignores the Lambda's answer and waits
+            // for the token to be completed.
+            Transition::CallbackSent { sent, .. } if matches!(at, Role::Send(_)) => {
+                return match sent {
+                    Ok(()) => Ok(serde_json::json!({
+                        "workflow": W::NAME,
+                        "execution": execution,
+                        "sent": true,
+                    })),
+                    // The Task's `Catch` hands it to the resume Lambda, as the error
+                    // the workflow gets.
+                    Err(message) => Err(StepError::Task {
+                        name: CallbackError::NOT_SENT.to_owned(),
+                        cause: Value::String(message).to_string(),
+                    }),
+                };
+            }
+            Transition::CallbackSent { .. } => {
+                return Err(fault(format!(
+                    "a callback's token was sent at `{}`, which is not its Task",
+                    request.at
+                )));
+            }
             Transition::End(End::Faulted(fault)) => return Err(StepError::Fault(fault)),
         };
         let mut answer = serde_json::to_value(answer)
@@ -469,6 +542,9 @@ pub(crate) struct Answer {
     children: Option<Vec<ChildCall>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retries: Option<u32>,
+    /// For a callback's Task: its limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback: Option<CallbackAnswer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]

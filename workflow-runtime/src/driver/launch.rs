@@ -100,6 +100,9 @@ pub(crate) trait Erased: Send + Sync {
     /// The workflow's state graph.
     fn graph(&self) -> &'static StateGraph;
 
+    /// The definition's [`Workflow::FINGERPRINT`].
+    fn fingerprint(&self) -> u64;
+
     /// Checks a stored execution against this definition and decodes its state.
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable>;
 
@@ -207,6 +210,10 @@ impl<W: Workflow> Erased for Typed<W> {
 
     fn graph(&self) -> &'static StateGraph {
         W::graph()
+    }
+
+    fn fingerprint(&self) -> u64 {
+        W::FINGERPRINT
     }
 
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable> {

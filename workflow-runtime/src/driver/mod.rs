@@ -10,6 +10,7 @@
 //! from an input, resume from a record), `checkpoint` the writes (with retries of
 //! transient store errors, and the terminal one), `children` the batches of children.
 
+mod callback;
 mod checkpoint;
 mod children;
 mod launch;
@@ -25,19 +26,20 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::callback::{CallbackError, CallbackResolution, CallbackStep, PendingCallback};
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
 use crate::deps::Fault;
 use crate::execution::{ExecutionId, Outcome};
 use crate::history::{Event, EventKind};
-use crate::store::{SavedState, Wait};
+use crate::store::{CallbackChange, SavedState, Wait};
 use crate::time::Timestamp;
 use crate::transition::{transition, End, Transition};
 use crate::workflow::Workflow;
 
 pub(crate) use children::{child_event, child_id, ChildDone, Notify};
 pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
-pub(crate) use shared::{Inner, Live, Recovered, Redriving, Registration};
+pub(crate) use shared::{CallbackWaiter, Inner, Live, Recovered, Redriving, Registration};
 
 /// The runtime's view of the registered workflows: a type-erased driver each.
 pub(crate) struct Drivers;
@@ -194,6 +196,11 @@ impl Driver {
         // neither once the execution is under way.
         let mut carried: Vec<Event> = Vec::new();
         let mut children: Option<ChildrenOutcome> = None;
+        // The callback the execution waits on: what its step gets, the driver's
+        // registration for its changes, and the callback as it was when the step began.
+        let mut callback: Option<CallbackStep> = None;
+        let mut waiter: Option<CallbackWaiter> = None;
+        let mut pending: Option<PendingCallback> = None;
         let mut buffer = Vec::with_capacity(FIRST_BUFFER);
         let mut unbroken = 0;
         loop {
@@ -238,11 +245,24 @@ impl Driver {
                     Ok(outcome) => children = Some(outcome),
                     Err(finished) => return finished,
                 },
+                Some(Wait::Callback(waited)) => {
+                    match Box::pin(self.callback_at(graph, waited, &mut waiter)).await {
+                        Ok((step, waited)) => {
+                            if matches!(step, CallbackStep::Resolved(_)) {
+                                waiter = None;
+                            }
+                            callback = Some(step);
+                            pending = Some(waited);
+                        }
+                        Err(finished) => return finished,
+                    }
+                }
             }
             // 2. Step.
             let mut cx = StepCx::new(self.rt.clock, graph, children.take());
             cx.events = std::mem::take(&mut carried);
             cx.retries = retries;
+            cx.callback = callback.take();
             // As in `checkpoint`: the step first, so that one that completes at once
             // costs no cancellation waiter; a cancellation still interrupts its calls.
             let step = if self.cancel.is_cancelled() {
@@ -291,6 +311,70 @@ impl Driver {
                 Transition::Children { state: next, batch } => {
                     waiting = Some(Wait::Children(batch));
                     next
+                }
+                Transition::Callback {
+                    node,
+                    state: next,
+                    started,
+                    timeout,
+                    heartbeat,
+                } => {
+                    // Its id and secret are drawn here, and checkpointed with the state
+                    // before the next step sends the token.
+                    let new = match PendingCallback::new(node, started, timeout, heartbeat) {
+                        Ok(new) => new,
+                        Err(fault) => return self.finish(Outcome::Faulted(fault), events).await,
+                    };
+                    events.push(Event {
+                        at: now,
+                        state: node_name(node),
+                        kind: EventKind::CallbackStarted {
+                            callback: new.id.clone(),
+                            timeout,
+                            heartbeat,
+                        },
+                    });
+                    waiting = Some(Wait::Callback(new));
+                    next
+                }
+                Transition::CallbackSent {
+                    node,
+                    state: next,
+                    sent,
+                } => {
+                    let Some(sent_for) = pending.take().filter(|p| p.node == node) else {
+                        let message = format!(
+                            "a callback's token was sent at node {node}, which waits on none"
+                        );
+                        return self
+                            .finish(Outcome::Faulted(Fault::new(message)), events)
+                            .await;
+                    };
+                    // Nothing to checkpoint: the state is the one stored with the callback.
+                    // The store's callback is changed instead, and what it holds then
+                    // (a resolution that came meanwhile, too) is what the execution
+                    // waits for.
+                    let change = match sent {
+                        Ok(()) => CallbackChange::Sent,
+                        Err(message) => {
+                            events.push(Event {
+                                at: now,
+                                state: node_name(node),
+                                kind: EventKind::CallbackFailed {
+                                    callback: sent_for.id.clone(),
+                                    error: CallbackError::NOT_SENT.to_owned(),
+                                    cause: message.clone(),
+                                },
+                            });
+                            CallbackChange::Resolve(CallbackResolution::NotSent { message })
+                        }
+                    };
+                    match Box::pin(self.update_callback(&sent_for, change, events)).await {
+                        Ok(stored) => waiting = Some(Wait::Callback(stored)),
+                        Err(finished) => return finished,
+                    }
+                    state = next;
+                    continue;
                 }
                 Transition::End(End::Succeeded(output)) => {
                     return self.finish(Outcome::Succeeded(output), events).await;

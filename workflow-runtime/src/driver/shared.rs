@@ -7,11 +7,12 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Erased, Launch, Notify, Resume};
+use crate::callback::PendingCallback;
 use crate::deps::Deps;
 use crate::error::StartError;
 use crate::execution::{ExecutionId, Outcome};
@@ -28,6 +29,9 @@ pub(crate) struct Inner {
     live: Mutex<HashMap<ExecutionId, Live>>,
     /// Children that recovery decoded and left for their parent's batch to resume.
     recovered: Mutex<HashMap<ExecutionId, Recovered>>,
+    /// The drivers waiting on a callback, told of each change a completion, a failure or
+    /// a heartbeat wrote (see [`CallbackWaiter`]).
+    callbacks: Mutex<HashMap<ExecutionId, mpsc::UnboundedSender<PendingCallback>>>,
     /// Executions a redrive is reopening: recovery leaves them alone, a second redrive
     /// refuses them (see [`Redriving`]).
     redriving: Mutex<HashSet<ExecutionId>>,
@@ -65,6 +69,7 @@ impl Inner {
             payload_limit,
             live: Mutex::new(HashMap::default()),
             recovered: Mutex::new(HashMap::default()),
+            callbacks: Mutex::new(HashMap::default()),
             redriving: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             halt: CancellationToken::new(),
@@ -88,6 +93,22 @@ impl Inner {
     pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
         // Entries are inserted and removed whole, so a poisoned map is still consistent.
         self.recovered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn callbacks(
+        &self,
+    ) -> MutexGuard<'_, HashMap<ExecutionId, mpsc::UnboundedSender<PendingCallback>>> {
+        // Entries are inserted and removed whole, so a poisoned map is still consistent.
+        self.callbacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the driver of execution `id`, if it waits on a callback here, that its
+    /// callback is now `callback` (as the store holds it after a change).
+    pub(crate) fn notify_callback(&self, id: &ExecutionId, callback: PendingCallback) {
+        if let Some(tx) = self.callbacks().get(id) {
+            // A driver that stopped waiting meanwhile reads the store, not this.
+            let _ = tx.send(callback);
+        }
     }
 
     /// Whether a redrive is reopening execution `id` right now.
@@ -147,6 +168,37 @@ impl Inner {
                     name: workflow.to_owned(),
                 })?;
         registration.driver.launch(self, launch).await
+    }
+}
+
+/// A driver's registration for the changes to the callback it waits on, from before
+/// its token can be out until the callback is resolved: a completion that comes in
+/// between (while the token is being sent) reaches it. Unregistered when dropped.
+pub(crate) struct CallbackWaiter {
+    rt: Arc<Inner>,
+    id: ExecutionId,
+    pub(crate) changes: mpsc::UnboundedReceiver<PendingCallback>,
+    /// Whether the driver has read the stored callback since it registered: a change
+    /// written before the registration is only in the store.
+    pub(crate) fresh: bool,
+}
+
+impl CallbackWaiter {
+    pub(crate) fn register(rt: &Arc<Inner>, id: &ExecutionId) -> Self {
+        let (tx, changes) = mpsc::unbounded_channel();
+        rt.callbacks().insert(id.clone(), tx);
+        CallbackWaiter {
+            rt: Arc::clone(rt),
+            id: id.clone(),
+            changes,
+            fresh: false,
+        }
+    }
+}
+
+impl Drop for CallbackWaiter {
+    fn drop(&mut self) {
+        self.rt.callbacks().remove(&self.id);
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! Both draw the same thing from the same graph the driver and the ASL use: a start, one
 //! node per yield point, the two ends, and every edge the code can take. A task is a
-//! box, a durable timer a hexagon, a poll a box with its wait-and-call loop, a child,
-//! parallel or map node a subroutine box naming the workflows it runs; error edges are
-//! dashed. Branches and loops of the code are the edges themselves: a node with several
+//! box, a durable timer or a callback's wait a hexagon, a poll a box with its
+//! wait-and-call loop, a child, parallel or map node a subroutine box naming the
+//! workflows it runs; error edges are dashed. Branches and loops of the code are the edges themselves: a node with several
 //! outgoing edges is where the code decides.
 
 use std::fmt::Write;
@@ -41,6 +41,8 @@ pub(super) fn look(kind: &NodeKind, name: &str) -> Look {
             let at_most = max_concurrency.map_or(String::new(), |m| format!(", ≤ {m} at once"));
             (Shape::Child, format!("{name}\n→ each: {workflow}{at_most}"))
         }
+        // A wait, like a timer's: for the outside world rather than for the clock.
+        NodeKind::Callback { .. } => (Shape::Wait, format!("{name}\n⇄ token")),
         NodeKind::Succeed | NodeKind::Fail => (Shape::End, name.to_owned()),
     };
     Look { shape, label }

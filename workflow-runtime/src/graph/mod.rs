@@ -16,6 +16,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::history::{Event, EventKind};
+use crate::json::Json;
 use crate::retry::Policy;
 
 /// The state graph of one workflow, as emitted by `#[workflow]`.
@@ -74,6 +75,18 @@ pub enum NodeKind {
         workflow: &'static str,
         /// At most this many children run at once; `None` is unbounded.
         max_concurrency: Option<u32>,
+    },
+    /// A callback (`wait_for_callback!`): a token handed out, then a wait until it is
+    /// completed, failed or times out.
+    Callback {
+        /// The type of the value it waits for (`std::any::type_name`).
+        value: &'static str,
+        /// Whether it has a heartbeat interval.
+        heartbeat: bool,
+        /// Whether a value decodes as that type: what
+        /// [`Runtime::complete`](crate::Runtime::complete) checks before it writes.
+        #[serde(skip)]
+        accepts: fn(&Json) -> Result<(), String>,
     },
     /// The execution succeeded.
     Succeed,

@@ -11,8 +11,8 @@
 //! - [`MemoryStore`]: process memory, for tests and for work that needs no durability.
 //!
 //! What a checkpoint contains is enough to resume without replaying anything: the state
-//! enum, the timer it waits on (`wake_at`) or the batch of children it waits for, and the
-//! number of child batches started so far (children are named after it, so a resumed
+//! enum, the timer it waits on (`wake_at`), the batch of children or the callback it waits
+//! for, and the number of child batches started so far (children are named after it, so a resumed
 //! parent finds its children again instead of starting new ones).
 //!
 //! [`Runtime::recover`]: crate::Runtime::recover
@@ -21,6 +21,8 @@ mod memory;
 mod sqlite;
 
 #[cfg(test)]
+mod callback_tests;
+#[cfg(test)]
 mod reopen_tests;
 
 pub use memory::MemoryStore;
@@ -28,6 +30,8 @@ pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
 use crate::execution::Status;
 use serde::{Deserialize, Serialize};
+
+use crate::callback::{same_secret, CallbackResolution, PendingCallback};
 
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome};
@@ -76,14 +80,28 @@ pub enum Wait {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<PendingBatch>,
     },
+    /// A callback (`wait_for_callback!`): its token is out, or about to be sent, and the
+    /// execution waits until it is completed, failed or timed out. Changed in place by
+    /// [`Store::callback`].
+    Callback(PendingCallback),
 }
 
 impl Wait {
-    /// When the timer is due, for a timer.
+    /// When the timer is due, for a timer; for a callback not resolved yet, when it
+    /// times out or misses a heartbeat.
     pub fn wake_at(&self) -> Option<Timestamp> {
         match self {
             Wait::Timer { until, .. } | Wait::Retry { until, .. } => Some(*until),
+            Wait::Callback(callback) => callback.due().map(|(at, _)| at),
             Wait::Children(_) => None,
+        }
+    }
+
+    /// The callback it waits on, while that callback is not resolved.
+    pub fn waiting_callback(&self) -> Option<&PendingCallback> {
+        match self {
+            Wait::Callback(callback) if callback.is_waiting() => Some(callback),
+            _ => None,
         }
     }
 }
@@ -157,6 +175,14 @@ pub struct ExecutionRecord {
 }
 
 impl ExecutionRecord {
+    /// The callback it waits on, while it runs and that callback is not resolved.
+    pub fn waiting_callback(&self) -> Option<&PendingCallback> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        self.waiting.as_ref().and_then(Wait::waiting_callback)
+    }
+
     /// When its workflow's timeout starts counting: its last redrive, else its creation.
     pub(crate) fn started_at(&self) -> Timestamp {
         self.redriven_at.unwrap_or(self.created_at)
@@ -217,6 +243,79 @@ pub struct Reopen {
     pub at: Timestamp,
 }
 
+/// A change to the callback an execution waits on, as [`Store::callback`] applies it:
+/// only if the execution waits on that callback (same id, same secret), atomically
+/// with its events.
+#[derive(Clone, Debug)]
+pub struct CallbackUpdate {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The callback's public id.
+    pub callback: String,
+    /// Its secret, as the token carries it.
+    pub secret: String,
+    /// What changes.
+    pub change: CallbackChange,
+    /// Events to append if the change is made.
+    pub events: Vec<Event>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What a [`CallbackUpdate`] changes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallbackChange {
+    /// The token was sent: a restart does not send it again.
+    Sent,
+    /// A heartbeat came: the next one is due a heartbeat interval from now. Refused
+    /// once the callback is resolved.
+    Heartbeat,
+    /// The callback is resolved. Refused once it is: the first resolution wins.
+    Resolve(CallbackResolution),
+}
+
+impl CallbackUpdate {
+    /// The callback as it is after this update, from the execution's stored status and
+    /// wait: the one decision every store makes for [`Store::callback`].
+    ///
+    /// Fails with [`StoreError::Ended`] for an ended execution,
+    /// [`StoreError::NoCallback`] if it does not wait on this callback with this secret,
+    /// and [`StoreError::CallbackResolved`] for a heartbeat or a resolution of a
+    /// callback resolved already.
+    pub fn apply(
+        &self,
+        status: Status,
+        waiting: Option<&Wait>,
+    ) -> Result<PendingCallback, StoreError> {
+        if status.is_terminal() {
+            return Err(StoreError::Ended(self.id.clone()));
+        }
+        let no_callback = || StoreError::NoCallback {
+            id: self.id.clone(),
+            callback: self.callback.clone(),
+        };
+        let Some(Wait::Callback(callback)) = waiting else {
+            return Err(no_callback());
+        };
+        if callback.id != self.callback || !same_secret(&callback.secret, &self.secret) {
+            return Err(no_callback());
+        }
+        let mut callback = callback.clone();
+        let resolved = || StoreError::CallbackResolved {
+            id: self.id.clone(),
+            callback: self.callback.clone(),
+        };
+        match &self.change {
+            CallbackChange::Sent => callback.sent = true,
+            CallbackChange::Heartbeat if callback.resolution.is_some() => return Err(resolved()),
+            CallbackChange::Heartbeat => callback.last_heartbeat = Some(self.at),
+            CallbackChange::Resolve(_) if callback.resolution.is_some() => return Err(resolved()),
+            CallbackChange::Resolve(resolution) => callback.resolution = Some(resolution.clone()),
+        }
+        Ok(callback)
+    }
+}
+
 /// Which executions [`Store::list`] returns. Every condition set must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use]
@@ -229,6 +328,8 @@ pub struct ExecutionFilter {
     pub top_level: bool,
     /// Only executions created at or after this time.
     pub since: Option<Timestamp>,
+    /// Only executions waiting on a callback that is not resolved yet.
+    pub waiting_on_callback: bool,
     /// Newest first instead of oldest first.
     pub newest_first: bool,
     /// Skip this many matching executions first (a page's start).
@@ -267,6 +368,13 @@ impl ExecutionFilter {
         self
     }
 
+    /// Only executions waiting on a callback (`wait_for_callback!`) that nobody has
+    /// completed, failed or timed out yet.
+    pub fn waiting_on_callback(mut self) -> Self {
+        self.waiting_on_callback = true;
+        self
+    }
+
     /// Newest first (the default is oldest first).
     pub fn newest_first(mut self) -> Self {
         self.newest_first = true;
@@ -290,6 +398,7 @@ impl ExecutionFilter {
             && self.status.is_none_or(|s| s == r.status)
             && (!self.top_level || r.parent.is_none())
             && self.since.is_none_or(|t| r.created_at >= t)
+            && (!self.waiting_on_callback || r.waiting_callback().is_some())
     }
 }
 
@@ -360,6 +469,12 @@ pub trait Store: Send + Sync + 'static {
     /// less than its new count ([`StoreError::Changed`]: another redrive, or an end,
     /// came first).
     async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError>;
+
+    /// Applies `update` to the callback execution `update.id` waits on, with its events,
+    /// in one transaction, as [`CallbackUpdate::apply`] decides from what is stored
+    /// (nothing is written if it refuses), and returns the callback as stored after it.
+    /// The stored wait's `wake_at` follows the callback's deadlines.
+    async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError>;
 
     /// Appends events to an execution's history.
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError>;

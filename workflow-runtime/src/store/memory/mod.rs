@@ -7,7 +7,11 @@ use crate::HashMap;
 use std::sync::Mutex;
 
 use self::history::{History, Names};
-use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store};
+use super::{
+    CallbackUpdate, Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store,
+    Wait,
+};
+use crate::callback::PendingCallback;
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::Status;
 use crate::history::Event;
@@ -163,6 +167,22 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError> {
+        let mut rows = self.rows();
+        let Rows { by_id, names, .. } = &mut *rows;
+        let row = by_id
+            .get_mut(&update.id)
+            .ok_or_else(|| StoreError::NotFound(update.id.clone()))?;
+        let record = &mut row.record;
+        let callback = update.apply(record.status, record.waiting.as_ref())?;
+        let waiting = Wait::Callback(callback.clone());
+        record.wake_at = waiting.wake_at();
+        record.waiting = Some(waiting);
+        record.updated_at = update.at;
+        row.history.extend(names, &update.events);
+        Ok(callback)
     }
 
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {

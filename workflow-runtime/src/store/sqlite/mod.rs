@@ -24,9 +24,12 @@ use self::checkpointer::Checkpointer;
 use self::errors::Cause;
 use self::health::Health;
 use self::lock::Lock;
-use self::rows::{CheckpointRows, CreateRows, EventRow, ReopenRows};
+use self::rows::{CallbackRows, CheckpointRows, CreateRows, EventRow, ReopenRows};
 use self::writer::{Counters, Job, Op, Writer};
-use super::{Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store};
+use super::{
+    CallbackUpdate, Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store,
+};
+use crate::callback::PendingCallback;
 use crate::error::{CorruptRow, OpenError, StoreError};
 use crate::execution::ExecutionId;
 use crate::history::Event;
@@ -159,7 +162,7 @@ pub struct StoreStats {
 /// Two tables: `executions`, one row per execution (an integer `key` in creation order,
 /// the `id`, workflow, definition fingerprint, parent's key and call site, status, input,
 /// state, what it waits for, outcome, timestamps, `wake_at`, how many times and when it
-/// was last redriven), and `events`, the
+/// was last redriven, the id of the callback it waits on), and `events`, the
 /// append-only history: one row per event (the execution's key, its number in the
 /// history, its JSON), in the order they were written. A child's call site is unique per
 /// parent, so a child can be created only once. Pending timers are the rows with a
@@ -168,7 +171,8 @@ pub struct StoreStats {
 ///
 /// The schema is versioned (`PRAGMA user_version`). A file of an older version is
 /// upgraded in place when it is opened, in one transaction (version 1 keyed rows and
-/// events by the text id; version 2 had no redrive columns); a file written by a newer schema is refused with
+/// events by the text id; version 2 had no redrive columns, version 3 no `callback`); a
+/// file written by a newer schema is refused with
 /// [`OpenError::SchemaTooNew`] and left as it is.
 ///
 /// # Writes: group commit
@@ -433,6 +437,11 @@ impl SqliteStore {
     }
 
     async fn write(&self, op: Op) -> Result<(), StoreError> {
+        self.write_back(op).await.map(drop)
+    }
+
+    /// [`write`](Self::write), handing back the write, which a callback update fills in.
+    async fn write_back(&self, op: Op) -> Result<Op, StoreError> {
         self.shared.health.check()?;
         let Some(jobs) = &self.shared.jobs else {
             return Err(StoreError::ReadOnly {
@@ -443,8 +452,7 @@ impl SqliteStore {
         let gone = || StoreError::Backend("the store's writer thread has stopped".into());
         jobs.send(Job { op, reply }).map_err(|_| gone())?;
         let (result, op) = answer.await.map_err(|_| gone())?;
-        drop(op);
-        result
+        result.map(|()| op)
     }
 
     /// Runs `f` on the read connection, off the async threads. What it read is returned
@@ -520,6 +528,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError> {
+        let op = self
+            .write_back(Op::Callback(CallbackRows::encode(update)?))
+            .await?;
+        let after = match op {
+            Op::Callback(rows) => rows.after.into_inner().unwrap_or_else(|e| e.into_inner()),
+            _ => None,
+        };
+        after.ok_or_else(|| StoreError::Backend("the callback update wrote no callback".into()))
+    }
+
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
         let id = id.clone();
         let events = EventRow::encode_all(&events)?;
@@ -592,12 +611,19 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError> {
         let filter = filter.clone();
         self.read(move |conn| {
+            // The callbacks' partial index serves only a condition that implies its own,
+            // written out: a parameter would not do.
             let sql = format!(
                 "SELECT {} FROM executions e \
-                 WHERE (?1 IS NULL OR e.workflow = ?1) AND (?2 IS NULL OR e.status = ?2) \
+                 WHERE {}(?1 IS NULL OR e.workflow = ?1) AND (?2 IS NULL OR e.status = ?2) \
                    AND (?3 = 0 OR e.parent IS NULL) AND (?4 IS NULL OR e.created_at >= ?4) \
                  ORDER BY e.key {} LIMIT ?5 OFFSET ?6",
                 rows::SUMMARY_COLUMNS,
+                if filter.waiting_on_callback {
+                    "e.callback IS NOT NULL AND "
+                } else {
+                    ""
+                },
                 if filter.newest_first { "DESC" } else { "ASC" },
             );
             let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

@@ -12,11 +12,14 @@ use rusqlite::{params, Connection, ErrorCode, Row};
 
 use super::cache::{Cache, Known};
 use super::errors::Cause;
+use crate::callback::PendingCallback;
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Status};
 use crate::history::Event;
 use crate::json::Json;
-use crate::store::{CallSite, Checkpoint, ExecutionRecord, ExecutionSummary, Reopen, Wait};
+use crate::store::{
+    CallSite, CallbackUpdate, Checkpoint, ExecutionRecord, ExecutionSummary, Reopen, Wait,
+};
 use crate::time::Timestamp;
 
 /// The columns [`record`] reads, in order, from `executions e`.
@@ -143,7 +146,16 @@ struct StateRow {
     bytes: Vec<u8>,
     waiting: Option<String>,
     wake_at: Option<i64>,
+    /// The `callback` column: the id of the callback it waits on, unresolved.
+    callback: Option<String>,
     batches: i64,
+}
+
+/// The `callback` column of an execution that waits for `waiting`.
+fn callback_column(waiting: Option<&Wait>) -> Option<String> {
+    waiting
+        .and_then(Wait::waiting_callback)
+        .map(|c| c.id.clone())
 }
 
 impl CheckpointRows {
@@ -157,6 +169,7 @@ impl CheckpointRows {
                     .and_then(Wait::wake_at)
                     .map(ts)
                     .transpose()?,
+                callback: callback_column(saved.waiting.as_ref()),
                 batches: to_i64(saved.batches, "batches")?,
                 bytes: saved.bytes.clone(),
             }),
@@ -181,6 +194,7 @@ pub(super) struct ReopenRows {
     redrives: i64,
     waiting: Option<String>,
     wake_at: Option<i64>,
+    callback: Option<String>,
     events: Vec<EventRow>,
     at: i64,
 }
@@ -201,6 +215,7 @@ impl ReopenRows {
                         .and_then(Wait::wake_at)
                         .map(ts)
                         .transpose()?,
+                    callback: callback_column(r.waiting.as_ref()),
                     events: EventRow::encode_all(&r.events)?,
                     at: ts(r.at)?,
                 })
@@ -323,7 +338,7 @@ const ENDS: usize = 4;
 const SETS_OUTCOME: usize = 8;
 
 /// The `UPDATE` of a checkpoint of this shape: `?1` is the key, `?2` `updated_at`, then
-/// the status, `state`, `waiting`, `wake_at`, `batches` and `outcome` it sets, in that
+/// the status, `state`, `waiting`, `wake_at`, `callback`, `batches` and `outcome` it sets, in that
 /// order. Each UPDATE rewrites the whole row, and every index on a column it sets (the
 /// status is in `executions_unfinished`), so it sets only what changes. The statements
 /// are built once: a string built per checkpoint was a visible share of the writer
@@ -340,7 +355,7 @@ fn update_sql(shape: usize) -> &'static str {
                 if shape & SETS_STATE != 0 {
                     columns.extend(["state", "waiting"]);
                     if shape & ENDS == 0 {
-                        columns.push("wake_at");
+                        columns.extend(["wake_at", "callback"]);
                     }
                     columns.push("batches");
                 }
@@ -353,11 +368,11 @@ fn update_sql(shape: usize) -> &'static str {
                     .map(|(i, column)| format!("{column} = ?{}", i + 2))
                     .collect();
                 // An end keeps what the execution waited for (a redrive resumes there),
-                // but its timer is no longer due. A `waiting` that is not JSON (a row
+                // but its timer is no longer due, nor does it wait on a callback. A `waiting` that is not JSON (a row
                 // recovery faults because it does not decode) is dropped: nothing can
                 // resume from it, and it would keep the ended row from being read.
                 if shape & ENDS != 0 {
-                    sets.push("wake_at = NULL".into());
+                    sets.extend(["wake_at = NULL".into(), "callback = NULL".into()]);
                     if shape & SETS_STATE == 0 {
                         sets.push(
                             "waiting = CASE WHEN json_valid(waiting) THEN waiting END".into(),
@@ -413,7 +428,7 @@ pub(super) fn apply_checkpoint(
         shape |= SETS_STATE;
         values.extend([&saved.bytes as &dyn rusqlite::ToSql, &saved.waiting]);
         if !terminal {
-            values.push(&saved.wake_at);
+            values.extend([&saved.wake_at as &dyn rusqlite::ToSql, &saved.callback]);
         }
         values.push(&saved.batches);
     }
@@ -471,9 +486,14 @@ pub(super) fn reopen(
     for (r, key) in executions.iter().zip(keys) {
         conn.prepare_cached(
             "UPDATE executions SET status = 'Running', outcome = NULL, waiting = ?2, \
-             wake_at = ?3, redrives = ?4, redriven_at = ?5, updated_at = ?5 WHERE key = ?1",
+             wake_at = ?3, redrives = ?4, redriven_at = ?5, updated_at = ?5, callback = ?6 \
+             WHERE key = ?1",
         )
-        .and_then(|mut s| s.execute(params![key, r.waiting, r.wake_at, r.redrives, r.at]))
+        .and_then(|mut s| {
+            s.execute(params![
+                key, r.waiting, r.wake_at, r.redrives, r.at, r.callback
+            ])
+        })
         .map_err(sql_failure)?;
         // Loaded above; a rollback, which ends this write, is the only thing that clears it.
         let Some(known) = cache.load(conn, &r.id).map_err(Failure::partial)? else {
@@ -482,6 +502,78 @@ pub(super) fn reopen(
         known.status = Status::Running;
         append_events(conn, known, &r.events)?;
     }
+    Ok(())
+}
+
+/// A callback update, encoded; the writer sets `after` to the callback as stored after
+/// it (a write may be applied twice, a second time in a savepoint, so it is replaced).
+pub(super) struct CallbackRows {
+    update: CallbackUpdate,
+    events: Vec<EventRow>,
+    at: i64,
+    pub(super) after: std::sync::Mutex<Option<PendingCallback>>,
+}
+
+impl CallbackRows {
+    pub(super) fn encode(update: &CallbackUpdate) -> Result<CallbackRows, StoreError> {
+        Ok(CallbackRows {
+            events: EventRow::encode_all(&update.events)?,
+            at: ts(update.at)?,
+            update: update.clone(),
+            after: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+/// Applies a callback update: reads the execution's wait in this transaction, lets
+/// [`CallbackUpdate::apply`] decide, and writes the callback it gives back.
+pub(super) fn apply_callback(
+    conn: &Connection,
+    cache: &mut Cache,
+    rows: &CallbackRows,
+) -> Result<(), Failure> {
+    let id = &rows.update.id;
+    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
+        return Err(Failure::refused(StoreError::NotFound(id.clone())));
+    };
+    let (key, status) = (known.key, known.status);
+    let waiting: Option<String> = conn
+        .prepare_cached("SELECT waiting FROM executions WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |row| row.get(0)))
+        .map_err(|e| Failure::refused(Cause::from(e)))?;
+    let waiting: Option<Wait> = waiting
+        .map(|w| serde_json::from_str(&w))
+        .transpose()
+        .map_err(|e| {
+            Failure::refused(StoreError::Corrupt {
+                id: id.clone(),
+                message: format!("waiting: {e}"),
+            })
+        })?;
+    let callback = rows
+        .update
+        .apply(status, waiting.as_ref())
+        .map_err(Failure::refused)?;
+    let waiting = Wait::Callback(callback.clone());
+    let wake_at = waiting
+        .wake_at()
+        .map(ts)
+        .transpose()
+        .map_err(Failure::refused)?;
+    let column = callback_column(Some(&waiting));
+    let text = json(&waiting).map_err(Failure::refused)?;
+    conn.prepare_cached(
+        "UPDATE executions SET waiting = ?2, wake_at = ?3, callback = ?4, updated_at = ?5 \
+         WHERE key = ?1",
+    )
+    .and_then(|mut s| s.execute(params![key, text, wake_at, column, rows.at]))
+    .map_err(sql_failure)?;
+    // Loaded above; only a rollback, which ends this write, forgets it.
+    let Some(known) = cache.get_mut(id) else {
+        return Err(Failure::partial(StoreError::NotFound(id.clone())));
+    };
+    append_events(conn, known, &rows.events)?;
+    *rows.after.lock().unwrap_or_else(|e| e.into_inner()) = Some(callback);
     Ok(())
 }
 

@@ -24,6 +24,16 @@
 //! (`redriven_at`, from which its workflow's timeout counts after a restart too). Two
 //! columns added in place: the rows of a version-2 file keep their keys and pages, and
 //! read as never redriven.
+//!
+//! # Why version 4
+//!
+//! Callbacks (`wait_for_callback!`): version 4 adds `callback`, the id of the callback
+//! an execution waits on while nobody has resolved it (`NULL` otherwise), and a partial
+//! index on it, so that listing the executions waiting on a callback
+//! (`ExecutionFilter::waiting_on_callback`) reads only those rows rather than decoding
+//! every `waiting`. The pending callback itself (its secret, deadlines, resolution) is
+//! in `waiting`, as the other waits are. Added in place: no file of an older version
+//! has a callback, so every row reads `NULL`.
 
 use std::path::Path;
 
@@ -42,7 +52,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5746_4c57;
 pub(super) const PAGE_SIZE: i64 = 8192;
 
 /// The schema version this version of the crate writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: executions and events keyed by the execution's text id. (Tests build
 /// version-1 files with it.)
@@ -177,6 +187,14 @@ pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     "
     ALTER TABLE executions ADD COLUMN redrives INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN redriven_at INTEGER;
+    ",
+    // 4: callbacks. The index holds only the executions waiting on one, a handful
+    // beside the executions in flight, and a checkpoint that does not wait on one
+    // leaves it alone (`NULL` before and after).
+    "
+    ALTER TABLE executions ADD COLUMN callback TEXT;
+    CREATE INDEX executions_waiting_on_callback ON executions (callback)
+        WHERE callback IS NOT NULL;
     ",
 ];
 

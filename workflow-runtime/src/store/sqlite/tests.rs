@@ -456,6 +456,72 @@ async fn a_version_2_file_is_upgraded_in_place() {
 }
 
 #[tokio::test]
+async fn a_version_3_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let mut running = record("r", None);
+    running.waiting = Some(Wait::Timer {
+        node: 0,
+        until: Timestamp(9_000),
+    });
+    running.wake_at = Some(Timestamp(9_000));
+    {
+        let conn = Connection::open(&path).unwrap();
+        for migration in &super::schema::MIGRATIONS[..3] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "application_id", super::schema::APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO executions (key, id, workflow, fingerprint, status, input, state, \
+             waiting, batches, wake_at, created_at, updated_at) \
+             VALUES (7, 'r', 'W', ?1, 'Running', ?2, ?3, ?4, 0, 9000, 1, 1)",
+            params![
+                i64::from_ne_bytes(running.fingerprint.to_ne_bytes()),
+                to_json(&running.input),
+                running.state,
+                running.waiting.as_ref().map(to_json),
+            ],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let id = ExecutionId::from("r");
+    assert_eq!(store.get(&id).await.unwrap(), Some(running));
+    let callbacks = ExecutionFilter::new().waiting_on_callback();
+    assert!(store.list(&callbacks).await.unwrap().is_empty());
+    // It takes callbacks from now on.
+    let callback =
+        crate::callback::PendingCallback::new(1, Timestamp(10), Duration::from_secs(60), None)
+            .unwrap();
+    let wait = Wait::Callback(callback);
+    store
+        .checkpoint(&checkpoint("r", b"[2]", Some(wait.clone())))
+        .await
+        .unwrap();
+    let listed: Vec<ExecutionId> = store
+        .list(&callbacks)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&id));
+    assert_eq!(store.get(&id).await.unwrap().unwrap().waiting, Some(wait));
+    drop(store);
+    let conn = Connection::open(&path).unwrap();
+    let (version, key): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), key FROM executions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((version, key), (super::schema::SCHEMA_VERSION, 7));
+}
+
+#[tokio::test]
 async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");

@@ -46,7 +46,7 @@ use super::checkpointer::Checkpointer;
 use super::errors::{is_busy, Cause};
 use super::health::Health;
 use super::lock::Lock;
-use super::rows::{self, CheckpointRows, CreateRows, EventRow, Failure, ReopenRows};
+use super::rows::{self, CallbackRows, CheckpointRows, CreateRows, EventRow, Failure, ReopenRows};
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
 
@@ -61,6 +61,8 @@ pub(super) enum Op {
     Checkpoint(CheckpointRows),
     /// Ended executions set running again, all or none (a redrive).
     Reopen(Vec<ReopenRows>),
+    /// A change to the callback an execution waits on.
+    Callback(CallbackRows),
     Append {
         id: ExecutionId,
         events: Vec<EventRow>,
@@ -314,6 +316,7 @@ impl Writer {
             Op::Create(rows) => rows::insert_execution(conn, cache, rows),
             Op::Checkpoint(rows) => rows::apply_checkpoint(conn, cache, rows),
             Op::Reopen(rows) => rows::reopen(conn, cache, rows),
+            Op::Callback(rows) => rows::apply_callback(conn, cache, rows),
             Op::Append { id, events } => rows::append(conn, cache, id, events),
             Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(|e| Failure {
                 error: Cause::from(e),
