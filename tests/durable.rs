@@ -748,5 +748,5 @@ async fn a_version_1_file_is_upgraded_and_its_executions_resume() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3, "upgraded to the current schema");
+    assert_eq!(version, 4, "upgraded to the current schema");
 }

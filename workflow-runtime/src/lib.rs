@@ -85,6 +85,7 @@ pub mod asl;
 mod callback;
 mod catalog;
 mod child;
+mod completion;
 mod context;
 mod deps;
 mod driver;

@@ -21,9 +21,11 @@
 //! 5. **Resume.** The step after the callback gets the resolution: the value, decoded
 //!    as the type the workflow waits for, or a [`CallbackError`] that `?` converts.
 //!
+//! This module holds the types, below the store and the driver that use them; the
+//! `completion` module, above them, completes callbacks from outside.
+//!
 //! [`Store::callback`]: crate::Store::callback
 
-mod complete;
 mod token;
 
 use std::borrow::Cow;
@@ -33,8 +35,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use token::fresh;
 pub use token::CallbackToken;
-pub(crate) use token::{fresh, same_secret, Parts};
+pub(crate) use token::{same_secret, Parts};
 
 use crate::deps::Fault;
 use crate::error::StoreError;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{CallbackResolution, CallbackToken, CompletionError, Parts, PendingCallback};
+use crate::callback::{CallbackResolution, CallbackToken, CompletionError, Parts, PendingCallback};
 use crate::driver::Inner;
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
@@ -123,7 +123,7 @@ impl Runtime {
 
     /// Fails the callback of `token` with error `error` and `cause`: the
     /// `wait_for_callback!` gives the workflow
-    /// [`CallbackError::Failed`](super::CallbackError::Failed), named `error` (a retry
+    /// [`CallbackError::Failed`](crate::CallbackError::Failed), named `error` (a retry
     /// policy or a `match` can tell failures apart by it), as Step Functions'
     /// `SendTaskFailure` does. The same rules as [`complete`](Self::complete); `error`
     /// must be a valid error name (not empty, not `States.…`, at most 256 characters)
@@ -152,7 +152,7 @@ impl Runtime {
     }
 
     /// Records a heartbeat of the callback of `token`: a callback with a `heartbeat`
-    /// interval fails with [`CallbackError::HeartbeatTimedOut`](super::CallbackError::HeartbeatTimedOut)
+    /// interval fails with [`CallbackError::HeartbeatTimedOut`](crate::CallbackError::HeartbeatTimedOut)
     /// if that long passes without one (counted from the start of the wait, then from
     /// the last heartbeat), as Step Functions' `SendTaskHeartbeat`. Refused once the
     /// callback is resolved, as [`complete`](Self::complete) is.
