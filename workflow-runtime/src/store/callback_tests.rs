@@ -15,25 +15,9 @@ use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::time::Timestamp;
 
+/// A running top-level execution, as the reopen tests make it.
 fn record(id: &str) -> ExecutionRecord {
-    ExecutionRecord {
-        id: id.into(),
-        workflow: "W".into(),
-        fingerprint: 7,
-        parent: None,
-        call_site: None,
-        status: Status::Running,
-        input: json!(1).into(),
-        state: b"\"Start\"".to_vec(),
-        waiting: None,
-        batches: 0,
-        outcome: None,
-        wake_at: None,
-        created_at: Timestamp(1),
-        updated_at: Timestamp(1),
-        redrives: 0,
-        redriven_at: None,
-    }
+    super::reopen_tests::record(id, None)
 }
 
 fn callback() -> PendingCallback {

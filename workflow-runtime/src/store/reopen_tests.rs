@@ -13,7 +13,7 @@ use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::time::Timestamp;
 
-fn record(id: &str, parent: Option<(&str, usize)>) -> ExecutionRecord {
+pub(super) fn record(id: &str, parent: Option<(&str, usize)>) -> ExecutionRecord {
     ExecutionRecord {
         id: id.into(),
         workflow: "W".into(),
