@@ -238,6 +238,8 @@ pub mod cli;
 pub mod console;
 #[cfg(feature = "console")]
 mod inspect;
+#[cfg(feature = "sfn")]
+pub mod sfn;
 
 /// The names a workflow module needs: `use workflow::prelude::*;`.
 pub mod prelude {

@@ -11,6 +11,8 @@ mod bench;
 mod callbacks;
 #[path = "support/differential.rs"]
 mod differential;
+#[path = "support/localstack.rs"]
+mod localstack;
 #[path = "ui/pass/exits.rs"]
 #[allow(clippy::all)]
 mod exits;
@@ -34,6 +36,7 @@ use std::sync::{Arc, OnceLock};
 use differential::{node_tools, Info, Native};
 use serde_json::{json, Value};
 use workflow::asl::{serve_json_lines, StateMachine, StepClock, StepHandler, TaskCompletion};
+use workflow::sfn::{ActivityWorker, DeployOptions, RemoteStatus, StepFunctions};
 use workflow::{CallbackToken, Runtime};
 
 /// Every workflow of these tests: `workflows!(register <builder>)` registers them (and
@@ -90,9 +93,13 @@ fn info(name: &str) -> Info {
 /// runtime it is given once built, a Step Functions token through the local
 /// SendTask* endpoint of the ASL harness (`tools/asl/run.cjs`), whose tokens are
 /// `{endpoint}#{random}`, with the request [`TaskCompletion`] describes.
+///
+/// With a Step Functions connection (the LocalStack test), a token that is not the local
+/// harness's is sent to it.
 #[derive(Default)]
 struct Completer {
     runtime: Arc<OnceLock<Runtime>>,
+    sfn: Option<StepFunctions>,
 }
 
 impl callbacks::Answer for Completer {
@@ -106,6 +113,9 @@ impl callbacks::Answer for Completer {
                     }
                 }
                 .map_err(|e| e.to_string())?;
+                if let Some(sfn) = &self.sfn {
+                    return sfn.send(&done).await.map_err(|e| e.to_string());
+                }
                 let (endpoint, _) = task_token
                     .split_once('#')
                     .ok_or("not a token of the local harness")?;
@@ -767,6 +777,102 @@ fn asl_runs_behave_like_native_runs() {
          (aws-local-stepfunctions has no `.waitForTaskToken`: tools/asl/run.cjs implements the \
          callbacks' Tasks, `$$.Task.Token` and SendTask* from the ASL spec)",
         runs.len()
+    );
+}
+
+/// The longest a scenario may wait (its native run's virtual time) to run on LocalStack,
+/// where waits are real.
+const LOCALSTACK_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The differential on LocalStack, an engine that implements Step Functions' service
+/// API: every workflow deployed (twice: the second deploy updates in place) with its
+/// Task states on an activity, every scenario that waits at most [`LOCALSTACK_MAX_WAIT`]
+/// started at once, their steps run by this process's activity worker, each compared
+/// with its native run (outcome, and the states entered, from `GetExecutionHistory`).
+///
+/// Top-level execution ids are ARNs on Step Functions, where the native runs have ids
+/// of their own; an ARN in an ASL run's result is read as its native run's id (children's
+/// ids derive from their parent's).
+#[test]
+fn asl_runs_on_localstack_behave_like_native_runs() {
+    let all = scenarios();
+    let native = run_natively(&all);
+    let (runs, native): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .zip(native)
+        .filter(|(_, n)| n.elapsed <= LOCALSTACK_MAX_WAIT)
+        .unzip();
+    let started = std::time::Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let asl = rt.block_on(async {
+        let Some(stack) = localstack::LocalStack::start().await else {
+            return None;
+        };
+        let sfn = StepFunctions::connect(Some(stack.url()), Some("us-east-1")).await;
+        let handler = Arc::new(
+            all_workflows!(StepHandler::builder())
+                .dependency(callbacks::Approver::new(Completer {
+                    sfn: Some(sfn.clone()),
+                    ..Completer::default()
+                }))
+                .clock(StepClock::Virtual)
+                .signing_key(differential::TEST_KEY)
+                .build()
+                .unwrap(),
+        );
+        let options = DeployOptions::new("arn:aws:iam::000000000000:role/workflows");
+        let first = sfn.deploy(handler.graphs(), &options).await.unwrap();
+        assert_eq!(first.created().len(), handler.workflows().len());
+        let deployment = sfn.deploy(handler.graphs(), &options).await.unwrap();
+        assert!(deployment.created().is_empty(), "a second deploy updates in place");
+        assert_eq!(first.state_machines(), deployment.state_machines());
+        assert_eq!(first.activity_arn(), deployment.activity_arn());
+        let worker = ActivityWorker::new(&sfn, deployment.activity_arn(), Arc::clone(&handler))
+            .concurrency(32)
+            .spawn();
+
+        let mut executions = tokio::task::JoinSet::new();
+        for (i, (workflow, input)) in runs.iter().enumerate() {
+            let sfn = sfn.clone();
+            let arn = deployment.state_machine_arn(workflow).unwrap().to_owned();
+            let (input, native_id) = (input.clone(), native[i].id.clone());
+            executions.spawn(async move {
+                let execution = sfn.start_json(&arn, input).await.unwrap();
+                let d = sfn.wait(&execution).await.unwrap();
+                let states = sfn.entered_states(&execution).await.unwrap();
+                let mut result = json!({ "states": states });
+                match d.status {
+                    RemoteStatus::Succeeded => result["output"] = d.output.unwrap_or(Value::Null),
+                    RemoteStatus::TimedOut => {
+                        result["error"] = json!({"name": "States.Timeout", "cause": ""})
+                    }
+                    _ => {
+                        result["error"] = json!({"name": d.error, "cause": d.cause.unwrap_or_default()})
+                    }
+                }
+                let text = result.to_string().replace(&execution, &native_id);
+                (i, serde_json::from_str::<Value>(&text).unwrap())
+            });
+        }
+        let mut asl = vec![Value::Null; runs.len()];
+        while let Some(done) = executions.join_next().await {
+            let (i, result) = done.unwrap();
+            asl[i] = result;
+        }
+        let report = worker.shutdown().await.unwrap();
+        assert_eq!(report.unanswered, 0, "{report:?}");
+        drop(stack);
+        Some(asl)
+    });
+    let Some(asl) = asl else { return };
+    let machines = handler().state_machines_for(workflow::asl::Target::Activity);
+    let differences = differential::compare_runs(&machines, &runs, &native, &asl);
+    differential::assert_none(&differences, runs.len());
+    eprintln!(
+        "{} workflow × scenario pairs on LocalStack: same outcome and same state sequence natively \
+         and on Step Functions' API, in {:.1?}",
+        runs.len(),
+        started.elapsed()
     );
 }
 

@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use workflow::asl::{serve_json_lines, StepHandler};
+use workflow::asl::{serve_json_lines, StateMachine, StepHandler};
 use workflow::{EventKind, ExecutionId, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
 
 /// The signing key of the handlers in differential runs: a child execution takes the
@@ -59,17 +59,21 @@ impl Info {
     }
 }
 
-/// One native run: its execution id, how it ended, and the states it entered.
+/// One native run: its execution id, how it ended, the states it entered, and how long
+/// it took on the runtime's clock (virtual time in these tests: the waits it made).
 pub struct Native {
     pub id: String,
     pub outcome: Value,
     pub tokens: Vec<String>,
+    pub elapsed: std::time::Duration,
 }
 
 /// Runs `name` on `input` to its end on `runtime` and maps it for the comparison.
 pub async fn run_natively(runtime: &Runtime, info: &Info, input: &Value) -> Native {
+    let started = tokio::time::Instant::now();
     let id: ExecutionId = runtime.start_json(info.name, input.clone()).await.unwrap();
     let outcome = runtime.wait(&id).await.unwrap();
+    let elapsed = started.elapsed();
     let history = runtime.history(&id).await.unwrap();
     // A task with a policy has its state entered before the call, so its state stands
     // for its failure too.
@@ -119,6 +123,7 @@ pub async fn run_natively(runtime: &Runtime, info: &Info, input: &Value) -> Nati
         id: id.to_string(),
         outcome,
         tokens,
+        elapsed,
     }
 }
 
@@ -224,10 +229,20 @@ pub fn compare(
         "run.cjs failed (see stderr)"
     );
     let asl: Vec<Value> = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
-    assert_eq!(asl.len(), runs.len());
+    compare_runs(&machines, runs, native, &asl)
+}
 
+/// Compares each native run with its ASL run, given as `{"states": [entered state
+/// names], "output": …}` or `{"states": […], "error": {"name", "cause"}}`.
+pub fn compare_runs(
+    machines: &[StateMachine],
+    runs: &[(&'static str, Value)],
+    native: &[Native],
+    asl: &[Value],
+) -> Vec<Difference> {
+    assert_eq!(asl.len(), runs.len());
     let mut differences = Vec::new();
-    for (((workflow, input), n), a) in runs.iter().zip(native).zip(&asl) {
+    for (((workflow, input), n), a) in runs.iter().zip(native).zip(asl) {
         let m = machines.iter().find(|m| m.workflow() == *workflow).unwrap();
         let mut tokens: Vec<String> = a["states"]
             .as_array()

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::asl::StateMachine;
+use crate::asl::{StateMachine, Target};
 use crate::graph::StateGraph;
 use crate::registry::{self, View, WorkflowRef};
 use crate::workflow::Workflow;
@@ -79,14 +79,25 @@ impl Catalog {
         self.graphs.keys().copied()
     }
 
+    /// The state graphs of the workflows, sorted by name.
+    pub fn graphs(&self) -> impl Iterator<Item = &'static StateGraph> + '_ {
+        self.graphs.values().copied()
+    }
+
     /// The state graph of the workflow named `name`.
     pub fn graph(&self, name: &str) -> Option<&'static StateGraph> {
         self.graphs.get(name).copied()
     }
 
-    /// The ASL definition of the workflow named `name`.
+    /// The ASL definition of the workflow named `name`, for the step handler as a
+    /// Lambda function.
     pub fn asl(&self, name: &str) -> Option<StateMachine> {
-        self.graph(name).map(crate::asl::emit)
+        self.asl_for(name, Target::Lambda)
+    }
+
+    /// The ASL definition of the workflow named `name`, for `target`.
+    pub fn asl_for(&self, name: &str, target: Target) -> Option<StateMachine> {
+        self.graph(name).map(|g| crate::asl::emit(g, target))
     }
 
     /// Whether it has no workflow.

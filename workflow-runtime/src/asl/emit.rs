@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::error::StepError;
 use super::{
-    child_placeholder, whole_seconds, Layout, NodeStates, CHILD_TIMEOUT_SECONDS, NO_ROUTE_ERROR,
+    child_placeholder, whole_seconds, Layout, NodeStates, Target, ACTIVITY_HEARTBEAT_SECONDS,
+    CHILD_TIMEOUT_SECONDS, NO_ROUTE_ERROR, STEP_HANDLER_ACTIVITY_PLACEHOLDER,
     STEP_HANDLER_PLACEHOLDER,
 };
 use crate::context::STATES_TIMEOUT;
@@ -25,6 +26,12 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// The ASL definition of the workflow whose state graph is `graph`, for `target`
+    /// ([`asl_for`] from a type, this from a [`Catalog`](crate::Catalog)'s graphs).
+    pub fn of(graph: &'static StateGraph, target: Target) -> StateMachine {
+        emit(graph, target)
+    }
+
     /// The workflow's name.
     pub fn workflow(&self) -> &'static str {
         self.workflow
@@ -47,7 +54,8 @@ impl StateMachine {
     }
 
     /// The `${…}` substitution placeholders the definition uses: the step handler's
-    /// Lambda ARN first, then each child workflow's state machine ARN.
+    /// (its Lambda's or its activity's ARN, see [`Target`]) first, then each child
+    /// workflow's state machine ARN.
     pub fn placeholders(&self) -> &[String] {
         &self.placeholders
     }
@@ -64,9 +72,15 @@ impl StateMachine {
     }
 }
 
-/// The ASL definition of workflow `W`.
+/// The ASL definition of workflow `W`, its steps run by the step handler as a Lambda
+/// function ([`Target::Lambda`]).
 pub fn asl<W: Workflow>() -> StateMachine {
-    emit(W::graph())
+    emit(W::graph(), Target::Lambda)
+}
+
+/// The ASL definition of workflow `W`, its steps run where `target` says.
+pub fn asl_for<W: Workflow>(target: Target) -> StateMachine {
+    emit(W::graph(), target)
 }
 
 /// `W::asl()` for every workflow.
@@ -75,16 +89,21 @@ pub trait AslExt: Workflow {
     fn asl() -> StateMachine {
         asl::<Self>()
     }
+
+    /// This workflow's ASL definition for `target`; see [`asl_for`].
+    fn asl_for(target: Target) -> StateMachine {
+        asl_for::<Self>(target)
+    }
 }
 
 impl<W: Workflow> AslExt for W {}
 
-pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
+pub(crate) fn emit(graph: &'static StateGraph, target: Target) -> StateMachine {
     let layout = Layout::of(graph);
     let wf = graph.workflow;
     let mut states = Map::new();
     let mut tokens = BTreeMap::new();
-    let mut placeholders = vec![STEP_HANDLER_PLACEHOLDER.to_owned()];
+    let mut placeholders = vec![target.placeholder().to_owned()];
     let mut placeholder = |workflow: &str| {
         let p = child_placeholder(workflow);
         if !placeholders.contains(&p) {
@@ -95,7 +114,8 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
 
     states.insert(
         layout.start.clone(),
-        lambda(
+        step(
+            target,
             wf,
             &layout.start,
             &layout.start_next,
@@ -123,21 +143,21 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                             "Entered once the call `{}` returned; runs the code after it up to the next yield point.",
                             node.name
                         );
-                        states.insert(main.clone(), lambda(wf, &main, &next, &comment));
+                        states.insert(main.clone(), step(target, wf, &main, &next, &comment));
                     }
                     Some(caught) => {
                         let comment = format!(
                             "Makes the call `{}` (retried and timed out as its policy says), then runs the code after it up to the next yield point.",
                             node.name
                         );
-                        let mut task = lambda(wf, &main, &next, &comment);
+                        let mut task = step(target, wf, &main, &next, &comment);
                         with_policy(&mut task, &node.policy(), caught);
                         states.insert(main.clone(), task);
                         let comment = format!(
                             "The call `{}` failed after its retries: hands the error to the code after it, which runs up to the next yield point.",
                             node.name
                         );
-                        states.insert(caught.clone(), lambda(wf, caught, &next, &comment));
+                        states.insert(caught.clone(), step(target, wf, caught, &next, &comment));
                     }
                 }
                 route(&mut states, &next, after(i), no_route);
@@ -148,7 +168,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 let next = n.next.clone().unwrap_or_default();
                 states.insert(main.clone(), wait(&resume));
                 let comment = "Runs the code after the wait up to the next yield point.";
-                states.insert(resume.clone(), lambda(wf, &resume, &next, comment));
+                states.insert(resume.clone(), step(target, wf, &resume, &next, comment));
                 route(&mut states, &next, after(i), no_route);
                 tokens.insert(main, node.name.to_owned());
             }
@@ -157,11 +177,11 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 let check = n.check.clone().unwrap_or_default();
                 states.insert(main.clone(), wait(&attempt));
                 let comment = "One call of the poll; if ready, also the code after the poll up to the next yield point.";
-                let mut task = lambda(wf, &attempt, &check, comment);
+                let mut task = step(target, wf, &attempt, &check, comment);
                 if let Some(caught) = &n.caught {
                     with_policy(&mut task, &node.policy(), caught);
                     let comment = "The poll's call failed after its retries: counts the error, and if the poll is done, runs the code after it up to the next yield point.";
-                    states.insert(caught.clone(), lambda(wf, caught, &check, comment));
+                    states.insert(caught.clone(), step(target, wf, caught, &check, comment));
                 }
                 states.insert(attempt.clone(), task);
                 let mut targets = vec![main.clone()];
@@ -183,7 +203,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                 task["Next"] = json!(resume);
                 task["Catch"] = catch(&resume);
                 states.insert(main.clone(), task);
-                children_tail(&mut states, wf, &resume, n, after(i));
+                children_tail(&mut states, target, wf, &resume, n, after(i));
                 retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
@@ -212,7 +232,7 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                         "Next": resume,
                     }),
                 );
-                children_tail(&mut states, wf, &resume, n, after(i));
+                children_tail(&mut states, target, wf, &resume, n, after(i));
                 retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
@@ -242,16 +262,16 @@ pub(crate) fn emit(graph: &'static StateGraph) -> StateMachine {
                         "Next": resume,
                     }),
                 );
-                children_tail(&mut states, wf, &resume, n, after(i));
+                children_tail(&mut states, target, wf, &resume, n, after(i));
                 retry_wait(&mut states, n, &main);
                 tokens.insert(main, node.name.to_owned());
             }
             NodeKind::Callback { heartbeat, .. } => {
                 let resume = n.resume.clone().unwrap_or_default();
                 let next = n.next.clone().unwrap_or_default();
-                states.insert(main.clone(), callback_task(wf, &main, &resume, *heartbeat));
+                states.insert(main.clone(), callback_task(target, wf, &main, &resume, *heartbeat));
                 let comment = "Hands the callback's value (or why there is none) to the workflow and runs the code after it up to the next yield point.";
-                states.insert(resume.clone(), lambda(wf, &resume, &next, comment));
+                states.insert(resume.clone(), step(target, wf, &resume, &next, comment));
                 route(&mut states, &next, after(i), no_route);
                 tokens.insert(main, node.name.to_owned());
             }
@@ -326,26 +346,37 @@ fn prune(states: &mut Map<String, Value>, start: &str) {
     states.retain(|name, _| reached.contains(name));
 }
 
-/// A Task state that invokes the step handler. The whole execution document goes in
-/// (`document`), the handler's answer becomes the document (`OutputPath`).
-fn lambda(workflow: &str, at: &str, next: &str, comment: &str) -> Value {
-    json!({
-        "Type": "Task",
-        "Comment": comment,
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {
-            "FunctionName": STEP_HANDLER_PLACEHOLDER,
-            "Payload": {
-                "workflow": workflow,
-                "at": at,
-                "execution.$": "$$.Execution.Id",
-                "document.$": "$",
-            },
-        },
-        "OutputPath": "$.Payload",
-        "Retry": [lambda_retrier()],
-        "Next": next,
-    })
+/// A Task state that runs one step in the step handler. The whole execution document
+/// goes in (`document`), the handler's answer becomes the document: a Lambda's through
+/// `OutputPath` (`lambda:invoke` wraps it in `Payload`), an activity's as it is (the
+/// worker's `SendTaskSuccess` output is the state's result).
+fn step(target: Target, workflow: &str, at: &str, next: &str, comment: &str) -> Value {
+    let request = json!({
+        "workflow": workflow,
+        "at": at,
+        "execution.$": "$$.Execution.Id",
+        "document.$": "$",
+    });
+    match target {
+        Target::Lambda => json!({
+            "Type": "Task",
+            "Comment": comment,
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": STEP_HANDLER_PLACEHOLDER, "Payload": request},
+            "OutputPath": "$.Payload",
+            "Retry": [lambda_retrier()],
+            "Next": next,
+        }),
+        Target::Activity => json!({
+            "Type": "Task",
+            "Comment": comment,
+            "Resource": STEP_HANDLER_ACTIVITY_PLACEHOLDER,
+            "Parameters": request,
+            "HeartbeatSeconds": ACTIVITY_HEARTBEAT_SECONDS,
+            "Retry": [activity_retrier()],
+            "Next": next,
+        }),
+    }
 }
 
 /// Lambda's own transient failures; the step is re-run, as after a crash natively
@@ -364,6 +395,18 @@ fn lambda_retrier() -> Value {
     })
 }
 
+/// A worker that stopped sending heartbeats (it crashed, or lost its connection) is
+/// given up on after [`ACTIVITY_HEARTBEAT_SECONDS`]; the step runs again on another
+/// worker, as natively after a crash (tasks are at-least-once).
+fn activity_retrier() -> Value {
+    json!({
+        "ErrorEquals": ["States.HeartbeatTimeout"],
+        "IntervalSeconds": 1,
+        "MaxAttempts": 3,
+        "BackoffRate": 2,
+    })
+}
+
 /// The Task state of a `wait_for_callback!`: `.waitForTaskToken` invokes the step handler
 /// with `$$.Task.Token`, which it hands to the closure that sends it, then waits for
 /// `SendTaskSuccess` (its output goes to `$.callback_result`), `SendTaskFailure`, a
@@ -372,27 +415,36 @@ fn lambda_retrier() -> Value {
 /// `CallbackError`. The timeout and the heartbeat interval are the workflow's own
 /// values, evaluated by the step that reached the callback: its answer carries them
 /// (`callback`), whence the `…SecondsPath` fields.
-fn callback_task(workflow: &str, at: &str, resume: &str, heartbeat: bool) -> Value {
-    let mut task = json!({
-        "Type": "Task",
-        "Comment": "Sends the callback's token (the step handler runs the closure of `wait_for_callback!` with $$.Task.Token), then waits until it is completed, failed or times out.",
-        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-        "Parameters": {
-            "FunctionName": STEP_HANDLER_PLACEHOLDER,
-            "Payload": {
-                "workflow": workflow,
-                "at": at,
-                "execution.$": "$$.Execution.Id",
-                "document.$": "$",
-                "token.$": "$$.Task.Token",
-            },
-        },
-        "TimeoutSecondsPath": "$.callback.timeout_seconds",
-        "ResultPath": "$.callback_result",
-        "Retry": [lambda_retrier()],
-        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.callback_error", "Next": resume}],
-        "Next": resume,
+fn callback_task(target: Target, workflow: &str, at: &str, resume: &str, heartbeat: bool) -> Value {
+    let mut request = json!({
+        "workflow": workflow,
+        "at": at,
+        "execution.$": "$$.Execution.Id",
+        "document.$": "$",
     });
+    let mut task = match target {
+        Target::Lambda => {
+            request["token.$"] = json!("$$.Task.Token");
+            json!({
+                "Comment": "Sends the callback's token (the step handler runs the closure of `wait_for_callback!` with $$.Task.Token), then waits until it is completed, failed or times out.",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": STEP_HANDLER_PLACEHOLDER, "Payload": request},
+                "Retry": [lambda_retrier()],
+            })
+        }
+        // An activity task has a token of its own: the worker hands it to the step
+        // handler, which sends it, and leaves the task open for whoever completes it.
+        Target::Activity => json!({
+            "Comment": "Sends the callback's token (the activity worker runs the closure of `wait_for_callback!` with its task's token), then waits until it is completed, failed or times out.",
+            "Resource": STEP_HANDLER_ACTIVITY_PLACEHOLDER,
+            "Parameters": request,
+        }),
+    };
+    task["Type"] = json!("Task");
+    task["TimeoutSecondsPath"] = json!("$.callback.timeout_seconds");
+    task["ResultPath"] = json!("$.callback_result");
+    task["Catch"] = json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.callback_error", "Next": resume}]);
+    task["Next"] = json!(resume);
     if heartbeat {
         task["HeartbeatSecondsPath"] = json!("$.callback.heartbeat_seconds");
     }
@@ -531,6 +583,7 @@ fn child_task(arn: &str, call: &str, policy: &Policy) -> Value {
 
 fn children_tail(
     states: &mut Map<String, Value>,
+    target: Target,
     wf: &str,
     resume: &str,
     n: &NodeStates,
@@ -540,7 +593,7 @@ fn children_tail(
     // A retried batch goes back through `N: retry`; the rest is the code after the node.
     let targets: Vec<String> = n.retry.iter().cloned().chain(after).collect();
     let comment = "Hands the children's results to the workflow and runs the code after them up to the next yield point.";
-    states.insert(resume.to_owned(), lambda(wf, resume, next, comment));
+    states.insert(resume.to_owned(), step(target, wf, resume, next, comment));
     route(
         states,
         next,

@@ -17,7 +17,7 @@ use super::document::Request;
 use super::document::StepClock;
 use super::error::{StepError, StepPayload};
 use super::sign::StateKey;
-use super::{emit, StateMachine};
+use super::{emit, StateMachine, Target};
 use crate::deps::{Deps, Fault};
 use crate::error::BuildError;
 use crate::error::DEFAULT_PAYLOAD_LIMIT;
@@ -190,6 +190,15 @@ impl StepHandler {
         names
     }
 
+    /// The registered workflows' state graphs, sorted by name.
+    pub fn graphs(&self) -> Vec<&'static StateGraph> {
+        self.workflows()
+            .into_iter()
+            .filter_map(|n| self.workflows.get(n))
+            .map(|e| e.graph())
+            .collect()
+    }
+
     /// Whether answers are signed and documents checked (a signing key was given).
     pub fn signing(&self) -> bool {
         self.config.key.is_some()
@@ -201,12 +210,18 @@ impl StepHandler {
         self.payload_limit.saturating_add(REQUEST_ENVELOPE)
     }
 
-    /// The ASL of every registered workflow, sorted by name.
+    /// The ASL of every registered workflow, sorted by name, for the step handler as
+    /// a Lambda function.
     pub fn state_machines(&self) -> Vec<StateMachine> {
+        self.state_machines_for(Target::Lambda)
+    }
+
+    /// The ASL of every registered workflow, sorted by name, for `target`.
+    pub fn state_machines_for(&self, target: Target) -> Vec<StateMachine> {
         self.workflows()
             .into_iter()
             .filter_map(|n| self.workflows.get(n))
-            .map(|e| emit::emit(e.graph()))
+            .map(|e| emit::emit(e.graph(), target))
             .collect()
     }
 

@@ -300,7 +300,7 @@ use crate::graph::{NodeKind, StateGraph};
 pub use callback::TaskCompletion;
 pub use document::StepClock;
 pub(crate) use emit::emit;
-pub use emit::{asl, AslExt, StateMachine};
+pub use emit::{asl, asl_for, AslExt, StateMachine};
 pub use error::{StepError, StepPayload};
 pub use handler::{StepHandler, StepHandlerBuilder, REQUEST_ENVELOPE, STATE_KEY_VAR};
 pub use serve::serve_json_lines;
@@ -326,8 +326,50 @@ const NO_ROUTE: &str = ": no route";
 /// batch runs again.
 const RETRY: &str = ": retry";
 
-/// The placeholder of the step handler's Lambda ARN.
+/// The placeholder of the step handler's Lambda ARN ([`Target::Lambda`]).
 pub const STEP_HANDLER_PLACEHOLDER: &str = "${StepHandlerArn}";
+
+/// The placeholder of the step handler's activity ARN ([`Target::Activity`]).
+pub const STEP_HANDLER_ACTIVITY_PLACEHOLDER: &str = "${StepHandlerActivityArn}";
+
+/// The `HeartbeatSeconds` of an activity's step Task: a worker heartbeats more often
+/// than this while a step runs, so a worker that stopped (it crashed, or lost its
+/// connection) is given up on after this long, and the step is run again
+/// (`States.HeartbeatTimeout` is retried).
+pub const ACTIVITY_HEARTBEAT_SECONDS: u64 = 60;
+
+/// Where the emitted Task states have the step handler run a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A Lambda function (`arn:aws:states:::lambda:invoke`, the function's ARN in
+    /// [`STEP_HANDLER_PLACEHOLDER`]), which runs the step handler per invocation
+    /// (`examples/step_handler.rs --lambda`).
+    #[default]
+    Lambda,
+    /// A Step Functions *activity* ([`STEP_HANDLER_ACTIVITY_PLACEHOLDER`]): any process
+    /// that polls it (`GetActivityTask`) runs the step and answers with
+    /// `SendTaskSuccess` / `SendTaskFailure`, heartbeating while it runs (at least every
+    /// [`ACTIVITY_HEARTBEAT_SECONDS`]); for programs on ECS, EC2 or one's own servers.
+    /// `workflow::sfn::ActivityWorker` is such a worker.
+    Activity,
+}
+
+impl Target {
+    /// The placeholder of the step handler's ARN in definitions for this target.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Target::Lambda => STEP_HANDLER_PLACEHOLDER,
+            Target::Activity => STEP_HANDLER_ACTIVITY_PLACEHOLDER,
+        }
+    }
+}
+
+/// Whether `answer`, the step handler's answer at a callback's Task, says the token was
+/// sent: `.waitForTaskToken` (or an activity worker) must then leave the task open for
+/// whoever got the token, instead of completing it with the answer.
+pub fn is_token_sent(answer: &serde_json::Value) -> bool {
+    answer.get("sent") == Some(&serde_json::Value::Bool(true))
+}
 
 /// Why a poll gave up: the suffix of its Fail state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
