@@ -64,6 +64,7 @@ mod deploy;
 mod executions;
 mod worker;
 
+use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::config::Credentials;
 use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata};
 
@@ -177,6 +178,9 @@ pub enum SfnError {
         code: String,
         /// Everything the SDK says about the failure.
         message: String,
+        /// Whether trying again may succeed: no answer came (a timeout, a connection
+        /// refused), or the service was throttling or failed itself (a 5xx).
+        transient: bool,
     },
     /// A workflow calls a child that is not among the workflows given to
     /// [`StepFunctions::deploy`].
@@ -196,16 +200,32 @@ pub enum SfnError {
 }
 
 impl SfnError {
-    fn service<E, R>(operation: &'static str, e: aws_sdk_sfn::error::SdkError<E, R>) -> Self
+    fn service<E>(operation: &'static str, e: aws_sdk_sfn::error::SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
+        // A service error's own message; the whole chain (it may hold the raw
+        // response) for a transport error.
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        let transient = match e.raw_response() {
+            None => true,
+            Some(r) => r.status().is_server_error() || r.status().as_u16() == 429,
+        } || e.code() == Some("ThrottlingException");
         SfnError::Service {
             operation,
             code: e.code().unwrap_or_default().to_owned(),
-            message: DisplayErrorContext(&e).to_string(),
+            message,
+            transient,
         }
+    }
+
+    /// Whether trying again may succeed (see [`SfnError::Service`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SfnError::Service { transient: true, .. })
     }
 
     /// The service's error code, if the service answered with one.

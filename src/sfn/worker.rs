@@ -23,8 +23,11 @@ const MAX_ERROR: usize = 256;
 /// - **Concurrency**: at most [`concurrency`](Self::concurrency) steps at once, each
 ///   taken by its own long poll (`GetActivityTask`), so the worker never takes a task it
 ///   has no room to run.
-/// - **Heartbeats**: while a step runs, `SendTaskHeartbeat` every
-///   [`heartbeat_every`](Self::heartbeat_every).
+/// - **Heartbeats**: while a step runs, `SendTaskHeartbeat` three times per the Task
+///   state's `HeartbeatSeconds`, which the task's input carries (`heartbeat_seconds`;
+///   see [`ACTIVITY_HEARTBEAT_SECONDS`](crate::asl::ACTIVITY_HEARTBEAT_SECONDS)). A
+///   callback's Task has none: once the step has sent the token, the task is left open
+///   for whoever completes it.
 /// - **Errors**: a [`StepError`] is sent as `SendTaskFailure` with its
 ///   [name](StepError::name) as `Error` (the states' `Retry` and `Catch` match them) and
 ///   its message as `Cause`. A transient failure to reach Step Functions is retried; an
@@ -39,7 +42,6 @@ pub struct ActivityWorker {
     activity_arn: String,
     handler: Arc<StepHandler>,
     concurrency: usize,
-    heartbeat: Duration,
     name: String,
 }
 
@@ -106,7 +108,6 @@ impl ActivityWorker {
             activity_arn: activity_arn.into(),
             handler,
             concurrency: 8,
-            heartbeat: Duration::from_secs(20),
             name: format!("workflow-{}", std::process::id()),
         }
     }
@@ -114,13 +115,6 @@ impl ActivityWorker {
     /// At most this many steps at once (8 by default; at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
-        self
-    }
-
-    /// How often a running step heartbeats: 20 s by default, well within the Task
-    /// states' [`ACTIVITY_HEARTBEAT_SECONDS`](crate::asl::ACTIVITY_HEARTBEAT_SECONDS).
-    pub fn heartbeat_every(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(100));
         self
     }
 
@@ -208,17 +202,23 @@ impl ActivityWorker {
 
     /// Runs one task's step, heartbeating, and answers it.
     async fn work(&self, token: &str, input: &str, counters: &Counters) {
-        let answer = {
-            let step = self.step(token, input);
-            tokio::pin!(step);
-            let mut beat = tokio::time::interval(self.heartbeat);
-            beat.tick().await;
-            loop {
-                tokio::select! {
-                    answer = &mut step => break answer,
-                    _ = beat.tick() => {
-                        if let Err(e) = self.sfn.client.send_task_heartbeat().task_token(token).send().await {
-                            tracing::warn!(error = %SfnError::service("SendTaskHeartbeat", e), "a step's heartbeat was refused");
+        let answer = match request(token, input) {
+            Err(e) => Err(e),
+            Ok((request, None)) => self.handler.handle(request).await,
+            Ok((request, Some(every))) => {
+                let step = self.handler.handle(request);
+                tokio::pin!(step);
+                let mut beat = tokio::time::interval(every);
+                beat.tick().await;
+                loop {
+                    tokio::select! {
+                        answer = &mut step => break answer,
+                        _ = beat.tick() => {
+                            let sent = self.sfn.client.send_task_heartbeat().task_token(token).send().await;
+                            if let Err(e) = sent {
+                                let e = SfnError::service("SendTaskHeartbeat", e);
+                                tracing::warn!(error = %e, "a step's heartbeat was refused");
+                            }
                         }
                     }
                 }
@@ -232,8 +232,8 @@ impl ActivityWorker {
             Ok(answer) => Ok(answer.to_string()),
             Err(e) => Err((truncate(e.name(), MAX_ERROR), truncate(&e.to_string(), MAX_CAUSE))),
         };
-        // A transport error or throttling is tried again; a refusal (the task timed
-        // out meanwhile, …) is final.
+        // A transport error, throttling or a failure of the service is tried again; a
+        // refusal (the task timed out meanwhile, …) is final.
         let mut attempt = 0;
         let (counter, result) = loop {
             attempt += 1;
@@ -264,8 +264,8 @@ impl ActivityWorker {
                         .map_err(|e| SfnError::service("SendTaskFailure", e)),
                 ),
             };
-            let transient = matches!(&result, Err(e) if matches!(e.code(), None | Some("ThrottlingException")));
-            if !transient || attempt == 3 {
+            let transient = matches!(&result, Err(e) if e.is_transient());
+            if !transient || attempt == 5 {
                 break (counter, result);
             }
             tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
@@ -281,23 +281,24 @@ impl ActivityWorker {
         }
     }
 
-    /// The step handler's answer to the task: its input is a request, to which the
-    /// task's token is added (a callback's Task sends it).
-    async fn step(&self, token: &str, input: &str) -> Result<Value, StepError> {
-        let mut request: Value = serde_json::from_str(input)
-            .map_err(|e| StepError::InvalidRequest(format!("the activity's input is not JSON: {e}")))?;
-        match request.as_object_mut() {
-            Some(fields) => {
-                fields.insert("token".to_owned(), Value::String(token.to_owned()));
-            }
-            None => {
-                return Err(StepError::InvalidRequest(
-                    "the activity's input is not a JSON object".into(),
-                ))
-            }
-        }
-        self.handler.handle(request).await
-    }
+}
+
+/// The step handler's request in a task's input, with the task's token added (a
+/// callback's Task sends it), and how often to heartbeat while it runs.
+fn request(token: &str, input: &str) -> Result<(Value, Option<Duration>), StepError> {
+    let mut request: Value = serde_json::from_str(input)
+        .map_err(|e| StepError::InvalidRequest(format!("the activity's input is not JSON: {e}")))?;
+    let Some(fields) = request.as_object_mut() else {
+        return Err(StepError::InvalidRequest(
+            "the activity's input is not a JSON object".into(),
+        ));
+    };
+    let every = fields
+        .remove("heartbeat_seconds")
+        .and_then(|s| s.as_u64())
+        .map(|s| Duration::from_millis(s.saturating_mul(1000) / 3).max(Duration::from_millis(100)));
+    fields.insert("token".to_owned(), Value::String(token.to_owned()));
+    Ok((request, every))
 }
 
 /// At most `max` characters of `text`.

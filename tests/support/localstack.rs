@@ -1,7 +1,9 @@
 //! LocalStack's Step Functions for the tests: installed by
 //! `tools/localstack/localstack.sh install` (a pinned `localstack-core` in a Python 3.13
 //! venv under `target/localstack`), started on a free loopback port, stopped when
-//! dropped.
+//! dropped. It runs through `tools/localstack/serve.py`, which fixes a race of
+//! LocalStack's `GetActivityTask` (a task lost with a 500 when another execution is
+//! starting; the file has the details and a reproduction).
 //!
 //! Without Python 3.13 the tests fail when `CI` is set, and print a loud skip otherwise.
 
@@ -52,8 +54,8 @@ impl LocalStack {
         let child = {
             use std::os::unix::process::CommandExt;
             Command::new(python)
-                .args(["-m", "localstack.runtime.main"])
-                .env("SERVICES", "stepfunctions")
+                .arg(root.join("tools/localstack/serve.py"))
+                .env("SERVICES", "stepfunctions,sts,events")
                 .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
                 .env("DNS_ADDRESS", "0")
                 .env("SKIP_SSL_CERT_DOWNLOAD", "1")

@@ -7,8 +7,9 @@
 #                                                 # Functions on 127.0.0.1:PORT (4566) in
 #                                                 # the foreground until stopped
 #
-# The tests (tests/asl.rs, `localstack` tests) start and stop their own instance on a
-# free port with the installed python. The pins besides localstack-core hold back
+# LocalStack runs through tools/localstack/serve.py, which fixes a race of its activity
+# API (see there). The tests (tests/asl.rs) start and stop their own instance on a free
+# port the same way. The pins besides localstack-core hold back
 # releases that break its TLS setup at start.
 set -euo pipefail
 
@@ -53,11 +54,12 @@ start)
     install
     port=${2:-4566}
     echo "LocalStack Step Functions on http://127.0.0.1:$port (Ctrl-C stops it)" >&2
-    # Step Functions only, on loopback; no DNS server, no TLS certificate download,
-    # no usage events.
-    SERVICES=stepfunctions GATEWAY_LISTEN="127.0.0.1:$port" DNS_ADDRESS=0 \
+    # Step Functions (with STS, which `startExecution.sync:2` calls, and EventBridge,
+    # which gets every execution's status changes), on loopback; no DNS server, no TLS
+    # certificate download, no usage events.
+    SERVICES=stepfunctions,sts,events GATEWAY_LISTEN="127.0.0.1:$port" DNS_ADDRESS=0 \
         SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
-        exec "$venv/bin/python" -m localstack.runtime.main
+        exec "$venv/bin/python" "$root/tools/localstack/serve.py"
     ;;
 *)
     echo "usage: $0 install | start [PORT]" >&2

@@ -290,6 +290,9 @@ pub(crate) fn emit(graph: &'static StateGraph, target: Target) -> StateMachine {
     }
 
     prune(&mut states, &layout.start);
+    if target == Target::Activity {
+        heartbeats(&mut states);
+    }
     tokens.retain(|state, _| states.contains_key(state));
 
     // No top-level `QueryLanguage`: JSONPath is the default, and statelint@1 (which only
@@ -405,6 +408,25 @@ fn activity_retrier() -> Value {
         "MaxAttempts": 3,
         "BackoffRate": 2,
     })
+}
+
+/// An activity's step Tasks have no `TimeoutSeconds`: the step handler enforces a
+/// call's timeout itself, and a worker that died or hangs stops heartbeating
+/// ([`ACTIVITY_HEARTBEAT_SECONDS`], retried as `States.HeartbeatTimeout`). A Lambda's
+/// backstop would be wrong here: an activity's timeout runs from when the task is
+/// scheduled, so a task that waited for a free worker would count as a call that timed
+/// out. The worker reads the heartbeat interval from the task's input
+/// (`heartbeat_seconds`) and sends a heartbeat three times as often.
+fn heartbeats(states: &mut Map<String, Value>) {
+    for state in states.values_mut() {
+        if state.get("HeartbeatSeconds").is_none() {
+            continue;
+        }
+        if let Some(task) = state.as_object_mut() {
+            task.remove("TimeoutSeconds");
+        }
+        state["Parameters"]["heartbeat_seconds"] = json!(ACTIVITY_HEARTBEAT_SECONDS);
+    }
 }
 
 /// The Task state of a `wait_for_callback!`: `.waitForTaskToken` invokes the step handler

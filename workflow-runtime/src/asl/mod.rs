@@ -332,10 +332,13 @@ pub const STEP_HANDLER_PLACEHOLDER: &str = "${StepHandlerArn}";
 /// The placeholder of the step handler's activity ARN ([`Target::Activity`]).
 pub const STEP_HANDLER_ACTIVITY_PLACEHOLDER: &str = "${StepHandlerActivityArn}";
 
-/// The `HeartbeatSeconds` of an activity's step Task: a worker heartbeats more often
-/// than this while a step runs, so a worker that stopped (it crashed, or lost its
-/// connection) is given up on after this long, and the step is run again
-/// (`States.HeartbeatTimeout` is retried).
+/// The `HeartbeatSeconds` of an activity's step Task: a worker that stopped
+/// heartbeating (it crashed, hangs, or lost its connection) is given up on after this
+/// long, and the step is run again (`States.HeartbeatTimeout` is retried). The interval
+/// is also in the task's input, as `heartbeat_seconds`, for the worker, which heartbeats
+/// three times as often. Step Tasks have no `TimeoutSeconds` on an activity: the step
+/// handler enforces a call's timeout, and a task that waits for a free worker has not
+/// timed out.
 pub const ACTIVITY_HEARTBEAT_SECONDS: u64 = 60;
 
 /// Where the emitted Task states have the step handler run a step.
