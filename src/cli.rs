@@ -135,6 +135,12 @@ pub enum CliError {
         /// The console's reason.
         message: String,
     },
+    /// Deploying to Step Functions failed.
+    #[error(transparent)]
+    Sfn(#[from] crate::sfn::SfnError),
+    /// `deploy` in a binary that links no workflow.
+    #[error("this binary links no workflow to deploy: run `deploy` from a program that calls `workflow::cli::main` with its catalog")]
+    NothingToDeploy,
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -147,7 +153,7 @@ pub enum CliError {
 #[command(
     name = "workflow",
     version,
-    about = "See the executions of a workflow store: list, show, tree, graph, console"
+    about = "See the executions of a workflow store (list, show, tree, graph, console), act on them (redrive, cancel), deploy the workflows to Step Functions"
 )]
 struct Args {
     /// The store file (SQLite).
@@ -203,6 +209,32 @@ enum Command {
         /// The drawing.
         #[arg(long, value_enum, default_value_t = Format::Mermaid)]
         format: Format,
+        /// For `--format asl`: where its Task states run the steps.
+        #[arg(long, value_enum, default_value_t = Target::Lambda)]
+        target: Target,
+    },
+    /// Creates or updates, on AWS Step Functions, the activity and a state machine per
+    /// linked workflow (children first), whose steps an activity worker runs. Uses the
+    /// default AWS credential chain; prints the ARNs.
+    Deploy {
+        /// The IAM role the state machines run as.
+        #[arg(long, env = "WORKFLOW_ROLE_ARN")]
+        role_arn: String,
+        /// The service's URL, for a local engine (`http://127.0.0.1:4566`).
+        #[arg(long, env = "AWS_ENDPOINT_URL_SFN", value_name = "URL")]
+        endpoint_url: Option<String>,
+        /// The region (else the environment's or the profile's).
+        #[arg(long)]
+        region: Option<String>,
+        /// Put before every name, to keep deployments apart (`staging-`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The activity's name (after the prefix).
+        #[arg(long, default_value = "workflow-step-handler")]
+        activity: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// The workflows this binary links.
     Workflows,
@@ -272,6 +304,13 @@ impl Remote {
     }
 }
 
+/// [`asl::Target`](crate::asl::Target), for the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    Lambda,
+    Activity,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Mermaid,
@@ -289,7 +328,38 @@ pub async fn run(
 ) -> Result<(), CliError> {
     let args = Args::try_parse_from(args)?;
     match args.command {
-        Command::Graph { name, format } => {
+        Command::Deploy {
+            role_arn,
+            endpoint_url,
+            region,
+            prefix,
+            activity,
+            json,
+        } => {
+            if catalog.is_empty() {
+                return Err(CliError::NothingToDeploy);
+            }
+            let sfn = crate::sfn::StepFunctions::connect(endpoint_url.as_deref(), region.as_deref()).await;
+            let options = crate::sfn::DeployOptions::new(role_arn)
+                .prefix(prefix)
+                .activity(activity);
+            let deployment = sfn.deploy(catalog.graphs(), &options).await?;
+            if json {
+                let doc = json!({
+                    "activity": deployment.activity_arn(),
+                    "state_machines": deployment.state_machines(),
+                    "created": deployment.created(),
+                });
+                writeln!(out, "{doc}")?;
+            } else {
+                writeln!(out, "activity {}", deployment.activity_arn())?;
+                for (workflow, arn) in deployment.state_machines() {
+                    let how = if deployment.created().contains(workflow) { "created" } else { "updated" };
+                    writeln!(out, "{workflow} {arn} ({how})")?;
+                }
+            }
+        }
+        Command::Graph { name, format, target } => {
             let graph = catalog
                 .graph(&name)
                 .ok_or_else(|| unknown_workflow(&catalog, &name))?;
@@ -297,10 +367,16 @@ pub async fn run(
                 Format::Mermaid => graph.to_mermaid(),
                 Format::Dot => graph.to_dot(),
                 Format::Svg => graph.to_svg(),
-                Format::Asl => catalog
-                    .asl(&name)
-                    .map(|m| m.to_pretty())
-                    .unwrap_or_default(),
+                Format::Asl => {
+                    let target = match target {
+                        Target::Lambda => crate::asl::Target::Lambda,
+                        Target::Activity => crate::asl::Target::Activity,
+                    };
+                    catalog
+                        .asl_for(&name, target)
+                        .map(|m| m.to_pretty())
+                        .unwrap_or_default()
+                }
             };
             writeln!(out, "{}", text.trim_end())?;
         }

@@ -2,8 +2,9 @@
 //! on 127.0.0.1. Jobs run for a while and then succeed or, if the service is told to
 //! reject them, fail. Big batches wait for approval: the service keeps their requests,
 //! and an approver's answer (`POST /approvals/{id}/approve` or `…/reject`) completes
-//! the request's callback token through the runtime. Shared with the tests that need
-//! the example's service.
+//! the request's callback token through the runtime (or, when the workflows run on Step
+//! Functions, through `SendTaskSuccess`). Shared with the tests that need the example's
+//! service.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -18,6 +19,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use workflow::asl::TaskCompletion;
+use workflow::sfn::StepFunctions;
 use workflow::{CompletionError, Runtime};
 
 /// How the service behaves.
@@ -37,8 +40,16 @@ pub struct Config {
 pub struct JobServer {
     pub base_url: String,
     board: Board,
-    /// The runtime whose callbacks the approvers' answers complete.
-    runtime: Arc<OnceLock<Runtime>>,
+    /// What completes the callbacks the approvers answer.
+    completer: Arc<OnceLock<Completer>>,
+}
+
+/// What completes an approval's callback token: the runtime that holds the waiting
+/// executions, or Step Functions, whose task tokens the steps sent.
+#[derive(Clone)]
+enum Completer {
+    Runtime(Runtime),
+    StepFunctions(StepFunctions),
 }
 
 /// How long a job runs, and why it fails if it does, under `config`.
@@ -73,7 +84,14 @@ impl JobServer {
 
     /// Answers approvals through `runtime`: it holds the executions that wait on them.
     pub fn answer_approvals_with(&self, runtime: &Runtime) {
-        let _ = self.runtime.set(runtime.clone());
+        let _ = self.completer.set(Completer::Runtime(runtime.clone()));
+    }
+
+    /// Answers approvals on Step Functions (`SendTaskSuccess`), where the executions
+    /// that wait on them run.
+    #[allow(dead_code)] // Not every program that shares this file runs on Step Functions.
+    pub fn answer_approvals_on(&self, sfn: &StepFunctions) {
+        let _ = self.completer.set(Completer::StepFunctions(sfn.clone()));
     }
 }
 
@@ -153,11 +171,11 @@ pub async fn start(config: Config) -> std::io::Result<JobServer> {
         approvals: BTreeMap::new(),
         next_approval: 1,
     }));
-    let runtime: Arc<OnceLock<Runtime>> = Arc::default();
+    let completer: Arc<OnceLock<Completer>> = Arc::default();
     let approvals = Router::new()
         .route("/approvals", post(request_approval).get(pending_approvals))
         .route("/approvals/{id}/{decision}", post(answer_approval))
-        .with_state((Arc::clone(&board), Arc::clone(&runtime)));
+        .with_state((Arc::clone(&board), Arc::clone(&completer)));
     let app = Router::new()
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(job_status))
@@ -173,7 +191,7 @@ pub async fn start(config: Config) -> std::io::Result<JobServer> {
     Ok(JobServer {
         base_url,
         board,
-        runtime,
+        completer,
     })
 }
 
@@ -211,7 +229,7 @@ async fn job_status(
 
 /// `POST /approvals`: a batch asks for approval; its request waits for an approver.
 async fn request_approval(
-    State((board, _)): State<(Board, Arc<OnceLock<Runtime>>)>,
+    State((board, _)): State<(Board, Arc<OnceLock<Completer>>)>,
     Json(request): Json<ApprovalRequest>,
 ) -> (StatusCode, Json<PendingApproval>) {
     let mut jobs = lock(&board);
@@ -228,7 +246,7 @@ async fn request_approval(
 
 /// `GET /approvals`: the requests waiting for an answer.
 async fn pending_approvals(
-    State((board, _)): State<(Board, Arc<OnceLock<Runtime>>)>,
+    State((board, _)): State<(Board, Arc<OnceLock<Completer>>)>,
 ) -> Json<Vec<PendingApproval>> {
     let jobs = lock(&board);
     Json(
@@ -248,7 +266,7 @@ async fn pending_approvals(
 /// `409 Conflict` if the callback was answered already, timed out, or its execution
 /// ended; the request is forgotten either way.
 async fn answer_approval(
-    State((board, runtime)): State<(Board, Arc<OnceLock<Runtime>>)>,
+    State((board, completer)): State<(Board, Arc<OnceLock<Completer>>)>,
     Path((id, decision)): Path<(u64, String)>,
     answer: Option<Json<Answer>>,
 ) -> Result<StatusCode, (StatusCode, String)> {
@@ -257,7 +275,7 @@ async fn answer_approval(
         "reject" => false,
         _ => return Err((StatusCode::NOT_FOUND, format!("no decision `{decision}`"))),
     };
-    let runtime = runtime.get().ok_or((
+    let completer = completer.get().ok_or((
         StatusCode::SERVICE_UNAVAILABLE,
         "no runtime answers approvals yet".to_owned(),
     ))?;
@@ -270,6 +288,17 @@ async fn answer_approval(
         approved,
         by: by.unwrap_or_else(|| "an approver".to_owned()),
         comment,
+    };
+    let runtime = match completer {
+        Completer::Runtime(runtime) => runtime,
+        Completer::StepFunctions(sfn) => {
+            let done = TaskCompletion::success(&request.token, &approval)
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            return match sfn.send(&done).await {
+                Ok(()) => Ok(StatusCode::NO_CONTENT),
+                Err(e) => Err((StatusCode::CONFLICT, e.to_string())),
+            };
+        }
     };
     match runtime.complete(&request.token, approval).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),

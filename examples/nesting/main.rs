@@ -69,6 +69,9 @@ use workflows::*;
 
 mod job_server;
 
+// The same workflows on Step Functions: `cargo run --example nesting -- sfn …`.
+mod on_step_functions;
+
 // =======================================================================================
 // The program: start the service, run the workflows, show what happened.
 // =======================================================================================
@@ -163,12 +166,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let catalog = workflow::Catalog::new().register(main_flow);
         return Ok(workflow::cli::run(catalog, args, &mut std::io::stdout()).await?);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // `cargo run --example nesting -- sfn --endpoint-url URL`: on Step Functions.
+    if std::env::args().nth(1).as_deref() == Some("sfn") {
+        init_logs();
+        let args = on_step_functions::Args::parse_from(std::env::args_os().skip(1));
+        return on_step_functions::run(args).await;
+    }
+    init_logs();
     let args = Args::parse();
 
     let server = job_server::start(job_server::Config {
@@ -371,6 +375,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  cargo run --example nesting -- --console 127.0.0.1:7878   # the console with actions"
     );
     Ok(())
+}
+
+/// Logs to stderr, as `RUST_LOG` says (warnings by default).
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
 }
 
 fn heading(title: &str) {

@@ -32,13 +32,11 @@
 //! // Works on the activity's tasks until it is stopped.
 //! let worker = ActivityWorker::new(&sfn, deployment.activity_arn(), handler).spawn();
 //!
-//! let execution = sfn.start::<Double>(&deployment, &21).await?;
-//! assert_eq!(sfn.result::<Double>(&execution).await?, Ok(42));
+//! let execution = sfn.start::<double>(&deployment, &21).await?;
+//! assert_eq!(sfn.result::<double>(&execution).await?, Ok(42));
 //! worker.shutdown().await?;
 //! # Ok(()) }
 //! ```
-//!
-//! (`Double` is the type `#[workflow]` generates for `double`.)
 //!
 //! # What runs where
 //!
