@@ -339,7 +339,9 @@ pub async fn run(
             if catalog.is_empty() {
                 return Err(CliError::NothingToDeploy);
             }
-            let sfn = crate::sfn::StepFunctions::connect(endpoint_url.as_deref(), region.as_deref()).await;
+            let sfn =
+                crate::sfn::StepFunctions::connect(endpoint_url.as_deref(), region.as_deref())
+                    .await;
             let options = crate::sfn::DeployOptions::new(role_arn)
                 .prefix(prefix)
                 .activity(activity);
@@ -354,12 +356,20 @@ pub async fn run(
             } else {
                 writeln!(out, "activity {}", deployment.activity_arn())?;
                 for (workflow, arn) in deployment.state_machines() {
-                    let how = if deployment.created().contains(workflow) { "created" } else { "updated" };
+                    let how = if deployment.created().contains(workflow) {
+                        "created"
+                    } else {
+                        "updated"
+                    };
                     writeln!(out, "{workflow} {arn} ({how})")?;
                 }
             }
         }
-        Command::Graph { name, format, target } => {
+        Command::Graph {
+            name,
+            format,
+            target,
+        } => {
             let graph = catalog
                 .graph(&name)
                 .ok_or_else(|| unknown_workflow(&catalog, &name))?;

@@ -34,7 +34,11 @@ pub struct Args {
     region: Option<String>,
 
     /// The IAM role the state machines run as (any role ARN on LocalStack).
-    #[arg(long, env = "WORKFLOW_ROLE_ARN", default_value = "arn:aws:iam::000000000000:role/workflow-example")]
+    #[arg(
+        long,
+        env = "WORKFLOW_ROLE_ARN",
+        default_value = "arn:aws:iam::000000000000:role/workflow-example"
+    )]
     role_arn: String,
 
     /// Put before every deployed name.

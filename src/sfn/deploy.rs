@@ -199,16 +199,15 @@ impl StepFunctions {
             activity_arn: activity_arn.clone(),
             ..Deployment::default()
         };
-        let mut substitutions = HashMap::from([(
-            STEP_HANDLER_ACTIVITY_PLACEHOLDER.to_owned(),
-            activity_arn,
-        )]);
+        let mut substitutions =
+            HashMap::from([(STEP_HANDLER_ACTIVITY_PLACEHOLDER.to_owned(), activity_arn)]);
         // A workflow in a cycle is called before it can be defined: it starts as a
         // one-state machine, defined for real in its turn below.
         for g in &ordered {
             if cyclic.contains(g.workflow) && !existing.contains_key(g.workflow) {
                 let name = state_machine_name(&options.prefix, g.workflow);
-                let stub = r#"{"StartAt":"Deploying","States":{"Deploying":{"Type":"Pass","End":true}}}"#;
+                let stub =
+                    r#"{"StartAt":"Deploying","States":{"Deploying":{"Type":"Pass","End":true}}}"#;
                 let arn = self.create(&name, stub, options).await?;
                 existing.insert(name, arn);
                 deployment.created.push(g.workflow.to_owned());
@@ -243,9 +242,7 @@ impl StepFunctions {
                 }
             };
             substitutions.insert(child_placeholder(g.workflow), arn.clone());
-            deployment
-                .state_machines
-                .insert(g.workflow.to_owned(), arn);
+            deployment.state_machines.insert(g.workflow.to_owned(), arn);
         }
         Ok(deployment)
     }
@@ -276,14 +273,18 @@ mod tests {
 
     #[test]
     fn names_keep_what_step_functions_allows() {
-        assert_eq!(state_machine_name("", "NestingPattern.v2"), "NestingPattern-v2");
+        assert_eq!(
+            state_machine_name("", "NestingPattern.v2"),
+            "NestingPattern-v2"
+        );
         assert_eq!(state_machine_name("dev-", "a_b"), "dev-a_b");
         assert_eq!(state_machine_name("", &"x".repeat(100)).len(), 80);
     }
 
     #[test]
     fn substitution_replaces_whole_strings_only() {
-        let mut v = serde_json::json!({"a": "${XArn}", "b": ["${XArn} and more", {"c": "${XArn}"}]});
+        let mut v =
+            serde_json::json!({"a": "${XArn}", "b": ["${XArn} and more", {"c": "${XArn}"}]});
         let with = HashMap::from([("${XArn}".to_owned(), "arn:x".to_owned())]);
         substitute(&mut v, &with);
         assert_eq!(

@@ -89,7 +89,11 @@ impl StepFunctions {
 
     /// Starts the state machine `state_machine_arn` with the workflow input `input`
     /// (sent as the execution input `{"input": …}`); returns the execution's ARN.
-    pub async fn start_json(&self, state_machine_arn: &str, input: Value) -> Result<String, SfnError> {
+    pub async fn start_json(
+        &self,
+        state_machine_arn: &str,
+        input: Value,
+    ) -> Result<String, SfnError> {
         Ok(self
             .client
             .start_execution()
@@ -157,9 +161,8 @@ impl StepFunctions {
         Ok(match d.status {
             RemoteStatus::Succeeded => {
                 let output = d.output.unwrap_or(Value::Null);
-                Ok(serde_json::from_value(output).map_err(|e| {
-                    SfnError::Json(format!("the output of `{}`: {e}", W::NAME))
-                })?)
+                Ok(serde_json::from_value(output)
+                    .map_err(|e| SfnError::Json(format!("the output of `{}`: {e}", W::NAME)))?)
             }
             RemoteStatus::TimedOut => Err(RemoteError::TimedOut),
             RemoteStatus::Aborted => Err(RemoteError::Aborted),

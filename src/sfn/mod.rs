@@ -101,7 +101,11 @@ impl StepFunctions {
             };
             if !found {
                 builder = builder.credentials_provider(Credentials::new(
-                    "local", "local", None, None, "workflow-local",
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "workflow-local",
                 ));
             }
             if config.region().is_none() {
@@ -223,7 +227,13 @@ impl SfnError {
 
     /// Whether trying again may succeed (see [`SfnError::Service`]).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SfnError::Service { transient: true, .. })
+        matches!(
+            self,
+            SfnError::Service {
+                transient: true,
+                ..
+            }
+        )
     }
 
     /// The service's error code, if the service answered with one.

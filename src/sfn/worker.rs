@@ -102,7 +102,11 @@ impl WorkerHandle {
 
 impl ActivityWorker {
     /// A worker on activity `activity_arn` (see [`Deployment::activity_arn`](super::Deployment::activity_arn)), running steps with `handler`.
-    pub fn new(sfn: &StepFunctions, activity_arn: impl Into<String>, handler: Arc<StepHandler>) -> Self {
+    pub fn new(
+        sfn: &StepFunctions,
+        activity_arn: impl Into<String>,
+        handler: Arc<StepHandler>,
+    ) -> Self {
         ActivityWorker {
             sfn: sfn.clone(),
             activity_arn: activity_arn.into(),
@@ -159,7 +163,11 @@ impl ActivityWorker {
     }
 
     /// One long poll after another, each task run to its answer before the next poll.
-    async fn poll(self: Arc<Self>, stop: CancellationToken, counters: Arc<Counters>) -> Result<(), SfnError> {
+    async fn poll(
+        self: Arc<Self>,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) -> Result<(), SfnError> {
         let mut backoff = Duration::from_millis(200);
         loop {
             let request = self
@@ -196,7 +204,8 @@ impl ActivityWorker {
             let Some(token) = task.task_token().filter(|t| !t.is_empty()) else {
                 continue;
             };
-            self.work(token, task.input().unwrap_or_default(), &counters).await;
+            self.work(token, task.input().unwrap_or_default(), &counters)
+                .await;
         }
     }
 
@@ -230,7 +239,10 @@ impl ActivityWorker {
                 return;
             }
             Ok(answer) => Ok(answer.to_string()),
-            Err(e) => Err((truncate(e.name(), MAX_ERROR), truncate(&e.to_string(), MAX_CAUSE))),
+            Err(e) => Err((
+                truncate(e.name(), MAX_ERROR),
+                truncate(&e.to_string(), MAX_CAUSE),
+            )),
         };
         // A transport error, throttling or a failure of the service is tried again; a
         // refusal (the task timed out meanwhile, …) is final.
@@ -280,7 +292,6 @@ impl ActivityWorker {
             }
         }
     }
-
 }
 
 /// The step handler's request in a task's input, with the task's token added (a
@@ -304,4 +315,38 @@ fn request(token: &str, input: &str) -> Result<(Value, Option<Duration>), StepEr
 /// At most `max` characters of `text`.
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_gets_the_token_and_loses_the_heartbeat() {
+        let input = r#"{"workflow":"w","at":"Start","execution":"arn:x","document":{"input":1},"heartbeat_seconds":60}"#;
+        let (asked, every) = request("tok", input).unwrap();
+        assert_eq!(every, Some(Duration::from_secs(20)));
+        assert_eq!(
+            asked,
+            serde_json::json!({"workflow":"w","at":"Start","execution":"arn:x","document":{"input":1},"token":"tok"})
+        );
+        // A callback's Task: no heartbeat while its token is sent.
+        let (_, every) = request("tok", r#"{"workflow":"w","at":"c"}"#).unwrap();
+        assert_eq!(every, None);
+    }
+
+    #[test]
+    fn a_bad_input_is_an_invalid_request() {
+        for input in ["not json", "[1, 2]", "\"text\""] {
+            let e = request("tok", input).unwrap_err();
+            assert_eq!(e.name(), "Workflow.InvalidRequest", "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn failures_fit_step_functions_limits() {
+        let long = "é".repeat(MAX_CAUSE + 10);
+        assert_eq!(truncate(&long, MAX_CAUSE).chars().count(), MAX_CAUSE);
+        assert_eq!(truncate("short", MAX_ERROR), "short");
+    }
 }

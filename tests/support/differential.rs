@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use workflow::asl::{serve_json_lines, StateMachine, StepHandler};
+use workflow::asl::{serve_json_lines, StateMachine, StepHandler, Target};
 use workflow::{EventKind, ExecutionId, Outcome, Runtime, StateGraph, Workflow, WorkflowError};
 
 /// The signing key of the handlers in differential runs: a child execution takes the
@@ -154,11 +154,26 @@ pub fn node_tools() -> Option<&'static Path> {
         .as_deref()
 }
 
-/// Runs every definition of `handler` through both validators; panics on an error.
-/// Returns how many definitions passed.
+/// Runs every definition of `handler`, for both targets (Lambda and activity), through
+/// both validators; panics on an error. Returns how many definitions passed.
 pub fn validate(tools: &Path, handler: &StepHandler) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let files = handler.write_asl(dir.path()).unwrap();
+    let mut files = Vec::new();
+    for target in [Target::Lambda, Target::Activity] {
+        for m in handler.state_machines_for(target) {
+            let path = dir
+                .path()
+                .join(format!("{}.{target:?}.asl.json", m.workflow()));
+            // An activity's ARN is the Task's `Resource`, which must be an ARN: as a
+            // deploy does, the placeholder is filled in.
+            let text = m.to_pretty().replace(
+                workflow::asl::STEP_HANDLER_ACTIVITY_PLACEHOLDER,
+                "arn:aws:states:us-east-1:123456789012:activity:workflow-step-handler",
+            );
+            std::fs::write(&path, text).unwrap();
+            files.push(path);
+        }
+    }
     let out = Command::new("node")
         .arg(tools.join("validate.cjs"))
         .args(&files)

@@ -41,7 +41,11 @@ impl LocalStack {
             "tools/localstack/localstack.sh install failed (see above)"
         );
         let python = String::from_utf8(install.stdout).unwrap();
-        let python = python.lines().last().expect("the script prints the python").trim();
+        let python = python
+            .lines()
+            .last()
+            .expect("the script prints the python")
+            .trim();
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

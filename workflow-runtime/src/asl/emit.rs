@@ -269,7 +269,10 @@ pub(crate) fn emit(graph: &'static StateGraph, target: Target) -> StateMachine {
             NodeKind::Callback { heartbeat, .. } => {
                 let resume = n.resume.clone().unwrap_or_default();
                 let next = n.next.clone().unwrap_or_default();
-                states.insert(main.clone(), callback_task(target, wf, &main, &resume, *heartbeat));
+                states.insert(
+                    main.clone(),
+                    callback_task(target, wf, &main, &resume, *heartbeat),
+                );
                 let comment = "Hands the callback's value (or why there is none) to the workflow and runs the code after it up to the next yield point.";
                 states.insert(resume.clone(), step(target, wf, &resume, &next, comment));
                 route(&mut states, &next, after(i), no_route);
@@ -465,7 +468,8 @@ fn callback_task(target: Target, workflow: &str, at: &str, resume: &str, heartbe
     task["Type"] = json!("Task");
     task["TimeoutSecondsPath"] = json!("$.callback.timeout_seconds");
     task["ResultPath"] = json!("$.callback_result");
-    task["Catch"] = json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.callback_error", "Next": resume}]);
+    task["Catch"] =
+        json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.callback_error", "Next": resume}]);
     task["Next"] = json!(resume);
     if heartbeat {
         task["HeartbeatSecondsPath"] = json!("$.callback.heartbeat_seconds");
