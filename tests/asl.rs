@@ -922,6 +922,7 @@ fn asl_runs_on_localstack_behave_like_native_runs() {
                 .map(|i| (i, runs[i].1.clone(), native[i].id.clone()))
                 .collect();
             executions.spawn(async move {
+                let began = std::time::Instant::now();
                 let mut out = Vec::new();
                 for (i, input, native_id) in chain {
                     let execution = sfn.start_json(&arn, input).await.unwrap();
@@ -943,15 +944,23 @@ fn asl_runs_on_localstack_behave_like_native_runs() {
                     let text = result.to_string().replace(&execution, &native_id);
                     out.push((i, serde_json::from_str::<Value>(&text).unwrap()));
                 }
-                out
+                (workflow, began.elapsed(), out)
             });
         }
         let mut asl = vec![Value::Null; runs.len()];
+        let mut chains = Vec::new();
         while let Some(done) = executions.join_next().await {
-            for (i, result) in done.unwrap() {
+            let (workflow, took, results) = done.unwrap();
+            chains.push((took, workflow, results.len()));
+            for (i, result) in results {
                 asl[i] = result;
             }
         }
+        chains.sort_unstable_by(|a, b| b.cmp(a));
+        eprintln!(
+            "the longest chains of scenarios: {:.1?}",
+            &chains[..chains.len().min(5)]
+        );
         // The typed client: a workflow's own error comes back as its type.
         let failed = sfn
             .start::<retries::fetch_child>(&deployment, &"bad:typed".to_owned())
