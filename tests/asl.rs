@@ -973,6 +973,57 @@ fn asl_runs_on_localstack_behave_like_native_runs() {
         let report = worker.shutdown().await.unwrap();
         assert_eq!(report.unanswered, 0, "{report:?}");
 
+        // A step longer than its Task's `HeartbeatSeconds` (1 s: the worker heartbeats
+        // every 333 ms) succeeds, and a shutdown while it runs waits for its answer. On
+        // an activity of its own: the long polls the first worker left (they end on the
+        // service's side after 60 s) could take the task otherwise, as the worker's docs
+        // say of a shutdown.
+        let activity = sfn
+            .client()
+            .create_activity()
+            .name("slow-step")
+            .send()
+            .await
+            .unwrap()
+            .activity_arn()
+            .to_owned();
+        let definition = json!({"StartAt": "Start", "States": {"Start": {
+            "Type": "Task", "Resource": activity, "HeartbeatSeconds": 1,
+            "Parameters": {"workflow": "fetch_child", "at": "Start", "heartbeat_seconds": 1,
+                "execution.$": "$$.Execution.Id", "document.$": "$"},
+            "End": true}}});
+        let slow = sfn
+            .client()
+            .create_state_machine()
+            .name("slow-step")
+            .definition(definition.to_string())
+            .role_arn("arn:aws:iam::000000000000:role/workflows")
+            .send()
+            .await
+            .unwrap();
+        let worker = ActivityWorker::new(&sfn, &activity, Arc::clone(&handler))
+            .concurrency(1)
+            .spawn();
+        let execution = sfn
+            .start_json(slow.state_machine_arn(), json!("slow1:heartbeat"))
+            .await
+            .unwrap();
+        loop {
+            let history = sfn.history(&execution).await.unwrap();
+            if history
+                .iter()
+                .any(|e| e.r#type().as_str() == "ActivityStarted")
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let report = worker.shutdown().await.unwrap();
+        assert_eq!((report.succeeded, report.failed), (1, 0), "{report:?}");
+        let d = sfn.wait(&execution).await.unwrap();
+        assert_eq!(d.status, RemoteStatus::Succeeded, "{d:?}");
+        assert_eq!(d.output.unwrap()["next"], "svc.fetch");
+
         // A worker on an activity that does not exist stops with the service's error.
         let missing = deployment
             .activity_arn()
