@@ -148,7 +148,9 @@ pub mod codegen {
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};
     pub use crate::workflow::{
-        child, ChildIsNot, ChildIsWorkflow, ChildProbe, Linker, ResumePoint, Step,
+        child, error_of, Absurd, ChildIsNot, ChildIsWorkflow, ChildProbe, ConvertFrom,
+        ConvertInfallible, ErrorOf, FromChildError, JoinFirst, JoinInfallible, Linker,
+        ResumePoint, Step, ViaFrom,
     };
 
     /// See `persist.rs`.
