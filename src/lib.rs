@@ -214,23 +214,39 @@ pub use workflow_macros::{workflow, WorkflowError};
 /// Amazon States Language: a workflow's ASL definition (`asl::asl::<W>()` or `W::asl()`)
 /// and the step handler its Lambda Task states call.
 pub use workflow_runtime::asl;
+// Running workflows and reading what they did.
 pub use workflow_runtime::{
-    BuildError, Builder, CallbackChange, CallbackError, CallbackResolution, CallbackToken,
-    CallbackUpdate, CompletionError, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
-    ExecutionRecord, ExecutionTree, Fault, Json, MemoryStore, NestedError, NoError, Node, NodeKind,
-    Outcome, PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status,
-    Store, StoreError, Timestamp, Transition, Workflow,
+    BuildError, Builder, CallbackError, CallbackToken, CompletionError, DurationExt, Event,
+    EventKind, Execution, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionSummary,
+    ExecutionTree, Fault, Json, Listing, LookupError, NestedError, NoError, Outcome, PollError,
+    PollOutcome, Polled, RunError, Runtime, StartError, Status, Timestamp, Workflow,
 };
+// Stores, their options and their errors.
 pub use workflow_runtime::{
-    CallSite, Checkpoint, CorruptExecution, CorruptRow, Durability, ExecutionFilter,
-    ExecutionSummary, Holder, Listing, OpenError, Payload, PayloadTooLarge, PendingBatch,
-    PendingCallback, PendingChild, RecoveryReport, Redrive, RedriveError, Reopen, SavedState,
-    SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
-    DEFAULT_PAYLOAD_LIMIT,
+    CorruptRow, Durability, Holder, MemoryStore, OpenError, Payload, PayloadTooLarge,
+    SqliteOptions, SqliteStore, StoreError, StoreStats, DEFAULT_PAYLOAD_LIMIT,
 };
+// Recovery and redrive.
 pub use workflow_runtime::{
-    Catalog, Highlight, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError,
+    CorruptExecution, RecoveryReport, Redrive, RedriveError, Unregistered, VersionMismatch,
 };
+// Errors, retries and timeouts.
+pub use workflow_runtime::{Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
+// A workflow's state graph, for diagrams and tools.
+pub use workflow_runtime::{Catalog, Edge, Highlight, Node, NodeKind, StateGraph, Transition};
+
+/// What a [`Store`](store::Store) implementation works with: the trait, the records and
+/// checkpoints it keeps, what an execution waits for. A program that only runs workflows
+/// needs none of it beyond the stores themselves ([`SqliteStore`], [`MemoryStore`]),
+/// which are here too and at the crate's root.
+pub mod store {
+    pub use workflow_runtime::{
+        CallSite, CallbackChange, CallbackResolution, CallbackUpdate, Checkpoint, CorruptRow,
+        Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore,
+        OpenError, PendingBatch, PendingCallback, PendingChild, Reopen, SavedState,
+        SqliteOptions, SqliteStore, Store, StoreError, StoreStats, Wait,
+    };
+}
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -239,13 +255,15 @@ pub mod console;
 #[cfg(feature = "console")]
 mod inspect;
 
-/// The names a workflow module needs: `use workflow::prelude::*;`.
+/// The names a workflow module and the program that runs it need:
+/// `use workflow::prelude::*;`.
 pub mod prelude {
     pub use crate::{call_nested, poll_until, sleep, wait_for_callback, workflow, WorkflowError};
     pub use workflow_runtime::asl::AslExt;
     pub use workflow_runtime::{
-        CallbackError, CallbackToken, DurationExt, NestedError, NoError, PollError, Polled,
-        RunError, Runtime, TaskTimeout, Workflow,
+        CallbackError, CallbackToken, DurationExt, EventKind, Execution, ExecutionId,
+        ExecutionTree, Json, NestedError, NoError, Outcome, PollError, Polled, RunError,
+        Runtime, Status, TaskTimeout, Workflow,
     };
 }
 

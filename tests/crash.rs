@@ -32,9 +32,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
 use workflow::{
-    ExecutionFilter, ExecutionId, MemoryStore, Outcome, SqliteStore, StartError, Status, Store,
-    StoreError,
+    ExecutionFilter, ExecutionId, MemoryStore, Outcome, SqliteStore, StartError, Status, StoreError,
 };
+use workflow::store::Store;
 
 /// Top-level executions the worker keeps running at once.
 const IN_FLIGHT: usize = 4;

@@ -17,8 +17,9 @@ use tokio::sync::watch;
 use workflow::prelude::*;
 use workflow::{
     BuildError, EventKind, Execution, ExecutionFilter, ExecutionId, OpenError, Outcome, Payload,
-    SqliteStore, StartError, Status, StoreError, Wait,
+    SqliteStore, StartError, Status, StoreError,
 };
+use workflow::store::Wait;
 
 // ---------------------------------------------------------------------------------------
 // A job service whose status calls can be held (to stop a runtime with tasks in flight),

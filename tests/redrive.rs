@@ -19,8 +19,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
 use workflow::{
-    Event, EventKind, ExecutionId, ExecutionRecord, Outcome, Redrive, RedriveError, Status, Wait,
+    Event, EventKind, ExecutionId, ExecutionRecord, Outcome, Redrive, RedriveError, Status,
 };
+use workflow::store::Wait;
 
 // ---------------------------------------------------------------------------------------
 // A service that is down until it is fixed, and counts its calls.

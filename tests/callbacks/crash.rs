@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
 use workflow::{
     CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Outcome, SqliteStore,
-    StartError, Status, Store, StoreError,
+    StartError, Status, StoreError,
 };
+use workflow::store::Store;
 
 const ORDERS: usize = 24;
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 use workflow::prelude::*;
 use workflow::{
-    CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Status, Wait,
+    CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Status,
 };
+use workflow::store::Wait;
 
 use super::shared::{acknowledge, approve, Decision, Desk, Order, OrderError};
 

@@ -118,8 +118,8 @@ pub use catalog::Catalog;
 pub use child::NestedError;
 pub use deps::{Deps, Fault};
 pub use error::{
-    BuildError, CorruptRow, Holder, OpenError, Payload, PayloadTooLarge, RunError, StartError,
-    StoreError, DEFAULT_PAYLOAD_LIMIT,
+    BuildError, CorruptRow, Holder, LookupError, OpenError, Payload, PayloadTooLarge, RunError,
+    StartError, StoreError, DEFAULT_PAYLOAD_LIMIT,
 };
 pub use execution::{ExecutionId, Outcome, Status};
 pub use graph::{Edge, Highlight, Node, NodeKind, StateGraph, Transition};

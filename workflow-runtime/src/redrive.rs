@@ -33,7 +33,8 @@ use crate::driver::{child_id, Erased, Inner, Recovered, Redriving, Resume, Unres
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
 use crate::history::{Event, EventKind};
-use crate::runtime::{wait_done, Runtime};
+use crate::driver::wait_done;
+use crate::runtime::Runtime;
 use crate::store::{ExecutionRecord, PendingBatch, Reopen, Wait};
 use crate::transition::wait_again;
 
