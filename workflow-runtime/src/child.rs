@@ -22,8 +22,9 @@ use crate::retry::{TaskTimeout, WorkflowError};
 /// `NestedError<E>` too, with `?`: the child's failure, a `NestedError<NestedError<E>>`,
 /// flattens into the parent's `NestedError<E>` (`From`), naming the execution that
 /// failed first, deepest in the chain. Its id is its path from the top-level execution
-/// (`top/0.1/2.0`: batch 0, child 1, then batch 2, child 0). So every level of a chain
-/// names the same `NestedError<E>`, however deep it is:
+/// (`top/1.1/2.0`: child 0 of the second batch of children started by child 1 of the
+/// first batch `top` started). So every level of a chain names the same
+/// `NestedError<E>`, however deep it is:
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -35,13 +36,13 @@ use crate::retry::{TaskTimeout, WorkflowError};
 /// #     fn error_name(&self) -> std::borrow::Cow<'static, str> { "Refused".into() }
 /// # }
 ///
-/// // What a middle workflow got from its child: the grandchild's error, wrapped twice.
+/// // What the top of a chain gets from its child: the grandchild's error, wrapped twice.
 /// let twice: NestedError<NestedError<JobError>> = NestedError::Failed {
-///     child: "top/0.0".into(),
-///     error: NestedError::Failed { child: "top/0.0/0.1".into(), error: JobError::Refused },
+///     child: "top/1.0".into(),
+///     error: NestedError::Failed { child: "top/1.0/1.1".into(), error: JobError::Refused },
 /// };
 /// let flat: NestedError<JobError> = twice.into(); // what `?` does
-/// assert_eq!(flat.child().as_str(), "top/0.0/0.1");
+/// assert_eq!(flat.child().as_str(), "top/1.0/1.1");
 /// assert!(matches!(flat, NestedError::Failed { error: JobError::Refused, .. }));
 /// assert_eq!(flat.error_name(), "Refused"); // the name is kept: the ASL's `Error` too
 /// ```
@@ -134,7 +135,7 @@ impl<E> NestedError<E> {
 impl<E> NestedError<NestedError<E>> {
     /// The failure of a grandchild as its grandparent sees it: when the child failed
     /// because of its own child, that child's error, naming that execution (whose id
-    /// is its path: `parent/0.1/2.0`); otherwise the child's own cancellation, timeout
+    /// is its path: `parent/1.1/2.0`); otherwise the child's own cancellation, timeout
     /// or fault. The [error name](WorkflowError::error_name) stays the same. `?` does it
     /// through `From`.
     pub fn flatten(self) -> NestedError<E> {
