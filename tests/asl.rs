@@ -22,12 +22,12 @@ mod flows;
 mod nested_flows;
 #[path = "asl/nesting.rs"]
 mod nesting;
-#[path = "ui/pass/nesting_pattern.rs"]
-#[allow(clippy::all)]
-mod pass_nesting;
 #[path = "ui/pass/parallel_errors.rs"]
 #[allow(clippy::all)]
 mod parallel_errors;
+#[path = "ui/pass/nesting_pattern.rs"]
+#[allow(clippy::all)]
+mod pass_nesting;
 #[path = "asl/retries.rs"]
 mod retries;
 #[path = "ui/pass/while_let_rewrite.rs"]

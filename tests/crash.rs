@@ -31,10 +31,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
+use workflow::store::Store;
 use workflow::{
     ExecutionFilter, ExecutionId, MemoryStore, Outcome, SqliteStore, StartError, Status, StoreError,
 };
-use workflow::store::Store;
 
 /// Top-level executions the worker keeps running at once.
 const IN_FLIGHT: usize = 4;

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
+use workflow::store::Wait;
 use workflow::{
     BuildError, EventKind, Execution, ExecutionFilter, ExecutionId, OpenError, Outcome, Payload,
     SqliteStore, StartError, Status, StoreError,
 };
-use workflow::store::Wait;
 
 // ---------------------------------------------------------------------------------------
 // A job service whose status calls can be held (to stop a runtime with tasks in flight),

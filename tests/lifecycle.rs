@@ -204,7 +204,10 @@ async fn a_typed_handle_from_an_id_after_a_restart() {
             found: "LifecycleNap".to_owned(),
         }
     );
-    assert!(err.to_string().contains("not of `LifecycleTicker`"), "{err}");
+    assert!(
+        err.to_string().contains("not of `LifecycleTicker`"),
+        "{err}"
+    );
     let nobody = ExecutionId::from("nobody");
     assert_eq!(
         rt.execution::<nap>(&nobody).await.unwrap_err(),

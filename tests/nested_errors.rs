@@ -29,7 +29,10 @@ async fn a_parallel_batch_fails_with_its_fallible_childs_error_in_either_order()
     assert_eq!(ok.unwrap(), "20 #2");
     let ok = rt.start(text_then_count, 3).await.unwrap().result().await;
     assert_eq!(ok.unwrap(), "#3 30 10");
-    assert_eq!(rt.start(counts, 4).await.unwrap().result().await.unwrap(), 90);
+    assert_eq!(
+        rt.start(counts, 4).await.unwrap().result().await.unwrap(),
+        90
+    );
 
     let a = rt.start(count_then_text, 0).await.unwrap();
     let b = rt.start(text_then_count, 0).await.unwrap();

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
+use workflow::store::Wait;
 use workflow::{
     Event, EventKind, ExecutionId, ExecutionRecord, Outcome, Redrive, RedriveError, Status,
 };
-use workflow::store::Wait;
 
 // ---------------------------------------------------------------------------------------
 // A service that is down until it is fixed, and counts its calls.

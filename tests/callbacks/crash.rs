@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
+use workflow::store::Store;
 use workflow::{
     CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Outcome, SqliteStore,
     StartError, Status, StoreError,
 };
-use workflow::store::Store;
 
 const ORDERS: usize = 24;
 

@@ -481,8 +481,8 @@ impl<W: Workflow> Execution<W> {
             let message = "the runtime stopped before the execution ended";
             RunError::Faulted(Fault::new(message))
         };
-        let done = (self.done.clone())
-            .or_else(|| self.inner.live().get(&self.id).map(|l| l.done.clone()));
+        let done =
+            (self.done.clone()).or_else(|| self.inner.live().get(&self.id).map(|l| l.done.clone()));
         if let Some(mut done) = done {
             // Decoded from the channel's value, which other handles may share, not a copy.
             return match done.wait_for(Option::is_some).await {
@@ -545,7 +545,9 @@ fn decode<W: Workflow>(outcome: Option<&Outcome>) -> Result<W::Output, RunError<
         Some(Outcome::Cancelled) => Err(RunError::Cancelled),
         Some(Outcome::TimedOut) => Err(RunError::TimedOut),
         Some(Outcome::Faulted(fault)) => Err(RunError::Faulted(fault.clone())),
-        None => Err(RunError::Faulted(Fault::new("the execution has no end yet"))),
+        None => Err(RunError::Faulted(Fault::new(
+            "the execution has no end yet",
+        ))),
     }
 }
 

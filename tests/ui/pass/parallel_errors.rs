@@ -70,10 +70,11 @@ pub async fn matching(n: u32) -> Result<String, NestedError<TextError>> {
     let got: Result<String, NestedError<NestedError<TextError>>> = call_nested!(middle(n));
     match got {
         Err(NestedError::Failed {
-            error: NestedError::Failed {
-                error: TextError::Zero,
-                ..
-            },
+            error:
+                NestedError::Failed {
+                    error: TextError::Zero,
+                    ..
+                },
             ..
         }) => Ok("the grandchild had no text".to_owned()),
         other => Ok(other?),

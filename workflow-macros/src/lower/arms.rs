@@ -1014,9 +1014,9 @@ impl Emit<'_, '_> {
                 let idx: Vec<usize> = (0..cs.len()).collect();
                 // The batch's error type is the first child's that can fail (see
                 // `codegen::ErrorOf`): the children's error types, joined left to right.
-                let joins = paths.iter().skip(1).map(|p| {
-                    quote!(let __wf_j = (&(__wf_j, #wf::codegen::error_of(#p))).__wf_join();)
-                });
+                let joins = paths.iter().skip(1).map(
+                    |p| quote!(let __wf_j = (&(__wf_j, #wf::codegen::error_of(#p))).__wf_join();),
+                );
                 let first = &paths[0];
                 // Every child's error converts into it, spanned on the child's path: a
                 // child whose error does not convert is reported there.
