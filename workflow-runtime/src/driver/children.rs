@@ -122,15 +122,17 @@ impl Driver {
             let done = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
-                    // The execution ends after its children: the ones started, and the
-                    // ones a restart left for calls not started yet.
+                    // The execution ends after its children: the ones started (one that
+                    // no driver runs, parked, is marked cancelled), and the ones a restart
+                    // left for calls not started yet.
                     let started = total - calls.len();
-                    let mut ids: Vec<ExecutionId> = (0..started)
+                    let running = (0..started)
                         .filter(|&i| results[i].is_none())
                         .map(child_id)
                         .collect();
-                    ids.extend(calls.map(|(i, _)| child_id(i)));
-                    self.end_children(ids, false).await;
+                    self.end_children(running, true).await;
+                    self.end_children(calls.map(|(i, _)| child_id(i)).collect(), false)
+                        .await;
                     return None;
                 }
                 () = &mut expired, if !timed_out => {
