@@ -75,6 +75,24 @@
 //! # }
 //! ```
 //!
+//! # Getting started
+//!
+//! This crate is version 0.1.0 of the `workflow` package, not on crates.io: depend on
+//! it by path (or git). With the crates a program and its error types use:
+//!
+//! ```toml
+//! [dependencies]
+//! workflow = { path = "../workflow" }  # or { git = "<this repository's URL>" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! serde = { version = "1", features = ["derive"] }
+//! thiserror = "2"
+//! ```
+//!
+//! The README's "Getting started" has a complete first program, with a workflow, its
+//! children and a SQLite file; `tests/getting_started.rs` builds and runs it, as a crate
+//! of its own, from the README's text. [`prelude`] has the names a program needs;
+//! [`store`] the ones a [`Store`](store::Store) implementation needs.
+//!
 //! # What `#[workflow]` generates
 //!
 //! For `async fn run_job(jobs: &Jobs, size: u32) -> Result<u64, JobError>`, the macro
@@ -129,6 +147,108 @@
 //!   parameters are dependencies given to [`Builder::dependency`].
 //! - The return type is `Result<T, E>` or a plain `T`; `T` and `E` are persisted and must be
 //!   serializable.
+//!
+//! # Children and their errors
+//!
+//! `call_nested!` gives a child's result, or a [`NestedError`] with the child's own error
+//! type, which `?` converts into the parent's error. Two things keep that short:
+//!
+//! - **A `parallel(…)` set of children with different error types** fails with the error
+//!   type of its first child that can fail, in whatever order they are written; a child
+//!   that cannot fail ([`NoError`]) converts into it, and any other child's error must
+//!   convert with `From` (if it does not, the compile error is on that child's call).
+//! - **A chain** of workflows can all return `NestedError<E>`: a child's
+//!   `NestedError<NestedError<E>>` flattens into `NestedError<E>` with `?`, naming the
+//!   execution that failed (its id is its path from the top: `top/1.0/1.2`) and keeping
+//!   the error's name. Bound without `?`, the direct child's typed error is there to
+//!   `match`.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use workflow::prelude::*;
+//!
+//! #[derive(WorkflowError, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+//! enum TextError {
+//!     #[error("no text for zero")]
+//!     Zero,
+//! }
+//!
+//! #[workflow]
+//! async fn count(n: u32) -> u32 { n * 10 } // cannot fail: its error type is `NoError`
+//!
+//! #[workflow]
+//! async fn text(n: u32) -> Result<String, TextError> {
+//!     if n == 0 { return Err(TextError::Zero); }
+//!     Ok(format!("#{n}"))
+//! }
+//!
+//! /// Two children with different error types: the batch's is `NestedError<TextError>`.
+//! #[workflow]
+//! async fn both(n: u32) -> Result<String, NestedError<TextError>> {
+//!     let (c, t): (u32, String) = call_nested!(parallel(count(n), text(n)))?;
+//!     Ok(format!("{c} {t}"))
+//! }
+//!
+//! /// A level above: `both`'s `NestedError<NestedError<TextError>>` flattens with `?`.
+//! #[workflow]
+//! async fn above(n: u32) -> Result<String, NestedError<TextError>> {
+//!     let s: String = call_nested!(both(n))?;
+//!     Ok(s)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::builder().register(above).build()?;
+//! assert_eq!(runtime.start(above, 2).await?.result().await?, "20 #2");
+//! let failed = runtime.start(above, 0).await?;
+//! let top = failed.id().clone();
+//! let Err(RunError::Failed(NestedError::Failed { child, error })) = failed.result().await
+//! else { panic!("the grandchild failed") };
+//! assert_eq!(error, TextError::Zero);
+//! assert_eq!(child.as_str(), format!("{top}/1.0/1.1")); // above → both → text
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A runtime's life
+//!
+//! - **Handles from ids.** [`Runtime::start`] returns a typed [`Execution`]; after a
+//!   restart, `runtime.execution::<W>(&id)` gives one back from the id (its typed
+//!   [`result`](Execution::result), [`history`](Execution::history),
+//!   [`cancel`](Execution::cancel)), or a [`LookupError`] if the id is another workflow's
+//!   or nobody's.
+//! - **Stopping.** Dropping the last handle of a [`Runtime`] stops it, as dropping a
+//!   tokio runtime does: its executions stop where they are, nothing recorded, and its
+//!   SQLite file is closed and unlocked at once, for the next runtime to
+//!   [`recover`](Runtime::recover). [`Runtime::shutdown`] does the same and waits for its
+//!   tasks.
+//! - **Cancelling.** [`Runtime::cancel`] returns once the execution and everything below
+//!   it have ended: [`Runtime::tree`] shows it right after.
+//!
+//! ```
+//! use workflow::prelude::*;
+//!
+//! #[workflow]
+//! async fn nap(ms: u64) -> u64 {
+//!     sleep!(ms.millis()); // a durable timer
+//!     ms
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let db = dir.path().join("workflows.sqlite");
+//! let runtime = Runtime::builder().register(nap).sqlite(&db).build()?;
+//! let id: ExecutionId = runtime.start(nap, 50).await?.id().clone();
+//! drop(runtime); // stops it mid-nap, and closes the file
+//!
+//! let runtime = Runtime::builder().register(nap).sqlite(&db).build()?;
+//! runtime.recover().await?; // the nap goes on
+//! let execution: Execution<nap> = runtime.execution::<nap>(&id).await?;
+//! assert_eq!(execution.result().await?, 50);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Retries, timeouts and error handling
 //!
@@ -214,23 +334,39 @@ pub use workflow_macros::{workflow, WorkflowError};
 /// Amazon States Language: a workflow's ASL definition (`asl::asl::<W>()` or `W::asl()`)
 /// and the step handler its Lambda Task states call.
 pub use workflow_runtime::asl;
+// Running workflows and reading what they did.
 pub use workflow_runtime::{
-    BuildError, Builder, CallbackChange, CallbackError, CallbackResolution, CallbackToken,
-    CallbackUpdate, CompletionError, DurationExt, Edge, Event, EventKind, Execution, ExecutionId,
-    ExecutionRecord, ExecutionTree, Fault, Json, MemoryStore, NestedError, NoError, Node, NodeKind,
-    Outcome, PollError, PollOutcome, Polled, RunError, Runtime, StartError, StateGraph, Status,
-    Store, StoreError, Timestamp, Transition, Workflow,
+    BuildError, Builder, CallbackError, CallbackToken, CompletionError, DurationExt, Event,
+    EventKind, Execution, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionSummary,
+    ExecutionTree, Fault, Json, Listing, LookupError, NestedError, NoError, Outcome, PollError,
+    PollOutcome, Polled, RunError, Runtime, StartError, Status, Timestamp, Workflow,
 };
+// Stores, their options and their errors.
 pub use workflow_runtime::{
-    CallSite, Checkpoint, CorruptExecution, CorruptRow, Durability, ExecutionFilter,
-    ExecutionSummary, Holder, Listing, OpenError, Payload, PayloadTooLarge, PendingBatch,
-    PendingCallback, PendingChild, RecoveryReport, Redrive, RedriveError, Reopen, SavedState,
-    SqliteOptions, SqliteStore, StoreStats, Unregistered, VersionMismatch, Wait,
-    DEFAULT_PAYLOAD_LIMIT,
+    CorruptRow, Durability, Holder, MemoryStore, OpenError, Payload, PayloadTooLarge,
+    SqliteOptions, SqliteStore, StoreError, StoreStats, DEFAULT_PAYLOAD_LIMIT,
 };
+// Recovery and redrive.
 pub use workflow_runtime::{
-    Catalog, Highlight, Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError,
+    CorruptExecution, RecoveryReport, Redrive, RedriveError, Unregistered, VersionMismatch,
 };
+// Errors, retries and timeouts.
+pub use workflow_runtime::{Jitter, Policy, RetryPolicy, TaskTimeout, WorkflowError};
+// A workflow's state graph, for diagrams and tools.
+pub use workflow_runtime::{Catalog, Edge, Highlight, Node, NodeKind, StateGraph, Transition};
+
+/// What a [`Store`](store::Store) implementation works with: the trait, the records and
+/// checkpoints it keeps, what an execution waits for. A program that only runs workflows
+/// needs none of it beyond the stores themselves ([`SqliteStore`], [`MemoryStore`]),
+/// which are here too and at the crate's root.
+pub mod store {
+    pub use workflow_runtime::{
+        CallSite, CallbackChange, CallbackResolution, CallbackUpdate, Checkpoint, CorruptRow,
+        Durability, ExecutionFilter, ExecutionRecord, ExecutionSummary, MemoryStore, OpenError,
+        PendingBatch, PendingCallback, PendingChild, Reopen, SavedState, SqliteOptions,
+        SqliteStore, Store, StoreError, StoreStats, Wait,
+    };
+}
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -241,13 +377,15 @@ mod inspect;
 #[cfg(feature = "sfn")]
 pub mod sfn;
 
-/// The names a workflow module needs: `use workflow::prelude::*;`.
+/// The names a workflow module and the program that runs it need:
+/// `use workflow::prelude::*;`.
 pub mod prelude {
     pub use crate::{call_nested, poll_until, sleep, wait_for_callback, workflow, WorkflowError};
     pub use workflow_runtime::asl::AslExt;
     pub use workflow_runtime::{
-        CallbackError, CallbackToken, DurationExt, NestedError, NoError, PollError, Polled,
-        RunError, Runtime, TaskTimeout, Workflow,
+        CallbackError, CallbackToken, DurationExt, EventKind, Execution, ExecutionId,
+        ExecutionTree, Json, NestedError, NoError, Outcome, PollError, Polled, RunError, Runtime,
+        Status, TaskTimeout, Workflow,
     };
 }
 
@@ -281,11 +419,15 @@ pub use workflow_macros::poll_until;
 /// let all: Vec<Report> = call_nested!(for r in inputs => run_job(r), max_concurrency = 10)?;
 /// ```
 ///
-/// Returns `Result<_, `[`NestedError<E>`]`>` with the child's own error type (for
-/// `parallel`, the first child's; the others' must convert into it). Children get
-/// deterministic ids, results come back in input order, and the first failure cancels the
-/// running siblings and is returned. A workflow registered with the runtime brings the
-/// workflows it calls along.
+/// Returns `Result<_, `[`NestedError<E>`]`>` with the child's own error type. For
+/// `parallel`, it is the error type of the first child that can fail, in any order: a
+/// child that cannot fail ([`NoError`]) converts into it, and the others' errors must
+/// convert with `From` (the compile error of one that does not is on its call).
+/// `?` converts the error into the workflow's; a child's `NestedError<NestedError<E>>`
+/// flattens into `NestedError<E>` (see [`NestedError`]). Children get deterministic ids,
+/// results come back in input order, and the first failure cancels the running siblings
+/// and is returned. A workflow registered with the runtime brings the workflows it calls
+/// along.
 ///
 /// Only valid as a statement of a `#[workflow]` body; anywhere else it is a compile error.
 #[doc(inline)]

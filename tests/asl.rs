@@ -24,11 +24,17 @@ mod localstack;
 mod nested_flows;
 #[path = "asl/nesting.rs"]
 mod nesting;
+#[path = "ui/pass/parallel_errors.rs"]
+#[allow(clippy::all)]
+mod parallel_errors;
 #[path = "ui/pass/nesting_pattern.rs"]
 #[allow(clippy::all)]
 mod pass_nesting;
 #[path = "asl/retries.rs"]
 mod retries;
+#[path = "ui/pass/while_let_rewrite.rs"]
+#[allow(clippy::all)]
+mod while_let_rewrite;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -60,7 +66,10 @@ macro_rules! workflows {
             retries::polled, retries::looped, retries::fetch_child, retries::nested_retried,
             retries::nested_timed, retries::bounded_child, retries::calls_bounded,
             retries::nested_map, retries::panicky, callbacks::approve_request,
-            callbacks::collect_votes,
+            callbacks::collect_votes, parallel_errors::count_then_text,
+            parallel_errors::text_then_count, parallel_errors::counts, parallel_errors::top,
+            parallel_errors::matching, parallel_errors::count, parallel_errors::text,
+            parallel_errors::middle, while_let_rewrite::drain,
         )
     };
     (@ register [$builder:expr] $($w:path,)*) => {
@@ -654,6 +663,25 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("layered", json!([[1], false])),
         ("drain", json!([3, 8, 5])),
         ("drain", json!([])),
+        // Children with different error types, and a chain of `NestedError`s
+        // (`ui/pass/parallel_errors.rs`): each child failing, in either order.
+        ("ParallelCount", json!(1)),
+        ("ParallelText", json!(1)),
+        ("ParallelText", json!(0)),
+        ("ParallelCountThenText", json!(2)),
+        ("ParallelCountThenText", json!(0)),
+        ("ParallelTextThenCount", json!(3)),
+        ("ParallelTextThenCount", json!(0)),
+        ("ParallelCounts", json!(4)),
+        ("ChainMiddle", json!(1)),
+        ("ChainMiddle", json!(0)),
+        ("ChainTop", json!(2)),
+        ("ChainTop", json!(0)),
+        ("ChainMatch", json!(0)),
+        ("ChainMatch", json!(5)),
+        // The rewrite of a `while let` whose condition would yield.
+        ("WhileLetRewrite", json!([1, 2, 3])),
+        ("WhileLetRewrite", json!([])),
         // Every way out of the code after a yield point (`ui/pass/exits.rs`).
         ("halve", json!(9)),
         ("value_blocks", json!(1)), // no break: both blocks run their yields

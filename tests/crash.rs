@@ -31,9 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
+use workflow::store::Store;
 use workflow::{
-    ExecutionFilter, ExecutionId, MemoryStore, Outcome, SqliteStore, StartError, Status, Store,
-    StoreError,
+    ExecutionFilter, ExecutionId, MemoryStore, Outcome, SqliteStore, StartError, Status, StoreError,
 };
 
 /// Top-level executions the worker keeps running at once.

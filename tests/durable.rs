@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
+use workflow::store::Wait;
 use workflow::{
     BuildError, EventKind, Execution, ExecutionFilter, ExecutionId, OpenError, Outcome, Payload,
-    SqliteStore, StartError, Status, StoreError, Wait,
+    SqliteStore, StartError, Status, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------

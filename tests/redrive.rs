@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use workflow::prelude::*;
+use workflow::store::Wait;
 use workflow::{
-    Event, EventKind, ExecutionId, ExecutionRecord, Outcome, Redrive, RedriveError, Status, Wait,
+    Event, EventKind, ExecutionId, ExecutionRecord, Outcome, Redrive, RedriveError, Status,
 };
 
 // ---------------------------------------------------------------------------------------

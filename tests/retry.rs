@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
-use workflow::{EventKind, Status, Wait};
+use workflow::store::Wait;
+use workflow::{EventKind, Status};
 
 /// A flaky service: `fail_first` calls fail with `error`, the later ones answer. Each
 /// call takes `slow` (of tokio time) first, and counts.

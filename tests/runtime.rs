@@ -493,13 +493,13 @@ async fn cancelling_a_parent_cancels_its_children() {
     let id = exec.id().clone();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(rt.cancel(&id).await.unwrap());
-    assert_eq!(exec.result().await.unwrap_err(), RunError::Cancelled);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Over when `cancel` returns: the children have ended too.
     let tree = rt.tree(&id).await.unwrap();
     assert_eq!(tree.status, Status::Cancelled);
     assert_eq!(tree.children.len(), 2);
     assert!(tree.children.iter().all(|c| c.status == Status::Cancelled));
     assert!(!rt.cancel(&id).await.unwrap(), "already ended");
+    assert_eq!(exec.result().await.unwrap_err(), RunError::Cancelled);
 }
 
 #[tokio::test(start_paused = true)]

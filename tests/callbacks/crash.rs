@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
+use workflow::store::Store;
 use workflow::{
     CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Outcome, SqliteStore,
-    StartError, Status, Store, StoreError,
+    StartError, Status, StoreError,
 };
 
 const ORDERS: usize = 24;

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use workflow::prelude::*;
-use workflow::{
-    CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Status, Wait,
-};
+use workflow::store::Wait;
+use workflow::{CallbackToken, CompletionError, EventKind, ExecutionFilter, ExecutionId, Status};
 
 use super::shared::{acknowledge, approve, Decision, Desk, Order, OrderError};
 

@@ -146,7 +146,7 @@ async fn par2<A, B, E: From<F>, F>(
         tokio::select! {
             biased;
             r = &mut a, if va.is_none() => va = Some(r?),
-            r = &mut b, if vb.is_none() => vb = Some(r.map_err(NestedError::convert)?),
+            r = &mut b, if vb.is_none() => vb = Some(r.map_err(NestedError::convert::<E>)?),
         }
     }
     Ok((va.expect("done"), vb.expect("done")))

@@ -12,7 +12,43 @@ use crate::retry::{TaskTimeout, WorkflowError};
 
 /// Why a child execution did not give its parent a value.
 ///
-/// Returned by `call_nested!`; `?` converts it into the parent's error through `From`.
+/// Returned by `call_nested!`, with the child's own error type: `?` converts it into the
+/// parent's error through `From`, and a `match` sees the child's typed error in
+/// [`Failed`](NestedError::Failed).
+///
+/// # A chain of workflows
+///
+/// A workflow whose error is `NestedError<E>` can call a child whose error is
+/// `NestedError<E>` too, with `?`: the child's failure, a `NestedError<NestedError<E>>`,
+/// flattens into the parent's `NestedError<E>` (`From`), naming the execution that
+/// failed first, deepest in the chain. Its id is its path from the top-level execution
+/// (`top/1.1/2.0`: child 0 of the second batch of children started by child 1 of the
+/// first batch `top` started). So every level of a chain names the same
+/// `NestedError<E>`, however deep it is:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use workflow_runtime::{NestedError, WorkflowError};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// enum JobError { Refused }
+/// # impl WorkflowError for JobError {
+/// #     fn error_name(&self) -> std::borrow::Cow<'static, str> { "Refused".into() }
+/// # }
+///
+/// // What the top of a chain gets from its child: the grandchild's error, wrapped twice.
+/// let twice: NestedError<NestedError<JobError>> = NestedError::Failed {
+///     child: "top/1.0".into(),
+///     error: NestedError::Failed { child: "top/1.0/1.1".into(), error: JobError::Refused },
+/// };
+/// let flat: NestedError<JobError> = twice.into(); // what `?` does
+/// assert_eq!(flat.child().as_str(), "top/1.0/1.1");
+/// assert!(matches!(flat, NestedError::Failed { error: JobError::Refused, .. }));
+/// assert_eq!(flat.error_name(), "Refused"); // the name is kept: the ASL's `Error` too
+/// ```
+///
+/// A workflow whose error is an enum of its own keeps the direct child's typed error in
+/// a variant instead (`#[error(transparent)] Child(#[from] NestedError<JobError>)`).
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum NestedError<E> {
     /// The child failed with its own error.
@@ -77,17 +113,46 @@ impl<E> NestedError<E> {
         }
     }
 
-    /// Converts the child's error type (used to give parallel children one error type).
+    /// Converts the child's error type with `From`.
     pub fn convert<F: From<E>>(self) -> NestedError<F> {
+        self.map(F::from)
+    }
+
+    /// Converts the child's error with `f`; the other variants stay as they are.
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> NestedError<F> {
         match self {
             NestedError::Failed { child, error } => NestedError::Failed {
                 child,
-                error: error.into(),
+                error: f(error),
             },
             NestedError::Cancelled { child } => NestedError::Cancelled { child },
             NestedError::TimedOut { child } => NestedError::TimedOut { child },
             NestedError::Faulted { child, message } => NestedError::Faulted { child, message },
         }
+    }
+}
+
+impl<E> NestedError<NestedError<E>> {
+    /// The failure of a grandchild as its grandparent sees it: when the child failed
+    /// because of its own child, that child's error, naming that execution (whose id
+    /// is its path: `parent/1.1/2.0`); otherwise the child's own cancellation, timeout
+    /// or fault. The [error name](WorkflowError::error_name) stays the same. `?` does it
+    /// through `From`.
+    pub fn flatten(self) -> NestedError<E> {
+        match self {
+            NestedError::Failed { error, .. } => error,
+            NestedError::Cancelled { child } => NestedError::Cancelled { child },
+            NestedError::TimedOut { child } => NestedError::TimedOut { child },
+            NestedError::Faulted { child, message } => NestedError::Faulted { child, message },
+        }
+    }
+}
+
+/// A grandchild's failure, flattened ([`NestedError::flatten`]): a chain of workflows
+/// can all return `NestedError<E>`.
+impl<E> From<NestedError<NestedError<E>>> for NestedError<E> {
+    fn from(nested: NestedError<NestedError<E>>) -> Self {
+        nested.flatten()
     }
 }
 

@@ -81,6 +81,29 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+/// [`Runtime::execution`](crate::Runtime::execution) has no handle of this workflow for
+/// this id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// There is no execution with this id in the store.
+    #[error("no execution with id `{0}`")]
+    NotFound(ExecutionId),
+    /// The execution is one of another workflow.
+    #[error("execution `{id}` is an execution of workflow `{found}`, not of `{expected}`")]
+    WrongWorkflow {
+        /// The execution.
+        id: ExecutionId,
+        /// The workflow asked for.
+        expected: &'static str,
+        /// The workflow it is an execution of.
+        found: String,
+    },
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// An execution did not produce its output.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum RunError<E> {
@@ -183,6 +206,11 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store was released by its runtime, which has stopped (its last handle was
+    /// dropped; see [`Store::release`](crate::Store::release)): it reads and writes no
+    /// more. An [`Execution`](crate::Execution) handle that outlived its runtime gets it.
+    #[error("the store was released by its runtime, which has stopped")]
+    Stopped,
 }
 
 impl StoreError {
@@ -260,7 +288,7 @@ pub enum OpenError {
     /// Another runtime (in this or another process) has the file open, under this path
     /// or any other that reaches the same file. Two runtimes driving the same
     /// executions would run every task twice, so the second is refused.
-    #[error("{path} is in use by another workflow runtime{}; stop it first", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("{path} is in use by another workflow runtime{}; {}", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(), stop_it(holder.as_ref()))]
     Locked {
         /// The database file.
         path: PathBuf,
@@ -349,6 +377,17 @@ pub struct Holder {
     pub host: Option<String>,
     /// When it opened the file.
     pub since: Timestamp,
+}
+
+/// What to do about a held file: in this process, the holder is a runtime (or a store)
+/// still alive here, which the program itself has to let go of.
+fn stop_it(holder: Option<&Holder>) -> &'static str {
+    match holder {
+        Some(h) if h.pid == std::process::id() => {
+            "it is this process's: drop that runtime (and any clone of its `SqliteStore`) or call its `shutdown().await` first"
+        }
+        _ => "stop it first",
+    }
 }
 
 impl std::fmt::Display for Holder {

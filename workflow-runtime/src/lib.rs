@@ -25,7 +25,10 @@
 //! `call_nested!` that started them and their place in it. A batch of children runs at
 //! most `max_concurrency` at once and fails fast: the first failure cancels the running
 //! siblings (recorded as cancelled).
-//! Cancelling an execution cancels its children.
+//! Cancelling an execution cancels its children, and it ends after them, so that
+//! [`Runtime::cancel`] returns when every execution below it has ended. Dropping the last
+//! [`Runtime`] handle stops every execution where it is and releases the store
+//! ([`Store::release`]).
 //!
 //! Borrowed workflow parameters (`&T`) are dependencies: provided once to the
 //! [`Builder`], injected on every step, never persisted. [`Builder::build`] checks that
@@ -118,8 +121,8 @@ pub use catalog::Catalog;
 pub use child::NestedError;
 pub use deps::{Deps, Fault};
 pub use error::{
-    BuildError, CorruptRow, Holder, OpenError, Payload, PayloadTooLarge, RunError, StartError,
-    StoreError, DEFAULT_PAYLOAD_LIMIT,
+    BuildError, CorruptRow, Holder, LookupError, OpenError, Payload, PayloadTooLarge, RunError,
+    StartError, StoreError, DEFAULT_PAYLOAD_LIMIT,
 };
 pub use execution::{ExecutionId, Outcome, Status};
 pub use graph::{Edge, Highlight, Node, NodeKind, StateGraph, Transition};
@@ -148,7 +151,9 @@ pub mod codegen {
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};
     pub use crate::workflow::{
-        child, ChildIsNot, ChildIsWorkflow, ChildProbe, Linker, ResumePoint, Step,
+        child, error_of, Absurd, ChildIsNot, ChildIsWorkflow, ChildProbe, ConvertFrom,
+        ConvertInfallible, ErrorOf, FromChildError, JoinFirst, JoinInfallible, Linker, ResumePoint,
+        Step, ViaFrom,
     };
 
     /// See `persist.rs`.

@@ -54,11 +54,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::deps::Fault;
-use crate::driver::{child_event, Erased, Resume, Unresumable};
+use crate::driver::{Erased, Resume, Unresumable};
 use crate::driver::{Inner, Recovered};
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
-use crate::history::{Event, EventKind};
 use crate::runtime::Runtime;
 use crate::store::{Checkpoint, ExecutionRecord, Wait};
 
@@ -345,54 +344,5 @@ impl Inner {
             at: self.clock.now(),
         };
         self.store.checkpoint(&checkpoint).await
-    }
-
-    /// Records the end of an execution no driver runs, with the parent's event if its
-    /// call site is known. `false` if it had ended already.
-    pub(crate) async fn end_stored(
-        &self,
-        id: &ExecutionId,
-        outcome: Outcome,
-        parent_node: Option<String>,
-    ) -> Result<bool, StoreError> {
-        let at = self.clock.now();
-        let kind = match &outcome {
-            Outcome::Cancelled => EventKind::ExecutionCancelled,
-            Outcome::TimedOut => EventKind::ExecutionTimedOut,
-            Outcome::Faulted(fault) => EventKind::faulted(fault),
-            Outcome::Succeeded(output) => EventKind::ExecutionSucceeded {
-                output: output.clone(),
-            },
-            Outcome::Failed(error) => EventKind::ExecutionFailed {
-                error: error.clone(),
-                name: None,
-            },
-        };
-        let parent_events = parent_node
-            .into_iter()
-            .map(|node| Event {
-                at,
-                state: Some(node.into()),
-                kind: child_event(id, &outcome),
-            })
-            .collect();
-        let checkpoint = Checkpoint {
-            id: id.clone(),
-            status: Status::of(&outcome),
-            state: None,
-            outcome: Some(outcome),
-            events: vec![Event {
-                at,
-                state: None,
-                kind,
-            }],
-            parent_events,
-            at,
-        };
-        match self.store.checkpoint(&checkpoint).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Ended(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 }

@@ -29,11 +29,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::driver::wait_done;
 use crate::driver::{child_id, Erased, Inner, Recovered, Redriving, Resume, Unresumable};
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
 use crate::history::{Event, EventKind};
-use crate::runtime::{wait_done, Runtime};
+use crate::runtime::Runtime;
 use crate::store::{ExecutionRecord, PendingBatch, Reopen, Wait};
 use crate::transition::wait_again;
 

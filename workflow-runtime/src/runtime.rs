@@ -16,9 +16,9 @@ use crate::catalog::Catalog;
 use crate::deps::{Deps, Fault};
 use crate::driver::Drivers;
 use crate::driver::Launch;
-use crate::driver::{Inner, Registration};
+use crate::driver::{wait_done, Inner, Registration};
 use crate::error::{
-    BuildError, CorruptRow, RunError, StartError, StoreError, DEFAULT_PAYLOAD_LIMIT,
+    BuildError, CorruptRow, LookupError, RunError, StartError, StoreError, DEFAULT_PAYLOAD_LIMIT,
 };
 use crate::history::Event;
 use crate::json::Json;
@@ -33,10 +33,52 @@ use crate::workflow::{BoxFuture, Workflow};
 ///
 /// Cheap to clone; every clone is the same runtime. See the [crate docs](crate) for an
 /// example.
+///
+/// # Stopping
+///
+/// A runtime runs while a handle to it exists, as a tokio `Runtime` does: **dropping the
+/// last clone stops it**. Every execution stops where it is, with nothing recorded (to
+/// the store, as if the process had been killed there: [`recover`](Self::recover)
+/// resumes them), and the runtime lets go of its store at once: a SQLite file opened by
+/// [`Builder::sqlite`] is closed and unlocked before `drop` returns, so a new runtime
+/// can open it right away, in this process or another.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use workflow_runtime::Runtime;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("workflows.sqlite");
+/// let first = Runtime::builder().sqlite(&path).build()?;
+/// drop(first); // stops it and releases the file
+/// let second = Runtime::builder().sqlite(&path).build()?;
+/// second.recover().await?; // resumes what the first one left unfinished
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`shutdown`](Self::shutdown) does the same and also waits until every execution's
+/// task is gone. A store given to [`Builder::store`] is closed when its last clone is
+/// dropped: one you kept stays open, with its lock. [`Execution`] handles do not keep a
+/// runtime running: once it has stopped, their results end with [`RunError::Faulted`]
+/// (unless they had ended before) and their store reads with [`StoreError::Stopped`].
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
     catalog: Arc<Catalog>,
+    /// Shared by the handles only (the drivers hold `inner`): the last handle dropped
+    /// stops the runtime.
+    _stop: Arc<Stop>,
+}
+
+/// Stops the runtime when the last handle is dropped.
+struct Stop(Arc<Inner>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Configures a [`Runtime`]: which workflows, which dependencies, which store.
@@ -120,8 +162,10 @@ impl Builder {
             Some(StoreChoice::Given(store)) => store,
             Some(StoreChoice::Sqlite(path)) => Arc::new(SqliteStore::open(path)?),
         };
+        let inner = Arc::new(Inner::new(workflows, self.deps, store, self.payload_limit));
         Ok(Runtime {
-            inner: Arc::new(Inner::new(workflows, self.deps, store, self.payload_limit)),
+            _stop: Arc::new(Stop(Arc::clone(&inner))),
+            inner,
             catalog: Arc::new(catalog),
         })
     }
@@ -185,7 +229,50 @@ impl Runtime {
             .await?;
         Ok(Execution {
             id,
-            done,
+            done: Some(done),
+            inner: Arc::clone(&self.inner),
+            _workflow: PhantomData,
+        })
+    }
+
+    /// A typed handle on the execution `id` of workflow `W`, started by this runtime or
+    /// another (before a restart, say): its typed [`result`](Execution::result), its
+    /// [`history`](Execution::history), [`cancel`](Execution::cancel).
+    ///
+    /// Fails with [`LookupError::NotFound`] if there is no such execution and
+    /// [`LookupError::WrongWorkflow`] if it is one of another workflow. After a restart,
+    /// call [`recover`](Self::recover) first, so that an unfinished execution runs
+    /// again and its result comes.
+    ///
+    /// ```
+    /// # use workflow_runtime::{ExecutionId, LookupError, NoError, Runtime, Workflow};
+    /// # async fn f<MainFlow: Workflow<Output = u32, Error = NoError>>(
+    /// #     runtime: Runtime, id: ExecutionId,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `id` was printed, or stored, by the program that started the execution.
+    /// runtime.recover().await?;
+    /// let execution = runtime.execution::<MainFlow>(&id).await?;
+    /// let output: u32 = execution.result().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn execution<W: Workflow>(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<Execution<W>, LookupError> {
+        let Some(record) = self.inner.store.get(id).await? else {
+            return Err(LookupError::NotFound(id.clone()));
+        };
+        if record.workflow != W::NAME {
+            return Err(LookupError::WrongWorkflow {
+                id: record.id,
+                expected: W::NAME,
+                found: record.workflow,
+            });
+        }
+        Ok(Execution {
+            id: record.id,
+            done: None,
+            inner: Arc::clone(&self.inner),
             _workflow: PhantomData,
         })
     }
@@ -234,37 +321,18 @@ impl Runtime {
         })
     }
 
-    /// Cancels an execution and, through it, its children; the cancellation is recorded
-    /// in the store (status `Cancelled`, an `ExecutionCancelled` event).
+    /// Cancels an execution and everything below it (its children, theirs, …), records
+    /// it (status `Cancelled`, an `ExecutionCancelled` event each), and returns once
+    /// every one of them has ended: then [`tree`](Self::tree) shows no `Running`
+    /// execution below it. Returns `false` if the execution had already ended (or ended
+    /// otherwise meanwhile).
     ///
-    /// A running execution stops at its next yield point. One that is not running here
-    /// (parked, of a workflow this runtime does not register, or not recovered yet) is
-    /// marked cancelled directly, and so are its unfinished children. Returns `false` if
-    /// the execution had already ended.
-    pub fn cancel<'a>(&'a self, id: &'a ExecutionId) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let token = self.inner.live().get(id).map(|l| l.cancel.clone());
-            if let Some(token) = token {
-                token.cancel();
-                return Ok(true);
-            }
-            if self.inner.cancel_unclaimed(id) {
-                return Ok(true);
-            }
-            let record = self.record(id).await?;
-            if record.status.is_terminal() {
-                return Ok(false);
-            }
-            let node = record.call_site.map(|site| site.node);
-            if !self.inner.end_stored(id, Outcome::Cancelled, node).await? {
-                // It ended meanwhile.
-                return Ok(false);
-            }
-            for child in self.inner.store.children(id).await? {
-                self.cancel(&child).await?;
-            }
-            Ok(true)
-        })
+    /// A running execution stops at its next yield point (a task in flight is dropped);
+    /// it ends after its children. One that is not running here (parked, of a workflow
+    /// this runtime does not register, or not recovered yet) is marked cancelled
+    /// directly, and so are its unfinished children.
+    pub async fn cancel(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        self.inner.cancel(id).await
     }
 
     /// The stored record of an execution.
@@ -354,10 +422,11 @@ impl Runtime {
     /// tasks are gone, and drops this handle: to the store, the same as if the process
     /// had been killed at this point, so a later [`recover`](Self::recover) resumes them.
     ///
-    /// The store (and, for SQLite, the file's lock) is released when the last clone of
-    /// the runtime is dropped. Results awaited on an [`Execution`] end with
-    /// [`RunError::Faulted`]. Nothing is recorded as cancelled: to end executions for
-    /// good, [`cancel`](Self::cancel) them.
+    /// Every clone of the runtime is stopped. The store (and, for SQLite, the file's
+    /// lock) is released when the last clone is dropped, this one if it is the last
+    /// ([dropping](Runtime#stopping) stops the runtime too, without waiting). Results
+    /// awaited on an [`Execution`] end with [`RunError::Faulted`]. Nothing is recorded as
+    /// cancelled: to end executions for good, [`cancel`](Self::cancel) them.
     pub async fn shutdown(self) {
         self.inner.halt().await;
     }
@@ -371,12 +440,30 @@ impl fmt::Debug for Runtime {
     }
 }
 
-/// A started execution of `W`: its id, and its typed result once it ends.
+/// An execution of `W`: its id, its typed result once it ends, its history.
+///
+/// [`Runtime::start`] returns one; [`Runtime::execution`] makes one from an id (after a
+/// restart, say). Cheap to clone. It does not keep the runtime running: see
+/// [`Runtime`'s docs](Runtime#stopping).
 #[must_use = "an execution runs on its own; keep the handle to read its result"]
 pub struct Execution<W: Workflow> {
     id: ExecutionId,
-    done: watch::Receiver<Option<Outcome>>,
-    _workflow: PhantomData<W>,
+    /// The end its driver reports, for one started here; otherwise it is looked for when
+    /// the result is asked for.
+    done: Option<watch::Receiver<Option<Outcome>>>,
+    inner: Arc<Inner>,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> Clone for Execution<W> {
+    fn clone(&self) -> Self {
+        Execution {
+            id: self.id.clone(),
+            done: self.done.clone(),
+            inner: Arc::clone(&self.inner),
+            _workflow: PhantomData,
+        }
+    }
 }
 
 impl<W: Workflow> Execution<W> {
@@ -386,27 +473,81 @@ impl<W: Workflow> Execution<W> {
     }
 
     /// Waits for the execution to end and returns its output or why there is none.
-    pub async fn result(mut self) -> Result<W::Output, RunError<W::Error>> {
-        // Decoded from the channel's value, which other handles may share, not a copy.
-        let Ok(outcome) = self.done.wait_for(Option::is_some).await else {
+    ///
+    /// An execution that has not ended and does not run in this runtime (parked, or not
+    /// [recovered](Runtime::recover) yet) gives [`RunError::Faulted`] saying so.
+    pub async fn result(self) -> Result<W::Output, RunError<W::Error>> {
+        let stopped = || {
             let message = "the runtime stopped before the execution ended";
-            return Err(RunError::Faulted(Fault::new(message)));
+            RunError::Faulted(Fault::new(message))
         };
-        match outcome.as_ref() {
-            Some(Outcome::Succeeded(v)) => v
-                .decode()
-                .map_err(|e| RunError::Faulted(Fault::new(format!("output does not decode: {e}")))),
-            Some(Outcome::Failed(v)) => match v.decode() {
-                Ok(e) => Err(RunError::Failed(e)),
-                Err(e) => Err(RunError::Faulted(Fault::new(format!(
-                    "error does not decode: {e}"
-                )))),
-            },
-            Some(Outcome::Cancelled) => Err(RunError::Cancelled),
-            Some(Outcome::TimedOut) => Err(RunError::TimedOut),
-            Some(Outcome::Faulted(message)) => Err(RunError::Faulted(message.clone())),
-            None => unreachable!("waited for an outcome"),
+        let done =
+            (self.done.clone()).or_else(|| self.inner.live().get(&self.id).map(|l| l.done.clone()));
+        if let Some(mut done) = done {
+            // Decoded from the channel's value, which other handles may share, not a copy.
+            return match done.wait_for(Option::is_some).await {
+                Ok(outcome) => decode::<W>(outcome.as_ref()),
+                Err(_) => Err(stopped()),
+            };
         }
+        // Not running here: the store has its end, if it has one.
+        let record = match self.inner.store.get(&self.id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(fault(StoreError::NotFound(self.id.clone()))),
+            Err(StoreError::Stopped) => return Err(stopped()),
+            Err(e) => return Err(fault(e)),
+        };
+        match &record.outcome {
+            Some(outcome) => decode::<W>(Some(outcome)),
+            None => Err(fault(StoreError::NotEnded {
+                id: record.id,
+                status: record.status,
+            })),
+        }
+    }
+
+    /// The execution's history, oldest event first.
+    pub async fn history(&self) -> Result<Vec<Event>, StoreError> {
+        self.inner.store.history(&self.id).await
+    }
+
+    /// Its status now.
+    pub async fn status(&self) -> Result<Status, StoreError> {
+        match self.inner.store.get(&self.id).await? {
+            Some(record) => Ok(record.status),
+            None => Err(StoreError::NotFound(self.id.clone())),
+        }
+    }
+
+    /// Cancels the execution and everything below it, and returns once all of them have
+    /// ended; `false` if it had ended already. See [`Runtime::cancel`].
+    pub async fn cancel(&self) -> Result<bool, StoreError> {
+        self.inner.cancel(&self.id).await
+    }
+}
+
+/// A store error as the fault of a result that cannot be read.
+fn fault<E>(e: StoreError) -> RunError<E> {
+    RunError::Faulted(Fault::new(e.to_string()))
+}
+
+/// Workflow `W`'s output or error, from how its execution ended.
+fn decode<W: Workflow>(outcome: Option<&Outcome>) -> Result<W::Output, RunError<W::Error>> {
+    let undecodable = |what: &str, e: serde_json::Error| {
+        RunError::Faulted(Fault::new(format!("{what} does not decode: {e}")))
+    };
+    match outcome {
+        Some(Outcome::Succeeded(v)) => v.decode().map_err(|e| undecodable("output", e)),
+        Some(Outcome::Failed(v)) => match v.decode() {
+            Ok(e) => Err(RunError::Failed(e)),
+            Err(e) => Err(undecodable("error", e)),
+        },
+        Some(Outcome::Cancelled) => Err(RunError::Cancelled),
+        Some(Outcome::TimedOut) => Err(RunError::TimedOut),
+        Some(Outcome::Faulted(fault)) => Err(RunError::Faulted(fault.clone())),
+        None => Err(RunError::Faulted(Fault::new(
+            "the execution has no end yet",
+        ))),
     }
 }
 
@@ -417,10 +558,6 @@ impl<W: Workflow> fmt::Debug for Execution<W> {
             .field("id", &self.id)
             .finish()
     }
-}
-
-pub(crate) async fn wait_done(mut done: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
-    done.wait_for(Option::is_some).await.ok()?.clone()
 }
 
 /// What [`Runtime::list`] found: the executions, and the rows that do not decode.

@@ -1,6 +1,7 @@
 //! The contract between `#[workflow]`'s generated code and the runtime.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -247,5 +248,119 @@ impl ChildrenOutcome {
         _workflow: W,
     ) -> Result<Vec<W::Output>, NestedError<W::Error>> {
         self.decode_all_as()
+    }
+}
+
+// The error type of a `parallel(…)` batch, for children with different error types: the
+// first child's that can fail, since a child that cannot ([`NoError`]) has no error to
+// give. Chosen by autoref (see `ChildProbe`): the generated code is not generic, so the
+// error types are concrete where it calls these, and each probe picks the impl for
+// `NoError` when that one applies. Coherence forbids picking it with impls alone (a
+// blanket `From<NestedError<NoError>>` overlaps `From<T> for T`).
+
+/// The error type `E` of a child workflow, as a value the probes below can take.
+#[doc(hidden)]
+pub struct ErrorOf<E>(PhantomData<fn() -> E>);
+
+/// The error type of child workflow `workflow`.
+#[doc(hidden)]
+pub fn error_of<W: Workflow>(_workflow: W) -> ErrorOf<W::Error> {
+    ErrorOf(PhantomData)
+}
+
+impl<E> ErrorOf<E> {
+    /// Pins a child's converted error to the batch's error type, so that the conversion's
+    /// target is inferred from the join rather than from what the caller does with it.
+    pub fn batch_error(&self, error: NestedError<E>) -> NestedError<E> {
+        error
+    }
+}
+
+/// The batch's error so far and the next child's: the child's, if the batch's so far
+/// cannot fail.
+#[doc(hidden)]
+pub trait JoinInfallible {
+    type Out;
+    fn __wf_join(&self) -> ErrorOf<Self::Out> {
+        ErrorOf(PhantomData)
+    }
+}
+
+impl<B> JoinInfallible for (ErrorOf<NoError>, ErrorOf<B>) {
+    type Out = B;
+}
+
+/// Otherwise (found only by autoref, when [`JoinInfallible`] does not apply), the
+/// batch's error so far.
+#[doc(hidden)]
+pub trait JoinFirst {
+    type Out;
+    fn __wf_join(&self) -> ErrorOf<Self::Out> {
+        ErrorOf(PhantomData)
+    }
+}
+
+impl<A, B> JoinFirst for &(ErrorOf<A>, ErrorOf<B>) {
+    type Out = A;
+}
+
+/// How a child's `NestedError` becomes the batch's: [`Absurd`] for a child that cannot
+/// fail, [`ViaFrom`] for the others.
+#[doc(hidden)]
+pub trait ConvertInfallible {
+    fn __wf_conversion(&self) -> Absurd {
+        Absurd
+    }
+}
+
+impl ConvertInfallible for ErrorOf<NoError> {}
+
+/// See [`ConvertInfallible`]; found only by autoref.
+#[doc(hidden)]
+pub trait ConvertFrom {
+    fn __wf_conversion(&self) -> ViaFrom {
+        ViaFrom
+    }
+}
+
+impl<E> ConvertFrom for &ErrorOf<E> {}
+
+/// A child that cannot fail: its `NestedError` (cancelled, timed out, faulted) is one of
+/// any error type.
+#[doc(hidden)]
+pub struct Absurd;
+
+impl Absurd {
+    pub fn convert<F>(self, error: NestedError<NoError>) -> NestedError<F> {
+        error.map(|e| match e {})
+    }
+}
+
+/// A child that can fail: its error converts with `From`.
+#[doc(hidden)]
+pub struct ViaFrom;
+
+impl ViaFrom {
+    pub fn convert<E, F: FromChildError<E>>(self, error: NestedError<E>) -> NestedError<F> {
+        error.map(F::from_child_error)
+    }
+}
+
+/// `From`, worded for the error of a child of a `parallel(…)` batch that does not
+/// convert into the batch's error. Generated code spans it on the child's path.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the error of this child, `{E}`, does not convert into the error of its `parallel(…)` batch, `{Self}`",
+    label = "`{Self}` has no `From<{E}>`",
+    note = "a `parallel(…)` batch fails with the error type of its first child that can fail; the other children's errors convert into it with `From` (a child that cannot fail, with `NoError`, needs nothing)"
+)]
+pub trait FromChildError<E> {
+    /// The batch's error for the child's.
+    fn from_child_error(error: E) -> Self;
+}
+
+impl<E, F: From<E>> FromChildError<E> for F {
+    fn from_child_error(error: E) -> Self {
+        F::from(error)
     }
 }

@@ -20,7 +20,8 @@ async fn b(n: u32) -> Result<u32, BError> {
     Ok(n)
 }
 
-// `BError` does not convert into `AError`, the first child's error.
+// `BError` does not convert into `AError`, the error of the first child that can fail:
+// the error is on `b`.
 #[workflow]
 async fn parent() -> Result<u32, NestedError<AError>> {
     let (x, y): (u32, u32) = call_nested!(parallel(a(1), b(2)))?; //~ ERROR

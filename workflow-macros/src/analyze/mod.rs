@@ -808,12 +808,7 @@ impl Analyzer<'_> {
         let kind = match expr {
             Expr::Loop(_) => LoopKind::Loop,
             Expr::While(w) => {
-                match &*w.cond {
-                    Expr::Let(l) => {
-                        scrub::expr(&l.expr, Some("the condition of a `while let`"), self.errors)
-                    }
-                    cond => scrub::expr(cond, Some("the condition of a `while`"), self.errors),
-                }
+                scrub::while_condition(&w.cond, self.errors);
                 LoopKind::While((*w.cond).clone())
             }
             Expr::ForLoop(f) => {

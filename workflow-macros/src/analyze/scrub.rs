@@ -19,6 +19,65 @@ pub(crate) fn expr(expr: &Expr, context: Option<&'static str>, errors: &mut Erro
     Scrub::new(errors, context).visit_expr(expr);
 }
 
+/// The condition of a `while` or `while let` loop that yields: a yield point there would
+/// run on every iteration without a checkpoint. Its message shows the whole loop
+/// rewritten, with the user's own pattern and expression: "bind it first" alone, applied
+/// literally, fetches once before the loop and then loops forever.
+pub(crate) fn while_condition(cond: &Expr, errors: &mut Errors) {
+    let (context, rewrite) = match cond {
+        Expr::Let(l) => {
+            let pat = text(&l.pat);
+            let ty = match &*l.pat {
+                syn::Pat::TupleStruct(p) if p.path.is_ident("Some") => "Option<T>",
+                syn::Pat::Ident(p) if p.ident == "None" => "Option<T>",
+                syn::Pat::Path(p) if p.path.is_ident("None") => "Option<T>",
+                syn::Pat::TupleStruct(p) if p.path.is_ident("Ok") || p.path.is_ident("Err") => {
+                    "Result<T, E>"
+                }
+                _ => "Type",
+            };
+            let expr = text(&l.expr);
+            (
+                "the condition of a `while let`",
+                format!("loop {{ let next: {ty} = {expr}; let {pat} = next else {{ break }}; … }}"),
+            )
+        }
+        cond => {
+            let expr = text(cond);
+            (
+                "the condition of a `while`",
+                format!("loop {{ let go: bool = {expr}; if !go {{ break }} … }}"),
+            )
+        }
+    };
+    let mut scrub = Scrub::new(errors, Some(context));
+    scrub.hint = Some(format!(
+        "fetch the value inside the loop, as a statement of its own: `{rewrite}`"
+    ));
+    scrub.visit_expr(match cond {
+        Expr::Let(l) => &l.expr,
+        cond => cond,
+    });
+}
+
+/// The user's text of `tokens`: each token tree as written (a group with what is inside
+/// it), joined with a space only between words, since a span covering several trees
+/// (`Span::join`) is not available on stable.
+fn text(tokens: &impl quote::ToTokens) -> String {
+    use proc_macro2::TokenTree;
+    let word = |t: &TokenTree| matches!(t, TokenTree::Ident(_) | TokenTree::Literal(_));
+    let mut out = String::new();
+    let mut last_word = false;
+    for t in tokens.to_token_stream() {
+        if last_word && word(&t) {
+            out.push(' ');
+        }
+        last_word = word(&t);
+        out += &t.span().source_text().unwrap_or_else(|| t.to_string());
+    }
+    out
+}
+
 /// An item declared in the body: a function of its own, where our macros have no
 /// workflow to yield from.
 pub(crate) fn item(item: &Item, errors: &mut Errors) {
@@ -66,6 +125,8 @@ struct Scrub<'a> {
     /// Inside a closure that is not async, and no async block within it: `.await` there
     /// is an error of its own (rustc would only suggest making the closure async).
     sync_closure: bool,
+    /// What to write instead, for a yield point directly in the root context.
+    hint: Option<String>,
 }
 
 impl<'a> Scrub<'a> {
@@ -75,6 +136,7 @@ impl<'a> Scrub<'a> {
             context: root.into_iter().collect(),
             opaque: 0,
             sync_closure: false,
+            hint: None,
         }
     }
 
@@ -89,6 +151,10 @@ impl<'a> Scrub<'a> {
             Some(c @ ("a closure" | "an async block" | "a nested item")) => format!(
                 "{what} cannot be used inside {c}: yield points must be statements of the workflow body (they may sit inside `if`, `match` and loops)"
             ),
+            Some(c) if self.context.len() == 1 && self.hint.is_some() => {
+                let hint = self.hint.as_deref().unwrap_or_default();
+                format!("{what} cannot be used in {c}; {hint}")
+            }
             Some(NESTED) => format!(
                 "{what} cannot be nested inside another yield point; bind it first with its own `let value: Type = …;` statement"
             ),

@@ -1012,18 +1012,35 @@ impl Emit<'_, '_> {
                 // because of it, so they must not be reported instead.
                 let paths: Vec<TokenStream> = cs.iter().map(|c| child(wf, &c.workflow)).collect();
                 let idx: Vec<usize> = (0..cs.len()).collect();
-                // The first child's error is the batch's: the others convert into it.
-                // A child whose error does not convert is reported on its path.
+                // The batch's error type is the first child's that can fail (see
+                // `codegen::ErrorOf`): the children's error types, joined left to right.
+                let joins = paths.iter().skip(1).map(
+                    |p| quote!(let __wf_j = (&(__wf_j, #wf::codegen::error_of(#p))).__wf_join();),
+                );
+                let first = &paths[0];
+                // Every child's error converts into it, spanned on the child's path: a
+                // child whose error does not convert is reported there.
                 let errs: Vec<TokenStream> = cs
                     .iter()
-                    .enumerate()
-                    .map(|(i, c)| match i {
-                        0 => quote!(__wf_e),
-                        _ => quote_spanned!(c.workflow.span()=> __wf_e.convert()),
+                    .zip(&paths)
+                    .map(|(c, p)| {
+                        let span = c.workflow.span();
+                        let wf = respan(wf.clone(), span);
+                        quote_spanned!(span=> __wf_j.batch_error(
+                            (&#wf::codegen::error_of(#p)).__wf_conversion().convert(__wf_e)
+                        ))
                     })
                     .collect();
                 let vals: Vec<Ident> = idx.iter().map(|i| format_ident!("__wf_v{}", i)).collect();
                 quote! {{
+                    // One trait of each pair is always unused: that is how the calls pick.
+                    #[allow(unused_imports)]
+                    use #wf::codegen::{
+                        ConvertFrom as _, ConvertInfallible as _, JoinFirst as _,
+                        JoinInfallible as _,
+                    };
+                    let __wf_j = #wf::codegen::error_of(#first);
+                    #(#joins)*
                     let __wf_r = '__wf_decode: {
                         match __wf_o.failure() {
                             #(

@@ -37,11 +37,11 @@ impl Driver {
     ) -> Result<ChildrenOutcome, Finished> {
         if self.cancel.is_cancelled() {
             // Children that recovery or a redrive left for this batch would otherwise wait
-            // for a parent that never comes.
-            for i in 0..batch.calls.len() {
-                self.rt
-                    .cancel_unclaimed(&child_id(&self.id, batch.batch, i));
-            }
+            // for a parent that never comes; any of them may exist, so each is looked for.
+            let ids = (0..batch.calls.len())
+                .map(|i| child_id(&self.id, batch.batch, i))
+                .collect();
+            self.end_children(ids, true).await;
             return Err(self.finish(Outcome::Cancelled, Vec::new()).await);
         }
         let Some(node) = node_name(batch.node) else {
@@ -122,9 +122,17 @@ impl Driver {
             let done = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
-                    for (i, _) in calls {
-                        self.rt.cancel_unclaimed(&child_id(i));
-                    }
+                    // The execution ends after its children: the ones started (one that
+                    // no driver runs, parked, is marked cancelled), and the ones a restart
+                    // left for calls not started yet.
+                    let started = total - calls.len();
+                    let running = (0..started)
+                        .filter(|&i| results[i].is_none())
+                        .map(child_id)
+                        .collect();
+                    self.end_children(running, true).await;
+                    self.end_children(calls.map(|(i, _)| child_id(i)).collect(), false)
+                        .await;
                     return None;
                 }
                 () = &mut expired, if !timed_out => {
@@ -151,9 +159,8 @@ impl Driver {
         }
         // Children a failure kept from starting. One created before a restart and waiting
         // for this batch is cancelled for good, so it does not linger unfinished.
-        for (i, _) in calls {
-            self.rt.cancel_unclaimed(&child_id(i));
-        }
+        self.end_children(calls.map(|(i, _)| child_id(i)).collect(), false)
+            .await;
         let results = results
             .into_iter()
             .enumerate()
@@ -183,7 +190,8 @@ impl Driver {
     ) -> ChildStart {
         // Left by recovery for this parent: resume it as part of this batch.
         if let Some(recovered) = self.rt.claim(id) {
-            recovered.resume(&self.rt, siblings.child_token(), notify);
+            // Its end comes through `notify`.
+            let _ = recovered.resume(&self.rt, siblings.child_token(), notify);
             return ChildStart::Running;
         }
         let launch = Launch {

@@ -11,6 +11,7 @@
 //! transient store errors, and the terminal one), `children` the batches of children.
 
 mod callback;
+mod cancel;
 mod checkpoint;
 mod children;
 mod launch;
@@ -37,6 +38,7 @@ use crate::time::Timestamp;
 use crate::transition::{transition, End, Transition};
 use crate::workflow::Workflow;
 
+pub(crate) use cancel::wait_done;
 pub(crate) use children::{child_event, child_id, ChildDone, Notify};
 pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
 pub(crate) use shared::{CallbackWaiter, Inner, Live, Recovered, Redriving, Registration};
@@ -178,6 +180,9 @@ impl Driver {
             finished = run => finished,
             () = tokio::time::sleep(remaining) => {
                 self.cancel.cancel();
+                // The batch it waited on, if any, is gone with `run`: its children are
+                // found among the executions running here, and end before it.
+                self.end_children(self.rt.live_children(&self.id), false).await;
                 self.finish(Outcome::TimedOut, Vec::new()).await
             }
         }

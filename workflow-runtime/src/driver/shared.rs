@@ -16,7 +16,7 @@ use crate::callback::PendingCallback;
 use crate::deps::Deps;
 use crate::error::StartError;
 use crate::execution::{ExecutionId, Outcome};
-use crate::store::Store;
+use crate::store::{Held, Store};
 use crate::time::Clock;
 use crate::HashMap;
 
@@ -64,7 +64,8 @@ impl Inner {
         Inner {
             workflows,
             deps,
-            store,
+            // Held, so that `stop` can let go of it while stopped tasks still share this.
+            store: Arc::new(Held::new(store)),
             clock: Clock::new(),
             payload_limit,
             live: Mutex::new(HashMap::default()),
@@ -81,6 +82,16 @@ impl Inner {
         self.halt.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Stops every driver where it is, recording nothing, without waiting, and releases
+    /// the store: what the last runtime handle does when it is dropped. A stopped driver
+    /// never polls its step again, but tokio drops it (and the store it shares) only
+    /// later: released here, a SQLite file is free when `drop` returns.
+    pub(crate) fn stop(&self) {
+        self.halt.cancel();
+        self.tasks.close();
+        self.store.release();
     }
 }
 
@@ -128,15 +139,15 @@ impl Inner {
 
     /// Ends a recovered child that its parent will not resume (the parent failed fast or
     /// was cancelled first): its driver starts already cancelled and records it.
-    /// Returns whether there was such a child.
-    pub(crate) fn cancel_unclaimed(self: &Arc<Self>, id: &ExecutionId) -> bool {
-        let Some(recovered) = self.claim(id) else {
-            return false;
-        };
+    /// Returns the end it will report, if there was such a child.
+    pub(crate) fn cancel_unclaimed(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+    ) -> Option<watch::Receiver<Option<Outcome>>> {
+        let recovered = self.claim(id)?;
         let cancel = CancellationToken::new();
         cancel.cancel();
-        recovered.resume(self, cancel, None);
-        true
+        Some(recovered.resume(self, cancel, None))
     }
 
     /// Spawns a task that `shutdown` stops and waits for.
@@ -245,8 +256,12 @@ pub(crate) struct Recovered {
 }
 
 impl Recovered {
-    pub(crate) fn resume(self, rt: &Arc<Inner>, cancel: CancellationToken, notify: Notify) {
-        // The receiver is not needed: `live` has a clone for `wait`.
-        let _ = self.driver.resume(rt, self.resume, cancel, notify);
+    pub(crate) fn resume(
+        self,
+        rt: &Arc<Inner>,
+        cancel: CancellationToken,
+        notify: Notify,
+    ) -> watch::Receiver<Option<Outcome>> {
+        self.driver.resume(rt, self.resume, cancel, notify)
     }
 }

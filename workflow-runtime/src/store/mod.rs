@@ -17,6 +17,7 @@
 //!
 //! [`Runtime::recover`]: crate::Runtime::recover
 
+mod held;
 mod memory;
 mod sqlite;
 
@@ -25,6 +26,7 @@ mod callback_tests;
 #[cfg(test)]
 mod reopen_tests;
 
+pub(crate) use held::Held;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, StoreStats};
 
@@ -501,4 +503,13 @@ pub trait Store: Send + Sync + 'static {
     /// [`Runtime::recover`](crate::Runtime::recover) resumes. A row that does not decode
     /// is a [`CorruptRow`] of its own, so that it fails only its execution.
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError>;
+
+    /// The runtime that used this store has stopped (its last handle was dropped, see
+    /// [`Runtime`](crate::Runtime#stopping)) and will call nothing more, though calls it
+    /// made before may still be in flight. If nothing else uses the store, release now
+    /// what only one runtime may hold at a time, so that another can take it at once:
+    /// [`SqliteStore`] commits what it was given, closes the file and unlocks it (unless
+    /// a clone of it is still alive elsewhere), and answers [`StoreError::Stopped`]
+    /// after that. The default does nothing.
+    fn release(&self) {}
 }

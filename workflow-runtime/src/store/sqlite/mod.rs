@@ -12,7 +12,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -154,8 +154,10 @@ pub struct StoreStats {
 /// ```
 ///
 /// Cheap to clone: clones share the file, the writer thread and the lock, which is
-/// released when the last clone is dropped (and a read still running has finished).
-/// [`Durability`] says what a commit survives.
+/// released when the last clone is dropped (and a read still running has finished), or
+/// when the runtime that used it stops and no other clone is left
+/// ([`Store::release`]): then it commits what it was given, closes the file and answers
+/// [`StoreError::Stopped`]. [`Durability`] says what a commit survives.
 ///
 /// # What is stored
 ///
@@ -220,13 +222,21 @@ pub struct SqliteStore {
 
 struct Shared {
     path: PathBuf,
-    jobs: Option<mpsc::Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
-    /// Its own `Arc`: a read still running on a blocking thread when the store is dropped
-    /// keeps only this connection (and the lock), not the writer, alive.
-    reader: Arc<Reader>,
+    read_only: bool,
+    /// `None`s once the store is closed: dropped, or released by its runtime.
+    open: RwLock<Open>,
     counters: Arc<Counters>,
     health: Arc<Health>,
+}
+
+/// What an open store writes and reads with.
+struct Open {
+    /// `None` for a read-only store.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    /// Its own `Arc`: a read still running on a blocking thread when the store is closed
+    /// keeps only this connection (and the lock), not the writer, alive.
+    reader: Option<Arc<Reader>>,
 }
 
 /// The read connection, and the lock it must not outlive (`lock.rs`): fields drop in
@@ -237,16 +247,49 @@ struct Reader {
     lock: Option<Arc<Lock>>,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Closes the store: its writer's last commit, then its connections and its lock.
+    fn close(&self) {
+        // Taken whole: a poisoned lock still holds `Option`s, each consistent.
+        let open = std::mem::replace(
+            &mut *self.open.write().unwrap_or_else(PoisonError::into_inner),
+            Open {
+                jobs: None,
+                writer: None,
+                reader: None,
+            },
+        );
         // Closing the queue ends the writer after its last commit; waiting for it means
-        // the lock is free when the last handle is gone, so the file can be reopened at once.
-        drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
+        // the lock is free when the store is closed, so the file can be reopened at once.
+        drop(open.jobs);
+        if let Some(writer) = open.writer {
             if writer.join().is_err() {
                 tracing::error!(path = %self.path.display(), "the store's writer thread panicked");
             }
         }
+        // The reader (and with it the lock) last, unless a read still running has it.
+        drop(open.reader);
+    }
+
+    fn open(&self) -> std::sync::RwLockReadGuard<'_, Open> {
+        self.open.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What a closed store answers.
+    fn closed(&self) -> StoreError {
+        if self.read_only {
+            StoreError::ReadOnly {
+                path: self.path.clone(),
+            }
+        } else {
+            StoreError::Stopped
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -340,11 +383,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             shared: Arc::new(Shared {
                 path,
-                jobs: Some(tx),
-                writer: Some(writer),
-                reader: Arc::new(Reader {
-                    conn: Mutex::new(reader),
-                    lock: Some(lock),
+                read_only: false,
+                open: RwLock::new(Open {
+                    jobs: Some(tx),
+                    writer: Some(writer),
+                    reader: Some(Arc::new(Reader {
+                        conn: Mutex::new(reader),
+                        lock: Some(lock),
+                    })),
                 }),
                 counters,
                 health,
@@ -394,11 +440,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             shared: Arc::new(Shared {
                 path: path.clone(),
-                jobs: None,
-                writer: None,
-                reader: Arc::new(Reader {
-                    conn: Mutex::new(conn),
-                    lock: None,
+                read_only: true,
+                open: RwLock::new(Open {
+                    jobs: None,
+                    writer: None,
+                    reader: Some(Arc::new(Reader {
+                        conn: Mutex::new(conn),
+                        lock: None,
+                    })),
                 }),
                 counters: Arc::default(),
                 health: Arc::new(Health::new(path)),
@@ -408,7 +457,7 @@ impl SqliteStore {
 
     /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
     pub fn is_read_only(&self) -> bool {
-        self.shared.jobs.is_none()
+        self.shared.read_only
     }
 
     /// The database file.
@@ -443,14 +492,15 @@ impl SqliteStore {
     /// [`write`](Self::write), handing back the write, which a callback update fills in.
     async fn write_back(&self, op: Op) -> Result<Op, StoreError> {
         self.shared.health.check()?;
-        let Some(jobs) = &self.shared.jobs else {
-            return Err(StoreError::ReadOnly {
-                path: self.shared.path.clone(),
-            });
-        };
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Backend("the store's writer thread has stopped".into());
-        jobs.send(Job { op, reply }).map_err(|_| gone())?;
+        {
+            let open = self.shared.open();
+            let Some(jobs) = &open.jobs else {
+                return Err(self.shared.closed());
+            };
+            jobs.send(Job { op, reply }).map_err(|_| gone())?;
+        }
         let (result, op) = answer.await.map_err(|_| gone())?;
         result.map(|()| op)
     }
@@ -463,7 +513,12 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, Cause> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.shared.health.check()?;
-        let reader = Arc::clone(&self.shared.reader);
+        let reader = self
+            .shared
+            .open()
+            .reader
+            .clone()
+            .ok_or_else(|| self.shared.closed())?;
         let health = Arc::clone(&self.shared.health);
         tokio::task::spawn_blocking(move || {
             // A connection has no state a panicking query could leave half-changed.
@@ -646,6 +701,13 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    /// Closes the store, unless a clone of it is still alive elsewhere.
+    fn release(&self) {
+        if Arc::strong_count(&self.shared) == 1 {
+            self.shared.close();
+        }
     }
 
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
