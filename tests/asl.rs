@@ -882,7 +882,16 @@ fn engine_deadline(
 ///    `HeartbeatSeconds: 5` whose worker takes the task and never answers; the history
 ///    ends with `ActivityTimedOut` / `States.Timeout`. This test loses no task (1.), so
 ///    it does not depend on that retrier.
-/// 4. Under load, scheduling one state can take more than a second, so an execution
+/// 4. A Parallel state whose branch fails with a `States.` error (`States.TaskFailed`
+///    from a failed child's `startExecution.sync:2`, `States.Timeout`) fails the
+///    execution with `States.Runtime` ("Custom Error Names MUST NOT begin with the
+///    prefix 'States.'"), which no `Catch` catches: its Parallel re-raises the branch's
+///    error as a custom error name. Reproduction: a Parallel with one branch, a
+///    `.sync:2` Task on a state machine that fails, and a `Catch` on `States.ALL`: the
+///    execution fails with `States.Runtime`. The scenarios in which a `parallel(…)`
+///    child fails (natively, at any depth) do not run here (the issue saw the same
+///    with a Map without a `Catch`; our Maps, which always catch, are right).
+/// 5. Under load, scheduling one state can take more than a second, so an execution
 ///    timeout or a child's `#[timeout]` of 1 s that the native run meets fails there: the
 ///    scenarios with an engine deadline under [`LOCALSTACK_MIN_DEADLINE`] do not run here
 ///    (they run on aws-local-stepfunctions above). Not a deviation from the spec, a
@@ -897,7 +906,9 @@ fn asl_runs_on_localstack_behave_like_native_runs() {
         .into_iter()
         .zip(native)
         .filter(|((w, _), n)| {
+            // Deviations 4 and 5 in the docs above.
             n.elapsed <= LOCALSTACK_MAX_WAIT
+                && !n.parallel_failure
                 && engine_deadline(w, &graphs).is_none_or(|d| d >= LOCALSTACK_MIN_DEADLINE)
         })
         .unzip();
@@ -1072,8 +1083,8 @@ fn asl_runs_on_localstack_behave_like_native_runs() {
     let differences = differential::compare_runs(&machines, &runs, &native, &asl);
     differential::assert_none(&differences, runs.len());
     eprintln!(
-        "{} of the {total} workflow × scenario pairs (those that wait at most {LOCALSTACK_MAX_WAIT:?} \
-         and have no engine deadline under {LOCALSTACK_MIN_DEADLINE:?}) on LocalStack: same outcome \
+        "{} of the {total} workflow × scenario pairs (those that wait at most {LOCALSTACK_MAX_WAIT:?}, \
+         have no engine deadline under {LOCALSTACK_MIN_DEADLINE:?} and no failing `parallel(…)` child) on LocalStack: same outcome \
          and same state sequence natively and on Step Functions' API, in {:.1?}",
         runs.len(),
         started.elapsed()

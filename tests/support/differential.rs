@@ -66,6 +66,9 @@ pub struct Native {
     pub outcome: Value,
     pub tokens: Vec<String>,
     pub elapsed: std::time::Duration,
+    /// A child of a `parallel(…)` batch failed or timed out, in this execution or a
+    /// descendant (LocalStack mishandles it: see the LocalStack test).
+    pub parallel_failure: bool,
 }
 
 /// Runs `name` on `input` to its end on `runtime` and maps it for the comparison.
@@ -119,12 +122,39 @@ pub async fn run_natively(runtime: &Runtime, info: &Info, input: &Value) -> Nati
             json!({"fault": "cancelled"})
         }
     };
+    let parallel_failure = parallel_failure(runtime, &id).await;
     Native {
         id: id.to_string(),
         outcome,
         tokens,
         elapsed,
+        parallel_failure,
     }
+}
+
+/// Whether a child of a `parallel(…)` batch failed or timed out in execution `id` or a
+/// descendant of it.
+async fn parallel_failure(runtime: &Runtime, id: &ExecutionId) -> bool {
+    let mut todo = vec![runtime.tree(id).await.unwrap()];
+    while let Some(tree) = todo.pop() {
+        let graph = runtime.catalog().graph(&tree.workflow).unwrap();
+        for e in runtime.history(&tree.id).await.unwrap() {
+            let failed = matches!(
+                e.kind,
+                EventKind::ChildFailed { .. } | EventKind::ChildTimedOut { .. }
+            );
+            let in_parallel = e
+                .state
+                .as_deref()
+                .and_then(|s| graph.node(s))
+                .is_some_and(|n| matches!(n.kind, workflow::NodeKind::Parallel { .. }));
+            if failed && in_parallel {
+                return true;
+            }
+        }
+        todo.extend(tree.children);
+    }
+    false
 }
 
 /// `tools/asl` with its packages installed, or `None` (after a loud skip) without Node.
