@@ -116,6 +116,20 @@ impl Jobs {
     }
 }
 
+/// The raw-timer baseline of workloads 5 and 8 (issue 21): the job's waits on
+/// `tokio::time` alone, no workflow, no seam. After each sleep it calls [`Jobs`]
+/// directly, which measures the interval as it does for ours and the plain `async fn`,
+/// and says when the job is finished.
+pub async fn raw_timer_loop(jobs: &Jobs, req: &JobRequest, every: Duration) {
+    let job = jobs.start(req).expect("starts");
+    loop {
+        tokio::time::sleep(every).await;
+        if jobs.status(&job).expect("its own job").is_finished() {
+            return;
+        }
+    }
+}
+
 /// The example's seam: its workflows call [`Jobs`] through a `JobService`.
 impl JobApi for Arc<Jobs> {
     fn start<'a>(&'a self, req: &'a JobRequest) -> ApiFuture<'a, JobId> {
