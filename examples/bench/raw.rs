@@ -443,3 +443,19 @@ pub fn replay(
         writes,
     }
 }
+
+/// Executions, events, and bytes of event bodies and states in a store file: what the
+/// first run prints for ours and the raw baseline side by side, to show that they wrote
+/// the same (up to the job ids' digits, which the trace repeats as recorded).
+pub fn footprint(path: &Path) -> String {
+    let conn = Connection::open(path).expect("opens");
+    let q = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("reads") };
+    format!(
+        "{} executions, {} events, {} bytes of events, {} of states, {} of outcomes",
+        q("SELECT count(*) FROM executions"),
+        q("SELECT count(*) FROM events"),
+        q("SELECT coalesce(sum(length(body)), 0) FROM events"),
+        q("SELECT coalesce(sum(length(state)), 0) FROM executions"),
+        q("SELECT coalesce(sum(length(outcome)), 0) FROM executions"),
+    )
+}

@@ -60,6 +60,13 @@ impl Jobs {
         self
     }
 
+    /// Numbers jobs from `first` on (the raw baseline's trace takes a job number as wide
+    /// as those of the runs it stands for).
+    pub fn numbered_from(self, first: u64) -> Self {
+        self.next.store(first, Ordering::Relaxed);
+        self
+    }
+
     /// How many jobs were started.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
