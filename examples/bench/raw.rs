@@ -25,8 +25,8 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 use workflow::{
     CallbackUpdate, Checkpoint, CorruptRow, Durability, Event, ExecutionFilter, ExecutionId,
-    ExecutionRecord, ExecutionSummary, PendingCallback, Reopen, SqliteOptions, SqliteStore,
-    Status, Store, StoreError, Timestamp, Wait,
+    ExecutionRecord, ExecutionSummary, PendingCallback, Reopen, SqliteOptions, SqliteStore, Status,
+    Store, StoreError, Timestamp, Wait,
 };
 
 /// The store's default batch limit (`SqliteOptions::max_batch`).
@@ -55,7 +55,10 @@ impl Recorder {
     }
 
     fn keep(&self, w: Recorded) {
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(w);
     }
 
     /// What was written so far, encoded as the store's writer binds it.
@@ -117,7 +120,10 @@ impl Store for Recorder {
 enum Write {
     /// `INSERT INTO executions`: the values after `id` (`?2`..`?18`, the parent key
     /// `NULL`: `run_job` is top-level here), then the events.
-    Create { values: Vec<Value>, events: Vec<String> },
+    Create {
+        values: Vec<Value>,
+        events: Vec<String>,
+    },
     /// The `UPDATE` of this checkpoint's shape, its values after the key, the events.
     Checkpoint {
         sql: String,
@@ -323,11 +329,16 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 
 /// The store's checkpointer thread (`store/sqlite/checkpointer.rs`): a `PASSIVE` WAL
 /// checkpoint on its own connection, at most every 200 ms, after commits.
-fn checkpointer(path: &Path, durability: Durability) -> (mpsc::SyncSender<()>, std::thread::JoinHandle<()>) {
+fn checkpointer(
+    path: &Path,
+    durability: Durability,
+) -> (mpsc::SyncSender<()>, std::thread::JoinHandle<()>) {
     let conn = Connection::open(path).expect("opens");
-    conn.pragma_update(None, "wal_autocheckpoint", 0).expect("pragma");
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("pragma");
     configure(&conn, durability).expect("pragmas");
-    conn.pragma_update(None, "wal_autocheckpoint", 0).expect("pragma");
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("pragma");
     let (tx, rx) = mpsc::sync_channel::<()>(1);
     let thread = std::thread::spawn(move || {
         let mut last = Instant::now();
@@ -413,7 +424,9 @@ pub fn replay(
                     .prepare_cached("INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)")
                     .expect("prepares");
                 for body in evs {
-                    insert.execute(rusqlite::params![*key, *seq, body]).expect("appends");
+                    insert
+                        .execute(rusqlite::params![*key, *seq, body])
+                        .expect("appends");
                     *seq += 1;
                 }
             }
