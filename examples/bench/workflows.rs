@@ -60,6 +60,13 @@ impl Jobs {
         self
     }
 
+    /// Numbers jobs from `first` on (the raw baseline's trace takes a job number as wide
+    /// as those of the runs it stands for).
+    pub fn numbered_from(self, first: u64) -> Self {
+        self.next.store(first, Ordering::Relaxed);
+        self
+    }
+
     /// How many jobs were started.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
@@ -113,6 +120,20 @@ impl Jobs {
             },
             result: finished.then(|| format!("result of {job}")),
         })
+    }
+}
+
+/// The raw-timer baseline of workloads 5 and 8 (issue 21): the job's waits on
+/// `tokio::time` alone, no workflow, no seam. After each sleep it calls [`Jobs`]
+/// directly, which measures the interval as it does for ours and the plain `async fn`,
+/// and says when the job is finished.
+pub async fn raw_timer_loop(jobs: &Jobs, req: &JobRequest, every: Duration) {
+    let job = jobs.start(req).expect("starts");
+    loop {
+        tokio::time::sleep(every).await;
+        if jobs.status(&job).expect("its own job").is_finished() {
+            return;
+        }
     }
 }
 
