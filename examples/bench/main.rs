@@ -58,7 +58,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use workflow::asl::{serve_json_lines, StepClock, StepHandler};
 use workflow::prelude::*;
-use workflow::{Durability, SqliteOptions, SqliteStore, Store};
+use workflow::store::{Durability, SqliteOptions, SqliteStore, Store};
 
 mod raw;
 mod workflows;

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
-use workflow::{
-    CallbackUpdate, Checkpoint, CorruptRow, Durability, Event, ExecutionFilter, ExecutionId,
-    ExecutionRecord, ExecutionSummary, PendingCallback, Reopen, SqliteOptions, SqliteStore, Status,
-    Store, StoreError, Timestamp, Wait,
+use workflow::store::{
+    CallbackUpdate, Checkpoint, CorruptRow, Durability, ExecutionFilter, ExecutionRecord,
+    ExecutionSummary, PendingCallback, Reopen, SqliteOptions, SqliteStore, Store, StoreError, Wait,
 };
+use workflow::{Event, ExecutionId, Status, Timestamp};
 
 /// The store's default batch limit (`SqliteOptions::max_batch`).
 pub const MAX_BATCH: usize = 4096;
