@@ -376,6 +376,8 @@ pub mod console;
 mod inspect;
 #[cfg(feature = "sfn")]
 pub mod sfn;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 /// The names a workflow module and the program that runs it need:
 /// `use workflow::prelude::*;`.

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
+use tracing::Span;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,6 +20,7 @@ use crate::history::{Event, EventKind};
 use crate::json::Json;
 use crate::persist::Encoder;
 use crate::retry::{Policy, Retry, TaskTimeout, WorkflowError};
+use crate::telemetry;
 use crate::time::{Clock, Timestamp};
 
 /// The context of one step of a workflow: the clock, the resume data, and the history
@@ -39,6 +41,8 @@ pub struct StepCx {
     pub(crate) caught: Option<Caught>,
     /// For the step of a waiting callback: the token to send, or its resolution.
     pub(crate) callback: Option<CallbackStep>,
+    /// The span of the task being called, from its scheduling to its end.
+    task: Option<Span>,
 }
 
 /// A call's error as Step Functions caught it (the `Error` and `Cause` of a `Catch`).
@@ -63,6 +67,7 @@ impl StepCx {
             retries: 0,
             caught: None,
             callback: None,
+            task: None,
         }
     }
 
@@ -88,6 +93,26 @@ impl StepCx {
 
     /// Appends an event for `node` to the step's history.
     pub fn record(&mut self, node: usize, kind: EventKind) {
+        // A call's end is its span's.
+        match &kind {
+            EventKind::TaskSucceeded { .. } => {
+                if let Some(span) = self.task.take() {
+                    telemetry::task_ended(&span, None);
+                }
+            }
+            EventKind::TaskFailed { name, .. } => {
+                if let Some(span) = self.task.take() {
+                    telemetry::task_ended(&span, Some(name.as_deref().unwrap_or("?")));
+                }
+            }
+            EventKind::RetryScheduled { error, delay, .. } => {
+                if let Some(span) = self.task.take() {
+                    span.record("workflow.task.retry_in_ms", delay.as_millis() as u64);
+                    telemetry::task_ended(&span, Some(error));
+                }
+            }
+            _ => {}
+        }
         let event = Event {
             at: self.now(),
             state: self.node_name(node),
@@ -98,6 +123,10 @@ impl StepCx {
 
     /// A task is about to run.
     pub fn task_scheduled(&mut self, node: usize) {
+        // In the step's span, which the driver instruments the step with.
+        let name = self.graph.nodes.get(node).map_or("?", |n| n.name);
+        let timeout = self.policy(node).timeout;
+        self.task = Some(telemetry::task_span(name, self.retries + 1, timeout));
         self.record(node, EventKind::TaskScheduled);
     }
 

@@ -106,6 +106,7 @@ mod registry;
 mod retry;
 mod runtime;
 mod store;
+mod telemetry;
 mod time;
 mod transition;
 mod workflow;

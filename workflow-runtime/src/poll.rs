@@ -188,8 +188,12 @@ impl PollState {
     ) -> PollNext<T> {
         self.attempts = self.attempts.saturating_add(1);
         let elapsed = cx.now().since(self.started_at);
+        // The driver runs an attempt's step in a `workflow.poll` span.
+        let span = tracing::Span::current();
+        span.record("workflow.poll.attempt", self.attempts);
         let outcome = match answer {
             Ok(value) if ready(&value) => {
+                span.record("workflow.poll.ready", true);
                 cx.record(node, poll_event(self.attempts, PollOutcome::Ready));
                 return PollNext::Done(Ok(Polled {
                     value,
@@ -197,10 +201,15 @@ impl PollState {
                     elapsed,
                 }));
             }
-            Ok(_) => PollOutcome::NotReady,
+            Ok(_) => {
+                span.record("workflow.poll.ready", false);
+                PollOutcome::NotReady
+            }
             Err(e) => {
                 self.errors = self.errors.saturating_add(1);
                 let message = e.to_string();
+                span.record("workflow.poll.ready", false);
+                span.record("workflow.poll.error", message.as_str());
                 self.last_error = Some(message.clone());
                 PollOutcome::Error { message }
             }

@@ -13,6 +13,12 @@ use crate::workflow::Workflow;
 
 use super::{child_event, Driver, Finished, RETRY_FIRST, RETRY_MAX};
 
+/// Counts a failed store operation.
+pub(super) fn store_error(operation: &'static str) {
+    let operation = opentelemetry::KeyValue::new("workflow.store.operation", operation);
+    crate::telemetry::metrics().store_errors.add(1, &[operation]);
+}
+
 /// How long a checkpoint may keep failing transiently before its execution logs an error.
 const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -147,7 +153,11 @@ impl Driver {
         let mut failures = 0_u32;
         let mut reported = false;
         loop {
-            match self.rt.store.checkpoint(checkpoint).await {
+            let result = self.rt.store.checkpoint(checkpoint).await;
+            if result.is_err() {
+                store_error("checkpoint");
+            }
+            match result {
                 Err(e) if e.is_transient() => {
                     failures = failures.saturating_add(1);
                     let waited = started.elapsed();
@@ -191,6 +201,9 @@ impl Driver {
         mut events: Vec<Event>,
         name: Option<String>,
     ) -> Finished {
+        if let Some(name) = &name {
+            self.span.record("error.type", name.as_str());
+        }
         let kind = match &outcome {
             Outcome::Succeeded(output) => EventKind::ExecutionSucceeded {
                 output: output.clone(),

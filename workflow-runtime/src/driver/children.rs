@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::child::{ChildResult, ChildrenOutcome};
 use crate::deps::Fault;
@@ -50,10 +51,16 @@ impl Driver {
                 .finish(Outcome::Faulted(Fault::new(message)), Vec::new())
                 .await);
         };
+        let span = crate::telemetry::children_span(&node, batch.batch, batch.calls.len());
         // Boxed, as the rare retry: the driver's future (one per execution, held while
-        // it waits) stays the size of its common path.
-        match Box::pin(self.run_children(node, batch)).await {
-            Some(outcome) => Ok(outcome),
+        // it waits) stays the size of its common path. Instrumented: each child's
+        // execution span is a child of the batch's.
+        let run = Box::pin(self.run_children(node, batch)).instrument(span.clone());
+        match run.await {
+            Some(outcome) => {
+                span.record("workflow.children.failed", outcome.failure.is_some());
+                Ok(outcome)
+            }
             None => Err(self.finish(Outcome::Cancelled, Vec::new()).await),
         }
     }
@@ -257,6 +264,7 @@ impl Driver {
             kind,
         };
         if let Err(e) = self.rt.store.append(&self.id, vec![event]).await {
+            super::checkpoint::store_error("append");
             tracing::error!(execution = %self.id, error = %e, "history append failed");
         }
     }

@@ -17,6 +17,7 @@ use crate::graph::StateGraph;
 use crate::history::{Event, EventKind};
 use crate::json::Json;
 use crate::store::{CallSite, ExecutionRecord, Wait};
+use crate::telemetry;
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Workflow};
 
@@ -62,6 +63,10 @@ pub(crate) struct Resume {
     pub(crate) batches: u64,
     /// When it was created, or last redriven: its timeout counts from there.
     pub(crate) started_at: Timestamp,
+    /// Its parent, for a child.
+    pub(crate) parent: Option<ExecutionId>,
+    /// The trace it was created in (W3C `traceparent`), which its spans continue.
+    pub(crate) trace: Option<String>,
     /// The decoded `W::State`, type-erased so the registry can hold it.
     pub(crate) state: Box<dyn Any + Send>,
 }
@@ -77,6 +82,8 @@ impl Resume {
             waiting: record.waiting.clone(),
             batches: record.batches,
             started_at: record.started_at(),
+            parent: record.parent.clone(),
+            trace: record.trace.clone(),
             state,
         }
     }
@@ -153,6 +160,14 @@ impl<W: Workflow> Erased for Typed<W> {
             }
             let now = rt.clock.now();
             let parent = launch.parent.clone();
+            // Made here, in the starter's context: a child's is in its batch's span, a
+            // top-level execution's in its caller's. Its context goes into the record.
+            let span = telemetry::execution_span(
+                W::NAME,
+                &launch.id,
+                parent.as_ref().map(|p| &p.id),
+                false,
+            );
             let started = Event {
                 at: now,
                 state: None,
@@ -193,16 +208,21 @@ impl<W: Workflow> Erased for Typed<W> {
                 updated_at: now,
                 redrives: 0,
                 redriven_at: None,
+                trace: telemetry::trace_context(&span),
             };
             rt.store
                 .create(record, vec![started], parent_events)
                 .await?;
+            telemetry::metrics()
+                .started
+                .add(1, &telemetry::workflow(W::NAME));
             let driver = Driver {
                 rt: Arc::clone(rt),
                 id: launch.id,
                 cancel: launch.cancel,
                 parent_node: parent.map(|p| p.node),
                 deadline: deadline::<W>(now),
+                span,
             };
             Ok(driver.spawn::<W>(state, None, 0, launch.notify))
         })
@@ -240,12 +260,17 @@ impl<W: Workflow> Erased for Typed<W> {
         cancel: CancellationToken,
         notify: Notify,
     ) -> watch::Receiver<Option<Outcome>> {
+        let span = telemetry::execution_span(W::NAME, &resume.id, resume.parent.as_ref(), true);
+        if let Some(trace) = &resume.trace {
+            telemetry::continue_trace(&span, trace);
+        }
         let driver = Driver {
             rt: Arc::clone(rt),
             id: resume.id,
             cancel,
             parent_node: resume.parent_node,
             deadline: deadline::<W>(resume.started_at),
+            span,
         };
         match resume.state.downcast::<W::State>() {
             Ok(state) => driver.spawn::<W>(*state, resume.waiting, resume.batches, notify),

@@ -24,16 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use opentelemetry::KeyValue;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use crate::callback::{CallbackError, CallbackResolution, CallbackStep, PendingCallback};
 use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
 use crate::deps::Fault;
-use crate::execution::{ExecutionId, Outcome};
+use crate::execution::{ExecutionId, Outcome, Status};
 use crate::history::{Event, EventKind};
 use crate::store::{CallbackChange, SavedState, Wait};
+use crate::telemetry::{self, metrics};
 use crate::time::Timestamp;
 use crate::transition::{transition, End, Transition};
 use crate::workflow::Workflow;
@@ -67,6 +70,8 @@ pub(crate) struct Driver {
     parent_node: Option<Cow<'static, str>>,
     /// When the execution times out, if its workflow has a timeout.
     deadline: Option<Timestamp>,
+    /// This run's `workflow.execution` span: its steps', waits' and batches' parent.
+    span: Span,
 }
 
 /// When an execution created (or redriven) at `started_at` times out.
@@ -110,15 +115,27 @@ impl Driver {
             },
         );
         let rt = Arc::clone(&self.rt);
-        rt.spawn(async move {
+        let span = self.span.clone();
+        metrics().in_flight.add(1, &telemetry::workflow(W::NAME));
+        let driven = async move {
             let drive = AssertUnwindSafe(self.drive::<W>(state, waiting, batches));
             let panicked = |payload: Box<dyn Any + Send>| Fault::panic(W::NAME, &*payload);
             let finished = match drive.catch_unwind().await.map_err(panicked) {
                 Ok(finished) => finished,
                 Err(fault) => self.panicked(fault).await,
             };
+            let workflow = telemetry::workflow(W::NAME);
+            let status = Status::of(&finished.outcome);
+            let metrics = metrics();
+            metrics.in_flight.add(-1, &workflow);
+            let [name] = workflow;
+            metrics
+                .ended
+                .add(1, &[name, KeyValue::new("workflow.status", status.as_str())]);
+            telemetry::execution_ended(&self.span, &finished.outcome);
             self.report(finished, done, notify);
-        });
+        };
+        rt.spawn(driven.instrument(span));
         rx
     }
 
@@ -220,7 +237,8 @@ impl Driver {
             match waiting.take() {
                 None => {}
                 Some(Wait::Timer { node, until }) => {
-                    if let Err(finished) = self.sleep_until(until).await {
+                    let span = self.wait_span(node_name(node), "timer", until);
+                    if let Err(finished) = self.sleep_until(until, span).await {
                         return finished;
                     }
                     carried.push(Event {
@@ -230,12 +248,13 @@ impl Driver {
                     });
                 }
                 Some(Wait::Retry {
+                    node,
                     until,
                     attempt,
                     batch,
-                    ..
                 }) => {
-                    if let Err(finished) = self.sleep_until(until).await {
+                    let span = self.wait_span(node_name(node), "retry", until);
+                    if let Err(finished) = self.sleep_until(until, span).await {
                         return finished;
                     }
                     retries = attempt;
@@ -273,9 +292,13 @@ impl Driver {
             let step = if self.cancel.is_cancelled() {
                 None
             } else {
+                let span = telemetry::step_span(graph, W::resumes_at(&state));
+                metrics()
+                    .transitions
+                    .add(1, &telemetry::workflow(W::NAME));
                 tokio::select! {
                     biased;
-                    step = W::step(state, &self.rt.deps, &mut cx) => Some(step),
+                    step = W::step(state, &self.rt.deps, &mut cx).instrument(span) => Some(step),
                     () = self.cancel.cancelled() => None,
                 }
             };
@@ -418,9 +441,25 @@ impl Driver {
         }
     }
 
+    /// The span of a wait on a durable timer of node `name` until `until`.
+    fn wait_span(&self, name: Option<Cow<'static, str>>, kind: &'static str, until: Timestamp) -> Span {
+        let remaining = until.since(self.rt.clock.now());
+        telemetry::wait_span(name.as_deref(), kind, remaining)
+    }
+
     /// Waits for a durable timer, from its persisted deadline: a restart fires a due
-    /// timer at once.
-    pub(super) async fn sleep_until(&self, until: Timestamp) -> Result<(), Finished> {
+    /// timer at once. `span` is the wait's: it ends with the lateness of the wake-up.
+    pub(super) async fn sleep_until(&self, until: Timestamp, span: Span) -> Result<(), Finished> {
+        self.sleep_until_inner(until).instrument(span.clone()).await?;
+        let lateness = self.rt.clock.now().since(until);
+        span.record("workflow.wait.lateness_us", lateness.as_micros() as u64);
+        metrics()
+            .timer_lateness
+            .record(lateness.as_secs_f64(), &[]);
+        Ok(())
+    }
+
+    async fn sleep_until_inner(&self, until: Timestamp) -> Result<(), Finished> {
         let remaining = until.since(self.rt.clock.now());
         if remaining.is_zero() {
             // A due timer (a zero wait, or one that fell due during a restart) skips

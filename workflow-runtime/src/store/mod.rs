@@ -174,6 +174,11 @@ pub struct ExecutionRecord {
     /// When it was last redriven: its workflow's timeout counts from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redriven_at: Option<Timestamp>,
+    /// The trace its spans belong to, as a W3C `traceparent` (with the `otel` feature and
+    /// an OpenTelemetry layer installed when it was created): a resumed execution
+    /// continues that trace. Written at creation; a store keeps it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl ExecutionRecord {

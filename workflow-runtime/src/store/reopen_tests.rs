@@ -35,6 +35,7 @@ pub(super) fn record(id: &str, parent: Option<(&str, usize)>) -> ExecutionRecord
         updated_at: Timestamp(1),
         redrives: 0,
         redriven_at: None,
+        trace: None,
     }
 }
 

@@ -26,7 +26,7 @@ use crate::time::Timestamp;
 pub(super) const RECORD_COLUMNS: &str = "e.id, e.workflow, e.fingerprint, \
      (SELECT p.id FROM executions p WHERE p.key = e.parent), e.call_node, e.call_batch, \
      e.call_index, e.status, e.input, e.state, e.waiting, e.batches, e.outcome, e.wake_at, \
-     e.created_at, e.updated_at, e.redrives, e.redriven_at";
+     e.created_at, e.updated_at, e.redrives, e.redriven_at, e.trace";
 
 /// The columns [`summary`] reads, in order, from `executions e`.
 pub(super) const SUMMARY_COLUMNS: &str = "e.id, e.workflow, \
@@ -95,6 +95,7 @@ pub(super) struct CreateRows {
     updated_at: i64,
     redrives: i64,
     redriven_at: Option<i64>,
+    trace: Option<String>,
     events: Vec<EventRow>,
     parent_events: Vec<EventRow>,
 }
@@ -119,6 +120,7 @@ impl CreateRows {
             updated_at: ts(record.updated_at)?,
             redrives: i64::from(record.redrives),
             redriven_at: record.redriven_at.map(ts).transpose()?,
+            trace: record.trace,
             fingerprint: fingerprint_to_sql(record.fingerprint),
             id: record.id,
             workflow: record.workflow,
@@ -275,8 +277,9 @@ pub(super) fn insert_execution(
     conn.prepare_cached(
         "INSERT INTO executions (id, workflow, fingerprint, parent, call_node, call_batch, \
          call_index, status, input, state, waiting, batches, outcome, wake_at, created_at, \
-         updated_at, redrives, redriven_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         updated_at, redrives, redriven_at, trace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -298,6 +301,7 @@ pub(super) fn insert_execution(
             rows.updated_at,
             rows.redrives,
             rows.redriven_at,
+            rows.trace,
         ])
     })
     .map_err(|e| match e.sqlite_error_code() {
@@ -693,6 +697,7 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
         let wake_at: Option<i64> = c.get(13, "wake_at")?;
         let redrives: i64 = c.get(16, "redrives")?;
         let redriven_at: Option<i64> = c.get(17, "redriven_at")?;
+        let trace: Option<String> = c.get(18, "trace")?;
         Ok(ExecutionRecord {
             workflow: c.get(1, "workflow")?,
             fingerprint: fingerprint_from_sql(c.get(2, "fingerprint")?),
@@ -715,6 +720,7 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<Result<ExecutionRecord, 
             updated_at: c.time(15, "updated_at")?,
             redrives: u32::try_from(redrives).map_err(|e| c.corrupt("redrives", &e))?,
             redriven_at: redriven_at.map(from_ts),
+            trace,
             id: c.id,
         })
     }))

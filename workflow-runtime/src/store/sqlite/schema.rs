@@ -52,7 +52,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5746_4c57;
 pub(super) const PAGE_SIZE: i64 = 8192;
 
 /// The schema version this version of the crate writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1: executions and events keyed by the execution's text id. (Tests build
 /// version-1 files with it.)
@@ -195,6 +195,11 @@ pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     ALTER TABLE executions ADD COLUMN callback TEXT;
     CREATE INDEX executions_waiting_on_callback ON executions (callback)
         WHERE callback IS NOT NULL;
+    ",
+    // 5: the trace an execution's spans belong to (W3C `traceparent`), written once when
+    // it is created and read when it is resumed.
+    "
+    ALTER TABLE executions ADD COLUMN trace TEXT;
     ",
 ];
 

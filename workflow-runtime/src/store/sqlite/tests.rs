@@ -38,6 +38,7 @@ fn record(id: &str, parent: Option<&str>) -> ExecutionRecord {
         updated_at: Timestamp(1),
         redrives: 0,
         redriven_at: None,
+        trace: None,
     }
 }
 

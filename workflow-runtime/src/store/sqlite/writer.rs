@@ -174,8 +174,14 @@ impl Writer {
             return;
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
+        let started = std::time::Instant::now();
         let results = match self.transaction(&ops) {
             Ok(results) => {
+                let metrics = crate::telemetry::metrics();
+                metrics
+                    .checkpoint_duration
+                    .record(started.elapsed().as_secs_f64(), &[]);
+                metrics.checkpoint_batch.record(ops.len() as u64, &[]);
                 self.committed(ops.len());
                 match self.lock.still_reaches() {
                     Ok(()) => results,
