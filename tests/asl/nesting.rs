@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[path = "../../examples/nesting/workflows.rs"]
 #[allow(dead_code)]
-mod workflows;
+pub mod workflows;
 
 pub use workflows::{main_flow, run_job, JobService};
 use workflows::{

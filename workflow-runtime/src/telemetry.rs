@@ -2,8 +2,7 @@
 //! OpenTelemetry meter provider.
 //!
 //! Spans go through `tracing`, so any subscriber sees them; their names and attributes
-//! follow OpenTelemetry's conventions (dotted keys, `otel.name`, `otel.status_code`,
-//! `error.type`), which `tracing-opentelemetry` maps onto OpenTelemetry spans:
+//! follow OpenTelemetry's conventions (dotted keys, `otel.status_code`, `error.type`), which `tracing-opentelemetry` maps onto OpenTelemetry spans:
 //!
 //! - `workflow.execution`: one per run of an execution's driver (a resumed execution
 //!   gets a new one, in the same trace);
@@ -48,7 +47,6 @@ pub(crate) fn execution_span(
 ) -> Span {
     tracing::info_span!(
         "workflow.execution",
-        otel.name = %format_args!("workflow {workflow}"),
         workflow.name = workflow,
         workflow.execution_id = %id,
         workflow.parent_execution_id = parent.map(ExecutionId::as_str),
@@ -94,7 +92,6 @@ pub(crate) fn step_span(graph: &'static StateGraph, at: ResumePoint) -> Span {
         // The step of a poll's attempt: the call, and what its answer decides.
         tracing::info_span!(
             "workflow.poll",
-            otel.name = %format_args!("poll {name}"),
             workflow.state = name,
             workflow.poll.attempt = Empty,
             workflow.poll.ready = Empty,
@@ -103,7 +100,6 @@ pub(crate) fn step_span(graph: &'static StateGraph, at: ResumePoint) -> Span {
     } else {
         tracing::info_span!(
             "workflow.step",
-            otel.name = %format_args!("step {name}"),
             workflow.state = name,
             workflow.resume_point = if waiting { "waiting" } else { "after" },
         )
@@ -114,7 +110,6 @@ pub(crate) fn step_span(graph: &'static StateGraph, at: ResumePoint) -> Span {
 pub(crate) fn task_span(name: &str, attempt: u32, timeout: Option<Duration>) -> Span {
     tracing::info_span!(
         "workflow.task",
-        otel.name = %format_args!("task {name}"),
         workflow.state = name,
         workflow.task.attempt = attempt,
         workflow.task.timeout_ms = timeout.map(|t| t.as_millis() as u64),
@@ -138,7 +133,6 @@ pub(crate) fn task_ended(span: &Span, error: Option<&str>) {
 pub(crate) fn wait_span(name: Option<&str>, kind: &'static str, remaining: Duration) -> Span {
     tracing::info_span!(
         "workflow.wait",
-        otel.name = %format_args!("wait {}", name.unwrap_or("?")),
         workflow.state = name,
         workflow.wait.kind = kind,
         workflow.wait.duration_ms = remaining.as_millis() as u64,
@@ -150,7 +144,6 @@ pub(crate) fn wait_span(name: Option<&str>, kind: &'static str, remaining: Durat
 pub(crate) fn children_span(name: &str, batch: u64, count: usize) -> Span {
     tracing::info_span!(
         "workflow.children",
-        otel.name = %format_args!("children {name}"),
         workflow.state = name,
         workflow.children.batch = batch,
         workflow.children.count = count,
