@@ -57,12 +57,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod lambda {
     use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
     use serde_json::value::RawValue;
+    use tracing::Instrument;
     use workflow::asl::StepHandler;
+    use workflow::telemetry::{lambda_span, Telemetry};
 
     pub fn serve(handler: StepHandler) -> Result<(), Box<dyn std::error::Error>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
+        // Spans and metrics to the collector `OTEL_EXPORTER_OTLP_ENDPOINT` names, if set
+        // (inside the runtime: the exporters may need one).
+        let _guard = runtime.enter();
+        let telemetry = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(_) => Some(Telemetry::otlp()?),
+            None => None,
+        };
+        let telemetry = &telemetry;
         runtime
             .block_on(async {
                 let handler = &handler;
@@ -70,7 +80,15 @@ mod lambda {
                 lambda_runtime::run(service_fn(
                     move |event: LambdaEvent<Box<RawValue>>| async move {
                         let request = event.payload.get().as_bytes();
-                        handler.handle_bytes(request).await.map_err(|e| Diagnostic {
+                        // In the X-Ray trace Step Functions started (with tracing on
+                        // for the state machine): the step's spans join the execution's.
+                        let span = lambda_span(event.context.xray_trace_id.as_deref());
+                        let answer = handler.handle_bytes(request).instrument(span).await;
+                        if let Some(telemetry) = &telemetry {
+                            // A Lambda may be frozen between invocations: send now.
+                            telemetry.flush();
+                        }
+                        answer.map_err(|e| Diagnostic {
                             error_type: e.name().to_owned(),
                             error_message: e.to_string(),
                         })

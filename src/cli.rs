@@ -232,6 +232,9 @@ enum Command {
         /// The activity's name (after the prefix).
         #[arg(long, default_value = "workflow-step-handler")]
         activity: String,
+        /// Turn X-Ray tracing on for the state machines.
+        #[arg(long)]
+        tracing: bool,
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
@@ -334,6 +337,7 @@ pub async fn run(
             region,
             prefix,
             activity,
+            tracing,
             json,
         } => {
             if catalog.is_empty() {
@@ -344,7 +348,8 @@ pub async fn run(
                     .await;
             let options = crate::sfn::DeployOptions::new(role_arn)
                 .prefix(prefix)
-                .activity(activity);
+                .activity(activity)
+                .tracing(tracing);
             let deployment = sfn.deploy(catalog.graphs(), &options).await?;
             if json {
                 let doc = json!({

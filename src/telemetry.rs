@@ -69,7 +69,7 @@ impl Telemetry {
     /// Exports spans and metrics over OTLP (HTTP, protobuf) to the collector the
     /// standard `OTEL_EXPORTER_OTLP_*` variables name (`http://localhost:4318` by
     /// default), and logs the runtime's events to stderr as `RUST_LOG` filters them
-    /// (`info` by default). Spans are batched and sent from a thread of their own.
+    /// (`warn` by default). Spans are batched and sent from a thread of their own.
     pub fn otlp() -> Result<Telemetry, TelemetryError> {
         let spans = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -109,7 +109,7 @@ impl Telemetry {
         let logs = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
             );
         tracing_subscriber::registry()
             .with(spans)

@@ -60,6 +60,7 @@ use workflow::prelude::*;
 
 mod workflows;
 
+use workflow::telemetry::{Telemetry, TelemetryError};
 use workflow::{Event, EventKind, ExecutionFilter, ExecutionId, ExecutionTree, Outcome, Status};
 use workflows::*;
 
@@ -168,11 +169,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // `cargo run --example nesting -- sfn --endpoint-url URL`: on Step Functions.
     if std::env::args().nth(1).as_deref() == Some("sfn") {
-        init_logs();
+        let _telemetry = init_logs()?;
         let args = on_step_functions::Args::parse_from(std::env::args_os().skip(1));
         return on_step_functions::run(args).await;
     }
-    init_logs();
+    let _telemetry = init_logs()?;
     let args = Args::parse();
 
     let server = job_server::start(job_server::Config {
@@ -377,14 +378,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Logs to stderr, as `RUST_LOG` says (warnings by default).
-fn init_logs() {
+/// Logs to stderr, as `RUST_LOG` says (warnings by default); with
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, also exports the runtime's spans and metrics to
+/// that OTLP collector (until the returned guard is dropped, which flushes them).
+fn init_logs() -> Result<Option<Telemetry>, TelemetryError> {
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        return Telemetry::otlp().map(Some);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    Ok(None)
 }
 
 fn heading(title: &str) {

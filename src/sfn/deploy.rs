@@ -16,6 +16,7 @@ pub struct DeployOptions {
     role_arn: String,
     prefix: String,
     activity: String,
+    tracing: bool,
 }
 
 impl DeployOptions {
@@ -26,6 +27,7 @@ impl DeployOptions {
             role_arn: role_arn.into(),
             prefix: String::new(),
             activity: "workflow-step-handler".to_owned(),
+            tracing: false,
         }
     }
 
@@ -40,6 +42,21 @@ impl DeployOptions {
     pub fn activity(mut self, name: impl Into<String>) -> Self {
         self.activity = name.into();
         self
+    }
+
+    /// Turns AWS X-Ray tracing on for the state machines (off by default; a redeploy
+    /// sets it as given). Step Functions then starts a trace for each execution and
+    /// passes it to the Lambda step handler, whose spans join it with
+    /// `workflow::telemetry::lambda_span` (feature `otel`).
+    pub fn tracing(mut self, enabled: bool) -> Self {
+        self.tracing = enabled;
+        self
+    }
+
+    fn tracing_configuration(&self) -> aws_sdk_sfn::types::TracingConfiguration {
+        aws_sdk_sfn::types::TracingConfiguration::builder()
+            .enabled(self.tracing)
+            .build()
     }
 }
 
@@ -231,6 +248,7 @@ impl StepFunctions {
                         .state_machine_arn(arn)
                         .definition(&definition)
                         .role_arn(&options.role_arn)
+                        .tracing_configuration(options.tracing_configuration())
                         .send()
                         .await
                         .map_err(|e| SfnError::service("UpdateStateMachine", e))?;
@@ -259,6 +277,7 @@ impl StepFunctions {
             .name(name)
             .definition(definition)
             .role_arn(&options.role_arn)
+            .tracing_configuration(options.tracing_configuration())
             .send()
             .await
             .map_err(|e| SfnError::service("CreateStateMachine", e))?

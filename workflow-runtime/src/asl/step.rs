@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -251,7 +252,9 @@ pub(super) async fn run<W: Workflow>(
         // and the state's `MaxAttempts` decides when to give up.
         // A panic answers this request with the fault, as natively; the handler (a
         // Lambda, a JSON-lines server) goes on serving.
-        let step = match AssertUnwindSafe(W::step(state, deps, &mut cx))
+        // As natively: a step span (its tasks' spans under it), in the invocation's span.
+        let span = crate::telemetry::step_span(graph, W::resumes_at(&state));
+        let step = match AssertUnwindSafe(W::step(state, deps, &mut cx).instrument(span))
             .catch_unwind()
             .await
         {
