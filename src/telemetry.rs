@@ -165,7 +165,9 @@ pub fn lambda_span(xray_trace_id: Option<&str>) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     let span = tracing::info_span!("workflow.lambda", otel.kind = "server");
-    if let Some(parent) = xray_trace_id.and_then(opentelemetry_aws::trace::xray_propagator::span_context_from_str) {
+    if let Some(parent) =
+        xray_trace_id.and_then(opentelemetry_aws::trace::xray_propagator::span_context_from_str)
+    {
         let cx = opentelemetry::Context::new().with_remote_span_context(parent);
         // Refused only when no OpenTelemetry layer sees the span: nothing to continue.
         let _ = span.set_parent(cx);

@@ -134,7 +134,12 @@ impl Trace {
             .iter()
             .filter_map(|k| attr(s, k).map(|v| format!("{k}={v}")))
             .collect();
-        out.push_str(&format!("{}{} {}\n", "  ".repeat(depth), s.name, attrs.join(" ")));
+        out.push_str(&format!(
+            "{}{} {}\n",
+            "  ".repeat(depth),
+            s.name,
+            attrs.join(" ")
+        ));
         for child in self.children.get(&id).into_iter().flatten() {
             self.render(*child, depth + 1, out);
         }
@@ -252,7 +257,10 @@ async fn a_nesting_run_is_one_trace() {
     assert_eq!(roots.len(), 1, "{text}");
     assert_eq!(roots[0].span_context.span_id(), root.span_context.span_id());
     assert_eq!(attr_str(&root, "workflow.name").as_deref(), Some(MAIN));
-    assert_eq!(attr_str(&root, "workflow.status").as_deref(), Some("Failed"));
+    assert_eq!(
+        attr_str(&root, "workflow.status").as_deref(),
+        Some("Failed")
+    );
     assert_eq!(
         attr_str(&root, "error.type").as_deref(),
         Some("Workflow.PollTimedOut"),
@@ -314,7 +322,10 @@ async fn a_nesting_run_is_one_trace() {
         let polls = polls_of(child);
         assert!(!polls.is_empty(), "{text}");
         for (n, p) in polls.iter().enumerate() {
-            assert_eq!(attr_str(p, "workflow.poll.attempt"), Some((n + 1).to_string()));
+            assert_eq!(
+                attr_str(p, "workflow.poll.attempt"),
+                Some((n + 1).to_string())
+            );
         }
         let ready: Vec<_> = polls
             .iter()
@@ -334,13 +345,19 @@ async fn a_nesting_run_is_one_trace() {
         let tasks: Vec<_> = trace
             .named("workflow.task")
             .filter(|t| {
-                trace.parent(t).and_then(|step| trace.parent(step)).map(|e| e.span_context.span_id())
+                trace
+                    .parent(t)
+                    .and_then(|step| trace.parent(step))
+                    .map(|e| e.span_context.span_id())
                     == Some(child.span_context.span_id())
             })
             .collect();
         assert_eq!(tasks.len(), 1, "{text}");
         assert_eq!(trace.parent(tasks[0]).unwrap().name, "workflow.step");
-        assert_eq!(attr_str(tasks[0], "workflow.task.attempt").as_deref(), Some("1"));
+        assert_eq!(
+            attr_str(tasks[0], "workflow.task.attempt").as_deref(),
+            Some("1")
+        );
         let waits = trace
             .named("workflow.wait")
             .filter(|w| w.parent_span_id == child.span_context.span_id())
@@ -349,7 +366,10 @@ async fn a_nesting_run_is_one_trace() {
     }
     for wait in trace.named("workflow.wait") {
         assert!(attr(wait, "workflow.wait.lateness_us").is_some(), "{text}");
-        assert_eq!(attr_str(wait, "workflow.wait.kind").as_deref(), Some("timer"));
+        assert_eq!(
+            attr_str(wait, "workflow.wait.kind").as_deref(),
+            Some("timer")
+        );
     }
 
     // The metrics saw the same run.
@@ -392,7 +412,11 @@ async fn worker() {
         .build()
         .unwrap();
     let _main = runtime
-        .start_with_id(main_flow, ExecutionId::from("main"), Batch::numbered("crash", 1))
+        .start_with_id(
+            main_flow,
+            ExecutionId::from("main"),
+            Batch::numbered("crash", 1),
+        )
         .await
         .unwrap();
     std::future::pending::<()>().await;
@@ -421,11 +445,13 @@ async fn a_resumed_execution_continues_its_trace() {
     let running_child = ExecutionId::from("main/2.0");
     let started = std::time::Instant::now();
     loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "the worker never got there");
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        ) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker never got there"
+        );
+        if let Ok(conn) =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        {
             let found: rusqlite::Result<String> = conn.query_row(
                 "SELECT status FROM executions WHERE id = ?1",
                 [running_child.as_str()],
@@ -459,7 +485,10 @@ async fn a_resumed_execution_continues_its_trace() {
     // The traces the two were created in (by the killed process), which the child's is
     // part of: its parent span is in the main execution's trace.
     let traceparent = |record: &workflow::store::ExecutionRecord| {
-        let t = record.trace.clone().expect("a trace is stored with each execution");
+        let t = record
+            .trace
+            .clone()
+            .expect("a trace is stored with each execution");
         let parts: Vec<String> = t.split('-').map(str::to_owned).collect();
         assert_eq!(parts.len(), 4, "{t}");
         (
@@ -469,12 +498,18 @@ async fn a_resumed_execution_continues_its_trace() {
     };
     let (main_trace, main_first_span) = traceparent(&stored_main);
     let (child_trace, child_first_span) = traceparent(&stored_child);
-    assert_eq!(child_trace, main_trace, "a child is created in its parent's trace");
+    assert_eq!(
+        child_trace, main_trace,
+        "a child is created in its parent's trace"
+    );
 
     let trace = Trace::of(main_trace);
     let resumed_main = trace.execution("main");
     assert_eq!(resumed_main.len(), 1, "the killed process exported nothing");
-    assert_eq!(attr_str(resumed_main[0], "workflow.resumed").as_deref(), Some("true"));
+    assert_eq!(
+        attr_str(resumed_main[0], "workflow.resumed").as_deref(),
+        Some("true")
+    );
     assert_eq!(resumed_main[0].parent_span_id, main_first_span);
     assert_eq!(
         attr_str(resumed_main[0], "workflow.status").as_deref(),
@@ -483,12 +518,143 @@ async fn a_resumed_execution_continues_its_trace() {
     let resumed_child = trace.execution(running_child.as_str());
     assert_eq!(resumed_child.len(), 1);
     assert_eq!(resumed_child[0].parent_span_id, child_first_span);
-    assert_eq!(attr_str(resumed_child[0], "workflow.resumed").as_deref(), Some("true"));
+    assert_eq!(
+        attr_str(resumed_child[0], "workflow.resumed").as_deref(),
+        Some("true")
+    );
     // The children started after the restart are new spans under the resumed main's
     // batches, in the same trace.
     let later = trace.execution("main/3.0");
     assert_eq!(later.len(), 1);
     let batch = trace.parent(later[0]).expect("under its batch");
     assert_eq!(batch.parent_span_id, resumed_main[0].span_context.span_id());
-    assert_eq!(attr_str(later[0], "workflow.resumed").as_deref(), Some("false"));
+    assert_eq!(
+        attr_str(later[0], "workflow.resumed").as_deref(),
+        Some("false")
+    );
+}
+
+/// What a fake OTLP collector received: each request's path and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP collector on a free loopback port that keeps what it is sent.
+async fn collector() -> (String, Received) {
+    let received = Received::default();
+    let keep = received.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let keep = keep.clone();
+        async move {
+            keep.lock()
+                .unwrap()
+                .push((uri.path().to_owned(), body.to_vec()));
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT=… cargo run --example nesting` sends the run's spans and
+/// metrics to that collector: the example binary (built by `cargo test`) against a
+/// collector here, its requests decoded as OTLP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nesting_example_exports_over_otlp() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|debug| debug.join("examples/nesting"))
+        .unwrap();
+    assert!(
+        example.exists(),
+        "{} is missing: `cargo test --workspace` builds it, or `cargo build --example nesting`",
+        example.display()
+    );
+    let (url, received) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nesting.sqlite");
+    let output = tokio::process::Command::new(&example)
+        .args(["--db", db.to_str().unwrap()])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+        .env("OTEL_SERVICE_NAME", "nesting-test")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let received = received.lock().unwrap().clone();
+    let mut spans = Vec::new();
+    let mut services = Vec::new();
+    let mut metrics = Vec::new();
+    for (path, body) in &received {
+        match path.as_str() {
+            "/v1/traces" => {
+                let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                for resource in request.resource_spans {
+                    let attributes = resource.resource.map(|r| r.attributes).unwrap_or_default();
+                    services.extend(
+                        attributes
+                            .into_iter()
+                            .filter(|kv| kv.key == "service.name")
+                            .map(|kv| format!("{:?}", kv.value)),
+                    );
+                    for scope in resource.scope_spans {
+                        spans.extend(scope.spans);
+                    }
+                }
+            }
+            "/v1/metrics" => {
+                let request = ExportMetricsServiceRequest::decode(body.as_slice()).unwrap();
+                for resource in request.resource_metrics {
+                    for scope in resource.scope_metrics {
+                        metrics.extend(scope.metrics.into_iter().map(|m| m.name));
+                    }
+                }
+            }
+            other => panic!("unexpected OTLP path {other}"),
+        }
+    }
+    assert!(
+        services.iter().all(|s| s.contains("nesting-test")),
+        "{services:?}"
+    );
+    let main_executions = spans
+        .iter()
+        .filter(|s| s.name == "workflow.execution")
+        .filter(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key == "workflow.name" && format!("{:?}", kv.value).contains(MAIN))
+        })
+        .count();
+    assert!(main_executions >= 1, "{} spans", spans.len());
+    for name in [
+        "workflow.step",
+        "workflow.task",
+        "workflow.poll",
+        "workflow.children",
+    ] {
+        assert!(spans.iter().any(|s| s.name == name), "no {name} span");
+    }
+    for name in [
+        "workflow.executions.started",
+        "workflow.executions.ended",
+        "workflow.transitions",
+        "workflow.store.checkpoint.duration",
+    ] {
+        assert!(
+            metrics.iter().any(|m| m == name),
+            "no {name} in {metrics:?}"
+        );
+    }
 }

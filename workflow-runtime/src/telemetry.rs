@@ -179,7 +179,8 @@ pub(crate) fn continue_trace(span: &Span, traceparent: &str) {
     use opentelemetry::propagation::TextMapPropagator;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
     // Refused only for a span no OpenTelemetry layer sees: then there is no trace.
     let _ = span.set_parent(cx);

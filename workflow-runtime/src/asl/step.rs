@@ -6,9 +6,9 @@ use std::panic::AssertUnwindSafe;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
-use tracing::Instrument;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::document::{
     callback_resolution, caught_of, children_outcome, find_poll, give_up, is_children, retried_for,

@@ -16,7 +16,9 @@ use super::{child_event, Driver, Finished, RETRY_FIRST, RETRY_MAX};
 /// Counts a failed store operation.
 pub(super) fn store_error(operation: &'static str) {
     let operation = opentelemetry::KeyValue::new("workflow.store.operation", operation);
-    crate::telemetry::metrics().store_errors.add(1, &[operation]);
+    crate::telemetry::metrics()
+        .store_errors
+        .add(1, &[operation]);
 }
 
 /// How long a checkpoint may keep failing transiently before its execution logs an error.

@@ -129,9 +129,10 @@ impl Driver {
             let metrics = metrics();
             metrics.in_flight.add(-1, &workflow);
             let [name] = workflow;
-            metrics
-                .ended
-                .add(1, &[name, KeyValue::new("workflow.status", status.as_str())]);
+            metrics.ended.add(
+                1,
+                &[name, KeyValue::new("workflow.status", status.as_str())],
+            );
             telemetry::execution_ended(&self.span, &finished.outcome);
             self.report(finished, done, notify);
         };
@@ -293,9 +294,7 @@ impl Driver {
                 None
             } else {
                 let span = telemetry::step_span(graph, W::resumes_at(&state));
-                metrics()
-                    .transitions
-                    .add(1, &telemetry::workflow(W::NAME));
+                metrics().transitions.add(1, &telemetry::workflow(W::NAME));
                 tokio::select! {
                     biased;
                     step = W::step(state, &self.rt.deps, &mut cx).instrument(span) => Some(step),
@@ -442,7 +441,12 @@ impl Driver {
     }
 
     /// The span of a wait on a durable timer of node `name` until `until`.
-    fn wait_span(&self, name: Option<Cow<'static, str>>, kind: &'static str, until: Timestamp) -> Span {
+    fn wait_span(
+        &self,
+        name: Option<Cow<'static, str>>,
+        kind: &'static str,
+        until: Timestamp,
+    ) -> Span {
         let remaining = until.since(self.rt.clock.now());
         telemetry::wait_span(name.as_deref(), kind, remaining)
     }
@@ -450,12 +454,12 @@ impl Driver {
     /// Waits for a durable timer, from its persisted deadline: a restart fires a due
     /// timer at once. `span` is the wait's: it ends with the lateness of the wake-up.
     pub(super) async fn sleep_until(&self, until: Timestamp, span: Span) -> Result<(), Finished> {
-        self.sleep_until_inner(until).instrument(span.clone()).await?;
+        self.sleep_until_inner(until)
+            .instrument(span.clone())
+            .await?;
         let lateness = self.rt.clock.now().since(until);
         span.record("workflow.wait.lateness_us", lateness.as_micros() as u64);
-        metrics()
-            .timer_lateness
-            .record(lateness.as_secs_f64(), &[]);
+        metrics().timer_lateness.record(lateness.as_secs_f64(), &[]);
         Ok(())
     }
 
