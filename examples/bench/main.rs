@@ -113,6 +113,11 @@ struct Args {
     /// Attempts of the 1 ms poll (workload 8).
     #[arg(long)]
     fine_polls: Option<u32>,
+    /// Measure with telemetry on: the runtime's spans through `tracing-opentelemetry`
+    /// into a batching span processor whose exporter drops them, and its metrics into a
+    /// meter provider (the cost of an attached exporter, without the network).
+    #[arg(long)]
+    telemetry: bool,
     /// Internal: run workload 5 in this process and print its figures as JSON
     /// (executions, seconds, 0 ours / 1 the plain baseline / 2 raw timers).
     #[arg(long, hide = true, num_args = 3)]
@@ -184,6 +189,7 @@ fn main() {
     }
     let s = Sizes::of(&args);
     let on = |w: u32| args.only.is_empty() || args.only.contains(&w);
+    let _telemetry = args.telemetry.then(telemetry);
     eprintln!("sizes: {s:?}");
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,6 +229,29 @@ fn main() {
         tokio.block_on(fine_polling(&mut rows, s, scratch.path()));
     }
     print_table(&rows, s);
+}
+
+/// Spans to an exporter that drops them (batched, as an OTLP exporter is) and metrics
+/// to an in-memory reader: what telemetry costs the runtime, the network aside.
+fn telemetry() -> workflow::telemetry::Telemetry {
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+    #[derive(Debug)]
+    struct Discard;
+    impl SpanExporter for Discard {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+    let tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
+    let metrics = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+    let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(metrics).build())
+        .build();
+    workflow::telemetry::Telemetry::install(tracer, meter).expect("the only subscriber")
 }
 
 /// Adds a row, and shows it at once on stderr (a long run keeps what it measured).
