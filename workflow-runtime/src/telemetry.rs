@@ -29,10 +29,8 @@ use opentelemetry::KeyValue;
 use tracing::field::Empty;
 use tracing::Span;
 
-use crate::context::STATES_TIMEOUT;
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::graph::{NodeKind, StateGraph};
-use crate::workflow::ResumePoint;
 
 /// The instrumentation scope of the runtime's spans' tracer and of its meter.
 pub const SCOPE: &str = "workflow";
@@ -75,17 +73,18 @@ pub(crate) fn execution_ended(span: &Span, outcome: &Outcome) {
         }
         Outcome::TimedOut => {
             span.record("otel.status_code", "error");
-            span.record("error.type", STATES_TIMEOUT);
+            span.record("error.type", Status::TimedOut.as_str());
         }
     }
 }
 
-/// The span of one step: from `at` to the next yield point.
-pub(crate) fn step_span(graph: &'static StateGraph, at: ResumePoint) -> Span {
+/// The span of one step, from where it resumes to the next yield point: the start of
+/// the body (`at` is `None`), after node `n` (`Some((n, false))`) or waiting in it
+/// (`Some((n, true))`: a poll's attempt, a batch's results, a retried call).
+pub(crate) fn step_span(graph: &'static StateGraph, at: Option<(usize, bool)>) -> Span {
     let (node, waiting) = match at {
-        ResumePoint::Start => (None, false),
-        ResumePoint::Waiting(n) => (graph.nodes.get(n), true),
-        ResumePoint::After(n) => (graph.nodes.get(n), false),
+        None => (None, false),
+        Some((n, waiting)) => (graph.nodes.get(n), waiting),
     };
     let name = node.map_or("start", |n| n.name);
     if waiting && node.is_some_and(|n| matches!(n.kind, NodeKind::Poll)) {

@@ -78,6 +78,17 @@ pub enum ResumePoint {
     After(usize),
 }
 
+impl ResumePoint {
+    /// The node it is at, and whether it waits in it: `None` at the start of the body.
+    pub(crate) fn node(self) -> Option<(usize, bool)> {
+        match self {
+            ResumePoint::Start => None,
+            ResumePoint::Waiting(n) => Some((n, true)),
+            ResumePoint::After(n) => Some((n, false)),
+        }
+    }
+}
+
 /// A child as the state graph and `link` see it, from its value (a plain `async fn` has
 /// no type a path could name). Only the step checks that a child is a workflow, so that
 /// a `call_nested!` of a function that is not one is reported once, on the call: here a

@@ -253,7 +253,7 @@ pub(super) async fn run<W: Workflow>(
         // A panic answers this request with the fault, as natively; the handler (a
         // Lambda, a JSON-lines server) goes on serving.
         // As natively: a step span (its tasks' spans under it), in the invocation's span.
-        let span = crate::telemetry::step_span(graph, W::resumes_at(&state));
+        let span = crate::telemetry::step_span(graph, W::resumes_at(&state).node());
         let step = match AssertUnwindSafe(W::step(state, deps, &mut cx).instrument(span))
             .catch_unwind()
             .await

@@ -293,7 +293,7 @@ impl Driver {
             let step = if self.cancel.is_cancelled() {
                 None
             } else {
-                let span = telemetry::step_span(graph, W::resumes_at(&state));
+                let span = telemetry::step_span(graph, W::resumes_at(&state).node());
                 metrics().transitions.add(1, &telemetry::workflow(W::NAME));
                 tokio::select! {
                     biased;
