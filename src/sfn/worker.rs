@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use workflow_runtime::asl::{is_token_sent, StepError, StepHandler};
 
 use super::{SfnError, StepFunctions};
@@ -204,7 +205,11 @@ impl ActivityWorker {
             let Some(token) = task.task_token().filter(|t| !t.is_empty()) else {
                 continue;
             };
+            // An activity task carries no trace context: each is a trace of its own,
+            // the step's spans under this one.
+            let span = tracing::info_span!("workflow.activity_task", activity.worker = %self.name);
             self.work(token, task.input().unwrap_or_default(), &counters)
+                .instrument(span)
                 .await;
         }
     }
