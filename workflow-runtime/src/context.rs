@@ -126,7 +126,9 @@ impl StepCx {
         // In the step's span, which the driver instruments the step with.
         let name = self.graph.nodes.get(node).map_or("?", |n| n.name);
         let timeout = self.policy(node).timeout;
-        self.task = Some(telemetry::task_span(name, self.retries + 1, timeout));
+        // (The step handler's `retries` is `u32::MAX` for a call Step Functions caught.)
+        let attempt = self.retries.saturating_add(1);
+        self.task = Some(telemetry::task_span(name, attempt, timeout));
         self.record(node, EventKind::TaskScheduled);
     }
 
