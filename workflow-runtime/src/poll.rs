@@ -189,7 +189,7 @@ impl PollState {
         self.attempts = self.attempts.saturating_add(1);
         let elapsed = cx.now().since(self.started_at);
         // The driver runs an attempt's step in a `workflow.poll` span.
-        let span = tracing::Span::current();
+        let span = crate::telemetry::current();
         span.record("workflow.poll.attempt", self.attempts);
         let outcome = match answer {
             Ok(value) if ready(&value) => {

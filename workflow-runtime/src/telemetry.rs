@@ -21,19 +21,49 @@
 //! from the global meter provider (a no-op until one is installed: install it before the
 //! first runtime starts).
 
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use futures_util::future::Either;
 
 use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use opentelemetry::KeyValue;
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::instrument::Instrumented;
+use tracing::{Instrument, Span};
 
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::graph::{NodeKind, StateGraph};
 
 /// The instrumentation scope of the runtime's spans' tracer and of its meter.
 pub const SCOPE: &str = "workflow";
+
+/// Whether anyone records the runtime's spans: a subscriber that takes `INFO`. Every
+/// span is made only then, and a future is instrumented only with a span that is: with
+/// `tracing`'s `log` feature on (dependencies turn it on), a span nobody records still
+/// logs its entries, exits and drop through `log`, a cost on every poll.
+pub(crate) fn on() -> bool {
+    tracing::level_enabled!(tracing::Level::INFO)
+}
+
+/// The current span, if anyone records spans.
+pub(crate) fn current() -> Span {
+    if on() {
+        Span::current()
+    } else {
+        Span::none()
+    }
+}
+
+/// `future`, in `span` if the span is recorded.
+pub(crate) fn instrument<F: Future>(future: F, span: Span) -> Either<F, Instrumented<F>> {
+    if span.is_none() {
+        Either::Left(future)
+    } else {
+        Either::Right(future.instrument(span))
+    }
+}
 
 /// The span of one run of an execution's driver. Its parent is the current span: the
 /// caller's for a top-level execution, the batch's for a child.
@@ -43,6 +73,9 @@ pub(crate) fn execution_span(
     parent: Option<&ExecutionId>,
     resumed: bool,
 ) -> Span {
+    if !on() {
+        return Span::none();
+    }
     tracing::info_span!(
         "workflow.execution",
         workflow.name = workflow,
@@ -82,6 +115,9 @@ pub(crate) fn execution_ended(span: &Span, outcome: &Outcome) {
 /// the body (`at` is `None`), after node `n` (`Some((n, false))`) or waiting in it
 /// (`Some((n, true))`: a poll's attempt, a batch's results, a retried call).
 pub(crate) fn step_span(graph: &'static StateGraph, at: Option<(usize, bool)>) -> Span {
+    if !on() {
+        return Span::none();
+    }
     let (node, waiting) = match at {
         None => (None, false),
         Some((n, waiting)) => (graph.nodes.get(n), waiting),
@@ -107,6 +143,9 @@ pub(crate) fn step_span(graph: &'static StateGraph, at: Option<(usize, bool)>) -
 
 /// The span of a task's call, from its scheduling to its result.
 pub(crate) fn task_span(name: &str, attempt: u32, timeout: Option<Duration>) -> Span {
+    if !on() {
+        return Span::none();
+    }
     tracing::info_span!(
         "workflow.task",
         workflow.state = name,
@@ -130,6 +169,9 @@ pub(crate) fn task_ended(span: &Span, error: Option<&str>) {
 
 /// The span of a durable timer, from when the driver waits on it.
 pub(crate) fn wait_span(name: Option<&str>, kind: &'static str, remaining: Duration) -> Span {
+    if !on() {
+        return Span::none();
+    }
     tracing::info_span!(
         "workflow.wait",
         workflow.state = name,
@@ -141,6 +183,9 @@ pub(crate) fn wait_span(name: Option<&str>, kind: &'static str, remaining: Durat
 
 /// The span of a batch of children.
 pub(crate) fn children_span(name: &str, batch: u64, count: usize) -> Span {
+    if !on() {
+        return Span::none();
+    }
     tracing::info_span!(
         "workflow.children",
         workflow.state = name,

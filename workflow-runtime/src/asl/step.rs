@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::document::{
     callback_resolution, caught_of, children_outcome, find_poll, give_up, is_children, retried_for,
@@ -254,9 +253,12 @@ pub(super) async fn run<W: Workflow>(
         // Lambda, a JSON-lines server) goes on serving.
         // As natively: a step span (its tasks' spans under it), in the invocation's span.
         let span = crate::telemetry::step_span(graph, W::resumes_at(&state).node());
-        let step = match AssertUnwindSafe(W::step(state, deps, &mut cx).instrument(span))
-            .catch_unwind()
-            .await
+        let step = match AssertUnwindSafe(crate::telemetry::instrument(
+            W::step(state, deps, &mut cx),
+            span,
+        ))
+        .catch_unwind()
+        .await
         {
             Ok(step) => step,
             Err(payload) => return Err(StepError::Fault(Fault::panic(W::NAME, &*payload))),

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::child::{ChildResult, ChildrenOutcome};
 use crate::deps::Fault;
@@ -55,7 +54,8 @@ impl Driver {
         // Boxed, as the rare retry: the driver's future (one per execution, held while
         // it waits) stays the size of its common path. Instrumented: each child's
         // execution span is a child of the batch's.
-        let run = Box::pin(self.run_children(node, batch)).instrument(span.clone());
+        let run =
+            crate::telemetry::instrument(Box::pin(self.run_children(node, batch)), span.clone());
         match run.await {
             Some(outcome) => {
                 span.record("workflow.children.failed", outcome.failure.is_some());

@@ -27,7 +27,7 @@ use futures_util::FutureExt;
 use opentelemetry::KeyValue;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::callback::{CallbackError, CallbackResolution, CallbackStep, PendingCallback};
 use crate::child::ChildrenOutcome;
@@ -136,7 +136,7 @@ impl Driver {
             telemetry::execution_ended(&self.span, &finished.outcome);
             self.report(finished, done, notify);
         };
-        rt.spawn(driven.instrument(span));
+        rt.spawn(telemetry::instrument(driven, span));
         rx
     }
 
@@ -297,7 +297,7 @@ impl Driver {
                 metrics().transitions.add(1, &telemetry::workflow(W::NAME));
                 tokio::select! {
                     biased;
-                    step = W::step(state, &self.rt.deps, &mut cx).instrument(span) => Some(step),
+                    step = telemetry::instrument(W::step(state, &self.rt.deps, &mut cx), span) => Some(step),
                     () = self.cancel.cancelled() => None,
                 }
             };
@@ -447,6 +447,9 @@ impl Driver {
         kind: &'static str,
         until: Timestamp,
     ) -> Span {
+        if !telemetry::on() {
+            return Span::none();
+        }
         let remaining = until.since(self.rt.clock.now());
         telemetry::wait_span(name.as_deref(), kind, remaining)
     }
@@ -454,11 +457,11 @@ impl Driver {
     /// Waits for a durable timer, from its persisted deadline: a restart fires a due
     /// timer at once. `span` is the wait's: it ends with the lateness of the wake-up.
     pub(super) async fn sleep_until(&self, until: Timestamp, span: Span) -> Result<(), Finished> {
-        self.sleep_until_inner(until)
-            .instrument(span.clone())
-            .await?;
+        telemetry::instrument(self.sleep_until_inner(until), span.clone()).await?;
         let lateness = self.rt.clock.now().since(until);
-        span.record("workflow.wait.lateness_us", lateness.as_micros() as u64);
+        if !span.is_none() {
+            span.record("workflow.wait.lateness_us", lateness.as_micros() as u64);
+        }
         metrics().timer_lateness.record(lateness.as_secs_f64(), &[]);
         Ok(())
     }
