@@ -63,11 +63,12 @@ impl Codegen<'_> {
         let ok_ty = self.ok_ty();
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
-        let (state_enum, state_codec) = self.state_enum();
-        let graph = self.graph(true);
         // A policy is not part of what a persisted state means: changing one must not
         // park the executions in flight.
-        let fingerprint = fingerprint(&state_enum, &self.graph(false));
+        let graph_shape = self.graph(false);
+        let (state_enum, state_codec, legacy) = self.state_enum(&graph_shape);
+        let graph = self.graph(true);
+        let fingerprint = fingerprint(&state_enum, &graph_shape);
         let link = self.link();
         let start = self.start();
         let step_fn = self.step_fn();
@@ -101,6 +102,7 @@ impl Codegen<'_> {
                 impl #wf::Workflow for #ident {
                     const NAME: &'static str = #name;
                     const FINGERPRINT: u64 = #fingerprint;
+                    const LEGACY: ::core::option::Option<#wf::codegen::persist::Legacy> = #legacy;
                     type Input = #input_ty;
                     type Output = #ok_ty;
                     type Error = #err_ty;
@@ -141,9 +143,10 @@ impl Codegen<'_> {
         matches!(at, At::Waiting(k) if matches!(self.body.yields[k].op, Op::Poll(_)))
     }
 
-    /// The state enum's declaration, and its (de)serialization with the checks of the
-    /// locals' types.
-    fn state_enum(&self) -> (TokenStream, TokenStream) {
+    /// The state enum's declaration; its (de)serialization with the checks of the
+    /// locals' types; what the runtime needs to read states stored before issue 22
+    /// (`Workflow::LEGACY`), given the graph's tokens without policies.
+    fn state_enum(&self, graph: &TokenStream) -> (TokenStream, TokenStream, TokenStream) {
         let wf = self.wf();
         let mut persisted = Persisted::default();
         let start: Vec<(&Ident, &Type)> = self
@@ -209,6 +212,20 @@ impl Codegen<'_> {
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks(&wf);
+        let legacy = {
+            let fingerprint = crate::legacy::fingerprint(&wf, &variants, graph);
+            let variants = variants.iter().map(|(state, fields)| {
+                let name = state.to_string();
+                let fields = fields.iter().map(|(i, _)| i.to_string());
+                quote!((#name, &[#(#fields),*]))
+            });
+            quote! {
+                ::core::option::Option::Some(#wf::codegen::persist::Legacy {
+                    fingerprint: #fingerprint,
+                    variants: &[#(#variants),*],
+                })
+            }
+        };
         let codec = quote! {
             impl #wf::serde::Serialize for __WfState {
                 fn serialize<__WfS: #wf::serde::Serializer>(
@@ -245,7 +262,7 @@ impl Codegen<'_> {
             }
             #checks
         };
-        (decl, codec)
+        (decl, codec, legacy)
     }
 
     fn graph(&self, policies: bool) -> TokenStream {
@@ -469,19 +486,17 @@ fn param_pattern(p: &Param) -> TokenStream {
 }
 
 /// How the state enum is written; part of the fingerprint, so that a state written in
-/// another encoding is parked rather than misread. Until issue 22 the enum was written by
-/// serde's derive, as `{"Variant": {"field": …}}`, and the fingerprint hashed that
-/// derive's attributes instead of this line.
+/// another encoding is not misread. Until issue 22 the enum was written by serde's derive,
+/// as `{"Variant": {"field": …}}`, and the fingerprint hashed that derive's attributes
+/// instead of this line: `legacy.rs` computes that fingerprint, which the runtime accepts
+/// too, converting such a state.
 const STATE_ENCODING: &str = "state encoding: [tag, field, …] (issue 22)";
 
 /// FNV-1a over the tokens of the state enum's declaration, its encoding and the state
 /// graph: stable across compiler versions (unlike `DefaultHasher`), and any change to a
 /// state's fields, to their encoding or to the graph changes it.
 fn fingerprint(state_enum: &TokenStream, graph: &TokenStream) -> u64 {
-    let text = format!("{state_enum}\n{STATE_ENCODING}\n{graph}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::legacy::fnv(&format!("{state_enum}\n{STATE_ENCODING}\n{graph}"))
 }
 
 fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {

@@ -226,6 +226,72 @@ impl<'de, S: State> Visitor<'de> for StateVisitor<S> {
     }
 }
 
+/// What reads a state stored before issue 22, when serde's derive wrote the state enum
+/// as `{"Variant": {"field": …}}`: the fingerprint the definition had then (the macro
+/// computes it as it was computed then) and the names of the variants, in tag order,
+/// with their fields in order. A stored execution with that fingerprint is resumed by
+/// this definition, its state converted to `[tag, field, …]`; each field's own JSON is
+/// the same in both.
+#[derive(Clone, Copy, Debug)]
+pub struct Legacy {
+    /// The definition's fingerprint before issue 22.
+    pub fingerprint: u64,
+    /// Each variant's name and fields, in tag order.
+    pub variants: &'static [(&'static str, &'static [&'static str])],
+}
+
+impl Legacy {
+    /// `state` in today's encoding: a state in it (an execution already resumed since
+    /// the upgrade keeps its stored fingerprint) as it is, one written by serde's derive
+    /// converted.
+    pub(crate) fn upgrade(&self, state: serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let Value::Object(outer) = state else {
+            return Ok(state);
+        };
+        let mut entries = outer.into_iter();
+        let (Some((variant, fields)), None) = (entries.next(), entries.next()) else {
+            return Err("a state written before issue 22 has one variant".into());
+        };
+        let tag = self
+            .variants
+            .iter()
+            .position(|(name, _)| *name == variant)
+            .ok_or_else(|| format!("no variant `{variant}` in the workflow's state"))?;
+        let Value::Object(mut fields) = fields else {
+            return Err(format!("variant `{variant}` is not written as an object"));
+        };
+        let mut array = vec![Value::from(tag)];
+        for name in self.variants[tag].1 {
+            let value = fields
+                .remove(*name)
+                .ok_or_else(|| format!("variant `{variant}` has no field `{name}`"))?;
+            array.push(value);
+        }
+        Ok(Value::Array(array))
+    }
+}
+
+/// Whether workflow `W` resumes a state stored with `fingerprint`: its own, or the one
+/// its definition had before issue 22.
+pub(crate) fn reads<W: crate::Workflow>(fingerprint: u64) -> bool {
+    fingerprint == W::FINGERPRINT || W::LEGACY.is_some_and(|l| l.fingerprint == fingerprint)
+}
+
+/// The state `W` stored with `fingerprint`, in today's encoding.
+pub(crate) fn stored_state<W: crate::Workflow>(
+    fingerprint: u64,
+    state: &[u8],
+) -> Result<W::State, String> {
+    match W::LEGACY.filter(|l| l.fingerprint == fingerprint && fingerprint != W::FINGERPRINT) {
+        None => serde_json::from_slice(state).map_err(|e| e.to_string()),
+        Some(legacy) => {
+            let value = serde_json::from_slice(state).map_err(|e| e.to_string())?;
+            serde_json::from_value(legacy.upgrade(value)?).map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// The fields of one variant, read in order.
 pub struct Fields<A> {
     seq: A,
@@ -244,5 +310,36 @@ impl<'de, A: SeqAccess<'de>> Fields<A> {
     /// The error for a tag that names no variant.
     pub fn unknown(&self, tag: u32) -> A::Error {
         A::Error::custom(format_args!("no variant {tag} in the workflow's state"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Legacy;
+    use serde_json::json;
+
+    const LEGACY: Legacy = Legacy {
+        fingerprint: 7,
+        variants: &[("Start", &["a", "b"]), ("PollX", &["a", "__wf_poll"])],
+    };
+
+    #[test]
+    fn a_state_written_by_serde_s_derive_is_converted_in_field_order() {
+        let old = json!({"PollX": {"__wf_poll": [[1, 2]], "a": "x"}});
+        assert_eq!(LEGACY.upgrade(old), Ok(json!([1, "x", [[1, 2]]])));
+        assert_eq!(
+            LEGACY.upgrade(json!({"Start": {"b": 2, "a": 1}})),
+            Ok(json!([0, 1, 2]))
+        );
+    }
+
+    #[test]
+    fn a_state_in_today_s_encoding_is_kept_and_a_bad_one_refused() {
+        assert_eq!(LEGACY.upgrade(json!([0, 1, 2])), Ok(json!([0, 1, 2])));
+        let missing = LEGACY.upgrade(json!({"Start": {"a": 1}})).unwrap_err();
+        assert!(missing.contains("no field `b`"), "{missing}");
+        let unknown = LEGACY.upgrade(json!({"Other": {}})).unwrap_err();
+        assert!(unknown.contains("no variant `Other`"), "{unknown}");
+        assert!(LEGACY.upgrade(json!({"Start": {}, "PollX": {}})).is_err());
     }
 }
