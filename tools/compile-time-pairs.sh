@@ -16,7 +16,8 @@
 #
 # CARGO_TARGET_DIR defaults to a directory of its own, kept between runs so that the
 # dependencies build once. The crates use Cargo's default profiles (full debug info),
-# as a new project would.
+# as a new project would. With CT_KEEP=DIR, the two crates are left in DIR (to profile
+# them, e.g. `RUSTC_BOOTSTRAP=1 cargo rustc -- -Z time-passes` there).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +25,12 @@ pairs=${1:-50}
 rounds=${2:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/compile-time}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${CT_KEEP:-}" ]; then
+    work=$CT_KEEP
+    mkdir -p "$work"
+else
+    trap 'rm -rf "$work"' EXIT
+fi
 
 # rustc's peak memory: the wrapper times the compilation of the measured crates only
 # (named `ct_…`), appending the maximum resident set in KiB to $CT_MEMLOG.

@@ -194,9 +194,9 @@ impl Codegen<'_> {
         let sers = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let (tag, len) = (tag as u32, fields.len());
             let idents = fields.iter().map(|(i, _)| i);
-            let elements = fields.iter().map(|(i, t)| {
-                quote!(__wf_t.serialize_element(&(&#p::Probe::<#t>::new()).save(#i))?;)
-            });
+            let elements = fields.iter().map(
+                |(i, t)| quote!(__wf_t.serialize_element(&(&#p::Probe::<#t>::new()).save(#i))?;),
+            );
             let mutability = (len > 0).then(|| quote!(mut));
             quote!(__WfState::#state { #(#idents),* } => {
                 let #mutability __wf_t = #p::variant(__wf_s, #tag, #len)?;
@@ -206,9 +206,9 @@ impl Codegen<'_> {
         });
         let reads = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let tag = tag as u32;
-            let fields = fields.iter().map(|(i, t)| {
-                quote!(#i: __wf_fields.next((&#p::Probe::<#t>::new()).load())?)
-            });
+            let fields = fields
+                .iter()
+                .map(|(i, t)| quote!(#i: __wf_fields.next((&#p::Probe::<#t>::new()).load())?));
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks(&wf);

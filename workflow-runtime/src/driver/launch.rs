@@ -224,13 +224,14 @@ impl<W: Workflow> Erased for Typed<W> {
                 registered: W::FINGERPRINT,
             });
         }
-        let state: W::State = crate::persist::stored_state::<W>(record.fingerprint, &record.state).map_err(|e| {
-            Unresumable::Corrupt(format!(
+        let state: W::State = crate::persist::stored_state::<W>(record.fingerprint, &record.state)
+            .map_err(|e| {
+                Unresumable::Corrupt(format!(
                 "the stored state of execution `{}` does not decode as workflow `{}`'s state: {e}",
                 record.id,
                 W::NAME
             ))
-        })?;
+            })?;
         Ok(Box::new(state))
     }
 
