@@ -123,7 +123,7 @@ pub trait Fallback<T> {
         |_| None
     }
     /// Refuses to write it.
-    fn save<'a>(&self, _: &'a T) -> Refuse<T> {
+    fn save(&self, _: &T) -> Refuse<T> {
         Refuse(PhantomData)
     }
     /// Refuses to read it.
