@@ -188,7 +188,8 @@ fn a_start_state_sent_to_a_later_state_is_refused() {
     // `Start` holds the input: sent to the Lambda after the charge, it would charge again.
     for (i, at) in [(0, "shop.charge"), (1, "sleep: resume"), (2, "shop.ship")] {
         let mut doc = answers[i].clone();
-        doc["state"] = json!({"Start": {"amount": 7}});
+        // `Start` (variant 0) with its one field, in the state's `[tag, field, …]` form.
+        doc["state"] = json!([0, 7]);
         let e = step(&h, request("checkout", at, doc)).unwrap_err();
         assert_eq!(e.name(), "Workflow.InvalidState", "{at}");
         assert!(e.to_string().contains("resumes from the start"), "{e}");

@@ -63,11 +63,12 @@ impl Codegen<'_> {
         let ok_ty = self.ok_ty();
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
-        let state_enum = self.state_enum();
-        let graph = self.graph(true);
         // A policy is not part of what a persisted state means: changing one must not
         // park the executions in flight.
-        let fingerprint = fingerprint(&state_enum, &self.graph(false));
+        let graph_shape = self.graph(false);
+        let (state_enum, state_codec, legacy) = self.state_enum(&graph_shape);
+        let graph = self.graph(true);
+        let fingerprint = fingerprint(&state_enum, &graph_shape);
         let link = self.link();
         let start = self.start();
         let step_fn = self.step_fn();
@@ -96,10 +97,12 @@ impl Codegen<'_> {
             #(#cfgs)*
             const _: () = {
                 #state_enum
+                #state_codec
 
                 impl #wf::Workflow for #ident {
                     const NAME: &'static str = #name;
                     const FINGERPRINT: u64 = #fingerprint;
+                    const LEGACY: ::core::option::Option<#wf::codegen::persist::Legacy> = #legacy;
                     type Input = #input_ty;
                     type Output = #ok_ty;
                     type Error = #err_ty;
@@ -140,47 +143,126 @@ impl Codegen<'_> {
         matches!(at, At::Waiting(k) if matches!(self.body.yields[k].op, Op::Poll(_)))
     }
 
-    fn state_enum(&self) -> TokenStream {
+    /// The state enum's declaration; its (de)serialization with the checks of the
+    /// locals' types; what the runtime needs to read states stored before issue 22
+    /// (`Workflow::LEGACY`), given the graph's tokens without policies.
+    fn state_enum(&self, graph: &TokenStream) -> (TokenStream, TokenStream, TokenStream) {
         let wf = self.wf();
-        let serde_path = format!("{}::serde", wf.to_string().replace(' ', ""));
         let mut persisted = Persisted::default();
-        let start_fields: Vec<TokenStream> = self
+        let start: Vec<(&Ident, &Type)> = self
             .f
             .inputs
             .iter()
-            .map(|p| persisted.field(&p.ident, &p.ty, false))
+            .map(|p| {
+                persisted.add(&p.ty, false);
+                (&p.ident, &p.ty)
+            })
             .collect();
-        let mut variants = vec![quote!(Start { #(#start_fields),* })];
+        let poll_ty: Type = syn::parse_quote!(#wf::codegen::PollState);
+        let poll_ident = format_ident!("__wf_poll");
+        let mut variants = vec![(&self.ir.arms[0].state, start)];
         for arm in &self.ir.arms[1..] {
-            let state = &arm.state;
-            let mut decls: Vec<TokenStream> = arm
+            let mut fields: Vec<(&Ident, &Type)> = arm
                 .fields
                 .iter()
                 .map(|l| {
                     let ty =
                         l.ty.as_ref()
                             .expect("analyze reports unannotated persisted locals");
-                    persisted.field(&l.ident, ty, true)
+                    persisted.add(ty, true);
+                    (&l.ident, ty)
                 })
                 .collect();
             if self.is_poll(arm.at) {
-                decls.push(quote!(__wf_poll: #wf::codegen::PollState));
+                fields.push((&poll_ident, &poll_ty));
             }
-            variants.push(quote!(#state { #(#decls),* }));
+            variants.push((&arm.state, fields));
         }
-        let codecs = persisted.codecs(&wf);
-        quote! {
+        let decls = variants.iter().map(|(state, fields)| {
+            let fields = fields.iter().map(|(i, t)| quote!(#i: #t));
+            quote!(#state { #(#fields),* })
+        });
+        let decl = quote! {
             /// The persisted state: one variant per resume point, holding the locals
             /// still needed from there on.
-            #[derive(#wf::serde::Serialize, #wf::serde::Deserialize)]
-            #[serde(crate = #serde_path)]
             #[allow(private_interfaces, clippy::large_enum_variant)]
             pub enum __WfState {
-                #(#variants),*
+                #(#decls),*
             }
-
-            #codecs
-        }
+        };
+        let p = quote!(#wf::codegen::persist);
+        let sers = variants.iter().enumerate().map(|(tag, (state, fields))| {
+            let (tag, len) = (tag as u32, fields.len());
+            let idents = fields.iter().map(|(i, _)| i);
+            let elements = fields.iter().map(
+                |(i, t)| quote!(__wf_t.serialize_element(&(&#p::Probe::<#t>::new()).save(#i))?;),
+            );
+            let mutability = (len > 0).then(|| quote!(mut));
+            quote!(__WfState::#state { #(#idents),* } => {
+                let #mutability __wf_t = #p::variant(__wf_s, #tag, #len)?;
+                #(#elements)*
+                __wf_t.end()
+            })
+        });
+        let reads = variants.iter().enumerate().map(|(tag, (state, fields))| {
+            let tag = tag as u32;
+            let fields = fields
+                .iter()
+                .map(|(i, t)| quote!(#i: __wf_fields.next((&#p::Probe::<#t>::new()).load())?));
+            quote!(#tag => __WfState::#state { #(#fields),* },)
+        });
+        let checks = persisted.checks(&wf);
+        let legacy = {
+            let fingerprint = crate::legacy::fingerprint(&wf, &variants, graph);
+            let variants = variants.iter().map(|(state, fields)| {
+                let name = state.to_string();
+                let fields = fields.iter().map(|(i, _)| i.to_string());
+                quote!((#name, &[#(#fields),*]))
+            });
+            quote! {
+                ::core::option::Option::Some(#wf::codegen::persist::Legacy {
+                    fingerprint: #fingerprint,
+                    variants: &[#(#variants),*],
+                })
+            }
+        };
+        let codec = quote! {
+            impl #wf::serde::Serialize for __WfState {
+                fn serialize<__WfS: #wf::serde::Serializer>(
+                    &self,
+                    __wf_s: __WfS,
+                ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
+                    use #wf::serde::ser::SerializeTuple as _;
+                    #[allow(unused_imports)]
+                    use #p::{Fallback as _, ViaSerde as _};
+                    match self {
+                        #(#sers)*
+                    }
+                }
+            }
+            impl<'de> #wf::serde::Deserialize<'de> for __WfState {
+                fn deserialize<__WfD: #wf::serde::Deserializer<'de>>(
+                    __wf_d: __WfD,
+                ) -> ::core::result::Result<Self, __WfD::Error> {
+                    #p::deserialize(__wf_d)
+                }
+            }
+            impl #p::State for __WfState {
+                fn read<'de, __WfA: #wf::serde::de::SeqAccess<'de>>(
+                    __wf_tag: u32,
+                    __wf_fields: &mut #p::Fields<__WfA>,
+                ) -> ::core::result::Result<Self, __WfA::Error> {
+                    #[allow(unused_imports)]
+                    use #p::{Fallback as _, ViaSerde as _};
+                    ::core::result::Result::Ok(match __wf_tag {
+                        #(#reads)*
+                        _ => return ::core::result::Result::Err(__wf_fields.unknown(__wf_tag)),
+                    })
+                }
+            }
+            #checks
+        };
+        (decl, codec, legacy)
     }
 
     fn graph(&self, policies: bool) -> TokenStream {
@@ -403,14 +485,18 @@ fn param_pattern(p: &Param) -> TokenStream {
     }
 }
 
-/// FNV-1a over the tokens of the state enum and the state graph: stable across compiler
-/// versions (unlike `DefaultHasher`), and any change to a state's fields or to the graph
-/// changes it.
+/// How the state enum is written; part of the fingerprint, so that a state written in
+/// another encoding is not misread. Until issue 22 the enum was written by serde's derive,
+/// as `{"Variant": {"field": …}}`, and the fingerprint hashed that derive's attributes
+/// instead of this line: `legacy.rs` computes that fingerprint, which the runtime accepts
+/// too, converting such a state.
+const STATE_ENCODING: &str = "state encoding: [tag, field, …] (issue 22)";
+
+/// FNV-1a over the tokens of the state enum's declaration, its encoding and the state
+/// graph: stable across compiler versions (unlike `DefaultHasher`), and any change to a
+/// state's fields, to their encoding or to the graph changes it.
 fn fingerprint(state_enum: &TokenStream, graph: &TokenStream) -> u64 {
-    let text = format!("{state_enum}\n{graph}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::legacy::fnv(&format!("{state_enum}\n{STATE_ENCODING}\n{graph}"))
 }
 
 fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
@@ -432,10 +518,9 @@ fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
     quote_spanned!(p.span()=> (&#wf::codegen::ChildProbe(&#p)).workflow_name())
 }
 
-/// The types of the state's fields, each (de)serialized through a pair of functions that
-/// compile whether or not the type is `Serialize + Deserialize`, and checked once, on the
-/// user's annotation. A field of a type without serde would otherwise fail serde's derive
-/// in four places, one of them on `#[workflow]`; now it is one error, on the type.
+/// The types of the state's fields, checked once each, on the user's annotation: a local
+/// of a type without serde is one error there (the codecs compile anyway, see
+/// `persist.rs`), not errors in generated code.
 #[derive(Default)]
 struct Persisted<'a> {
     /// Each distinct type, by its tokens, and whether it is a local's (checked here) or
@@ -444,46 +529,17 @@ struct Persisted<'a> {
 }
 
 impl<'a> Persisted<'a> {
-    /// The declaration of field `ident: ty`, with its codec.
-    fn field(&mut self, ident: &Ident, ty: &'a Type, local: bool) -> TokenStream {
+    fn add(&mut self, ty: &'a Type, local: bool) {
         let key = ty.to_token_stream().to_string();
-        let k = match self.types.iter().position(|(t, _, _)| *t == key) {
-            Some(k) => {
-                self.types[k].2 |= local;
-                k
-            }
-            None => {
-                self.types.push((key, ty, local));
-                self.types.len() - 1
-            }
-        };
-        let (ser, de) = (format!("__wf_ser{k}"), format!("__wf_de{k}"));
-        quote!(#[serde(serialize_with = #ser, deserialize_with = #de)] #ident: #ty)
+        match self.types.iter_mut().find(|(t, _, _)| *t == key) {
+            Some(t) => t.2 |= local,
+            None => self.types.push((key, ty, local)),
+        }
     }
 
-    /// The codecs, and the check of the locals' types.
-    fn codecs(&self, wf: &TokenStream) -> TokenStream {
+    /// The check of the locals' types.
+    fn checks(&self, wf: &TokenStream) -> TokenStream {
         let p = quote!(#wf::codegen::persist);
-        let codecs = self.types.iter().enumerate().map(|(k, (_, ty, _))| {
-            let (ser, de) = (format_ident!("__wf_ser{k}"), format_ident!("__wf_de{k}"));
-            quote! {
-                fn #ser<__WfS: #wf::serde::Serializer>(
-                    value: &#ty,
-                    serializer: __WfS,
-                ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
-                    #[allow(unused_imports)]
-                    use #p::{Fallback as _, ViaSerde as _};
-                    (&#p::Probe::<#ty>::new()).ser(value, serializer)
-                }
-                fn #de<'de, __WfD: #wf::serde::Deserializer<'de>>(
-                    deserializer: __WfD,
-                ) -> ::core::result::Result<#ty, __WfD::Error> {
-                    #[allow(unused_imports)]
-                    use #p::{Fallback as _, ViaSerde as _};
-                    (&#p::Probe::<#ty>::new()).de(deserializer)
-                }
-            }
-        });
         let checks = self.types.iter().filter(|t| t.2).map(|(_, ty, _)| {
             let span = ty.span();
             let p = respan(p.clone(), span);
@@ -499,7 +555,6 @@ impl<'a> Persisted<'a> {
             })
         });
         quote! {
-            #(#codecs)*
             #[allow(dead_code)]
             fn __wf_persistable() {
                 #(#checks)*

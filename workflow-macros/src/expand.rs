@@ -177,6 +177,38 @@ mod tests {
         ));
     }
 
+    /// The fingerprint `#[workflow]` gave this definition before issue 22 (its value in
+    /// the snapshot then), which the runtime accepts to read the states it stored. The
+    /// snapshots show the legacy fingerprint of every other workflow; each equals its
+    /// `FINGERPRINT` before issue 22 too.
+    #[test]
+    fn legacy_fingerprint_is_the_one_before_issue_22() {
+        let expanded = expand(
+            quote!(name = "NestingPatternAnotherStateMachine"),
+            quote! {
+                async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+                    let job: JobId = svc.start(&req).await?;
+                    let status: Polled<JobStatus> = poll_until!(
+                        svc.status(&job),
+                        |s| s.is_finished(),
+                        every = 10.secs(),
+                        timeout = 5.mins(),
+                        max_errors = 3,
+                    )?;
+                    Ok(JobReport::new(job, status))
+                }
+            },
+        );
+        assert!(
+            expanded.contains("fingerprint: 9413581730064452692u64,"),
+            "{expanded}"
+        );
+        assert!(
+            !expanded.contains("FINGERPRINT: u64 = 9413581730064452692u64;"),
+            "the encoding changed, so must the fingerprint"
+        );
+    }
+
     #[test]
     fn retry_policy_and_timeout() {
         insta::assert_snapshot!(expand(

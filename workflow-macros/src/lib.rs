@@ -19,6 +19,7 @@ mod errors;
 mod expand;
 #[cfg(test)]
 mod fuzz;
+mod legacy;
 mod lower;
 mod names;
 mod parse;
@@ -78,11 +79,13 @@ use proc_macro::TokenStream;
 /// with, in a `const _: () = { … }` block:
 ///
 /// ```text
-/// pub enum __WfState {                          // serde, persisted at every checkpoint
+/// pub enum __WfState {                          // persisted at every checkpoint
 ///     Start { items: Vec<String> },             // the input
 ///     AfterShopPrice { total: u32, price: u32, __wf_for2: ForIter },  // live locals only
 ///     AfterSleep { total: u32, price: u32, __wf_for2: ForIter },
 /// }
+/// impl Serialize for __WfState { … }            // `[tag, field, …]`: `[1, 12, 5, […]]`
+/// impl Deserialize for __WfState { … }          // the fields through their own serde
 /// impl Workflow for price_basket {
 ///     const NAME = "PriceBasket"; type Input = Vec<String>; type Output = u32; …
 ///     fn graph() -> &'static StateGraph;       // "shop.price", "sleep", "Succeed", "Fail" and edges

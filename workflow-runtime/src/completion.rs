@@ -273,7 +273,7 @@ fn check_value(
     let registration = rt
         .workflows
         .get(record.workflow.as_str())
-        .filter(|w| w.driver.fingerprint() == record.fingerprint)
+        .filter(|w| w.driver.reads(record.fingerprint))
         .ok_or_else(not_registered)?;
     let graph = registration.driver.graph();
     match graph.nodes.get(callback.node).map(|n| &n.kind) {

@@ -1,15 +1,18 @@
-//! The (de)serialization of a state's fields, which compiles whether or not a field's
-//! type has serde, and the one check that reports it if not. The methods resolve by
-//! autoref: `ViaSerde` (on `Probe<T>`) when `T` has serde, else `Fallback` (on
-//! `&Probe<T>`), which never runs in a program that compiled, as `persistable`
-//! refused it.
+//! The (de)serialization of the generated state enum: its compact encoding (see
+//! [`State`]) and each field's codec, which compiles whether or not the field's type has
+//! serde, with the one check that reports it if not. The codecs resolve by autoref:
+//! `ViaSerde` (on `Probe<T>`) when `T` has serde, else `Fallback` (on `&Probe<T>`), which
+//! never runs in a program that compiled, as `persistable` refused it.
 
+use std::fmt;
 use std::marker::PhantomData;
 
 use crate::json::Json;
 
-use serde::de::{DeserializeOwned, Deserializer, Error as _};
-use serde::ser::{Error as _, Serialize, Serializer};
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor,
+};
+use serde::ser::{Error as _, Serialize, SerializeTuple, Serializer};
 
 /// A type a workflow's state can save.
 #[diagnostic::on_unimplemented(
@@ -91,10 +94,10 @@ impl<T> Default for Probe<T> {
 pub trait ViaSerde<T> {
     /// How a task's value of type `T` is recorded in the history.
     fn encoder(&self) -> Encoder<T>;
-    /// Serializes `value`.
-    fn ser<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error>;
-    /// Deserializes a `T`.
-    fn de<'de, D: Deserializer<'de>>(&self, deserializer: D) -> Result<T, D::Error>;
+    /// `value`, as a field of the state.
+    fn save<'a>(&self, value: &'a T) -> Save<'a, T>;
+    /// What reads a field of type `T`.
+    fn load(&self) -> Load<T>;
 }
 
 /// How a task's value is recorded in the history: as JSON, if it has serde.
@@ -104,11 +107,11 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
     fn encoder(&self) -> Encoder<T> {
         |value| Json::encode(value).ok()
     }
-    fn ser<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-        value.serialize(serializer)
+    fn save<'a>(&self, value: &'a T) -> Save<'a, T> {
+        Save(value)
     }
-    fn de<'de, D: Deserializer<'de>>(&self, deserializer: D) -> Result<T, D::Error> {
-        T::deserialize(deserializer)
+    fn load(&self) -> Load<T> {
+        Load(PhantomData)
     }
 }
 
@@ -119,14 +122,224 @@ pub trait Fallback<T> {
     fn encoder(&self) -> Encoder<T> {
         |_| None
     }
-    /// Refuses.
-    fn ser<S: Serializer>(&self, _: &T, _: S) -> Result<S::Ok, S::Error> {
-        Err(S::Error::custom("the type is not `Serialize`"))
+    /// Refuses to write it.
+    fn save(&self, _: &T) -> Refuse<T> {
+        Refuse(PhantomData)
     }
-    /// Refuses.
-    fn de<'de, D: Deserializer<'de>>(&self, _: D) -> Result<T, D::Error> {
-        Err(D::Error::custom("the type is not `Deserialize`"))
+    /// Refuses to read it.
+    fn load(&self) -> Refuse<T> {
+        Refuse(PhantomData)
     }
 }
 
 impl<T> Fallback<T> for &Probe<T> {}
+
+/// A field written through serde.
+pub struct Save<'a, T>(&'a T);
+
+impl<T: Serialize> Serialize for Save<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// A field read through serde.
+pub struct Load<T>(PhantomData<T>);
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Load<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        T::deserialize(deserializer)
+    }
+}
+
+/// A field of a type without serde: never written or read in a program that compiled.
+pub struct Refuse<T>(PhantomData<T>);
+
+impl<T> Serialize for Refuse<T> {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(S::Error::custom("the type is not `Serialize`"))
+    }
+}
+
+impl<'de, T> DeserializeSeed<'de> for Refuse<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<T, D::Error> {
+        Err(D::Error::custom("the type is not `Deserialize`"))
+    }
+}
+
+// The state enum is written as one array per variant, `[tag, field, …]`: the variant's
+// index, then its fields in declaration order (a poll's progress last). serde's derive
+// would write `{"Variant": {"field": …}}`, but it generates about a thousand lines per
+// workflow (a visitor per variant, for maps and sequences, and identifiers for every
+// name), which dominated the compile time of a crate of workflows (issue 22). Here the
+// generated code is one `match` each way; what does not depend on the workflow's types
+// (the tuple's framing, the tag, the length checks, the messages) is below, compiled
+// once per serializer.
+
+/// Starts writing variant `tag`, which has `fields` fields: the rest is
+/// `serialize_element` for each, then `end`.
+pub fn variant<S: Serializer>(
+    serializer: S,
+    tag: u32,
+    fields: usize,
+) -> Result<S::SerializeTuple, S::Error> {
+    let mut tuple = serializer.serialize_tuple(fields + 1)?;
+    tuple.serialize_element(&tag)?;
+    Ok(tuple)
+}
+
+/// A state enum in the compact encoding: what the generated code implements.
+pub trait State: Sized {
+    /// Reads the fields of variant `tag` from `fields`.
+    fn read<'de, A: SeqAccess<'de>>(tag: u32, fields: &mut Fields<A>) -> Result<Self, A::Error>;
+}
+
+/// Reads a state written by [`variant`]: the generated `Deserialize` calls this.
+pub fn deserialize<'de, D: Deserializer<'de>, S: State>(deserializer: D) -> Result<S, D::Error> {
+    deserializer.deserialize_seq(StateVisitor(PhantomData))
+}
+
+struct StateVisitor<S>(PhantomData<S>);
+
+impl<'de, S: State> Visitor<'de> for StateVisitor<S> {
+    type Value = S;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a workflow state, `[variant, field, …]`")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S, A::Error> {
+        let tag: u32 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let mut fields = Fields { seq, read: 0 };
+        let state = S::read(tag, &mut fields)?;
+        if fields.seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(A::Error::invalid_length(
+                fields.read + 2,
+                &"no more fields for the variant",
+            ));
+        }
+        Ok(state)
+    }
+}
+
+/// What reads a state stored before issue 22, when serde's derive wrote the state enum
+/// as `{"Variant": {"field": …}}`: the fingerprint the definition had then (the macro
+/// computes it as it was computed then) and the names of the variants, in tag order,
+/// with their fields in order. A stored execution with that fingerprint is resumed by
+/// this definition, its state converted to `[tag, field, …]`; each field's own JSON is
+/// the same in both.
+#[derive(Clone, Copy, Debug)]
+pub struct Legacy {
+    /// The definition's fingerprint before issue 22.
+    pub fingerprint: u64,
+    /// Each variant's name and fields, in tag order.
+    pub variants: &'static [(&'static str, &'static [&'static str])],
+}
+
+impl Legacy {
+    /// `state` in today's encoding: a state in it (an execution already resumed since
+    /// the upgrade keeps its stored fingerprint) as it is, one written by serde's derive
+    /// converted.
+    pub(crate) fn upgrade(&self, state: serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let Value::Object(outer) = state else {
+            return Ok(state);
+        };
+        let mut entries = outer.into_iter();
+        let (Some((variant, fields)), None) = (entries.next(), entries.next()) else {
+            return Err("a state written before issue 22 has one variant".into());
+        };
+        let tag = self
+            .variants
+            .iter()
+            .position(|(name, _)| *name == variant)
+            .ok_or_else(|| format!("no variant `{variant}` in the workflow's state"))?;
+        let Value::Object(mut fields) = fields else {
+            return Err(format!("variant `{variant}` is not written as an object"));
+        };
+        let mut array = vec![Value::from(tag)];
+        for name in self.variants[tag].1 {
+            let value = fields
+                .remove(*name)
+                .ok_or_else(|| format!("variant `{variant}` has no field `{name}`"))?;
+            array.push(value);
+        }
+        Ok(Value::Array(array))
+    }
+}
+
+/// Whether workflow `W` resumes a state stored with `fingerprint`: its own, or the one
+/// its definition had before issue 22.
+pub(crate) fn reads<W: crate::Workflow>(fingerprint: u64) -> bool {
+    fingerprint == W::FINGERPRINT || W::LEGACY.is_some_and(|l| l.fingerprint == fingerprint)
+}
+
+/// The state `W` stored with `fingerprint`, in today's encoding.
+pub(crate) fn stored_state<W: crate::Workflow>(
+    fingerprint: u64,
+    state: &[u8],
+) -> Result<W::State, String> {
+    match W::LEGACY.filter(|l| l.fingerprint == fingerprint && fingerprint != W::FINGERPRINT) {
+        None => serde_json::from_slice(state).map_err(|e| e.to_string()),
+        Some(legacy) => {
+            let value = serde_json::from_slice(state).map_err(|e| e.to_string())?;
+            serde_json::from_value(legacy.upgrade(value)?).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The fields of one variant, read in order.
+pub struct Fields<A> {
+    seq: A,
+    read: usize,
+}
+
+impl<'de, A: SeqAccess<'de>> Fields<A> {
+    /// The next field, read by `load` (a [`Load`]).
+    pub fn next<L: DeserializeSeed<'de>>(&mut self, load: L) -> Result<L::Value, A::Error> {
+        self.read += 1;
+        self.seq
+            .next_element_seed(load)?
+            .ok_or_else(|| A::Error::invalid_length(self.read, &"more fields for the variant"))
+    }
+
+    /// The error for a tag that names no variant.
+    pub fn unknown(&self, tag: u32) -> A::Error {
+        A::Error::custom(format_args!("no variant {tag} in the workflow's state"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Legacy;
+    use serde_json::json;
+
+    const LEGACY: Legacy = Legacy {
+        fingerprint: 7,
+        variants: &[("Start", &["a", "b"]), ("PollX", &["a", "__wf_poll"])],
+    };
+
+    #[test]
+    fn a_state_written_by_serde_s_derive_is_converted_in_field_order() {
+        let old = json!({"PollX": {"__wf_poll": [[1, 2]], "a": "x"}});
+        assert_eq!(LEGACY.upgrade(old), Ok(json!([1, "x", [[1, 2]]])));
+        assert_eq!(
+            LEGACY.upgrade(json!({"Start": {"b": 2, "a": 1}})),
+            Ok(json!([0, 1, 2]))
+        );
+    }
+
+    #[test]
+    fn a_state_in_today_s_encoding_is_kept_and_a_bad_one_refused() {
+        assert_eq!(LEGACY.upgrade(json!([0, 1, 2])), Ok(json!([0, 1, 2])));
+        let missing = LEGACY.upgrade(json!({"Start": {"a": 1}})).unwrap_err();
+        assert!(missing.contains("no field `b`"), "{missing}");
+        let unknown = LEGACY.upgrade(json!({"Other": {}})).unwrap_err();
+        assert!(unknown.contains("no variant `Other`"), "{unknown}");
+        assert!(LEGACY.upgrade(json!({"Start": {}, "PollX": {}})).is_err());
+    }
+}

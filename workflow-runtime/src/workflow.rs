@@ -45,6 +45,11 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     /// persisted state can only be resumed by a workflow with the same fingerprint.
     const FINGERPRINT: u64;
 
+    /// How to read the states this definition stored before issue 22 (another encoding,
+    /// another fingerprint); `None` for none.
+    #[doc(hidden)]
+    const LEGACY: Option<crate::persist::Legacy> = None;
+
     /// The state graph the body was lowered to.
     fn graph() -> &'static StateGraph;
 

@@ -190,13 +190,12 @@ pub(super) fn waits_in_node(kind: &NodeKind) -> bool {
     is_children(kind) || matches!(kind, NodeKind::Callback { .. })
 }
 
-/// The `PollState` inside a serialized state enum (the waiting variant holds one).
+/// The `PollState` inside a serialized state enum, which the step of a poll's attempt
+/// receives: the poll's waiting variant, `[tag, field, …, poll]` (see
+/// `persist::variant`), holds it last.
 pub(super) fn find_poll(v: &Value) -> Option<&Value> {
-    match v {
-        Value::Object(m) => m
-            .get("__wf_poll")
-            .or_else(|| m.values().find_map(find_poll)),
-        Value::Array(a) => a.iter().find_map(find_poll),
+    match v.as_array()?.as_slice() {
+        [_tag, .., poll] => Some(poll),
         _ => None,
     }
 }
@@ -217,13 +216,13 @@ pub(super) fn give_up(before: Option<&Value>, events: &[crate::history::Event]) 
     let Some(p) = before else {
         return GiveUp::TimedOut;
     };
-    let config = p.get("config");
-    let errors = n(p.get("errors")) + u64::from(errored);
-    let attempts = n(p.get("attempts")) + 1;
-    let max_errors = n(config.and_then(|c| c.get("max_errors")));
-    let max_attempts = config
-        .and_then(|c| c.get("max_attempts"))
-        .and_then(Value::as_u64);
+    // `PollState` is written as `[config, started_at, attempts, errors, last_error]`, its
+    // config as `[every, timeout, max_attempts, max_errors]` (see `poll.rs`).
+    let config = p.get(0);
+    let errors = n(p.get(3)) + u64::from(errored);
+    let attempts = n(p.get(2)) + 1;
+    let max_errors = n(config.and_then(|c| c.get(3)));
+    let max_attempts = config.and_then(|c| c.get(2)).and_then(Value::as_u64);
     if errors > max_errors {
         GiveUp::TooManyErrors
     } else if max_attempts.is_some_and(|m| attempts >= m) {

@@ -64,9 +64,17 @@ pub(super) async fn run<W: Workflow>(
             "the request has no `execution` (the Task state passes `$$.Execution.Id`)".into(),
         )
     })?;
-    let doc = request.document;
+    let mut doc = request.document;
     if role != Role::Start {
         check_document::<W>(&doc, role, &request.at, &layout, &context, key)?;
+        // A document of this definition from before issue 22: its state in today's
+        // encoding (the answer carries today's fingerprint).
+        let legacy = W::LEGACY.filter(|l| {
+            doc.get("fingerprint").and_then(Value::as_str) == Some(&l.fingerprint.to_string())
+        });
+        if let (Some(legacy), Some(state)) = (legacy, doc.get_mut("state")) {
+            *state = legacy.upgrade(state.take()).map_err(invalid)?;
+        }
     }
     let mut caught = if caught {
         Some(caught_of(&doc).map_err(invalid)?)
@@ -470,7 +478,8 @@ fn check_document<W: Workflow>(
         ));
     }
     let found = doc.get("fingerprint").and_then(Value::as_str).unwrap_or("");
-    if found != W::FINGERPRINT.to_string() {
+    let legacy = W::LEGACY.map(|l| l.fingerprint.to_string());
+    if found != W::FINGERPRINT.to_string() && Some(found) != legacy.as_deref() {
         return Err(StepError::IncompatibleState {
             workflow: W::NAME,
             found: found.to_owned(),

@@ -107,8 +107,9 @@ pub(crate) trait Erased: Send + Sync {
     /// The workflow's state graph.
     fn graph(&self) -> &'static StateGraph;
 
-    /// The definition's [`Workflow::FINGERPRINT`].
-    fn fingerprint(&self) -> u64;
+    /// Whether this definition resumes a state stored with `fingerprint` (its own, or
+    /// its fingerprint before issue 22).
+    fn reads(&self, fingerprint: u64) -> bool;
 
     /// Checks a stored execution against this definition and decodes its state.
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable>;
@@ -232,24 +233,25 @@ impl<W: Workflow> Erased for Typed<W> {
         W::graph()
     }
 
-    fn fingerprint(&self) -> u64 {
-        W::FINGERPRINT
+    fn reads(&self, fingerprint: u64) -> bool {
+        crate::persist::reads::<W>(fingerprint)
     }
 
     fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable> {
-        if record.fingerprint != W::FINGERPRINT {
+        if !crate::persist::reads::<W>(record.fingerprint) {
             return Err(Unresumable::VersionMismatch {
                 stored: record.fingerprint,
                 registered: W::FINGERPRINT,
             });
         }
-        let state: W::State = serde_json::from_slice(&record.state).map_err(|e| {
-            Unresumable::Corrupt(format!(
+        let state: W::State = crate::persist::stored_state::<W>(record.fingerprint, &record.state)
+            .map_err(|e| {
+                Unresumable::Corrupt(format!(
                 "the stored state of execution `{}` does not decode as workflow `{}`'s state: {e}",
                 record.id,
                 W::NAME
             ))
-        })?;
+            })?;
         Ok(Box::new(state))
     }
 

@@ -18,6 +18,7 @@ use crate::error::StartError;
 use crate::execution::{ExecutionId, Outcome};
 use crate::store::{Held, Store};
 use crate::time::Clock;
+use crate::workflow::BoxFuture;
 use crate::HashMap;
 
 pub(crate) struct Inner {
@@ -152,12 +153,19 @@ impl Inner {
 
     /// Spawns a task that `shutdown` stops and waits for.
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let halt = self.halt.clone();
         // Boxed: an `async` block keeps a future it captures both as the captured value
         // and as the local `select!` polls, so the task was twice the driver's size
         // (5 KiB per execution for the nesting example's `run_job`; 100,000 waiting
         // executions spent half their memory on it). Behind a box it is there once.
-        let task = Box::pin(task);
+        self.spawn_boxed(Box::pin(task));
+    }
+
+    /// The task behind a `dyn` box, spawned by a function that is not generic: tokio's
+    /// task machinery (about a hundred functions) is then compiled once, not once for
+    /// each future type, which was several per workflow and most of the compile time of
+    /// a crate of workflows (issue 22).
+    fn spawn_boxed(&self, task: BoxFuture<'static, ()>) {
+        let halt = self.halt.clone();
         self.tasks.spawn(async move {
             tokio::select! {
                 biased;
