@@ -327,6 +327,27 @@
 //! - In the emitted ASL a policy is the state's `Retry`, a timeout its `TimeoutSeconds`,
 //!   and what the Rust code decides (a caught error, a retried `call_nested!`) goes
 //!   through the step handler's answer.
+//!
+//! # Traces and metrics
+//!
+//! Every execution, step, task call, poll attempt, durable wait and batch of children is a
+//! `tracing` span (`workflow.execution`, `workflow.step`, `workflow.task`,
+//! `workflow.poll`, `workflow.wait`, `workflow.children`), a child's execution under its
+//! parent's batch, and the runtime counts executions, transitions, timer lateness and
+//! checkpoints through OpenTelemetry's metrics API. With the `otel` feature,
+//! `workflow::telemetry::Telemetry::otlp()` sends both to an OTLP collector in one line, and an
+//! execution resumed after a restart continues the trace it was created in. With no
+//! subscriber and no meter provider they cost a few percent of a transition's
+//! instructions.
+//!
+//! # Cargo features
+//!
+//! - `sfn`: `workflow::sfn`, AWS Step Functions through the official SDK (deploy, the activity
+//!   worker, executions).
+//! - `console`: `workflow::console`, the web console.
+//! - `cli`: `workflow::cli`, the command-line tool (with `console` and `sfn`).
+//! - `otel`: `workflow::telemetry`, OpenTelemetry export.
+//! - `lambda`: the step handler as an AWS Lambda function (the `step_handler` example).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
