@@ -880,8 +880,9 @@ fn engine_deadline(
 ///    activity state maps to `States.Timeout`), so the step Tasks' retrier of a lost
 ///    worker does not match there. Reproduction: a Task on an activity with
 ///    `HeartbeatSeconds: 5` whose worker takes the task and never answers; the history
-///    ends with `ActivityTimedOut` / `States.Timeout`. This test loses no task (1.), so
-///    it does not depend on that retrier.
+///    ends with `ActivityTimedOut` / `States.Timeout`. Workaround: the retrier of a
+///    lost worker names `States.Timeout` too (a step Task on an activity has no
+///    `TimeoutSeconds`, so nothing else raises it there).
 /// 4. A Parallel state whose branch fails with a `States.` error (`States.TaskFailed`
 ///    from a failed child's `startExecution.sync:2`, `States.Timeout`) fails the
 ///    execution with `States.Runtime` ("Custom Error Names MUST NOT begin with the
@@ -1134,7 +1135,7 @@ fn activity_definitions_run_every_step_on_the_activity() {
                 assert!(state.get("TimeoutSeconds").is_none(), "{name}: {state}");
                 assert_eq!(
                     state["Retry"][0]["ErrorEquals"],
-                    json!(["States.HeartbeatTimeout"])
+                    json!(["States.HeartbeatTimeout", "States.Timeout"])
                 );
             }
             assert_eq!(

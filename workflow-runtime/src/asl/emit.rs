@@ -403,10 +403,12 @@ fn lambda_retrier() -> Value {
 
 /// A worker that stopped sending heartbeats (it crashed, or lost its connection) is
 /// given up on after [`ACTIVITY_HEARTBEAT_SECONDS`]; the step runs again on another
-/// worker, as natively after a crash (tasks are at-least-once).
+/// worker, as natively after a crash (tasks are at-least-once). `States.Timeout` too:
+/// a step Task on an activity has no `TimeoutSeconds`, so that error is only ever a
+/// heartbeat's timeout as LocalStack names it (it loses a task now and then).
 fn activity_retrier() -> Value {
     json!({
-        "ErrorEquals": ["States.HeartbeatTimeout"],
+        "ErrorEquals": ["States.HeartbeatTimeout", "States.Timeout"],
         "IntervalSeconds": 1,
         "MaxAttempts": 3,
         "BackoffRate": 2,
