@@ -14,8 +14,8 @@
 //! - `workflow.children`: one per batch of children, the parent of each child's
 //!   `workflow.execution`.
 //!
-//! With no subscriber each costs a relaxed load (the callsite's interest); the attribute
-//! values are not even computed.
+//! With no subscriber that takes `INFO` none is made: each costs a load of `tracing`'s
+//! maximum level (see [`on`]), and the attribute values are not computed.
 //!
 //! Metrics go through OpenTelemetry's metrics API, instruments made once, on first use,
 //! from the global meter provider (a no-op until one is installed: install it before the
@@ -36,8 +36,8 @@ use tracing::{Instrument, Span};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::graph::{NodeKind, StateGraph};
 
-/// The instrumentation scope of the runtime's spans' tracer and of its meter.
-pub const SCOPE: &str = "workflow";
+/// The instrumentation scope of the runtime's meter.
+const SCOPE: &str = "workflow";
 
 /// Whether anyone records the runtime's spans: a subscriber that takes `INFO`. Every
 /// span is made only then, and a future is instrumented only with a span that is: with
