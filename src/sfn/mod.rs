@@ -80,40 +80,46 @@ pub struct StepFunctions {
 impl StepFunctions {
     /// Connects with the default AWS configuration (credential chain, region from the
     /// environment or profile), `region` overriding the region and `endpoint_url` the
-    /// service's address (a local engine such as LocalStack). With an endpoint override
-    /// and no credentials in the chain, fixed local credentials are used: a local engine
-    /// takes any.
+    /// service's address (a local engine such as LocalStack).
+    ///
+    /// With an endpoint override, credentials and region come from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_REGION`, …) or the profile files only, then fixed local
+    /// ones (`us-east-1`): a local engine takes any, and the default chains end at the
+    /// EC2 instance metadata service (`169.254.169.254`), which a machine off EC2
+    /// answers only after a time-out and a sandbox may refuse outright.
     pub async fn connect(endpoint_url: Option<&str>, region: Option<&str>) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint_url {
+            use aws_config::environment::{
+                EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+            };
+            use aws_config::meta::credentials::CredentialsProviderChain;
+            use aws_config::meta::region::RegionProviderChain;
+            use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+            let credentials = CredentialsProviderChain::first_try(
+                "Environment",
+                EnvironmentVariableCredentialsProvider::new(),
+            )
+            .or_else("Profile", ProfileFileCredentialsProvider::builder().build())
+            .or_else(
+                "Local",
+                Credentials::new("local", "local", None, None, "workflow-local"),
+            );
+            let local_region =
+                RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                    .or_else(ProfileFileRegionProvider::builder().build())
+                    .or_else(aws_config::Region::from_static("us-east-1"));
+            loader = loader
+                .endpoint_url(url)
+                .credentials_provider(credentials)
+                .region(local_region);
+        }
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region.to_owned()));
         }
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
         let config = loader.load().await;
-        let mut builder = aws_sdk_sfn::config::Builder::from(&config);
-        if endpoint_url.is_some() {
-            use aws_sdk_sfn::config::ProvideCredentials;
-            let found = match config.credentials_provider() {
-                Some(chain) => chain.provide_credentials().await.is_ok(),
-                None => false,
-            };
-            if !found {
-                builder = builder.credentials_provider(Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "workflow-local",
-                ));
-            }
-            if config.region().is_none() {
-                builder = builder.region(aws_config::Region::new("us-east-1"));
-            }
-        }
         StepFunctions {
-            client: Client::from_conf(builder.build()),
+            client: Client::new(&config),
         }
     }
 

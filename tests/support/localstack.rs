@@ -120,10 +120,12 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        // The whole process group: LocalStack may have started helpers.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        // The whole process group: LocalStack may have started helpers. Through the
+        // system call, not `kill -TERM -<pgid>`: procps-ng 4.0.2's kill reads that
+        // argument as -1 and signals every process of the machine.
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
