@@ -49,13 +49,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::deps::Fault;
-use crate::driver::{Erased, Resume, Unresumable};
 use crate::driver::{Inner, Recovered};
+use crate::driver::{Resume, Unresumable};
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::runtime::Runtime;
@@ -168,7 +167,6 @@ impl fmt::Display for RecoveryReport {
 
 struct Ready {
     record: ExecutionRecord,
-    driver: Arc<dyn Erased>,
     resume: Resume,
 }
 
@@ -218,7 +216,6 @@ impl Runtime {
             match registration.driver.decode(&record) {
                 Ok(state) => ready.push(Ready {
                     resume: Resume::of(&record, state),
-                    driver: Arc::clone(&registration.driver),
                     record,
                 }),
                 Err(Unresumable::VersionMismatch { stored, registered }) => {
@@ -302,13 +299,7 @@ impl Runtime {
         {
             let mut recovered = inner.recovered();
             for r in claimed {
-                recovered.insert(
-                    r.record.id,
-                    Recovered {
-                        driver: r.driver,
-                        resume: r.resume,
-                    },
-                );
+                recovered.insert(r.record.id, Recovered { resume: r.resume });
             }
         }
         for (r, parent_ended) in roots {
@@ -318,7 +309,7 @@ impl Runtime {
                 cancel.cancel();
                 report.cancelled.push(r.record.id.clone());
             }
-            let _ = r.driver.resume(inner, r.resume, cancel, None);
+            let _ = crate::driver::resume(inner, r.resume, cancel, None);
         }
         if report != RecoveryReport::default() {
             tracing::info!(%report, "recovered");

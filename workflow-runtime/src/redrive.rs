@@ -24,7 +24,6 @@
 //! waits on, count from the redrive (kept in the store, so after a restart too); the
 //! attempts of a retry policy start over.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -166,7 +165,7 @@ fn redrivable(status: Status) -> bool {
 struct Planned {
     record: ExecutionRecord,
     driver: Arc<dyn Erased>,
-    state: Box<dyn Any + Send>,
+    state: Box<dyn crate::driver::Machine>,
 }
 
 impl Runtime {
@@ -338,21 +337,21 @@ impl Runtime {
             record.waiting = waiting;
             record.redrives = record.redrives.saturating_add(1);
             record.redriven_at = Some(now);
-            (p.driver, Resume::of(&record, p.state))
+            Resume::of(&record, p.state)
         });
-        let Some((driver, resume)) = plan.next() else {
+        let Some(resume) = plan.next() else {
             unreachable!("the plan starts with the execution")
         };
         // Children first, so that no parent's batch looks for one before it is there.
         let mut children = Vec::new();
         {
             let mut recovered = inner.recovered();
-            for (driver, resume) in plan {
+            for resume in plan {
                 children.push(resume.id.clone());
-                recovered.insert(resume.id.clone(), Recovered { driver, resume });
+                recovered.insert(resume.id.clone(), Recovered { resume });
             }
         }
-        let _ = driver.resume(inner, resume, CancellationToken::new(), None);
+        let _ = crate::driver::resume(inner, resume, CancellationToken::new(), None);
         drop(marked);
         tracing::info!(execution = %id, count, children = children.len(), "redriven");
         Ok(Redrive {

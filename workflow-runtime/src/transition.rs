@@ -19,31 +19,29 @@ use crate::store::{PendingBatch, PendingChild, Wait};
 use crate::time::Timestamp;
 use crate::workflow::{Step, Workflow};
 
-/// What the execution does after a step.
-pub(crate) enum Transition<W: Workflow> {
+/// What the execution does after a step, `S` being the state to go on from (the
+/// workflow's state enum; `()` once the driver has put it aside).
+pub(crate) enum Transition<S> {
     /// A task ran (or a poll or a batch resolved): persist the state, then step again.
-    Continue(W::State),
+    Continue(S),
     /// Persist the state, then step again: that step starts with the call of `node`, a
     /// task with a policy, so that a retry runs that call again and nothing before it.
-    BeforeCall { node: usize, state: W::State },
+    BeforeCall { node: usize, state: S },
     /// Persist the state, wait on a durable timer of node `node` until `until`
     /// (`duration` after the step), then step again.
     Wait {
         node: usize,
         until: Timestamp,
         duration: Duration,
-        state: W::State,
+        state: S,
     },
     /// Persist the state, run the batch, then step again with its results.
-    Children {
-        state: W::State,
-        batch: PendingBatch,
-    },
+    Children { state: S, batch: PendingBatch },
     /// Persist the state, waiting on a new callback of node `node` started now, then
     /// step again to send its token.
     Callback {
         node: usize,
-        state: W::State,
+        state: S,
         started: Timestamp,
         timeout: Duration,
         heartbeat: Option<Duration>,
@@ -53,13 +51,62 @@ pub(crate) enum Transition<W: Workflow> {
     /// Nothing to persist: `state` is the one that waits in the node already.
     CallbackSent {
         node: usize,
-        state: W::State,
+        state: S,
         sent: Result<(), String>,
     },
     /// Run the last persisted state's step again, after the retry's delay.
     Retry(Retry),
     /// The execution ends.
     End(End),
+}
+
+impl<S> Transition<S> {
+    /// The same transition with its state, if it has one, handed to `keep`: what the
+    /// driver, which holds the state apart from its type, goes on with.
+    pub(crate) fn map_state<T>(self, keep: impl FnOnce(S) -> T) -> Transition<T> {
+        match self {
+            Transition::Continue(state) => Transition::Continue(keep(state)),
+            Transition::BeforeCall { node, state } => Transition::BeforeCall {
+                node,
+                state: keep(state),
+            },
+            Transition::Wait {
+                node,
+                until,
+                duration,
+                state,
+            } => Transition::Wait {
+                node,
+                until,
+                duration,
+                state: keep(state),
+            },
+            Transition::Children { state, batch } => Transition::Children {
+                state: keep(state),
+                batch,
+            },
+            Transition::Callback {
+                node,
+                state,
+                started,
+                timeout,
+                heartbeat,
+            } => Transition::Callback {
+                node,
+                state: keep(state),
+                started,
+                timeout,
+                heartbeat,
+            },
+            Transition::CallbackSent { node, state, sent } => Transition::CallbackSent {
+                node,
+                state: keep(state),
+                sent,
+            },
+            Transition::Retry(retry) => Transition::Retry(retry),
+            Transition::End(end) => Transition::End(end),
+        }
+    }
 }
 
 /// How an execution ends, as a step decides it.
@@ -81,7 +128,7 @@ pub(crate) fn transition<W: Workflow>(
     step: Step<W>,
     now: Timestamp,
     batches: &mut u64,
-) -> Transition<W> {
+) -> Transition<W::State> {
     match step {
         Step::Continue(state) => Transition::Continue(state),
         Step::Task { node, state } => Transition::BeforeCall { node, state },

@@ -9,9 +9,8 @@ use crate::retry::Retry;
 use crate::store::{Checkpoint, ExecutionRecord, SavedState, Wait};
 use crate::time::Timestamp;
 use crate::transition::batch_again;
-use crate::workflow::Workflow;
 
-use super::{child_event, Driver, Finished, RETRY_FIRST, RETRY_MAX};
+use super::{child_event, Driver, Finished, Machine, RETRY_FIRST, RETRY_MAX};
 
 /// Counts a failed store operation.
 pub(super) fn store_error(operation: &'static str) {
@@ -27,12 +26,13 @@ const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
 impl Driver {
     /// Checkpoints a retry's wait: the last checkpointed state again (read back from the
     /// store, as the step consumed it), now waiting for the retry's delay.
-    pub(super) async fn checkpoint_retry<W: Workflow>(
+    pub(super) async fn checkpoint_retry(
         &self,
+        machine: &mut dyn Machine,
         retry: Retry,
         batches: &mut u64,
         events: Vec<Event>,
-    ) -> Result<(W::State, Wait), Finished> {
+    ) -> Result<Wait, Finished> {
         let (bytes, waited) = match self.rt.store.get(&self.id).await {
             Ok(Some(record)) => (record.state, record.waiting),
             Ok(None) => {
@@ -48,20 +48,16 @@ impl Driver {
                     .await);
             }
         };
-        let state: W::State = match serde_json::from_slice(&bytes) {
-            Ok(state) => state,
-            Err(e) => {
-                let message = format!("the checkpointed state does not decode: {e}");
-                return Err(self
-                    .finish(Outcome::Faulted(Fault::new(message)), events)
-                    .await);
-            }
-        };
+        if let Err(message) = machine.decode(&bytes) {
+            return Err(self
+                .finish(Outcome::Faulted(Fault::new(message)), events)
+                .await);
+        }
         let until = self.rt.clock.now().after(retry.delay);
         // A `call_nested!` retries its whole batch: the same calls, as a new batch.
         let batch = match waited {
             Some(Wait::Children(b) | Wait::Retry { batch: Some(b), .. }) => {
-                Some(batch_again(W::graph(), b, batches, until))
+                Some(batch_again(machine.graph(), b, batches, until))
             }
             _ => None,
         };
@@ -77,7 +73,7 @@ impl Driver {
             batches: *batches,
         };
         self.checkpoint(saved, events, self.rt.clock.now()).await?;
-        Ok((state, wait))
+        Ok(wait)
     }
 
     /// Persists a non-terminal state. An oversized state faults the execution (nothing

@@ -1,7 +1,6 @@
 //! Starting and resuming executions: the typed entry points behind the registry's
 //! type-erased workflows.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -10,7 +9,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use crate::deps::Fault;
 use crate::error::{Payload, PayloadTooLarge, StartError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::graph::StateGraph;
@@ -21,7 +19,7 @@ use crate::telemetry;
 use crate::time::Timestamp;
 use crate::workflow::{BoxFuture, Workflow};
 
-use super::{deadline, Driver, Notify};
+use super::{deadline, Driver, Held, Machine, Notify};
 
 /// Where a child hangs in its parent: the parent, and the call site.
 #[derive(Clone)]
@@ -67,12 +65,12 @@ pub(crate) struct Resume {
     pub(crate) parent: Option<ExecutionId>,
     /// The trace it was created in (W3C `traceparent`), which its spans continue.
     pub(crate) trace: Option<String>,
-    /// The decoded `W::State`, type-erased so the registry can hold it.
-    pub(crate) state: Box<dyn Any + Send>,
+    /// The decoded state, with its workflow.
+    pub(crate) state: Box<dyn Machine>,
 }
 
 impl Resume {
-    pub(crate) fn of(record: &ExecutionRecord, state: Box<dyn Any + Send>) -> Self {
+    pub(crate) fn of(record: &ExecutionRecord, state: Box<dyn Machine>) -> Self {
         Resume {
             id: record.id.clone(),
             parent_node: record
@@ -112,16 +110,7 @@ pub(crate) trait Erased: Send + Sync {
     fn reads(&self, fingerprint: u64) -> bool;
 
     /// Checks a stored execution against this definition and decodes its state.
-    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable>;
-
-    /// Spawns the driver of a decoded execution, from where its record left it.
-    fn resume(
-        &self,
-        rt: &Arc<Inner>,
-        resume: Resume,
-        cancel: CancellationToken,
-        notify: Notify,
-    ) -> watch::Receiver<Option<Outcome>>;
+    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Machine>, Unresumable>;
 }
 
 pub(crate) struct Typed<W>(pub(crate) PhantomData<fn() -> W>);
@@ -132,101 +121,22 @@ impl<W: Workflow> Erased for Typed<W> {
         rt: &'a Arc<Inner>,
         launch: Launch,
     ) -> BoxFuture<'a, Result<watch::Receiver<Option<Outcome>>, StartError>> {
-        Box::pin(async move {
-            let input: W::Input =
-                launch
-                    .input
-                    .decode()
-                    .map_err(|source| StartError::InvalidInput {
-                        workflow: W::NAME,
-                        source,
-                    })?;
-            let too_large = |what, size| PayloadTooLarge {
-                execution: launch.id.clone(),
-                what,
-                size,
-                limit: rt.payload_limit,
-            };
-            let input_size = launch.input.as_str().len();
-            if input_size > rt.payload_limit {
-                return Err(too_large(Payload::Input, input_size).into());
-            }
-            let state = W::start(input);
-            let bytes = serde_json::to_vec(&state).map_err(|source| StartError::InvalidInput {
-                workflow: W::NAME,
-                source,
-            })?;
-            if bytes.len() > rt.payload_limit {
-                return Err(too_large(Payload::State, bytes.len()).into());
-            }
-            let now = rt.clock.now();
-            let parent = launch.parent.clone();
-            // Made here, in the starter's context: a child's is in its batch's span, a
-            // top-level execution's in its caller's. Its context goes into the record.
-            let span = telemetry::execution_span(
-                W::NAME,
-                &launch.id,
-                parent.as_ref().map(|p| &p.id),
-                false,
-            );
-            let started = Event {
-                at: now,
-                state: None,
-                kind: EventKind::ExecutionStarted {
-                    input: launch.input.clone(),
-                    parent: parent.as_ref().map(|p| p.id.clone()),
-                },
-            };
-            let parent_events = parent
-                .iter()
-                .map(|p| Event {
-                    at: now,
-                    state: Some(p.node.clone()),
-                    kind: EventKind::ChildStarted {
-                        child: launch.id.clone(),
-                        workflow: W::NAME.to_owned(),
-                    },
-                })
-                .collect();
-            let record = ExecutionRecord {
-                id: launch.id.clone(),
-                workflow: W::NAME.to_owned(),
-                fingerprint: W::FINGERPRINT,
-                parent: parent.as_ref().map(|p| p.id.clone()),
-                call_site: parent.as_ref().map(|p| CallSite {
-                    node: p.node.clone().into_owned(),
-                    batch: p.batch,
-                    index: p.index,
-                }),
-                status: Status::Running,
-                input: launch.input,
-                state: bytes,
-                waiting: None,
-                batches: 0,
-                outcome: None,
-                wake_at: None,
-                created_at: now,
-                updated_at: now,
-                redrives: 0,
-                redriven_at: None,
-                trace: telemetry::trace_context(&span),
-            };
-            rt.store
-                .create(record, vec![started], parent_events)
-                .await?;
-            telemetry::metrics()
-                .started
-                .add(1, &telemetry::workflow(W::NAME));
-            let driver = Driver {
-                rt: Arc::clone(rt),
-                id: launch.id,
-                cancel: launch.cancel,
-                parent_node: parent.map(|p| p.node),
-                deadline: deadline::<W>(now),
-                span,
-            };
-            Ok(driver.spawn::<W>(state, None, 0, launch.notify))
-        })
+        // The typed part: the input decoded, the first state made and encoded. The rest
+        // is the same for every workflow, and compiled once.
+        let invalid = |source| StartError::InvalidInput {
+            workflow: W::NAME,
+            source,
+        };
+        let first = launch
+            .input
+            .decode::<W::Input>()
+            .map_err(invalid)
+            .and_then(|input| {
+                let state = W::start(input);
+                let bytes = serde_json::to_vec(&state).map_err(invalid)?;
+                Ok((Held::<W>::new(state), bytes))
+            });
+        Box::pin(create(rt, launch, W::FINGERPRINT, first))
     }
 
     fn graph(&self) -> &'static StateGraph {
@@ -237,7 +147,7 @@ impl<W: Workflow> Erased for Typed<W> {
         crate::persist::reads::<W>(fingerprint)
     }
 
-    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Any + Send>, Unresumable> {
+    fn decode(&self, record: &ExecutionRecord) -> Result<Box<dyn Machine>, Unresumable> {
         if !crate::persist::reads::<W>(record.fingerprint) {
             return Err(Unresumable::VersionMismatch {
                 stored: record.fingerprint,
@@ -252,43 +162,116 @@ impl<W: Workflow> Erased for Typed<W> {
                 W::NAME
             ))
             })?;
-        Ok(Box::new(state))
+        Ok(Held::<W>::new(state))
     }
+}
 
-    fn resume(
-        &self,
-        rt: &Arc<Inner>,
-        resume: Resume,
-        cancel: CancellationToken,
-        notify: Notify,
-    ) -> watch::Receiver<Option<Outcome>> {
-        let span = telemetry::execution_span(W::NAME, &resume.id, resume.parent.as_ref(), true);
-        if let Some(trace) = &resume.trace {
-            telemetry::continue_trace(&span, trace);
-        }
-        let driver = Driver {
-            rt: Arc::clone(rt),
-            id: resume.id,
-            cancel,
-            parent_node: resume.parent_node,
-            deadline: deadline::<W>(resume.started_at),
-            span,
-        };
-        match resume.state.downcast::<W::State>() {
-            Ok(state) => driver.spawn::<W>(*state, resume.waiting, resume.batches, notify),
-            // `decode` of the same registration made the box: unreachable, but a fault
-            // is the honest answer if it ever happens.
-            Err(_) => {
-                let (done, rx) = watch::channel(None);
-                rt.spawn(async move {
-                    let message = format!("state of `{}` has the wrong type", W::NAME);
-                    let finished = driver
-                        .finish(Outcome::Faulted(Fault::new(message)), Vec::new())
-                        .await;
-                    driver.report(finished, done, notify);
-                });
-                rx
-            }
-        }
+/// Creates an execution of the workflow whose first state and its encoding are
+/// `first`, and spawns its driver.
+async fn create(
+    rt: &Arc<Inner>,
+    launch: Launch,
+    fingerprint: u64,
+    first: Result<(Box<dyn Machine>, Vec<u8>), StartError>,
+) -> Result<watch::Receiver<Option<Outcome>>, StartError> {
+    let (machine, bytes) = first?;
+    let name = machine.name();
+    let too_large = |what, size| PayloadTooLarge {
+        execution: launch.id.clone(),
+        what,
+        size,
+        limit: rt.payload_limit,
+    };
+    let input_size = launch.input.as_str().len();
+    if input_size > rt.payload_limit {
+        return Err(too_large(Payload::Input, input_size).into());
     }
+    if bytes.len() > rt.payload_limit {
+        return Err(too_large(Payload::State, bytes.len()).into());
+    }
+    let now = rt.clock.now();
+    let parent = launch.parent.clone();
+    // Made here, in the starter's context: a child's is in its batch's span, a
+    // top-level execution's in its caller's. Its context goes into the record.
+    let span = telemetry::execution_span(name, &launch.id, parent.as_ref().map(|p| &p.id), false);
+    let started = Event {
+        at: now,
+        state: None,
+        kind: EventKind::ExecutionStarted {
+            input: launch.input.clone(),
+            parent: parent.as_ref().map(|p| p.id.clone()),
+        },
+    };
+    let parent_events = parent
+        .iter()
+        .map(|p| Event {
+            at: now,
+            state: Some(p.node.clone()),
+            kind: EventKind::ChildStarted {
+                child: launch.id.clone(),
+                workflow: name.to_owned(),
+            },
+        })
+        .collect();
+    let record = ExecutionRecord {
+        id: launch.id.clone(),
+        workflow: name.to_owned(),
+        fingerprint,
+        parent: parent.as_ref().map(|p| p.id.clone()),
+        call_site: parent.as_ref().map(|p| CallSite {
+            node: p.node.clone().into_owned(),
+            batch: p.batch,
+            index: p.index,
+        }),
+        status: Status::Running,
+        input: launch.input,
+        state: bytes,
+        waiting: None,
+        batches: 0,
+        outcome: None,
+        wake_at: None,
+        created_at: now,
+        updated_at: now,
+        redrives: 0,
+        redriven_at: None,
+        trace: telemetry::trace_context(&span),
+    };
+    rt.store
+        .create(record, vec![started], parent_events)
+        .await?;
+    telemetry::metrics()
+        .started
+        .add(1, &telemetry::workflow(name));
+    let driver = Driver {
+        rt: Arc::clone(rt),
+        id: launch.id,
+        cancel: launch.cancel,
+        parent_node: parent.map(|p| p.node),
+        deadline: deadline(machine.graph(), now),
+        span,
+    };
+    Ok(driver.spawn(machine, None, 0, launch.notify))
+}
+
+/// Spawns the driver of a decoded execution, from where its record left it.
+pub(crate) fn resume(
+    rt: &Arc<Inner>,
+    resume: Resume,
+    cancel: CancellationToken,
+    notify: Notify,
+) -> watch::Receiver<Option<Outcome>> {
+    let machine = resume.state;
+    let span = telemetry::execution_span(machine.name(), &resume.id, resume.parent.as_ref(), true);
+    if let Some(trace) = &resume.trace {
+        telemetry::continue_trace(&span, trace);
+    }
+    let driver = Driver {
+        rt: Arc::clone(rt),
+        id: resume.id,
+        cancel,
+        parent_node: resume.parent_node,
+        deadline: deadline(machine.graph(), resume.started_at),
+        span,
+    };
+    driver.spawn(machine, resume.waiting, resume.batches, notify)
 }

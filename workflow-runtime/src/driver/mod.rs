@@ -6,8 +6,10 @@
 //! stored record instead of from an input.
 //!
 //! What follows a step is decided by [`transition`](crate::transition); the driver only
-//! carries it out. This file holds the step loop; `launch` the typed entry points (start
-//! from an input, resume from a record), `checkpoint` the writes (with retries of
+//! carries it out. This file holds the step loop; `machine` the execution's typed part
+//! (its state, its step, its encoding) behind a vtable, so that the rest is compiled
+//! once and not once per workflow; `launch` the entry points (start from an input,
+//! resume from a record), `checkpoint` the writes (with retries of
 //! transient store errors, and the terminal one), `children` the batches of children.
 
 mod callback;
@@ -15,6 +17,7 @@ mod cancel;
 mod checkpoint;
 mod children;
 mod launch;
+mod machine;
 mod shared;
 
 use std::any::Any;
@@ -34,16 +37,19 @@ use crate::child::ChildrenOutcome;
 use crate::context::StepCx;
 use crate::deps::Fault;
 use crate::execution::{ExecutionId, Outcome, Status};
+use crate::graph::StateGraph;
 use crate::history::{Event, EventKind};
 use crate::store::{CallbackChange, SavedState, Wait};
 use crate::telemetry::{self, metrics};
 use crate::time::Timestamp;
-use crate::transition::{transition, End, Transition};
+use crate::transition::{End, Transition};
 use crate::workflow::Workflow;
 
 pub(crate) use cancel::wait_done;
 pub(crate) use children::{child_event, child_id, ChildDone, Notify};
-pub(crate) use launch::{Erased, Launch, ParentLink, Resume, Typed, Unresumable};
+pub(crate) use launch::{resume, Erased, Launch, ParentLink, Resume, Typed, Unresumable};
+use machine::Held;
+pub(crate) use machine::Machine;
 pub(crate) use shared::{CallbackWaiter, Inner, Live, Recovered, Redriving, Registration};
 
 /// The runtime's view of the registered workflows: a type-erased driver each.
@@ -74,9 +80,10 @@ pub(crate) struct Driver {
     span: Span,
 }
 
-/// When an execution created (or redriven) at `started_at` times out.
-fn deadline<W: Workflow>(started_at: Timestamp) -> Option<Timestamp> {
-    W::graph().timeout.map(|t| started_at.after(t()))
+/// When an execution of a workflow with `graph`, created (or redriven) at `started_at`,
+/// times out.
+fn deadline(graph: &StateGraph, started_at: Timestamp) -> Option<Timestamp> {
+    graph.timeout.map(|t| started_at.after(t()))
 }
 
 /// The state buffer a driver starts with: room for most states, so that encoding the
@@ -99,9 +106,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Driver {
     /// Registers the execution as live and spawns its driver task.
-    pub(super) fn spawn<W: Workflow>(
+    pub(super) fn spawn(
         self,
-        state: W::State,
+        machine: Box<dyn Machine>,
         waiting: Option<Wait>,
         batches: u64,
         notify: Notify,
@@ -116,15 +123,16 @@ impl Driver {
         );
         let rt = Arc::clone(&self.rt);
         let span = self.span.clone();
-        metrics().in_flight.add(1, &telemetry::workflow(W::NAME));
+        let name = machine.name();
+        metrics().in_flight.add(1, &telemetry::workflow(name));
         let driven = async move {
-            let drive = AssertUnwindSafe(self.drive::<W>(state, waiting, batches));
-            let panicked = |payload: Box<dyn Any + Send>| Fault::panic(W::NAME, &*payload);
+            let drive = AssertUnwindSafe(self.drive(machine, waiting, batches));
+            let panicked = |payload: Box<dyn Any + Send>| Fault::panic(name, &*payload);
             let finished = match drive.catch_unwind().await.map_err(panicked) {
                 Ok(finished) => finished,
                 Err(fault) => self.panicked(fault).await,
             };
-            let workflow = telemetry::workflow(W::NAME);
+            let workflow = telemetry::workflow(name);
             let status = Status::of(&finished.outcome);
             let metrics = metrics();
             metrics.in_flight.add(-1, &workflow);
@@ -182,17 +190,17 @@ impl Driver {
 
     /// Drives the execution to its end, or to its timeout: then whatever it was doing
     /// is dropped (a step's call is cancelled) and its children are cancelled.
-    pub(super) async fn drive<W: Workflow>(
+    pub(super) async fn drive(
         &self,
-        state: W::State,
+        machine: Box<dyn Machine>,
         waiting: Option<Wait>,
         batches: u64,
     ) -> Finished {
         let Some(deadline) = self.deadline else {
-            return self.run::<W>(state, waiting, batches).await;
+            return self.run(machine, waiting, batches).await;
         };
         let remaining = deadline.since(self.rt.clock.now());
-        let run = self.run::<W>(state, waiting, batches);
+        let run = self.run(machine, waiting, batches);
         tokio::select! {
             biased;
             finished = run => finished,
@@ -206,13 +214,14 @@ impl Driver {
         }
     }
 
-    pub(super) async fn run<W: Workflow>(
+    pub(super) async fn run(
         &self,
-        mut state: W::State,
+        mut machine: Box<dyn Machine>,
         mut waiting: Option<Wait>,
         mut batches: u64,
     ) -> Finished {
-        let graph = W::graph();
+        let graph = machine.graph();
+        let name = machine.name();
         let node_name = |node: usize| graph.nodes.get(node).map(|n| Cow::Borrowed(n.name));
         // Each step's events go into the previous step's vector, once it is written, as
         // each state is encoded into the previous one's buffer: a transition allocates
@@ -293,58 +302,58 @@ impl Driver {
             let step = if self.cancel.is_cancelled() {
                 None
             } else {
-                let span = telemetry::step_span(graph, W::resumes_at(&state).node());
-                metrics().transitions.add(1, &telemetry::workflow(W::NAME));
+                let span = telemetry::step_span(graph, machine.node());
+                metrics().transitions.add(1, &telemetry::workflow(name));
+                let step = machine.step(&self.rt.deps, &mut cx, self.rt.clock, &mut batches);
                 tokio::select! {
                     biased;
-                    step = telemetry::instrument(W::step(state, &self.rt.deps, &mut cx), span) => Some(step),
+                    step = telemetry::instrument(step, span) => Some(step),
                     () = self.cancel.cancelled() => None,
                 }
             };
             let mut events = cx.events;
-            let Some(step) = step else {
+            // 3. Checkpoint what comes next. One reading of the clock, when the step
+            // ended, serves the transition (its wait's start, its deadlines) and the
+            // checkpoint's time. The next state, if any, is in `machine`.
+            let Some((transition, now)) = step else {
                 return self.finish(Outcome::Cancelled, events).await;
             };
-            // 3. Checkpoint what comes next. One reading of the clock serves the
-            // transition: its wait's start, its deadlines and the checkpoint's time.
-            let now = self.rt.clock.now();
-            let next = match transition::<W>(step, now, &mut batches) {
-                Transition::Continue(next) | Transition::BeforeCall { state: next, .. } => next,
+            match transition {
+                Transition::Continue(()) | Transition::BeforeCall { .. } => {}
                 Transition::Retry(retry) => {
                     // The step consumed its state: the retry runs the checkpointed one again.
-                    match Box::pin(self.checkpoint_retry::<W>(retry, &mut batches, events)).await {
-                        Ok((again, wait)) => {
-                            state = again;
+                    match Box::pin(self.checkpoint_retry(
+                        &mut *machine,
+                        retry,
+                        &mut batches,
+                        events,
+                    ))
+                    .await
+                    {
+                        Ok(wait) => {
                             waiting = Some(wait);
                             continue;
                         }
                         Err(finished) => return finished,
                     }
                 }
-                Transition::Wait {
-                    node,
-                    until,
-                    state: next,
-                    ..
-                } => {
+                Transition::Wait { node, until, .. } => {
                     events.push(Event {
                         at: now,
                         state: node_name(node),
                         kind: EventKind::WaitStarted { until },
                     });
                     waiting = Some(Wait::Timer { node, until });
-                    next
                 }
-                Transition::Children { state: next, batch } => {
+                Transition::Children { batch, .. } => {
                     waiting = Some(Wait::Children(batch));
-                    next
                 }
                 Transition::Callback {
                     node,
-                    state: next,
                     started,
                     timeout,
                     heartbeat,
+                    ..
                 } => {
                     // Its id and secret are drawn here, and checkpointed with the state
                     // before the next step sends the token.
@@ -362,13 +371,8 @@ impl Driver {
                         },
                     });
                     waiting = Some(Wait::Callback(new));
-                    next
                 }
-                Transition::CallbackSent {
-                    node,
-                    state: next,
-                    sent,
-                } => {
+                Transition::CallbackSent { node, sent, .. } => {
                     let Some(sent_for) = pending.take().filter(|p| p.node == node) else {
                         let message = format!(
                             "a callback's token was sent at node {node}, which waits on none"
@@ -400,7 +404,6 @@ impl Driver {
                         Ok(stored) => waiting = Some(Wait::Callback(stored)),
                         Err(finished) => return finished,
                     }
-                    state = next;
                     continue;
                 }
                 Transition::End(End::Succeeded(output)) => {
@@ -414,7 +417,7 @@ impl Driver {
                     return self.finish(Outcome::Faulted(fault), events).await;
                 }
             };
-            if let Err(message) = encode::<W>(&next, &mut buffer) {
+            if let Err(message) = machine.encode(&mut buffer) {
                 return self
                     .finish(Outcome::Faulted(Fault::new(message)), events)
                     .await;
@@ -436,7 +439,6 @@ impl Driver {
                 }
                 Err(finished) => return finished,
             }
-            state = next;
         }
     }
 
@@ -485,13 +487,4 @@ impl Driver {
         }
         Ok(())
     }
-}
-
-/// Serializes a state for a checkpoint. Done synchronously, before the store is awaited,
-/// so that drivers do not hold `&W::State` across an await (which would require the
-/// user's state types to be `Sync`).
-fn encode<W: Workflow>(state: &W::State, buffer: &mut Vec<u8>) -> Result<(), String> {
-    buffer.clear();
-    serde_json::to_writer(&mut *buffer, state)
-        .map_err(|e| format!("state of workflow `{}` does not serialize: {e}", W::NAME))
 }

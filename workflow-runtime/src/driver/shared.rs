@@ -259,7 +259,6 @@ impl Drop for Redriving<'_> {
 
 /// A decoded execution that recovery left for its parent's batch to resume.
 pub(crate) struct Recovered {
-    pub(crate) driver: Arc<dyn Erased>,
     pub(crate) resume: Resume,
 }
 
@@ -270,6 +269,6 @@ impl Recovered {
         cancel: CancellationToken,
         notify: Notify,
     ) -> watch::Receiver<Option<Outcome>> {
-        self.driver.resume(rt, self.resume, cancel, notify)
+        super::resume(rt, self.resume, cancel, notify)
     }
 }
