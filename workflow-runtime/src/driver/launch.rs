@@ -134,7 +134,7 @@ impl<W: Workflow> Erased for Typed<W> {
             .and_then(|input| {
                 let state = W::start(input);
                 let bytes = serde_json::to_vec(&state).map_err(invalid)?;
-                Ok((Held::<W>::new(state), bytes))
+                Ok((Held::<W>::boxed(state), bytes))
             });
         Box::pin(create(rt, launch, W::FINGERPRINT, first))
     }
@@ -162,7 +162,7 @@ impl<W: Workflow> Erased for Typed<W> {
                 W::NAME
             ))
             })?;
-        Ok(Held::<W>::new(state))
+        Ok(Held::<W>::boxed(state))
     }
 }
 

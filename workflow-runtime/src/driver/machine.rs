@@ -54,7 +54,7 @@ pub(crate) struct Held<W: Workflow> {
 }
 
 impl<W: Workflow> Held<W> {
-    pub(crate) fn new(state: W::State) -> Box<dyn Machine> {
+    pub(crate) fn boxed(state: W::State) -> Box<dyn Machine> {
         Box::new(Held::<W> {
             state: Some(state),
             workflow: PhantomData,
