@@ -53,8 +53,7 @@ use std::fmt;
 use tokio_util::sync::CancellationToken;
 
 use crate::deps::Fault;
-use crate::driver::{Inner, Recovered};
-use crate::driver::{Resume, Unresumable};
+use crate::driver::{Inner, Resume, Unresumable};
 use crate::error::{CorruptRow, StoreError};
 use crate::execution::{ExecutionId, Outcome, Status};
 use crate::runtime::Runtime;
@@ -299,7 +298,7 @@ impl Runtime {
         {
             let mut recovered = inner.recovered();
             for r in claimed {
-                recovered.insert(r.record.id, Recovered { resume: r.resume });
+                recovered.insert(r.record.id, r.resume);
             }
         }
         for (r, parent_ended) in roots {

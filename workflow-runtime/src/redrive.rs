@@ -29,7 +29,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::wait_done;
-use crate::driver::{child_id, Erased, Inner, Recovered, Redriving, Resume, Unresumable};
+use crate::driver::{child_id, Erased, Inner, Redriving, Resume, Unresumable};
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
 use crate::history::{Event, EventKind};
@@ -348,7 +348,7 @@ impl Runtime {
             let mut recovered = inner.recovered();
             for resume in plan {
                 children.push(resume.id.clone());
-                recovered.insert(resume.id.clone(), Recovered { resume });
+                recovered.insert(resume.id.clone(), resume);
             }
         }
         let _ = crate::driver::resume(inner, resume, CancellationToken::new(), None);

@@ -198,7 +198,7 @@ impl Driver {
         // Left by recovery for this parent: resume it as part of this batch.
         if let Some(recovered) = self.rt.claim(id) {
             // Its end comes through `notify`.
-            let _ = recovered.resume(&self.rt, siblings.child_token(), notify);
+            let _ = super::resume(&self.rt, recovered, siblings.child_token(), notify);
             return ChildStart::Running;
         }
         let launch = Launch {

@@ -1,5 +1,7 @@
-//! Starting and resuming executions: the typed entry points behind the registry's
-//! type-erased workflows.
+//! Starting and resuming executions. The registry's view of a workflow type
+//! ([`Erased`]) is typed only until the first or the stored state is decoded into a
+//! [`Machine`]; creating the execution and spawning its driver (`create`, [`resume`])
+//! are the same code for every workflow.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;

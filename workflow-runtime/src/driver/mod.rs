@@ -50,7 +50,7 @@ pub(crate) use children::{child_event, child_id, ChildDone, Notify};
 pub(crate) use launch::{resume, Erased, Launch, ParentLink, Resume, Typed, Unresumable};
 use machine::Held;
 pub(crate) use machine::Machine;
-pub(crate) use shared::{CallbackWaiter, Inner, Live, Recovered, Redriving, Registration};
+pub(crate) use shared::{CallbackWaiter, Inner, Live, Redriving, Registration};
 
 /// The runtime's view of the registered workflows: a type-erased driver each.
 pub(crate) struct Drivers;

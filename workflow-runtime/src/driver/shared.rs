@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Erased, Launch, Notify, Resume};
+use super::{Erased, Launch, Resume};
 use crate::callback::PendingCallback;
 use crate::deps::Deps;
 use crate::error::StartError;
@@ -29,7 +29,7 @@ pub(crate) struct Inner {
     pub(crate) payload_limit: usize,
     live: Mutex<HashMap<ExecutionId, Live>>,
     /// Children that recovery decoded and left for their parent's batch to resume.
-    recovered: Mutex<HashMap<ExecutionId, Recovered>>,
+    recovered: Mutex<HashMap<ExecutionId, Resume>>,
     /// The drivers waiting on a callback, told of each change a completion, a failure or
     /// a heartbeat wrote (see [`CallbackWaiter`]).
     callbacks: Mutex<HashMap<ExecutionId, mpsc::UnboundedSender<PendingCallback>>>,
@@ -102,7 +102,7 @@ impl Inner {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Recovered>> {
+    pub(crate) fn recovered(&self) -> MutexGuard<'_, HashMap<ExecutionId, Resume>> {
         // Entries are inserted and removed whole, so a poisoned map is still consistent.
         self.recovered.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -134,7 +134,7 @@ impl Inner {
     }
 
     /// Takes the recovered child `id` out of the map, for its parent's batch to resume.
-    pub(crate) fn claim(&self, id: &ExecutionId) -> Option<Recovered> {
+    pub(crate) fn claim(&self, id: &ExecutionId) -> Option<Resume> {
         self.recovered().remove(id)
     }
 
@@ -148,7 +148,7 @@ impl Inner {
         let recovered = self.claim(id)?;
         let cancel = CancellationToken::new();
         cancel.cancel();
-        Some(recovered.resume(self, cancel, None))
+        Some(super::resume(self, recovered, cancel, None))
     }
 
     /// Spawns a task that `shutdown` stops and waits for.
@@ -254,21 +254,5 @@ impl Drop for Redriving<'_> {
         for id in &self.ids {
             marked.remove(id);
         }
-    }
-}
-
-/// A decoded execution that recovery left for its parent's batch to resume.
-pub(crate) struct Recovered {
-    pub(crate) resume: Resume,
-}
-
-impl Recovered {
-    pub(crate) fn resume(
-        self,
-        rt: &Arc<Inner>,
-        cancel: CancellationToken,
-        notify: Notify,
-    ) -> watch::Receiver<Option<Outcome>> {
-        super::resume(rt, self.resume, cancel, notify)
     }
 }
