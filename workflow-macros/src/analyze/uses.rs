@@ -10,10 +10,19 @@ use syn::{Expr, Item, Macro, Pat};
 /// The free names of `block`: read before (or without) being bound inside it. Shadowing
 /// is respected (`let x = …; x` does not read an outer `x`); macro bodies are opaque
 /// tokens, so every identifier in them counts, which can only persist more.
-pub(crate) fn free_names(block: &syn::Block) -> BTreeSet<String> {
-    let mut v = FreeUses::default();
+///
+/// Names starting with `marker` are not free names but placeholders: each use is
+/// returned apart, with the names bound where it is.
+pub(crate) fn free_names(
+    block: &syn::Block,
+    marker: &str,
+) -> (BTreeSet<String>, Vec<(String, BTreeSet<String>)>) {
+    let mut v = FreeUses {
+        marker,
+        ..FreeUses::default()
+    };
     v.visit_block(block);
-    v.free
+    (v.free, v.markers)
 }
 
 /// The names a pattern binds.
@@ -44,18 +53,23 @@ impl<'ast> Visit<'ast> for PatIdents {
 }
 
 #[derive(Default)]
-struct FreeUses {
+struct FreeUses<'m> {
     frames: Vec<Vec<String>>,
     free: BTreeSet<String>,
+    marker: &'m str,
+    markers: Vec<(String, BTreeSet<String>)>,
 }
 
-impl FreeUses {
+impl FreeUses<'_> {
     fn bound(&self, name: &str) -> bool {
         self.frames.iter().any(|f| f.iter().any(|n| n == name))
     }
 
     fn use_name(&mut self, name: String) {
-        if !self.bound(&name) {
+        if !self.marker.is_empty() && name.starts_with(self.marker) {
+            let bound = self.frames.iter().flatten().cloned().collect();
+            self.markers.push((name, bound));
+        } else if !self.bound(&name) {
             self.free.insert(name);
         }
     }
@@ -72,7 +86,7 @@ impl FreeUses {
     }
 }
 
-impl<'ast> Visit<'ast> for FreeUses {
+impl<'ast> Visit<'ast> for FreeUses<'_> {
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
         if e.qself.is_none() {
             if let Some(ident) = e.path.get_ident() {

@@ -68,8 +68,9 @@ pub(super) fn arms(
     let emit = |code: &dyn Fn(&Emit) -> TokenStream| {
         let e = Emit {
             cx: &cx,
-            fields: &fields,
+            fields: Some(&fields),
             exits: RefCell::default(),
+            decisions: RefCell::default(),
         };
         let code = code(&e);
         (code, e.exits.into_inner())
@@ -128,9 +129,66 @@ impl PartialEq for Local {
 }
 
 /// Which locals each state holds: the locals in scope there that its arm reads.
+///
 /// Arms construct the next states, so a state also holds what the states it leads to
-/// need; iterating from empty sets to the fixpoint gives the smallest sets.
+/// need. Each arm is written once with a marker in place of each state it constructs
+/// (`__WfState::AfterX { __wf_live_after_3 }`), and read once: its free names, and for
+/// each marker the names bound around it. The sets then grow from empty to the
+/// fixpoint (the smallest sets) without writing the code again.
 fn liveness(cx: &Cx) -> syn::Result<Fields> {
+    let n = cx.body.yields.len();
+    let emit = Emit {
+        cx,
+        fields: None,
+        exits: RefCell::default(),
+        decisions: RefCell::default(),
+    };
+    let mut reads_waiting = Vec::with_capacity(n);
+    let mut reads_after = Vec::with_capacity(n);
+    for k in 0..n {
+        let waiting = cx.resumes[k].waiting.is_some();
+        reads_waiting.push(if waiting {
+            Some(reads(emit.waiting_body(k))?)
+        } else {
+            None
+        });
+        reads_after.push(reads(emit.rest(k))?);
+    }
+    let mut fields = Fields {
+        waiting: vec![Vec::new(); n],
+        after: vec![Vec::new(); n],
+    };
+    // Each round can only add locals, and there are finitely many.
+    loop {
+        let mut next = fields.clone();
+        for (k, y) in cx.body.yields.iter().enumerate() {
+            if let Some(reads) = &reads_waiting[k] {
+                next.waiting[k] = resolve(&reads.names(&fields), &y.scope_before);
+            }
+            next.after[k] = resolve(&reads_after[k].names(&fields), &y.scope_after);
+        }
+        if next == fields {
+            break;
+        }
+        fields = next;
+    }
+    // The code was written as if no state held anything. Where that changed how it was
+    // written (a loop's pattern bound again or not), write it again with the fields.
+    let decisions = emit.decisions.into_inner();
+    if !decisions.iter().all(|d| d.holds(&fields)) {
+        fields = liveness_by_rounds(cx)?;
+    }
+    #[cfg(test)]
+    assert!(
+        fields == liveness_by_rounds(cx)?,
+        "the fields from one writing of the arms are those of writing them until nothing changes"
+    );
+    check_persisted(&fields)?;
+    Ok(fields)
+}
+
+/// The fields by writing the arms with the fields so far until they do not change.
+fn liveness_by_rounds(cx: &Cx) -> syn::Result<Fields> {
     let n = cx.body.yields.len();
     let mut fields = Fields {
         waiting: vec![Vec::new(); n],
@@ -138,26 +196,101 @@ fn liveness(cx: &Cx) -> syn::Result<Fields> {
     };
     // Each round can only add locals, and there are finitely many.
     for _ in 0..=(2 * n + 1) {
+        let emit = Emit {
+            cx,
+            fields: Some(&fields),
+            exits: RefCell::default(),
+            decisions: RefCell::default(),
+        };
         let mut next = fields.clone();
-        for k in 0..n {
-            let y = &cx.body.yields[k];
-            let emit = Emit {
-                cx,
-                fields: &fields,
-                exits: RefCell::default(),
-            };
+        for (k, y) in cx.body.yields.iter().enumerate() {
             if cx.resumes[k].waiting.is_some() {
-                next.waiting[k] = resolve(&free(emit.waiting_body(k))?, &y.scope_before);
+                next.waiting[k] = resolve(&reads(emit.waiting_body(k))?.free, &y.scope_before);
             }
-            next.after[k] = resolve(&free(emit.rest(k))?, &y.scope_after);
+            next.after[k] = resolve(&reads(emit.rest(k))?.free, &y.scope_after);
         }
         if next == fields {
             break;
         }
         fields = next;
     }
-    check_persisted(&fields)?;
     Ok(fields)
+}
+
+/// A choice made on what a piece of code reads, while the fields were not known.
+struct Decision {
+    code: Reads,
+    /// The names whose reading was asked.
+    names: BTreeSet<String>,
+}
+
+impl Decision {
+    /// Whether the code reads `names` as it did without fields, now they are `fields`.
+    fn holds(&self, fields: &Fields) -> bool {
+        let before = &self.code.free;
+        let now = self.code.names(fields);
+        before.is_disjoint(&self.names) == now.is_disjoint(&self.names)
+            && self.names.is_subset(before) == self.names.is_subset(&now)
+    }
+}
+
+/// The marker standing for the fields of the state `at` in code written before they are
+/// known.
+fn marker(at: At) -> Ident {
+    match at {
+        At::Waiting(k) => format_ident!("{}waiting_{}", MARKER, k),
+        At::After(k) => format_ident!("{}after_{}", MARKER, k),
+        At::Start => unreachable!("no arm constructs the start state"),
+    }
+}
+
+const MARKER: &str = "__wf_live_";
+
+/// What an arm written with markers reads.
+struct Reads {
+    /// Its own free names.
+    free: BTreeSet<String>,
+    /// The states it constructs, with the names bound around each construction.
+    states: Vec<(At, BTreeSet<String>)>,
+}
+
+impl Reads {
+    /// Its free names once the states' fields are `fields`.
+    fn names(&self, fields: &Fields) -> BTreeSet<String> {
+        let mut names = self.free.clone();
+        for (at, bound) in &self.states {
+            let locals = match *at {
+                At::Waiting(k) => fields.waiting(k),
+                At::After(k) => fields.after(k),
+                At::Start => &[],
+            };
+            names.extend(
+                locals
+                    .iter()
+                    .map(Local::name)
+                    .filter(|n| !bound.contains(n)),
+            );
+        }
+        names
+    }
+}
+
+fn reads(code: TokenStream) -> syn::Result<Reads> {
+    let block: syn::Block = syn::parse2(quote!({ #code }))?;
+    let (free, markers) = uses::free_names(&block, MARKER);
+    let states = markers
+        .into_iter()
+        .map(|(name, bound)| {
+            let rest = &name[MARKER.len()..];
+            let at = match rest.split_once('_') {
+                Some(("waiting", k)) => At::Waiting(k.parse().expect("a marker's index")),
+                Some(("after", k)) => At::After(k.parse().expect("a marker's index")),
+                _ => unreachable!("markers are written by `marker`"),
+            };
+            (at, bound)
+        })
+        .collect();
+    Ok(Reads { free, states })
 }
 
 /// Every persisted local needs a type, and one that owns its data.
@@ -193,12 +326,47 @@ fn check_persisted(fields: &Fields) -> syn::Result<()> {
 /// Emits the code of the arms, for a given assignment of fields to states.
 struct Emit<'c, 'a> {
     cx: &'c Cx<'a>,
-    fields: &'c Fields,
+    /// `None` while the fields are computed: each state constructed gets a marker.
+    fields: Option<&'c Fields>,
     /// The exits of the code written so far.
     exits: RefCell<BTreeSet<Exit>>,
+    /// Without fields: the choices made on what some code reads.
+    decisions: RefCell<Vec<Decision>>,
 }
 
 impl Emit<'_, '_> {
+    /// The free names of `code`, which decide how the code around it is written (`None`
+    /// if it does not parse). Without fields, the decision is recorded, to be checked
+    /// once they are known.
+    fn reads_names(
+        &self,
+        code: &TokenStream,
+        names: &BTreeSet<String>,
+    ) -> Option<BTreeSet<String>> {
+        let code = reads(code.clone()).ok()?;
+        let free = code.free.clone();
+        if self.fields.is_none() {
+            self.decisions.borrow_mut().push(Decision {
+                code,
+                names: names.clone(),
+            });
+        }
+        Some(free)
+    }
+
+    /// The field initializers of the state `at` (shorthand: the locals of the same name).
+    fn inits(&self, at: At) -> Vec<TokenStream> {
+        let Some(fields) = self.fields else {
+            return vec![marker(at).to_token_stream()];
+        };
+        let locals = match at {
+            At::Waiting(k) => fields.waiting(k),
+            At::After(k) => fields.after(k),
+            At::Start => unreachable!("no arm constructs the start state"),
+        };
+        locals.iter().map(|l| l.ident.to_token_stream()).collect()
+    }
+
     /// The whole body, from the start.
     fn root(&self) -> TokenStream {
         let (nodes, stops) = self.nodes(&self.cx.body.root.nodes, &[]);
@@ -314,7 +482,8 @@ impl Emit<'_, '_> {
         code: &TokenStream,
     ) -> TokenStream {
         let names: BTreeSet<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-        let read = free(code.clone())
+        let read = self
+            .reads_names(code, &names)
             .map(|f| !f.is_disjoint(&names))
             .unwrap_or(true);
         if !read {
@@ -465,7 +634,7 @@ impl Emit<'_, '_> {
                 // names are read in the next state's arm instead.
                 let names: BTreeSet<String> =
                     uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-                let free_names = free(body.clone()).ok();
+                let free_names = self.reads_names(&body, &names);
                 let read = free_names.as_ref().is_none_or(|f| names.is_subset(f));
                 let unread = free_names.as_ref().is_some_and(|f| names.is_disjoint(f));
                 // An item nothing here reads is still taken from the loop, but not decoded
@@ -585,7 +754,7 @@ impl Emit<'_, '_> {
         let node = k;
         self.exit(Exit::Yield(k));
         let after = &r.after;
-        let after_fields = field_inits(self.fields.after(k));
+        let after_fields = self.inits(At::After(k));
         let cont = quote! {
             return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
                 __WfState::#after { #(#after_fields),* },
@@ -594,7 +763,7 @@ impl Emit<'_, '_> {
         match &y.op {
             Op::Task { .. } if r.waiting.is_some() => {
                 let waiting = r.waiting.as_ref().expect("just checked");
-                let fields = field_inits(self.fields.waiting(k));
+                let fields = self.inits(At::Waiting(k));
                 quote! {
                     return ::core::result::Result::Ok(#wf::codegen::Step::Task {
                         node: #node,
@@ -731,7 +900,7 @@ impl Emit<'_, '_> {
             self.scan(e);
         }
         let waiting = r.waiting.as_ref().expect("polls have a waiting state");
-        let fields = field_inits(self.fields.waiting(k));
+        let fields = self.inits(At::Waiting(k));
         let some_or_none = |e: &Option<Expr>| match e {
             Some(e) => quote!(::core::option::Option::Some(#e)),
             None => quote!(::core::option::Option::None),
@@ -768,7 +937,7 @@ impl Emit<'_, '_> {
             self.scan(h);
         }
         let waiting = r.waiting.as_ref().expect("callbacks have a waiting state");
-        let fields = field_inits(self.fields.waiting(k));
+        let fields = self.inits(At::Waiting(k));
         let timeout = &c.timeout;
         let heartbeat = match &c.heartbeat {
             Some(h) => quote!(::core::option::Option::Some(#h)),
@@ -797,7 +966,7 @@ impl Emit<'_, '_> {
             self.scan(iter);
         }
         let waiting = r.waiting.as_ref().expect("children have a waiting state");
-        let fields = field_inits(self.fields.waiting(k));
+        let fields = self.inits(At::Waiting(k));
         let push = |c: &Call| {
             let p = child(wf, &c.workflow);
             // Spanned on the call: arguments that do not make the child's input (a wrong
@@ -853,7 +1022,7 @@ impl Emit<'_, '_> {
         let wf = self.cx.wf;
         let node = k;
         let after = &r.after;
-        let after_fields = field_inits(self.fields.after(k));
+        let after_fields = self.inits(At::After(k));
         let q = &y.try_token;
         if q.is_some() {
             self.exit(Exit::Fail);
@@ -868,7 +1037,7 @@ impl Emit<'_, '_> {
             ));
         };
         let done = quote!(#bind #cont);
-        let fields = field_inits(self.fields.waiting(k));
+        let fields = self.inits(At::Waiting(k));
         let body = self.waiting_code(y, node, waiting, &fields, done, cont);
         let rebinds: Vec<TokenStream> = y
             .fors
@@ -1247,11 +1416,6 @@ impl<'ast> Visit<'ast> for FindExits {
 }
 
 /// The free names of generated arm code. The code is ours and valid, so it parses.
-fn free(code: TokenStream) -> syn::Result<BTreeSet<String>> {
-    let block: syn::Block = syn::parse2(quote!({ #code }))?;
-    Ok(uses::free_names(&block))
-}
-
 /// The latest local in `scope` for each name in `names`, in declaration order.
 fn resolve(names: &BTreeSet<String>, scope: &[Local]) -> Vec<Local> {
     let mut seen = HashSet::new();
@@ -1302,8 +1466,4 @@ fn inferred_in(ty: &Type) -> Option<TokenStream> {
 
 fn call_span(e: &Expr) -> Span {
     syn::spanned::Spanned::span(e)
-}
-
-fn field_inits(locals: &[Local]) -> Vec<TokenStream> {
-    locals.iter().map(|l| l.ident.to_token_stream()).collect()
 }
