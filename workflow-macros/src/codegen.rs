@@ -30,7 +30,17 @@ pub(crate) struct Codegen<'a> {
 }
 
 impl Codegen<'_> {
+    /// How the generated code names `<crate>::__private`: through `__wf`, which the
+    /// `const _` block imports, so that each of the hundreds of paths is one token, not
+    /// five.
     pub(crate) fn wf(&self) -> TokenStream {
+        quote!(__wf)
+    }
+
+    /// `<crate>::__private` in full, as the fingerprinted tokens (the state enum's
+    /// declaration, the graph's shape) have always spelled it: the fingerprint is a hash
+    /// of their text.
+    fn full(&self) -> TokenStream {
         let krate = self.krate;
         quote!(#krate::__private)
     }
@@ -54,6 +64,7 @@ impl Codegen<'_> {
 
     pub(crate) fn emit(&self) -> TokenStream {
         let wf = self.wf();
+        let full = self.full();
         let f = self.f;
         let ident = &f.ident;
         let vis = &f.vis;
@@ -96,6 +107,7 @@ impl Codegen<'_> {
 
             #(#cfgs)*
             const _: () = {
+                use #full as __wf;
                 #state_enum
                 #state_codec
 
@@ -148,6 +160,7 @@ impl Codegen<'_> {
     /// (`Workflow::LEGACY`), given the graph's tokens without policies.
     fn state_enum(&self, graph: &TokenStream) -> (TokenStream, TokenStream, TokenStream) {
         let wf = self.wf();
+        let full = self.full();
         let mut persisted = Persisted::default();
         let start: Vec<(&Ident, &Type)> = self
             .f
@@ -158,7 +171,7 @@ impl Codegen<'_> {
                 (&p.ident, &p.ty)
             })
             .collect();
-        let poll_ty: Type = syn::parse_quote!(#wf::codegen::PollState);
+        let poll_ty: Type = syn::parse_quote!(#full::codegen::PollState);
         let poll_ident = format_ident!("__wf_poll");
         let mut variants = vec![(&self.ir.arms[0].state, start)];
         for arm in &self.ir.arms[1..] {
@@ -213,7 +226,7 @@ impl Codegen<'_> {
         });
         let checks = persisted.checks(&wf);
         let legacy = {
-            let fingerprint = crate::legacy::fingerprint(&wf, &variants, graph);
+            let fingerprint = crate::legacy::fingerprint(&full, &variants, graph);
             let variants = variants.iter().map(|(state, fields)| {
                 let name = state.to_string();
                 let fields = fields.iter().map(|(i, _)| i.to_string());
@@ -266,7 +279,8 @@ impl Codegen<'_> {
     }
 
     fn graph(&self, policies: bool) -> TokenStream {
-        let wf = self.wf();
+        // The shape (no policies) is only hashed into the fingerprint.
+        let wf = if policies { self.wf() } else { self.full() };
         let timeout = match self.timeout {
             Some(t) if policies => quote!(::core::option::Option::Some(|| #t)),
             _ => quote!(::core::option::Option::None),

@@ -74,7 +74,9 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
     let default_retry = args.as_ref().and_then(|a| a.retry.as_ref());
     policy::resolve(&mut body.yields, default_retry, &mut errors);
     let generated = errors.check().and_then(|()| {
-        let ir = lower::lower(&f, &body, &wf)?;
+        // The arms are emitted inside the `const _` block, which imports `__private` as
+        // `__wf` (`Codegen::wf`).
+        let ir = lower::lower(&f, &body, &quote!(__wf))?;
         Ok(Codegen {
             f: &f,
             body: &body,
