@@ -107,13 +107,7 @@ impl Codegen<'_> {
 
             #(#cfgs)*
             const _: () = {
-                // Short names for what the generated code says most often (hundreds of
-                // times in a project's expansion): fewer tokens to write, parse and check.
                 use #full as __wf;
-                #[allow(unused_imports)]
-                use ::core::option::Option::{self as __WfOption, None as __WfNone, Some as __WfSome};
-                #[allow(unused_imports)]
-                use ::core::result::Result::{self as __WfResult, Err as __WfErr, Ok as __WfOk};
                 #state_enum
                 #state_codec
 
@@ -239,7 +233,7 @@ impl Codegen<'_> {
                 quote!((#name, &[#(#fields),*]))
             });
             quote! {
-                __WfSome(#wf::codegen::persist::Legacy {
+                ::core::option::Option::Some(#wf::codegen::persist::Legacy {
                     fingerprint: #fingerprint,
                     variants: &[#(#variants),*],
                 })
@@ -250,7 +244,7 @@ impl Codegen<'_> {
                 fn serialize<__WfS: #wf::serde::Serializer>(
                     &self,
                     __wf_s: __WfS,
-                ) -> __WfResult<__WfS::Ok, __WfS::Error> {
+                ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
                     use #wf::serde::ser::SerializeTuple as _;
                     #[allow(unused_imports)]
                     use #p::{Fallback as _, ViaSerde as _};
@@ -262,7 +256,7 @@ impl Codegen<'_> {
             impl<'de> #wf::serde::Deserialize<'de> for __WfState {
                 fn deserialize<__WfD: #wf::serde::Deserializer<'de>>(
                     __wf_d: __WfD,
-                ) -> __WfResult<Self, __WfD::Error> {
+                ) -> ::core::result::Result<Self, __WfD::Error> {
                     #p::deserialize(__wf_d)
                 }
             }
@@ -270,12 +264,12 @@ impl Codegen<'_> {
                 fn read<'de, __WfA: #wf::serde::de::SeqAccess<'de>>(
                     __wf_tag: u32,
                     __wf_fields: &mut #p::Fields<__WfA>,
-                ) -> __WfResult<Self, __WfA::Error> {
+                ) -> ::core::result::Result<Self, __WfA::Error> {
                     #[allow(unused_imports)]
                     use #p::{Fallback as _, ViaSerde as _};
-                    __WfOk(match __wf_tag {
+                    ::core::result::Result::Ok(match __wf_tag {
                         #(#reads)*
-                        _ => return __WfErr(__wf_fields.unknown(__wf_tag)),
+                        _ => return ::core::result::Result::Err(__wf_fields.unknown(__wf_tag)),
                     })
                 }
             }
@@ -440,9 +434,9 @@ impl Codegen<'_> {
             let (i, t) = (&d.ident, &d.ty);
             quote! {
                 let #i: &#t = match __wf_deps.get::<#t>() {
-                    __WfSome(__wf_dep) => __wf_dep,
-                    __WfNone => {
-                        return __WfOk(#wf::codegen::Step::Fault(
+                    ::core::option::Option::Some(__wf_dep) => __wf_dep,
+                    ::core::option::Option::None => {
+                        return ::core::result::Result::Ok(#wf::codegen::Step::Fault(
                             #wf::Fault::missing_dependency::<#t>(),
                         ));
                     }
@@ -477,7 +471,7 @@ impl Codegen<'_> {
                 __wf_state: __WfState,
                 __wf_deps: &#wf::Deps,
                 __wf_cx: &mut #wf::codegen::StepCx,
-            ) -> __WfResult<#wf::codegen::Step<#ident>, #err_ty> {
+            ) -> ::core::result::Result<#wf::codegen::Step<#ident>, #err_ty> {
                 #(#items)*
                 #(#deps)*
                 match __wf_state {

@@ -493,9 +493,9 @@ impl Emit<'_, '_> {
         let turbofish = item.map(|t| quote!(::<#t>));
         quote! {
             let #pat = match #state.current #turbofish() {
-                __WfOk(__wf_item) => __wf_item,
-                __WfErr(__wf_fault) => {
-                    return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                ::core::result::Result::Ok(__wf_item) => __wf_item,
+                ::core::result::Result::Err(__wf_fault) => {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                 }
             };
         }
@@ -568,9 +568,9 @@ impl Emit<'_, '_> {
                         };
                         quote! {
                             let mut #state = match #wf::codegen::ForIter::#ctor(#iter) {
-                                __WfOk(__wf_iter) => __wf_iter,
-                                __WfErr(__wf_fault) => {
-                                    return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                                ::core::result::Result::Ok(__wf_iter) => __wf_iter,
+                                ::core::result::Result::Err(__wf_fault) => {
+                                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                                 }
                             };
                         }
@@ -652,11 +652,11 @@ impl Emit<'_, '_> {
                     #label: loop {
                         #allow
                         let #bound = match #state.#next #turbofish() {
-                            __WfSome(__WfOk(__wf_item)) => __wf_item,
-                            __WfSome(__WfErr(__wf_fault)) => {
-                                return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                            ::core::option::Option::Some(::core::result::Result::Ok(__wf_item)) => __wf_item,
+                            ::core::option::Option::Some(::core::result::Result::Err(__wf_fault)) => {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                             }
-                            __WfNone => break #label,
+                            ::core::option::Option::None => break #label,
                         };
                         #body
                     };
@@ -705,13 +705,13 @@ impl Emit<'_, '_> {
                 quote!(return #wf::codegen::Step::<#ident>::returned(#tail);)
             }
             (Some(tail), Ret::Plain(_)) => {
-                quote!(return __WfOk(#wf::codegen::Step::Succeed(#tail));)
+                quote!(return ::core::result::Result::Ok(#wf::codegen::Step::Succeed(#tail));)
             }
             // Without a tail, a `Result` workflow must have returned already: adding
             // nothing lets rustc report a missing return exactly as for a plain fn.
             (None, Ret::Fallible { .. }) => quote!(),
             (None, Ret::Plain(_)) => {
-                quote!(return __WfOk(#wf::codegen::Step::Succeed(()));)
+                quote!(return ::core::result::Result::Ok(#wf::codegen::Step::Succeed(()));)
             }
         }
     }
@@ -756,7 +756,7 @@ impl Emit<'_, '_> {
         let after = &r.after;
         let after_fields = self.inits(At::After(k));
         let cont = quote! {
-            return __WfOk(#wf::codegen::Step::Continue(
+            return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
                 __WfState::#after { #(#after_fields),* },
             ));
         };
@@ -765,7 +765,7 @@ impl Emit<'_, '_> {
                 let waiting = r.waiting.as_ref().expect("just checked");
                 let fields = self.inits(At::Waiting(k));
                 quote! {
-                    return __WfOk(#wf::codegen::Step::Task {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::Task {
                         node: #node,
                         state: __WfState::#waiting { #(#fields),* },
                     });
@@ -784,7 +784,7 @@ impl Emit<'_, '_> {
             Op::Wait(duration) => {
                 self.scan(duration);
                 quote! {
-                    return __WfOk(#wf::codegen::Step::Wait {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                         node: #node,
                         duration: #duration,
                         state: __WfState::#after { #(#after_fields),* },
@@ -821,14 +821,14 @@ impl Emit<'_, '_> {
         });
         let (get, bind) = match (&y.try_token, ty) {
             (Some(q), Some(ty)) => (
-                quote!(let __wf_r = async { __WfResult::<#ty, #err>::Ok(#call #q) }.await;),
+                quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#call #q) }.await;),
                 bind(
                     &y.binding,
                     quote!(__wf_cx.task_finished(#node, __wf_r, #encoder)?),
                 ),
             ),
             (Some(q), None) => (
-                quote!(let __wf_r = async { __WfResult::<_, #err>::Ok(#call #q) }.await;),
+                quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#call #q) }.await;),
                 bind(
                     &y.binding,
                     quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?),
@@ -877,9 +877,9 @@ impl Emit<'_, '_> {
         );
         quote! {
             let __wf_call = match #called {
-                __WfOk(__wf_call) => __wf_call,
-                __WfErr(__wf_stop) => {
-                    return __WfOk(#wf::codegen::Step::from(__wf_stop));
+                ::core::result::Result::Ok(__wf_call) => __wf_call,
+                ::core::result::Result::Err(__wf_stop) => {
+                    return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
                 }
             };
         }
@@ -902,8 +902,8 @@ impl Emit<'_, '_> {
         let waiting = r.waiting.as_ref().expect("polls have a waiting state");
         let fields = self.inits(At::Waiting(k));
         let some_or_none = |e: &Option<Expr>| match e {
-            Some(e) => quote!(__WfSome(#e)),
-            None => quote!(__WfNone),
+            Some(e) => quote!(::core::option::Option::Some(#e)),
+            None => quote!(::core::option::Option::None),
         };
         let every = &p.every;
         let timeout = some_or_none(&p.timeout);
@@ -919,7 +919,7 @@ impl Emit<'_, '_> {
                 max_attempts: #max_attempts,
                 max_errors: #max_errors,
             });
-            return __WfOk(#wf::codegen::Step::Wait {
+            return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                 node: #node,
                 duration: __wf_poll.every(),
                 state: __WfState::#waiting { #(#fields,)* __wf_poll },
@@ -940,14 +940,14 @@ impl Emit<'_, '_> {
         let fields = self.inits(At::Waiting(k));
         let timeout = &c.timeout;
         let heartbeat = match &c.heartbeat {
-            Some(h) => quote!(__WfSome(#h)),
-            None => quote!(__WfNone),
+            Some(h) => quote!(::core::option::Option::Some(#h)),
+            None => quote!(::core::option::Option::None),
         };
         // Evaluated before the state takes the locals they may read.
         quote! {
             let __wf_timeout: ::core::time::Duration = #timeout;
-            let __wf_heartbeat: __WfOption<::core::time::Duration> = #heartbeat;
-            return __WfOk(#wf::codegen::Step::Callback {
+            let __wf_heartbeat: ::core::option::Option<::core::time::Duration> = #heartbeat;
+            return ::core::result::Result::Ok(#wf::codegen::Step::Callback {
                 node: #node,
                 state: __WfState::#waiting { #(#fields),* },
                 timeout: __wf_timeout,
@@ -979,10 +979,10 @@ impl Emit<'_, '_> {
             quote_spanned!(c.span=> __wf_batch.push(#p, #input);)
         };
         let (max, pushes) = match n {
-            Nested::One(c) => (quote!(__WfNone), push(c)),
+            Nested::One(c) => (quote!(::core::option::Option::None), push(c)),
             Nested::Parallel(cs) => {
                 let pushes = cs.iter().map(push);
-                (quote!(__WfNone), quote!(#(#pushes)*))
+                (quote!(::core::option::Option::None), quote!(#(#pushes)*))
             }
             Nested::Map {
                 pat,
@@ -993,9 +993,9 @@ impl Emit<'_, '_> {
                 let max = match max_concurrency {
                     Some(m) => {
                         let m = *m as usize;
-                        quote!(__WfSome(#m))
+                        quote!(::core::option::Option::Some(#m))
                     }
-                    None => quote!(__WfNone),
+                    None => quote!(::core::option::Option::None),
                 };
                 let push = push(call);
                 (max, quote!(for #pat in #iter { #push }))
@@ -1004,7 +1004,7 @@ impl Emit<'_, '_> {
         quote! {
             let mut __wf_batch = #wf::codegen::ChildBatch::new(#node, #max);
             #pushes
-            return __WfOk(#wf::codegen::Step::Children {
+            return ::core::result::Result::Ok(#wf::codegen::Step::Children {
                 state: __WfState::#waiting { #(#fields),* },
                 batch: __wf_batch,
             });
@@ -1032,7 +1032,7 @@ impl Emit<'_, '_> {
         let value = Ident::new("__wf_r", y.span);
         let bind = bind(&y.binding, quote!(#value #q));
         let cont = quote! {
-            return __WfOk(#wf::codegen::Step::Continue(
+            return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
                 __WfState::#after { #(#after_fields),* },
             ));
         };
@@ -1075,7 +1075,7 @@ impl Emit<'_, '_> {
                         #before
                         match #attempt {
                             #wf::codegen::PollNext::Wait(__wf_every) => {
-                                return __WfOk(#wf::codegen::Step::Wait {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
                                     node: #node,
                                     duration: __wf_every,
                                     state: __WfState::#waiting { #(#fields,)* __wf_poll },
@@ -1090,18 +1090,18 @@ impl Emit<'_, '_> {
                 let retry = y.policy.as_ref().filter(|p| p.retry.is_some()).map(|_| {
                     quote! {
                         let __wf_r = match __wf_cx.nested(#node, __wf_r) {
-                            __WfOk(__wf_r) => __wf_r,
-                            __WfErr(__wf_stop) => {
-                                return __WfOk(#wf::codegen::Step::from(__wf_stop));
+                            ::core::result::Result::Ok(__wf_r) => __wf_r,
+                            ::core::result::Result::Err(__wf_stop) => {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
                             }
                         };
                     }
                 });
                 quote! {
                         let mut __wf_o = match __wf_cx.take_children(#node) {
-                            __WfOk(__wf_o) => __wf_o,
-                            __WfErr(__wf_fault) => {
-                                return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                            ::core::result::Result::Ok(__wf_o) => __wf_o,
+                            ::core::result::Result::Err(__wf_fault) => {
+                                return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                             }
                         };
                         let __wf_r = #decode;
@@ -1138,22 +1138,22 @@ impl Emit<'_, '_> {
                 };
                 quote! {
                     match __wf_cx.take_callback(#node) {
-                        __WfErr(__wf_fault) => {
-                            return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                        ::core::result::Result::Err(__wf_fault) => {
+                            return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                         }
-                        __WfOk(#wf::codegen::CallbackStep::Send(__wf_token)) => {
+                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Send(__wf_token)) => {
                             let __wf_sent = #sent;
-                            return __WfOk(#wf::codegen::Step::CallbackSent {
+                            return ::core::result::Result::Ok(#wf::codegen::Step::CallbackSent {
                                 node: #node,
                                 state: __WfState::#waiting { #(#fields),* },
                                 sent: __wf_sent,
                             });
                         }
-                        __WfOk(#wf::codegen::CallbackStep::Resolved(__wf_resolved)) => {
+                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Resolved(__wf_resolved)) => {
                             let __wf_r = match __wf_resolved.value #turbofish () {
-                                __WfOk(__wf_r) => __wf_r,
-                                __WfErr(__wf_fault) => {
-                                    return __WfOk(#wf::codegen::Step::Fault(__wf_fault));
+                                ::core::result::Result::Ok(__wf_r) => __wf_r,
+                                ::core::result::Result::Err(__wf_fault) => {
+                                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
                                 }
                             };
                             #done
@@ -1213,9 +1213,9 @@ impl Emit<'_, '_> {
                     let __wf_r = '__wf_decode: {
                         match __wf_o.failure() {
                             #(
-                                __WfSome(#idx) => {
-                                    if let __WfErr(__wf_e) = __wf_o.decode(#paths, #idx) {
-                                        break '__wf_decode <__WfResult<_, _>>::Err(#errs);
+                                ::core::option::Option::Some(#idx) => {
+                                    if let ::core::result::Result::Err(__wf_e) = __wf_o.decode(#paths, #idx) {
+                                        break '__wf_decode <::core::result::Result<_, _>>::Err(#errs);
                                     }
                                 }
                             )*
@@ -1223,11 +1223,11 @@ impl Emit<'_, '_> {
                         }
                         #(
                             let #vals = match __wf_o.decode(#paths, #idx) {
-                                __WfOk(__wf_v) => __wf_v,
-                                __WfErr(__wf_e) => break '__wf_decode <__WfResult<_, _>>::Err(#errs),
+                                ::core::result::Result::Ok(__wf_v) => __wf_v,
+                                ::core::result::Result::Err(__wf_e) => break '__wf_decode <::core::result::Result<_, _>>::Err(#errs),
                             };
                         )*
-                        __WfOk((#(#vals,)*))
+                        ::core::result::Result::Ok((#(#vals,)*))
                     };
                     __wf_r
                 }}
@@ -1280,7 +1280,7 @@ impl VisitMut for UserCode<'_, '_> {
                 let done = match self.cx.f.ret {
                     Ret::Fallible { .. } => quote!(#wf::codegen::Step::<#ident>::returned(#value)),
                     Ret::Plain(_) => {
-                        quote!(__WfOk(#wf::codegen::Step::Succeed(#value)))
+                        quote!(::core::result::Result::Ok(#wf::codegen::Step::Succeed(#value)))
                     }
                 };
                 r.expr = Some(Box::new(syn::parse_quote!(#done)));
