@@ -12,9 +12,9 @@
 #   - incremental `cargo check` (`CARGO_INCREMENTAL=1`) after the constant's value changed
 #     in place (same length: nothing below it moves);
 #   - the same after a line was added or removed above all the code, so that everything
-#     moves: rustc's incremental cache keys the code a macro generated on where the
-#     macro was called, so a moved `#[workflow]` is checked again from scratch, where
-#     plain code is not;
+#     moves (what most edits do): positions are part of what rustc's incremental cache
+#     keeps, so both crates are checked again in part, the macro's output (whose
+#     expansion records where it was called) entirely;
 #   - rustc's peak memory (maximum resident set) during the debug build.
 #
 #   tools/compile-time-pairs.sh [PAIRS] [ROUNDS]     # default 50 pairs, 3 rounds
