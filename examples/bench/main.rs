@@ -635,11 +635,13 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
             raw_times.push(r.elapsed.as_secs_f64());
             raw_batch.push(r.writes as f64 / r.transactions.max(1) as f64);
             eprintln!(
-                "workload 3: run {}: ours {:.3} s, raw {:.3} s ({:.2})",
+                "workload 3: run {}: ours {:.3} s, raw {:.3} s ({:.2}); writes per commit: ours {:.0}, raw {:.0}",
                 run + 1,
                 t.as_secs_f64(),
                 r.elapsed.as_secs_f64(),
                 r.elapsed.as_secs_f64() / t.as_secs_f64(),
+                batch[run],
+                raw_batch[run],
             );
         }
         let rate = n as f64 / median(times);

@@ -24,7 +24,7 @@ use self::checkpointer::Checkpointer;
 use self::errors::Cause;
 use self::health::Health;
 use self::lock::Lock;
-use self::rows::{CallbackRows, CheckpointRows, CreateRows, EventRow, ReopenRows};
+use self::rows::{CallbackRows, CheckpointRows, CreateRows, EventRows, ReopenRows};
 use self::writer::{Counters, Job, Op, Writer};
 use super::{
     CallbackUpdate, Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store,
@@ -490,7 +490,7 @@ impl SqliteStore {
     }
 
     /// [`write`](Self::write), handing back the write, which a callback update fills in.
-    async fn write_back(&self, op: Op) -> Result<Op, StoreError> {
+    async fn write_back(&self, op: Op) -> Result<Box<Op>, StoreError> {
         self.shared.health.check()?;
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Backend("the store's writer thread has stopped".into());
@@ -499,6 +499,7 @@ impl SqliteStore {
             let Some(jobs) = &open.jobs else {
                 return Err(self.shared.closed());
             };
+            let op = Box::new(op);
             jobs.send(Job { op, reply }).map_err(|_| gone())?;
         }
         let (result, op) = answer.await.map_err(|_| gone())?;
@@ -587,7 +588,7 @@ impl Store for SqliteStore {
         let op = self
             .write_back(Op::Callback(CallbackRows::encode(update)?))
             .await?;
-        let after = match op {
+        let after = match *op {
             Op::Callback(rows) => rows.after.into_inner().unwrap_or_else(|e| e.into_inner()),
             _ => None,
         };
@@ -596,7 +597,7 @@ impl Store for SqliteStore {
 
     async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
         let id = id.clone();
-        let events = EventRow::encode_all(&events)?;
+        let events = EventRows::encode(&events)?;
         self.write(Op::Append { id, events }).await
     }
 

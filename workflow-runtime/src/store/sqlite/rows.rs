@@ -1,13 +1,13 @@
 //! Records and events to SQL rows and back.
 //!
-//! A write is encoded ([`CreateRows`], [`CheckpointRows`], [`EventRow`]) on the caller's
+//! A write is encoded ([`CreateRows`], [`CheckpointRows`], [`EventRows`]) on the caller's
 //! thread, before it is queued: JSON encoding was a visible share of the writer thread,
 //! which every execution shares, while callers run on all the runtime's threads. The
 //! writer thread then only runs SQL.
 
 use std::sync::OnceLock;
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Null, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, Row};
 
 use super::cache::{Cache, Known};
@@ -60,18 +60,44 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-/// One history event, encoded: JSON of the whole [`Event`].
-pub(super) struct EventRow {
-    body: String,
+/// History events, encoded: the JSON of each whole [`Event`], one after the other in one
+/// string. One allocation for all of a write's events rather than one each (a checkpoint
+/// carries two on average), made and freed on the caller's thread.
+#[derive(Default)]
+pub(super) struct EventRows {
+    text: String,
+    /// Where each event's JSON ends in `text`.
+    ends: Vec<usize>,
 }
 
-impl EventRow {
-    pub(super) fn encode(event: &Event) -> Result<EventRow, StoreError> {
-        Ok(EventRow { body: json(event)? })
+impl EventRows {
+    pub(super) fn encode(events: &[Event]) -> Result<EventRows, StoreError> {
+        let mut rows = EventRows::default();
+        if events.is_empty() {
+            return Ok(rows);
+        }
+        let mut text = Vec::with_capacity(128 * events.len());
+        rows.ends.reserve_exact(events.len());
+        for event in events {
+            serde_json::to_writer(&mut text, event)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            rows.ends.push(text.len());
+        }
+        // serde_json writes UTF-8 only.
+        rows.text = String::from_utf8(text).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(rows)
     }
 
-    pub(super) fn encode_all(events: &[Event]) -> Result<Vec<EventRow>, StoreError> {
-        events.iter().map(EventRow::encode).collect()
+    pub(super) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each event's JSON, in order.
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end])
     }
 }
 
@@ -96,8 +122,8 @@ pub(super) struct CreateRows {
     redrives: i64,
     redriven_at: Option<i64>,
     trace: Option<String>,
-    events: Vec<EventRow>,
-    parent_events: Vec<EventRow>,
+    events: EventRows,
+    parent_events: EventRows,
 }
 
 impl CreateRows {
@@ -127,8 +153,8 @@ impl CreateRows {
             parent: record.parent,
             status: record.status,
             state: record.state,
-            events: EventRow::encode_all(events)?,
-            parent_events: EventRow::encode_all(parent_events)?,
+            events: EventRows::encode(events)?,
+            parent_events: EventRows::encode(parent_events)?,
         })
     }
 }
@@ -140,8 +166,8 @@ pub(super) struct CheckpointRows {
     at: i64,
     state: Option<StateRow>,
     outcome: Option<String>,
-    events: Vec<EventRow>,
-    parent_events: Vec<EventRow>,
+    events: EventRows,
+    parent_events: EventRows,
 }
 
 struct StateRow {
@@ -181,8 +207,8 @@ impl CheckpointRows {
             at: ts(cp.at)?,
             state,
             outcome: cp.outcome.as_ref().map(json).transpose()?,
-            events: EventRow::encode_all(&cp.events)?,
-            parent_events: EventRow::encode_all(&cp.parent_events)?,
+            events: EventRows::encode(&cp.events)?,
+            parent_events: EventRows::encode(&cp.parent_events)?,
             id: cp.id.clone(),
             status: cp.status,
         })
@@ -197,7 +223,7 @@ pub(super) struct ReopenRows {
     waiting: Option<String>,
     wake_at: Option<i64>,
     callback: Option<String>,
-    events: Vec<EventRow>,
+    events: EventRows,
     at: i64,
 }
 
@@ -218,7 +244,7 @@ impl ReopenRows {
                         .map(ts)
                         .transpose()?,
                     callback: callback_column(r.waiting.as_ref()),
-                    events: EventRow::encode_all(&r.events)?,
+                    events: EventRows::encode(&r.events)?,
                     at: ts(r.at)?,
                 })
             })
@@ -420,28 +446,42 @@ pub(super) fn apply_checkpoint(
     let terminal = cp.status.is_terminal();
     let status = cp.status.as_str();
     let mut shape = 0;
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key, &cp.at];
     if cp.status != old_status {
         shape |= SETS_STATUS;
-        values.push(&status);
     }
     if terminal {
         shape |= ENDS;
     }
-    if let Some(saved) = &cp.state {
+    if cp.state.is_some() {
         shape |= SETS_STATE;
-        values.extend([&saved.bytes as &dyn rusqlite::ToSql, &saved.waiting]);
-        if !terminal {
-            values.extend([&saved.wake_at as &dyn rusqlite::ToSql, &saved.callback]);
-        }
-        values.push(&saved.batches);
     }
-    if let Some(outcome) = &cp.outcome {
+    if cp.outcome.is_some() {
         shape |= SETS_OUTCOME;
-        values.push(outcome);
+    }
+    // The shape's values in its placeholders' order, gathered on the stack: this runs on
+    // the writer thread for every checkpoint, and a vector here was the most frequent
+    // allocation of that thread.
+    let saved = cp.state.as_ref();
+    let running = saved.filter(|_| !terminal);
+    let columns: [Option<&dyn rusqlite::ToSql>; 9] = [
+        Some(&key),
+        Some(&cp.at),
+        (shape & SETS_STATUS != 0).then_some(&status),
+        saved.map(|s| &s.bytes as _),
+        saved.map(|s| &s.waiting as _),
+        running.map(|s| &s.wake_at as _),
+        running.map(|s| &s.callback as _),
+        saved.map(|s| &s.batches as _),
+        cp.outcome.as_ref().map(|o| o as _),
+    ];
+    let mut values: [&dyn rusqlite::ToSql; 9] = [&Null; 9];
+    let mut len = 0;
+    for value in columns.into_iter().flatten() {
+        values[len] = value;
+        len += 1;
     }
     conn.prepare_cached(update_sql(shape))
-        .and_then(|mut s| s.execute(&*values))
+        .and_then(|mut s| s.execute(&values[..len]))
         .map_err(sql_failure)?;
     // Loaded above; only a rollback, which ends this write, forgets it.
     let Some(known) = cache.get_mut(&cp.id) else {
@@ -513,7 +553,7 @@ pub(super) fn reopen(
 /// it (a write may be applied twice, a second time in a savepoint, so it is replaced).
 pub(super) struct CallbackRows {
     update: CallbackUpdate,
-    events: Vec<EventRow>,
+    events: EventRows,
     at: i64,
     pub(super) after: std::sync::Mutex<Option<PendingCallback>>,
 }
@@ -521,7 +561,7 @@ pub(super) struct CallbackRows {
 impl CallbackRows {
     pub(super) fn encode(update: &CallbackUpdate) -> Result<CallbackRows, StoreError> {
         Ok(CallbackRows {
-            events: EventRow::encode_all(&update.events)?,
+            events: EventRows::encode(&update.events)?,
             at: ts(update.at)?,
             update: update.clone(),
             after: std::sync::Mutex::new(None),
@@ -586,7 +626,7 @@ pub(super) fn append(
     conn: &Connection,
     cache: &mut Cache,
     id: &ExecutionId,
-    events: &[EventRow],
+    events: &EventRows,
 ) -> Result<(), Failure> {
     let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
@@ -595,16 +635,16 @@ pub(super) fn append(
 }
 
 /// Appends events after the execution's last one, and counts them in `known`.
-fn append_events(conn: &Connection, known: &mut Known, events: &[EventRow]) -> Result<(), Failure> {
+fn append_events(conn: &Connection, known: &mut Known, events: &EventRows) -> Result<(), Failure> {
     if events.is_empty() {
         return Ok(());
     }
     let mut insert = conn
         .prepare_cached("INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)")
         .map_err(sql_failure)?;
-    for event in events {
+    for body in events.iter() {
         insert
-            .execute(params![known.key, known.next_seq, event.body])
+            .execute(params![known.key, known.next_seq, body])
             .map_err(sql_failure)?;
         known.next_seq += 1;
     }

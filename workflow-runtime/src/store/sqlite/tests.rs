@@ -66,6 +66,35 @@ fn checkpoint(id: &str, bytes: &[u8], waiting: Option<Wait>) -> Checkpoint {
     }
 }
 
+/// A write's events are encoded into one string and split again by the writer: each
+/// comes back whole and in order, whatever its JSON holds (raw newlines kept by
+/// `Json::parse`, multi-byte characters), and a checkpoint without events adds none.
+#[tokio::test]
+async fn the_events_of_one_write_come_back_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("db.sqlite")).unwrap();
+    store
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    let pretty = crate::json::Json::parse("{\n  \"k\": \"é\u{1F600}\"\n}".into()).unwrap();
+    let events = vec![
+        event(EventKind::TaskSucceeded {
+            output: Some(pretty),
+        }),
+        event(EventKind::TaskScheduled),
+        event(EventKind::TaskSucceeded {
+            output: Some(json!("\n,}{").into()),
+        }),
+    ];
+    let mut cp = checkpoint("a", b"[1]", None);
+    cp.events = events.clone();
+    store.checkpoint(&cp).await.unwrap();
+    cp.events = Vec::new();
+    store.checkpoint(&cp).await.unwrap();
+    assert_eq!(store.history(&"a".into()).await.unwrap(), events);
+}
+
 #[tokio::test]
 async fn records_and_histories_round_trip() {
     let dir = tempfile::tempdir().unwrap();
