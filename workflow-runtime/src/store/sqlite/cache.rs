@@ -13,14 +13,13 @@
 //! the executions in flight after one); ended executions are forgotten at commit, which
 //! bounds the cache by the executions in flight.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension};
 
 use super::errors::Cause;
 
 use crate::error::StoreError;
 use crate::execution::{ExecutionId, Status};
+use crate::HashMap;
 
 /// Past this many entries the cache starts over (they are read again on use).
 const MAX_ENTRIES: usize = 1 << 20;

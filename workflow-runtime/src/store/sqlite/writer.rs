@@ -46,7 +46,9 @@ use super::checkpointer::Checkpointer;
 use super::errors::{is_busy, Cause};
 use super::health::Health;
 use super::lock::Lock;
-use super::rows::{self, CallbackRows, CheckpointRows, CreateRows, EventRows, Failure, ReopenRows};
+use super::rows::{
+    self, CallbackRows, CheckpointRows, CreateRows, EventRows, Failure, ReopenRows, Statements,
+};
 use crate::error::StoreError;
 use crate::execution::ExecutionId;
 
@@ -263,24 +265,36 @@ impl Writer {
     fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<(), StoreError>>, Cause> {
         self.retry_busy(|conn| run(conn, "BEGIN IMMEDIATE"))?;
         let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match self.apply(&job.op) {
-                Ok(()) => results.push(Ok(())),
-                Err(Failure {
-                    error: Cause::Store(error),
-                    partial: false,
-                }) => results.push(Err(error)),
-                Err(Failure {
-                    error: Cause::Store(_),
-                    partial: true,
-                }) => {
-                    self.rollback();
-                    return self.one_by_one(jobs);
-                }
-                Err(Failure { error, .. }) => {
-                    self.rollback();
-                    return Err(error);
-                }
+        let failed = {
+            let sql = Statements::new(&self.conn);
+            jobs.iter()
+                .find_map(|job| match apply(&sql, &mut self.cache, &job.op) {
+                    Ok(()) => {
+                        results.push(Ok(()));
+                        None
+                    }
+                    Err(Failure {
+                        error: Cause::Store(error),
+                        partial: false,
+                    }) => {
+                        results.push(Err(error));
+                        None
+                    }
+                    Err(failure) => Some(failure),
+                })
+        };
+        match failed {
+            None => {}
+            Some(Failure {
+                error: Cause::Store(_),
+                partial: true,
+            }) => {
+                self.rollback();
+                return self.one_by_one(jobs);
+            }
+            Some(Failure { error, .. }) => {
+                self.rollback();
+                return Err(error);
             }
         }
         self.commit_transaction()?;
@@ -324,26 +338,11 @@ impl Writer {
         }
     }
 
-    /// Applies one write in the open transaction.
-    fn apply(&mut self, op: &Op) -> Result<(), Failure> {
-        let (conn, cache) = (&self.conn, &mut self.cache);
-        match op {
-            Op::Create(rows) => rows::insert_execution(conn, cache, rows),
-            Op::Checkpoint(rows) => rows::apply_checkpoint(conn, cache, rows),
-            Op::Reopen(rows) => rows::reopen(conn, cache, rows),
-            Op::Callback(rows) => rows::apply_callback(conn, cache, rows),
-            Op::Append { id, events } => rows::append(conn, cache, id, events),
-            Op::MaxSize(bytes) => max_page_count(conn, *bytes).map_err(|e| Failure {
-                error: Cause::from(e),
-                partial: true,
-            }),
-        }
-    }
-
     /// Applies one write inside a savepoint, so that its failure undoes only itself.
     fn apply_in_savepoint(&mut self, op: &Op) -> Result<(), Cause> {
         run(&self.conn, "SAVEPOINT op")?;
-        match self.apply(op) {
+        let applied = apply(&Statements::new(&self.conn), &mut self.cache, op);
+        match applied {
             Ok(()) => Ok(run(&self.conn, "RELEASE op")?),
             Err(Failure { error, .. }) => {
                 self.cache.rolled_back();
@@ -380,6 +379,21 @@ impl Writer {
                 Err(e) => return Err(Cause::from(e)),
             }
         }
+    }
+}
+
+/// Applies one write in the open transaction.
+fn apply(sql: &Statements<'_>, cache: &mut Cache, op: &Op) -> Result<(), Failure> {
+    match op {
+        Op::Create(rows) => rows::insert_execution(sql, cache, rows),
+        Op::Checkpoint(rows) => rows::apply_checkpoint(sql, cache, rows),
+        Op::Reopen(rows) => rows::reopen(sql, cache, rows),
+        Op::Callback(rows) => rows::apply_callback(sql, cache, rows),
+        Op::Append { id, events } => rows::append(sql, cache, id, events),
+        Op::MaxSize(bytes) => max_page_count(sql.conn, *bytes).map_err(|e| Failure {
+            error: Cause::from(e),
+            partial: true,
+        }),
     }
 }
 
