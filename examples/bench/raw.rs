@@ -8,7 +8,8 @@
 //! `UPDATE` shapes), once, before anything is timed. [`replay`] then writes that trace
 //! for `n` executions with fresh random ids, on one thread, on a file made by
 //! `SqliteStore::open_with` (so the same schema and page size) and configured with the
-//! writer's pragmas, with a checkpointer thread like the store's.
+//! writer's pragmas, with a checkpointer thread like the store's, and each statement
+//! taken from the connection's cache once per transaction, as the writer does.
 //!
 //! Batching is the store's at its best: `inflight` executions, each with one write
 //! queued at a time (its next write is queued once the previous one has committed, as a
@@ -22,7 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
-use rusqlite::Connection;
+use rusqlite::{params_from_iter, CachedStatement, Connection, ToSql};
 use workflow::store::{
     CallbackUpdate, Checkpoint, CorruptRow, Durability, ExecutionFilter, ExecutionRecord,
     ExecutionSummary, PendingCallback, Reopen, SqliteOptions, SqliteStore, Store, StoreError, Wait,
@@ -388,42 +389,67 @@ pub fn replay(
         let take = queue.len().min(MAX_BATCH);
         batch.extend(queue.drain(..take));
         conn.execute_batch("BEGIN IMMEDIATE").expect("begins");
-        for &(e, step) in &batch {
-            let (key, seq) = &mut keys[e];
-            let evs = match &trace.writes[step] {
-                Write::Create { values, events } => {
-                    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&ids[e]];
-                    params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
-                    conn.prepare_cached(
-                        "INSERT INTO executions (id, workflow, fingerprint, parent, call_node, \
-                         call_batch, call_index, status, input, state, waiting, batches, \
-                         outcome, wake_at, created_at, updated_at, redrives, redriven_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                         ?15, ?16, ?17, ?18)",
-                    )
-                    .and_then(|mut s| s.execute(&*params))
-                    .expect("inserts");
-                    *key = conn.last_insert_rowid();
-                    events
-                }
-                Write::Checkpoint {
-                    sql,
-                    values,
-                    events,
-                } => {
-                    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&*key];
-                    params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
-                    conn.prepare_cached(sql)
-                        .and_then(|mut s| s.execute(&*params))
-                        .expect("updates");
-                    events
-                }
-            };
-            if !evs.is_empty() {
-                let mut insert = conn
-                    .prepare_cached("INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)")
-                    .expect("prepares");
+        {
+            // Each statement taken from the connection's cache once per transaction and
+            // held until it commits, as the store's writer does (`rows::Statements`).
+            let mut insert_execution: Option<CachedStatement<'_>> = None;
+            let mut insert_event: Option<CachedStatement<'_>> = None;
+            let mut updates: Vec<(&str, CachedStatement<'_>)> = Vec::new();
+            for &(e, step) in &batch {
+                let (key, seq) = &mut keys[e];
+                let evs = match &trace.writes[step] {
+                    Write::Create { values, events } => {
+                        let insert = match &mut insert_execution {
+                            Some(s) => s,
+                            None => insert_execution.insert(
+                                conn.prepare_cached(
+                                    "INSERT INTO executions (id, workflow, fingerprint, parent, \
+                                     call_node, call_batch, call_index, status, input, state, \
+                                     waiting, batches, outcome, wake_at, created_at, updated_at, \
+                                     redrives, redriven_at) \
+                                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                                     ?13, ?14, ?15, ?16, ?17, ?18)",
+                                )
+                                .expect("prepares"),
+                            ),
+                        };
+                        let params = std::iter::once(&ids[e] as &dyn ToSql)
+                            .chain(values.iter().map(|v| v as &dyn ToSql));
+                        insert.execute(params_from_iter(params)).expect("inserts");
+                        *key = conn.last_insert_rowid();
+                        events
+                    }
+                    Write::Checkpoint {
+                        sql,
+                        values,
+                        events,
+                    } => {
+                        let i = match updates.iter().position(|(q, _)| *q == sql.as_str()) {
+                            Some(i) => i,
+                            None => {
+                                updates.push((sql, conn.prepare_cached(sql).expect("prepares")));
+                                updates.len() - 1
+                            }
+                        };
+                        let params = std::iter::once(&*key as &dyn ToSql)
+                            .chain(values.iter().map(|v| v as &dyn ToSql));
+                        updates[i]
+                            .1
+                            .execute(params_from_iter(params))
+                            .expect("updates");
+                        events
+                    }
+                };
                 for body in evs {
+                    let insert = match &mut insert_event {
+                        Some(s) => s,
+                        None => insert_event.insert(
+                            conn.prepare_cached(
+                                "INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)",
+                            )
+                            .expect("prepares"),
+                        ),
+                    };
                     insert
                         .execute(rusqlite::params![*key, *seq, body])
                         .expect("appends");
