@@ -187,11 +187,11 @@ pub struct StoreStats {
 ///
 /// With thousands of executions in flight, the process's memory allocator matters: each
 /// write is encoded on one runtime thread and freed on whichever thread its execution
-/// resumes on, in bursts of a batch. On Linux, glibc's allocator cost about a quarter of
-/// the throughput at 10,000 executions in flight in this crate's benchmark (workload 3
-/// in `BENCHMARKS.md`, about 150,000 transitions per second against 190,000 with
-/// jemalloc as the global allocator); a program that needs that throughput can set one
-/// (`#[global_allocator]`, e.g. from the `tikv-jemallocator` or `mimalloc` crates).
+/// resumes on, in bursts of a batch. On Linux, glibc's allocator cost a quarter or more
+/// of the throughput at 10,000 executions in flight in this crate's benchmark, against
+/// jemalloc (workload 3 in `BENCHMARKS.md`); a program that needs that throughput can set
+/// another allocator (`#[global_allocator]`, e.g. from the `tikv-jemallocator` or
+/// `mimalloc` crates).
 ///
 /// # Faults
 ///
