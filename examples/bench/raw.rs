@@ -399,20 +399,17 @@ pub fn replay(
                 let (key, seq) = &mut keys[e];
                 let evs = match &trace.writes[step] {
                     Write::Create { values, events } => {
-                        let insert = match &mut insert_execution {
-                            Some(s) => s,
-                            None => insert_execution.insert(
-                                conn.prepare_cached(
-                                    "INSERT INTO executions (id, workflow, fingerprint, parent, \
-                                     call_node, call_batch, call_index, status, input, state, \
-                                     waiting, batches, outcome, wake_at, created_at, updated_at, \
-                                     redrives, redriven_at) \
-                                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                                     ?13, ?14, ?15, ?16, ?17, ?18)",
-                                )
-                                .expect("prepares"),
-                            ),
-                        };
+                        let insert = insert_execution.get_or_insert_with(|| {
+                            conn.prepare_cached(
+                                "INSERT INTO executions (id, workflow, fingerprint, parent, \
+                                 call_node, call_batch, call_index, status, input, state, \
+                                 waiting, batches, outcome, wake_at, created_at, updated_at, \
+                                 redrives, redriven_at) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                                 ?13, ?14, ?15, ?16, ?17, ?18)",
+                            )
+                            .expect("prepares")
+                        });
                         let params = std::iter::once(&ids[e] as &dyn ToSql)
                             .chain(values.iter().map(|v| v as &dyn ToSql));
                         insert.execute(params_from_iter(params)).expect("inserts");
@@ -441,15 +438,12 @@ pub fn replay(
                     }
                 };
                 for body in evs {
-                    let insert = match &mut insert_event {
-                        Some(s) => s,
-                        None => insert_event.insert(
-                            conn.prepare_cached(
-                                "INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)",
-                            )
-                            .expect("prepares"),
-                        ),
-                    };
+                    let insert = insert_event.get_or_insert_with(|| {
+                        conn.prepare_cached(
+                            "INSERT INTO events (execution, seq, body) VALUES (?1, ?2, ?3)",
+                        )
+                        .expect("prepares")
+                    });
                     insert
                         .execute(rusqlite::params![*key, *seq, body])
                         .expect("appends");

@@ -75,8 +75,7 @@ pub(super) enum Op {
 
 /// One write and where its result goes. The write travels boxed, there and back: a job
 /// is moved several times on its way (into the channel, out of it into the batch, into
-/// the reply), and an `Op` inline is a few hundred bytes; those copies were a tenth of
-/// the hand-off's cost at 10,000 executions in flight.
+/// the reply), and an `Op` inline is a few hundred bytes, copied at each move.
 pub(super) struct Job {
     pub(super) op: Box<Op>,
     pub(super) reply: oneshot::Sender<Reply>,
@@ -265,24 +264,24 @@ impl Writer {
     fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<(), StoreError>>, Cause> {
         self.retry_busy(|conn| run(conn, "BEGIN IMMEDIATE"))?;
         let mut results = Vec::with_capacity(jobs.len());
-        let failed = {
+        let mut failed = None;
+        {
+            // Back to the connection's cache before the transaction commits or rolls back.
             let sql = Statements::new(&self.conn);
-            jobs.iter()
-                .find_map(|job| match apply(&sql, &mut self.cache, &job.op) {
-                    Ok(()) => {
-                        results.push(Ok(()));
-                        None
-                    }
+            for job in jobs {
+                match apply(&sql, &mut self.cache, &job.op) {
+                    Ok(()) => results.push(Ok(())),
                     Err(Failure {
                         error: Cause::Store(error),
                         partial: false,
-                    }) => {
-                        results.push(Err(error));
-                        None
+                    }) => results.push(Err(error)),
+                    Err(failure) => {
+                        failed = Some(failure);
+                        break;
                     }
-                    Err(failure) => Some(failure),
-                })
-        };
+                }
+            }
+        }
         match failed {
             None => {}
             Some(Failure {
