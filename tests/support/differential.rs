@@ -278,7 +278,8 @@ pub fn compare(
 }
 
 /// Compares each native run with its ASL run, given as `{"states": [entered state
-/// names], "output": …}` or `{"states": […], "error": {"name", "cause"}}`.
+/// names], "output": …}` or `{"states": […], "error": {"name", "cause"}}`, and optionally
+/// `"lost_tasks"`: how many tasks the engine gave up on and ran again.
 pub fn compare_runs(
     machines: &[StateMachine],
     runs: &[(&'static str, Value)],
@@ -326,8 +327,17 @@ pub fn compare_runs(
                 same_states,
                 same_error_name,
                 text: format!(
-                    "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}",
-                    n.outcome, n.tokens, outcome, tokens, a["states"]
+                    "{workflow}({input}):\n  native {} {:?}\n  asl    {} {:?}\n  asl states {}{}",
+                    n.outcome,
+                    n.tokens,
+                    outcome,
+                    tokens,
+                    a["states"],
+                    match a["lost_tasks"].as_u64() {
+                        Some(n @ 1..) =>
+                            format!("\n  {n} task(s) timed out on the engine and ran again"),
+                        _ => String::new(),
+                    }
                 ),
             });
         }
