@@ -8,7 +8,7 @@
 //! on the written arms themselves.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -64,13 +64,14 @@ pub(super) fn arms(
         resumes,
         wf,
     };
-    let fields = liveness(&cx)?;
+    let (fields, asked) = liveness(&cx)?;
     let emit = |code: &dyn Fn(&Emit) -> TokenStream| {
         let e = Emit {
             cx: &cx,
             fields: Some(&fields),
             exits: RefCell::default(),
             decisions: RefCell::default(),
+            asked: &asked,
         };
         let code = code(&e);
         (code, e.exits.into_inner())
@@ -135,13 +136,18 @@ impl PartialEq for Local {
 /// (`__WfState::AfterX { __wf_live_after_3 }`), and read once: its free names, and for
 /// each marker the names bound around it. The sets then grow from empty to the
 /// fixpoint (the smallest sets) without writing the code again.
-fn liveness(cx: &Cx) -> syn::Result<Fields> {
+///
+/// Also returns what was asked of the code while it was written: the answers hold for
+/// the code written with the fields, which need not be read again.
+fn liveness(cx: &Cx) -> syn::Result<(Fields, RefCell<Asked>)> {
     let n = cx.body.yields.len();
+    let asked = RefCell::default();
     let emit = Emit {
         cx,
         fields: None,
         exits: RefCell::default(),
         decisions: RefCell::default(),
+        asked: &asked,
     };
     let mut reads_waiting = Vec::with_capacity(n);
     let mut reads_after = Vec::with_capacity(n);
@@ -175,16 +181,19 @@ fn liveness(cx: &Cx) -> syn::Result<Fields> {
     // The code was written as if no state held anything. Where that changed how it was
     // written (a loop's pattern bound again or not), write it again with the fields.
     let decisions = emit.decisions.into_inner();
-    if !decisions.iter().all(|d| d.holds(&fields)) {
+    let asked = if decisions.iter().all(|d| d.holds(&fields)) {
+        asked
+    } else {
         fields = liveness_by_rounds(cx)?;
-    }
+        RefCell::default()
+    };
     #[cfg(test)]
     assert!(
         fields == liveness_by_rounds(cx)?,
         "the fields from one writing of the arms are those of writing them until nothing changes"
     );
     check_persisted(&fields)?;
-    Ok(fields)
+    Ok((fields, asked))
 }
 
 /// The fields by writing the arms with the fields so far until they do not change.
@@ -196,11 +205,13 @@ fn liveness_by_rounds(cx: &Cx) -> syn::Result<Fields> {
     };
     // Each round can only add locals, and there are finitely many.
     for _ in 0..=(2 * n + 1) {
+        let asked = RefCell::default();
         let emit = Emit {
             cx,
             fields: Some(&fields),
             exits: RefCell::default(),
             decisions: RefCell::default(),
+            asked: &asked,
         };
         let mut next = fields.clone();
         for (k, y) in cx.body.yields.iter().enumerate() {
@@ -332,26 +343,72 @@ struct Emit<'c, 'a> {
     exits: RefCell<BTreeSet<Exit>>,
     /// Without fields: the choices made on what some code reads.
     decisions: RefCell<Vec<Decision>>,
+    /// What was asked of which code, shared by the writers of every arm: the same
+    /// question comes up again in other arms (a loop re-entered from each of its yield
+    /// points), and reading code back means parsing it.
+    asked: &'c RefCell<Asked>,
+}
+
+/// The answers to the questions asked of code while the arms are written.
+type Asked = HashMap<Ask, Uses>;
+
+/// Which code a `for` loop's pattern is looked for in. The code depends on nothing else
+/// (the same loop, the same resumed loops around it, the same fields).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Ask {
+    /// The body of loop `l`, started again, in the loops `rw` being resumed.
+    Again { l: usize, rw: Vec<usize> },
+    /// The rest of loop `l`'s iteration after yield point `k`.
+    Rest { l: usize, k: usize, rw: Vec<usize> },
+    /// The arm resuming the waiting state of yield point `k`, for its `f`-th loop.
+    Waiting { k: usize, f: usize },
+}
+
+/// Whether some code reads all of the names asked about, or none of them.
+#[derive(Clone, Copy)]
+struct Uses {
+    all: bool,
+    none: bool,
 }
 
 impl Emit<'_, '_> {
-    /// The free names of `code`, which decide how the code around it is written (`None`
-    /// if it does not parse). Without fields, the decision is recorded, to be checked
-    /// once they are known.
-    fn reads_names(
-        &self,
-        code: &TokenStream,
-        names: &BTreeSet<String>,
-    ) -> Option<BTreeSet<String>> {
-        let code = reads(code.clone()).ok()?;
-        let free = code.free.clone();
-        if self.fields.is_none() {
-            self.decisions.borrow_mut().push(Decision {
-                code,
-                names: names.clone(),
-            });
+    /// Whether `code`, which `ask` names, reads all or none of `names`: that decides how
+    /// the code around it is written (code that does not parse reads them all). Without
+    /// fields, the decision is recorded, to be checked once they are known.
+    fn reads_names(&self, ask: Ask, code: &TokenStream, names: &BTreeSet<String>) -> Uses {
+        if let Some(&uses) = self.asked.borrow().get(&ask) {
+            // The macro's own tests read the code again: the answer must be the same.
+            #[cfg(test)]
+            if let Ok(code) = reads(code.clone()) {
+                assert_eq!(
+                    (uses.all, uses.none),
+                    (names.is_subset(&code.free), names.is_disjoint(&code.free)),
+                    "a question asked again of the same code gets the same answer"
+                );
+            }
+            return uses;
         }
-        Some(free)
+        let uses = match reads(code.clone()) {
+            Ok(code) => {
+                let uses = Uses {
+                    all: names.is_subset(&code.free),
+                    none: names.is_disjoint(&code.free),
+                };
+                if self.fields.is_none() {
+                    self.decisions.borrow_mut().push(Decision {
+                        code,
+                        names: names.clone(),
+                    });
+                }
+                uses
+            }
+            Err(_) => Uses {
+                all: true,
+                none: false,
+            },
+        };
+        self.asked.borrow_mut().insert(ask, uses);
+        uses
     }
 
     /// The field initializers of the state `at` (shorthand: the locals of the same name).
@@ -445,6 +502,7 @@ impl Emit<'_, '_> {
     /// The rest of the current iteration, then the loop again.
     fn rest_in_loop(&self, l: &Loop, k: usize, rw: &[Redirect]) -> Option<(TokenStream, bool)> {
         let redirect = Redirect {
+            id: l.id,
             label: l.label.clone(),
             next: Lifetime::new(&format!("'__wf_next{}", l.id), Span::call_site()),
             exit: Lifetime::new(&format!("'__wf_exit{}", l.id), Span::call_site()),
@@ -459,7 +517,12 @@ impl Emit<'_, '_> {
             pat, state, item, ..
         } = &l.kind
         {
-            let rebind = self.rebind_for(pat, state, item.as_ref(), &inner);
+            let ask = Ask::Rest {
+                l: l.id,
+                k,
+                rw: rw.iter().map(|r| r.id).collect(),
+            };
+            let rebind = self.rebind_for(ask, pat, state, item.as_ref(), &inner);
             inner = quote!(#rebind #inner);
         }
         if !again {
@@ -476,17 +539,14 @@ impl Emit<'_, '_> {
     /// Binds a `for` loop's pattern again from its current item, if `code` reads it.
     fn rebind_for(
         &self,
+        ask: Ask,
         pat: &syn::Pat,
         state: &Ident,
         item: Option<&Type>,
         code: &TokenStream,
     ) -> TokenStream {
         let names: BTreeSet<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-        let read = self
-            .reads_names(code, &names)
-            .map(|f| !f.is_disjoint(&names))
-            .unwrap_or(true);
-        if !read {
+        if self.reads_names(ask, code, &names).none {
             return quote!();
         }
         let wf = self.cx.wf;
@@ -634,9 +694,14 @@ impl Emit<'_, '_> {
                 // names are read in the next state's arm instead.
                 let names: BTreeSet<String> =
                     uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-                let free_names = self.reads_names(&body, &names);
-                let read = free_names.as_ref().is_none_or(|f| names.is_subset(f));
-                let unread = free_names.as_ref().is_some_and(|f| names.is_disjoint(f));
+                let ask = Ask::Again {
+                    l: l.id,
+                    rw: rw.iter().map(|r| r.id).collect(),
+                };
+                let Uses {
+                    all: read,
+                    none: unread,
+                } = self.reads_names(ask, &body, &names);
                 // An item nothing here reads is still taken from the loop, but not decoded
                 // (`IgnoredAny` reads anything): its type may not show in this arm.
                 let skip = unread && item.is_none() && *range == Range::No;
@@ -1042,7 +1107,11 @@ impl Emit<'_, '_> {
         let rebinds: Vec<TokenStream> = y
             .fors
             .iter()
-            .map(|f| self.rebind_for(&f.pat, &f.state, f.item.as_ref(), &body))
+            .enumerate()
+            .map(|(i, f)| {
+                let ask = Ask::Waiting { k, f: i };
+                self.rebind_for(ask, &f.pat, &f.state, f.item.as_ref(), &body)
+            })
             .collect();
         quote!(#(#rebinds)* #body)
     }
@@ -1253,6 +1322,8 @@ fn bind(b: &Binding, value: TokenStream) -> TokenStream {
 /// `continue`s end the current iteration (`next`) and fall into the re-entered loop.
 #[derive(Clone)]
 pub(crate) struct Redirect {
+    /// The loop's id.
+    id: usize,
     label: Lifetime,
     next: Lifetime,
     exit: Lifetime,
