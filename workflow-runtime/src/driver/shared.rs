@@ -24,7 +24,7 @@ use crate::HashMap;
 pub(crate) struct Inner {
     pub(crate) workflows: HashMap<&'static str, Registration>,
     pub(crate) deps: Deps,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Held,
     pub(crate) clock: Clock,
     pub(crate) payload_limit: usize,
     live: Mutex<HashMap<ExecutionId, Live>>,
@@ -66,7 +66,7 @@ impl Inner {
             workflows,
             deps,
             // Held, so that `stop` can let go of it while stopped tasks still share this.
-            store: Arc::new(Held::new(store)),
+            store: Held::new(store),
             clock: Clock::new(),
             payload_limit,
             live: Mutex::new(HashMap::default()),

@@ -41,9 +41,12 @@ impl Held {
     }
 }
 
-#[async_trait::async_trait]
-impl Store for Held {
-    async fn create(
+/// The store's calls, each on the store while it is held. Inherent methods, not an
+/// implementation of [`Store`]: every call of the runtime goes through here, and a
+/// trait object's call would box one more future per call (one of a checkpoint's few
+/// allocations).
+impl Held {
+    pub(crate) async fn create(
         &self,
         record: ExecutionRecord,
         events: Vec<Event>,
@@ -52,47 +55,47 @@ impl Store for Held {
         self.store()?.create(record, events, parent_events).await
     }
 
-    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    pub(crate) async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         self.store()?.checkpoint(checkpoint).await
     }
 
-    async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError> {
+    pub(crate) async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError> {
         self.store()?.reopen(executions).await
     }
 
-    async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError> {
+    pub(crate) async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError> {
         self.store()?.callback(update).await
     }
 
-    async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
+    pub(crate) async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
         self.store()?.append(id, events).await
     }
 
-    async fn get(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
+    pub(crate) async fn get(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
         self.store()?.get(id).await
     }
 
-    async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError> {
+    pub(crate) async fn history(&self, id: &ExecutionId) -> Result<Vec<Event>, StoreError> {
         self.store()?.history(id).await
     }
 
-    async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError> {
+    pub(crate) async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, StoreError> {
         self.store()?.children(id).await
     }
 
-    async fn list(
+    pub(crate) async fn list(
         &self,
         filter: &ExecutionFilter,
     ) -> Result<Vec<Result<ExecutionSummary, CorruptRow>>, StoreError> {
         self.store()?.list(filter).await
     }
 
-    async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
+    pub(crate) async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
         self.store()?.unfinished().await
     }
 
     /// Releases the store and lets go of it.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         let store = self
             .store
             .write()
