@@ -500,7 +500,7 @@ pub mod __private {
     pub use serde;
     pub use workflow_runtime::codegen;
     pub use workflow_runtime::{
-        BoxFuture, Deps, Edge, Fault, Jitter, NestedError, NoError, Node, NodeKind, Policy,
-        RetryPolicy, StateGraph, TaskTimeout, Transition, Workflow, WorkflowError,
+        Deps, Edge, Fault, Jitter, NestedError, NoError, Node, NodeKind, Policy, RetryPolicy,
+        StateGraph, TaskTimeout, Transition, Workflow, WorkflowError,
     };
 }

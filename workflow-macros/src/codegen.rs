@@ -86,12 +86,17 @@ impl Codegen<'_> {
         // The step's future must be `Send`: one that is not (a dependency that is not
         // `Sync`, an `Rc` kept across a yield point) is reported on the workflow's name,
         // rustc's notes saying which value, rather than on `#[workflow]`.
-        let boxed = {
+        // Spanned on the workflow's name, where rustc reports a step that is not `Send`.
+        let (step_ret, step_body) = {
             let span = ident.span();
-            let run = quote!(async move {
+            let ret = quote_spanned!(span=>
+                impl ::core::future::Future<Output = #wf::codegen::Step<Self>>
+                    + ::core::marker::Send + '__wf
+            );
+            let run = quote_spanned!(span=> async move {
                 #wf::codegen::Step::from_result(__wf_step(__wf_state, __wf_deps, __wf_cx).await)
             });
-            quote_spanned!(span=> ::std::boxed::Box::pin(#run))
+            (ret, run)
         };
         let resumes_at = self.resumes_at();
         let has_docs = attrs.iter().any(|a| a.path().is_ident("doc"));
@@ -136,8 +141,8 @@ impl Codegen<'_> {
                         __wf_state: Self::State,
                         __wf_deps: &'__wf #wf::Deps,
                         __wf_cx: &'__wf mut #wf::codegen::StepCx,
-                    ) -> #wf::BoxFuture<'__wf, #wf::codegen::Step<Self>> {
-                        #boxed
+                    ) -> #step_ret {
+                        #step_body
                     }
 
                     fn resumes_at(__wf_state: &Self::State) -> #wf::codegen::ResumePoint {

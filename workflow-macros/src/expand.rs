@@ -136,8 +136,9 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
                 _: Self::State,
                 _: &'__wf #wf::Deps,
                 _: &'__wf mut #wf::codegen::StepCx,
-            ) -> #wf::BoxFuture<'__wf, #wf::codegen::Step<Self>> {
-                ::core::unreachable!()
+            ) -> impl ::core::future::Future<Output = #wf::codegen::Step<Self>>
+                   + ::core::marker::Send + '__wf {
+                async { ::core::unreachable!() }
             }
             fn resumes_at(_: &Self::State) -> #wf::codegen::ResumePoint {
                 ::core::unreachable!()

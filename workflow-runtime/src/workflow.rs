@@ -62,7 +62,7 @@ pub trait Workflow: Copy + Send + Sync + 'static {
         state: Self::State,
         deps: &'a Deps,
         cx: &'a mut StepCx,
-    ) -> BoxFuture<'a, Step<Self>>;
+    ) -> impl Future<Output = Step<Self>> + Send + 'a;
     /// Which resume point `state` resumes from: its variant's place in the graph, so
     /// that a state received from outside (the step handler's document) can be checked
     /// against where it claims to be.

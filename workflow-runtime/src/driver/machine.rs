@@ -4,8 +4,9 @@
 //! Everything else a driver does (the step loop, waits, checkpoints, batches of
 //! children, callbacks, the end) is the same code for every workflow. Kept generic, it
 //! was compiled once per registered workflow, which made most of a crate's build time
-//! (issue 22); behind [`Machine`] it is compiled once. What it costs is one small
-//! allocation a step (the future of [`Machine::step`], around the generated step's).
+//! (issue 22); behind [`Machine`] it is compiled once. What it costs is the boxed future
+//! of [`Machine::step`], one allocation a step, which holds the generated step's future
+//! (`Workflow::step` returns it unboxed).
 
 use std::marker::PhantomData;
 

@@ -63,15 +63,25 @@ impl Held {
         self.store()?.reopen(executions).await
     }
 
-    pub(crate) async fn callback(&self, update: &CallbackUpdate) -> Result<PendingCallback, StoreError> {
+    pub(crate) async fn callback(
+        &self,
+        update: &CallbackUpdate,
+    ) -> Result<PendingCallback, StoreError> {
         self.store()?.callback(update).await
     }
 
-    pub(crate) async fn append(&self, id: &ExecutionId, events: Vec<Event>) -> Result<(), StoreError> {
+    pub(crate) async fn append(
+        &self,
+        id: &ExecutionId,
+        events: Vec<Event>,
+    ) -> Result<(), StoreError> {
         self.store()?.append(id, events).await
     }
 
-    pub(crate) async fn get(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
+    pub(crate) async fn get(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
         self.store()?.get(id).await
     }
 
@@ -90,7 +100,9 @@ impl Held {
         self.store()?.list(filter).await
     }
 
-    pub(crate) async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
+    pub(crate) async fn unfinished(
+        &self,
+    ) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {
         self.store()?.unfinished().await
     }
 
