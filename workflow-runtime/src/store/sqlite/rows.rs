@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use rusqlite::types::{Null, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, ErrorCode, Row, ToSql};
+use smallvec::SmallVec;
 
 use super::cache::{Cache, Known};
 use super::errors::Cause;
@@ -67,8 +68,9 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 #[derive(Default)]
 pub(super) struct EventRows {
     text: String,
-    /// Where each event's JSON ends in `text`.
-    ends: Vec<usize>,
+    /// Where each event's JSON ends in `text`: inline up to four events, so that a
+    /// write's events cost the string's allocation alone.
+    ends: SmallVec<[usize; 4]>,
 }
 
 impl EventRows {
