@@ -388,25 +388,23 @@ impl Emit<'_, '_> {
             }
             return uses;
         }
-        let uses = match reads(code.clone()) {
-            Ok(code) => {
-                let uses = Uses {
-                    all: names.is_subset(&code.free),
-                    none: names.is_disjoint(&code.free),
-                };
-                if self.fields.is_none() {
-                    self.decisions.borrow_mut().push(Decision {
-                        code,
-                        names: names.clone(),
-                    });
-                }
-                uses
-            }
-            Err(_) => Uses {
+        let Ok(code) = reads(code.clone()) else {
+            // Not kept: only what was read, and checked as a decision, is reused.
+            return Uses {
                 all: true,
                 none: false,
-            },
+            };
         };
+        let uses = Uses {
+            all: names.is_subset(&code.free),
+            none: names.is_disjoint(&code.free),
+        };
+        if self.fields.is_none() {
+            self.decisions.borrow_mut().push(Decision {
+                code,
+                names: names.clone(),
+            });
+        }
         self.asked.borrow_mut().insert(ask, uses);
         uses
     }
