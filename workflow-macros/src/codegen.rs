@@ -86,7 +86,6 @@ impl Codegen<'_> {
         // The step's future must be `Send`: one that is not (a dependency that is not
         // `Sync`, an `Rc` kept across a yield point) is reported on the workflow's name,
         // rustc's notes saying which value, rather than on `#[workflow]`.
-        // Spanned on the workflow's name, where rustc reports a step that is not `Send`.
         let (step_ret, step_body) = {
             let span = ident.span();
             let ret = quote_spanned!(span=>
