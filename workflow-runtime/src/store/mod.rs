@@ -514,7 +514,8 @@ pub trait Store: Send + Sync + 'static {
     /// made before may still be in flight. If nothing else uses the store, release now
     /// what only one runtime may hold at a time, so that another can take it at once:
     /// [`SqliteStore`] commits what it was given, closes the file and unlocks it (unless
-    /// a clone of it is still alive elsewhere), and answers [`StoreError::Stopped`]
-    /// after that. The default does nothing.
+    /// another clone of it still holds it), and answers [`StoreError::Stopped`] after
+    /// that. A store that is shared must not wait for the calls in flight: the runtime
+    /// was dropped, and they end on their own. The default does nothing.
     fn release(&self) {}
 }

@@ -11,7 +11,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -153,11 +153,12 @@ pub struct StoreStats {
 /// # drop(runtime);
 /// ```
 ///
-/// Cheap to clone: clones share the file, the writer thread and the lock, which is
-/// released when the last clone is dropped (and a read still running has finished), or
-/// when the runtime that used it stops and no other clone is left
-/// ([`Store::release`]): then it commits what it was given, closes the file and answers
-/// [`StoreError::Stopped`]. [`Durability`] says what a commit survives.
+/// Cheap to clone: clones share the file, the writer thread and the lock. Each clone
+/// holds the store open until it is dropped or released by the runtime it was given to
+/// ([`Store::release`], when that runtime stops; the calls it still has in flight then
+/// do not keep the store open). When the last clone lets go, the store commits what it
+/// was given, closes the file, unlocks it once a read still running has finished, and
+/// answers [`StoreError::Stopped`]. [`Durability`] says what a commit survives.
 ///
 /// # What is stored
 ///
@@ -223,12 +224,20 @@ pub struct StoreStats {
 /// The lock is advisory: a program that does not use this crate can still write the
 /// file. Network file systems may not honour it. On Windows it is a lock on
 /// `{file}.lock` next to the file's real path.
-#[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    /// Set once this clone no longer keeps the store open: released by the runtime
+    /// that held it ([`Store::release`]), or dropped.
+    let_go: AtomicBool,
 }
 
 struct Shared {
+    /// The clones that keep the store open; the one that brings it to 0 closes it.
+    ///
+    /// Not `Arc::strong_count`: a runtime that stopped has released its clone, but the
+    /// calls it had in flight may hold that clone a little longer, and the store must
+    /// close when the caller drops the last clone of theirs, not when those calls end.
+    holders: AtomicUsize,
     path: PathBuf,
     read_only: bool,
     /// `None`s once the store is closed: dropped, or released by its runtime.
@@ -295,9 +304,38 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl SqliteStore {
+    fn holding(shared: Shared) -> SqliteStore {
+        SqliteStore {
+            shared: Arc::new(shared),
+            let_go: AtomicBool::new(false),
+        }
+    }
+
+    /// This clone stops keeping the store open; the last one to do so closes it.
+    fn let_go(&self) {
+        if !self.let_go.swap(true, Ordering::AcqRel)
+            && self.shared.holders.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            self.shared.close();
+        }
+    }
+}
+
+impl Clone for SqliteStore {
+    fn clone(&self) -> Self {
+        // A new clone holds the store, even one made from a clone that has let go.
+        self.shared.holders.fetch_add(1, Ordering::AcqRel);
+        SqliteStore {
+            shared: Arc::clone(&self.shared),
+            let_go: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        self.let_go();
     }
 }
 
@@ -388,22 +426,21 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        Ok(SqliteStore {
-            shared: Arc::new(Shared {
-                path,
-                read_only: false,
-                open: RwLock::new(Open {
-                    jobs: Some(tx),
-                    writer: Some(writer),
-                    reader: Some(Arc::new(Reader {
-                        conn: Mutex::new(reader),
-                        lock: Some(lock),
-                    })),
-                }),
-                counters,
-                health,
+        Ok(SqliteStore::holding(Shared {
+            holders: AtomicUsize::new(1),
+            path,
+            read_only: false,
+            open: RwLock::new(Open {
+                jobs: Some(tx),
+                writer: Some(writer),
+                reader: Some(Arc::new(Reader {
+                    conn: Mutex::new(reader),
+                    lock: Some(lock),
+                })),
             }),
-        })
+            counters,
+            health,
+        }))
     }
 
     /// Opens the store at `path` to read it only, beside the runtime that may be using
@@ -445,22 +482,21 @@ impl SqliteStore {
             source,
         })?;
         schema::check_readable(&conn, &path)?;
-        Ok(SqliteStore {
-            shared: Arc::new(Shared {
-                path: path.clone(),
-                read_only: true,
-                open: RwLock::new(Open {
-                    jobs: None,
-                    writer: None,
-                    reader: Some(Arc::new(Reader {
-                        conn: Mutex::new(conn),
-                        lock: None,
-                    })),
-                }),
-                counters: Arc::default(),
-                health: Arc::new(Health::new(path)),
+        Ok(SqliteStore::holding(Shared {
+            holders: AtomicUsize::new(1),
+            path: path.clone(),
+            read_only: true,
+            open: RwLock::new(Open {
+                jobs: None,
+                writer: None,
+                reader: Some(Arc::new(Reader {
+                    conn: Mutex::new(conn),
+                    lock: None,
+                })),
             }),
-        })
+            counters: Arc::default(),
+            health: Arc::new(Health::new(path)),
+        }))
     }
 
     /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
@@ -712,11 +748,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    /// Closes the store, unless a clone of it is still alive elsewhere.
+    /// Closes the store, unless a clone of it is still held elsewhere.
     fn release(&self) {
-        if Arc::strong_count(&self.shared) == 1 {
-            self.shared.close();
-        }
+        self.let_go();
     }
 
     async fn unfinished(&self) -> Result<Vec<Result<ExecutionRecord, CorruptRow>>, StoreError> {

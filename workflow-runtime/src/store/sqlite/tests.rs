@@ -1,6 +1,7 @@
 //! The SQLite store on its own: schema, lock, round trips, group commit, faults.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
@@ -580,6 +581,43 @@ async fn a_second_store_on_the_same_file_is_refused_until_the_first_is_dropped()
     );
     drop(clone);
     SqliteStore::open(&path).unwrap();
+}
+
+/// A runtime that stopped has released its clone, but a call it had in flight may still
+/// hold that clone: the store closes when the caller drops the last clone of theirs, not
+/// when that call ends (it then answers `Stopped`).
+#[tokio::test]
+async fn a_released_clone_still_in_use_does_not_keep_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let kept = SqliteStore::open(&path).unwrap();
+    let runtimes: Arc<dyn Store> = Arc::new(kept.clone());
+    let in_flight = Arc::clone(&runtimes);
+    runtimes.release();
+    drop(runtimes);
+    in_flight
+        .create(record("a", None), vec![], vec![])
+        .await
+        .unwrap();
+    drop(kept);
+    let reopened = SqliteStore::open(&path).expect("no clone holds the store");
+    assert_eq!(
+        in_flight
+            .create(record("b", None), vec![], vec![])
+            .await
+            .unwrap_err(),
+        StoreError::Stopped
+    );
+    assert!(reopened.get(&"a".into()).await.unwrap().is_some());
+    // Letting go twice (released, then dropped) counts once: a clone made after it
+    // holds the store on its own.
+    let clone = reopened.clone();
+    clone.release();
+    drop(clone);
+    assert!(
+        SqliteStore::open(&path).is_err(),
+        "`reopened` still holds it"
+    );
 }
 
 /// The page size is set before anything else is written to a new file (a file in WAL
