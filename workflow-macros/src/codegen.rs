@@ -112,6 +112,12 @@ impl Codegen<'_> {
             #(#cfgs)*
             const _: () = {
                 use #full as __wf;
+                // Short names for what the generated code says most: each path is
+                // otherwise a dozen tokens, written, parsed back and resolved each time.
+                // Never around a user's value: rustc's notes name a constructor as
+                // written ("influences the type of `__WfSome`").
+                #[allow(unused_imports)]
+                use #full::codegen::short::*;
                 #state_enum
                 #state_codec
 
@@ -271,9 +277,9 @@ impl Codegen<'_> {
                 ) -> ::core::result::Result<Self, __WfA::Error> {
                     #[allow(unused_imports)]
                     use #p::{Fallback as _, ViaSerde as _};
-                    ::core::result::Result::Ok(match __wf_tag {
+                    __WfOk(match __wf_tag {
                         #(#reads)*
-                        _ => return ::core::result::Result::Err(__wf_fields.unknown(__wf_tag)),
+                        _ => return __WfErr(__wf_fields.unknown(__wf_tag)),
                     })
                 }
             }
@@ -438,9 +444,9 @@ impl Codegen<'_> {
             let (i, t) = (&d.ident, &d.ty);
             quote! {
                 let #i: &#t = match __wf_deps.get::<#t>() {
-                    ::core::option::Option::Some(__wf_dep) => __wf_dep,
-                    ::core::option::Option::None => {
-                        return ::core::result::Result::Ok(#wf::codegen::Step::Fault(
+                    __WfSome(__wf_dep) => __wf_dep,
+                    __WfNone => {
+                        return __WfOk(__WfStep::Fault(
                             #wf::Fault::missing_dependency::<#t>(),
                         ));
                     }

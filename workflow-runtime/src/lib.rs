@@ -157,6 +157,14 @@ pub mod codegen {
         Step, ViaFrom,
     };
 
+    /// One-token names for the paths the generated code uses most, imported by each
+    /// workflow's generated items; reserved names, like every `__wf` name.
+    pub mod short {
+        pub use crate::workflow::Step as __WfStep;
+        pub use ::core::option::Option::{None as __WfNone, Some as __WfSome};
+        pub use ::core::result::Result::{Err as __WfErr, Ok as __WfOk};
+    }
+
     /// See `persist.rs`.
     pub mod persist {
         pub use crate::persist::*;

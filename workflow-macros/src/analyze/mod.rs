@@ -395,9 +395,7 @@ impl Analyzer<'_> {
         if stmts.last().is_some_and(diverges) {
             return;
         }
-        nodes.push(Node::Plain(
-            parse_quote!(#holder = ::core::option::Option::Some(());),
-        ));
+        nodes.push(Node::Plain(parse_quote!(#holder = __WfSome(());)));
     }
 
     /// The block's tail expression: returned as its value, or lowered when it yields.
@@ -422,9 +420,7 @@ impl Analyzer<'_> {
                 scrub::expr(expr, None, self.errors);
             }
             if let Tail::Hold(holder, _) = tail {
-                nodes.push(Node::Plain(
-                    parse_quote!(#holder = ::core::option::Option::Some(());),
-                ));
+                nodes.push(Node::Plain(parse_quote!(#holder = __WfSome(());)));
             }
             return None;
         }
@@ -648,7 +644,7 @@ impl Analyzer<'_> {
                 let holder = self.fresh("hold");
                 let holder_ty: Type = parse_quote!(::core::option::Option<#ty>);
                 nodes.push(Node::Plain(
-                    parse_quote!(let mut #holder: #holder_ty = ::core::option::Option::None;),
+                    parse_quote!(let mut #holder: #holder_ty = __WfNone;),
                 ));
                 let local = self.local(holder.clone(), Some(holder_ty), true, false);
                 self.scope.push(local);
@@ -717,8 +713,8 @@ impl Analyzer<'_> {
         if let Some((holder, ty, value)) = tail {
             nodes.push(Node::Plain(parse_quote! {
                 let #value: #ty = match #holder {
-                    ::core::option::Option::Some(__wf_value) => __wf_value,
-                    ::core::option::Option::None => ::core::unreachable!("every way out of the construct assigns its value"),
+                    __WfSome(__wf_value) => __wf_value,
+                    __WfNone => ::core::unreachable!("every way out of the construct assigns its value"),
                 };
             }));
             let local = self.local(value, Some(ty), false, false);

@@ -547,13 +547,12 @@ impl Emit<'_, '_> {
         if self.reads_names(ask, code, &names).none {
             return quote!();
         }
-        let wf = self.cx.wf;
         let turbofish = item.map(|t| quote!(::<#t>));
         quote! {
             let #pat = match #state.current #turbofish() {
-                ::core::result::Result::Ok(__wf_item) => __wf_item,
-                ::core::result::Result::Err(__wf_fault) => {
-                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                __WfOk(__wf_item) => __wf_item,
+                __WfErr(__wf_fault) => {
+                    return __WfOk(__WfStep::Fault(__wf_fault));
                 }
             };
         }
@@ -626,9 +625,9 @@ impl Emit<'_, '_> {
                         };
                         quote! {
                             let mut #state = match #wf::codegen::ForIter::#ctor(#iter) {
-                                ::core::result::Result::Ok(__wf_iter) => __wf_iter,
-                                ::core::result::Result::Err(__wf_fault) => {
-                                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                                __WfOk(__wf_iter) => __wf_iter,
+                                __WfErr(__wf_fault) => {
+                                    return __WfOk(__WfStep::Fault(__wf_fault));
                                 }
                             };
                         }
@@ -715,11 +714,11 @@ impl Emit<'_, '_> {
                     #label: loop {
                         #allow
                         let #bound = match #state.#next #turbofish() {
-                            ::core::option::Option::Some(::core::result::Result::Ok(__wf_item)) => __wf_item,
-                            ::core::option::Option::Some(::core::result::Result::Err(__wf_fault)) => {
-                                return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                            __WfSome(__WfOk(__wf_item)) => __wf_item,
+                            __WfSome(__WfErr(__wf_fault)) => {
+                                return __WfOk(__WfStep::Fault(__wf_fault));
                             }
-                            ::core::option::Option::None => break #label,
+                            __WfNone => break #label,
                         };
                         #body
                     };
@@ -754,7 +753,6 @@ impl Emit<'_, '_> {
 
     /// The end of the body: its tail returned, or `()` for a workflow without one.
     fn complete(&self, rw: &[Redirect]) -> TokenStream {
-        let wf = self.cx.wf;
         let ident = &self.cx.f.ident;
         let tail = self.cx.body.root.tail.as_ref();
         match tail {
@@ -765,16 +763,16 @@ impl Emit<'_, '_> {
         let tail = tail.map(|t| self.user_expr(t, rw));
         match (tail, &self.cx.f.ret) {
             (Some(tail), Ret::Fallible { .. }) => {
-                quote!(return #wf::codegen::Step::<#ident>::returned(#tail);)
+                quote!(return __WfStep::<#ident>::returned(#tail);)
             }
             (Some(tail), Ret::Plain(_)) => {
-                quote!(return ::core::result::Result::Ok(#wf::codegen::Step::Succeed(#tail));)
+                quote!(return __WfOk(__WfStep::Succeed(#tail));)
             }
             // Without a tail, a `Result` workflow must have returned already: adding
             // nothing lets rustc report a missing return exactly as for a plain fn.
             (None, Ret::Fallible { .. }) => quote!(),
             (None, Ret::Plain(_)) => {
-                quote!(return ::core::result::Result::Ok(#wf::codegen::Step::Succeed(()));)
+                quote!(return __WfOk(__WfStep::Succeed(()));)
             }
         }
     }
@@ -813,13 +811,12 @@ impl Emit<'_, '_> {
     fn enter(&self, k: usize) -> TokenStream {
         let y = &self.cx.body.yields[k];
         let r = &self.cx.resumes[k];
-        let wf = self.cx.wf;
         let node = k;
         self.exit(Exit::Yield(k));
         let after = &r.after;
         let after_fields = self.inits(At::After(k));
         let cont = quote! {
-            return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
+            return __WfOk(__WfStep::Continue(
                 __WfState::#after { #(#after_fields),* },
             ));
         };
@@ -828,7 +825,7 @@ impl Emit<'_, '_> {
                 let waiting = r.waiting.as_ref().expect("just checked");
                 let fields = self.inits(At::Waiting(k));
                 quote! {
-                    return ::core::result::Result::Ok(#wf::codegen::Step::Task {
+                    return __WfOk(__WfStep::Task {
                         node: #node,
                         state: __WfState::#waiting { #(#fields),* },
                     });
@@ -847,7 +844,7 @@ impl Emit<'_, '_> {
             Op::Wait(duration) => {
                 self.scan(duration);
                 quote! {
-                    return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
+                    return __WfOk(__WfStep::Wait {
                         node: #node,
                         duration: #duration,
                         state: __WfState::#after { #(#after_fields),* },
@@ -940,9 +937,9 @@ impl Emit<'_, '_> {
         );
         quote! {
             let __wf_call = match #called {
-                ::core::result::Result::Ok(__wf_call) => __wf_call,
-                ::core::result::Result::Err(__wf_stop) => {
-                    return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
+                __WfOk(__wf_call) => __wf_call,
+                __WfErr(__wf_stop) => {
+                    return __WfOk(__WfStep::from(__wf_stop));
                 }
             };
         }
@@ -966,7 +963,7 @@ impl Emit<'_, '_> {
         let fields = self.inits(At::Waiting(k));
         let some_or_none = |e: &Option<Expr>| match e {
             Some(e) => quote!(::core::option::Option::Some(#e)),
-            None => quote!(::core::option::Option::None),
+            None => quote!(__WfNone),
         };
         let every = &p.every;
         let timeout = some_or_none(&p.timeout);
@@ -982,7 +979,7 @@ impl Emit<'_, '_> {
                 max_attempts: #max_attempts,
                 max_errors: #max_errors,
             });
-            return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
+            return __WfOk(__WfStep::Wait {
                 node: #node,
                 duration: __wf_poll.every(),
                 state: __WfState::#waiting { #(#fields,)* __wf_poll },
@@ -993,7 +990,6 @@ impl Emit<'_, '_> {
     /// Stops at a callback with its limits, evaluated here (they may read locals): the
     /// driver makes the callback and checkpoints it before the next step sends its token.
     fn enter_callback(&self, c: &Callback, k: usize, r: &Resume) -> TokenStream {
-        let wf = self.cx.wf;
         let node = k;
         self.scan(&c.timeout);
         if let Some(h) = &c.heartbeat {
@@ -1004,13 +1000,13 @@ impl Emit<'_, '_> {
         let timeout = &c.timeout;
         let heartbeat = match &c.heartbeat {
             Some(h) => quote!(::core::option::Option::Some(#h)),
-            None => quote!(::core::option::Option::None),
+            None => quote!(__WfNone),
         };
         // Evaluated before the state takes the locals they may read.
         quote! {
             let __wf_timeout: ::core::time::Duration = #timeout;
             let __wf_heartbeat: ::core::option::Option<::core::time::Duration> = #heartbeat;
-            return ::core::result::Result::Ok(#wf::codegen::Step::Callback {
+            return __WfOk(__WfStep::Callback {
                 node: #node,
                 state: __WfState::#waiting { #(#fields),* },
                 timeout: __wf_timeout,
@@ -1042,10 +1038,10 @@ impl Emit<'_, '_> {
             quote_spanned!(c.span=> __wf_batch.push(#p, #input);)
         };
         let (max, pushes) = match n {
-            Nested::One(c) => (quote!(::core::option::Option::None), push(c)),
+            Nested::One(c) => (quote!(__WfNone), push(c)),
             Nested::Parallel(cs) => {
                 let pushes = cs.iter().map(push);
-                (quote!(::core::option::Option::None), quote!(#(#pushes)*))
+                (quote!(__WfNone), quote!(#(#pushes)*))
             }
             Nested::Map {
                 pat,
@@ -1058,7 +1054,7 @@ impl Emit<'_, '_> {
                         let m = *m as usize;
                         quote!(::core::option::Option::Some(#m))
                     }
-                    None => quote!(::core::option::Option::None),
+                    None => quote!(__WfNone),
                 };
                 let push = push(call);
                 (max, quote!(for #pat in #iter { #push }))
@@ -1067,7 +1063,7 @@ impl Emit<'_, '_> {
         quote! {
             let mut __wf_batch = #wf::codegen::ChildBatch::new(#node, #max);
             #pushes
-            return ::core::result::Result::Ok(#wf::codegen::Step::Children {
+            return __WfOk(__WfStep::Children {
                 state: __WfState::#waiting { #(#fields),* },
                 batch: __wf_batch,
             });
@@ -1082,7 +1078,6 @@ impl Emit<'_, '_> {
         let Some(waiting) = &r.waiting else {
             return quote!();
         };
-        let wf = self.cx.wf;
         let node = k;
         let after = &r.after;
         let after_fields = self.inits(At::After(k));
@@ -1095,7 +1090,7 @@ impl Emit<'_, '_> {
         let value = Ident::new("__wf_r", y.span);
         let bind = bind(&y.binding, quote!(#value #q));
         let cont = quote! {
-            return ::core::result::Result::Ok(#wf::codegen::Step::Continue(
+            return __WfOk(__WfStep::Continue(
                 __WfState::#after { #(#after_fields),* },
             ));
         };
@@ -1142,7 +1137,7 @@ impl Emit<'_, '_> {
                         #before
                         match #attempt {
                             #wf::codegen::PollNext::Wait(__wf_every) => {
-                                return ::core::result::Result::Ok(#wf::codegen::Step::Wait {
+                                return __WfOk(__WfStep::Wait {
                                     node: #node,
                                     duration: __wf_every,
                                     state: __WfState::#waiting { #(#fields,)* __wf_poll },
@@ -1157,18 +1152,18 @@ impl Emit<'_, '_> {
                 let retry = y.policy.as_ref().filter(|p| p.retry.is_some()).map(|_| {
                     quote! {
                         let __wf_r = match __wf_cx.nested(#node, __wf_r) {
-                            ::core::result::Result::Ok(__wf_r) => __wf_r,
-                            ::core::result::Result::Err(__wf_stop) => {
-                                return ::core::result::Result::Ok(#wf::codegen::Step::from(__wf_stop));
+                            __WfOk(__wf_r) => __wf_r,
+                            __WfErr(__wf_stop) => {
+                                return __WfOk(__WfStep::from(__wf_stop));
                             }
                         };
                     }
                 });
                 quote! {
                         let mut __wf_o = match __wf_cx.take_children(#node) {
-                            ::core::result::Result::Ok(__wf_o) => __wf_o,
-                            ::core::result::Result::Err(__wf_fault) => {
-                                return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                            __WfOk(__wf_o) => __wf_o,
+                            __WfErr(__wf_fault) => {
+                                return __WfOk(__WfStep::Fault(__wf_fault));
                             }
                         };
                         let __wf_r = #decode;
@@ -1205,22 +1200,22 @@ impl Emit<'_, '_> {
                 };
                 quote! {
                     match __wf_cx.take_callback(#node) {
-                        ::core::result::Result::Err(__wf_fault) => {
-                            return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                        __WfErr(__wf_fault) => {
+                            return __WfOk(__WfStep::Fault(__wf_fault));
                         }
-                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Send(__wf_token)) => {
+                        __WfOk(#wf::codegen::CallbackStep::Send(__wf_token)) => {
                             let __wf_sent = #sent;
-                            return ::core::result::Result::Ok(#wf::codegen::Step::CallbackSent {
+                            return __WfOk(__WfStep::CallbackSent {
                                 node: #node,
                                 state: __WfState::#waiting { #(#fields),* },
                                 sent: __wf_sent,
                             });
                         }
-                        ::core::result::Result::Ok(#wf::codegen::CallbackStep::Resolved(__wf_resolved)) => {
+                        __WfOk(#wf::codegen::CallbackStep::Resolved(__wf_resolved)) => {
                             let __wf_r = match __wf_resolved.value #turbofish () {
-                                ::core::result::Result::Ok(__wf_r) => __wf_r,
-                                ::core::result::Result::Err(__wf_fault) => {
-                                    return ::core::result::Result::Ok(#wf::codegen::Step::Fault(__wf_fault));
+                                __WfOk(__wf_r) => __wf_r,
+                                __WfErr(__wf_fault) => {
+                                    return __WfOk(__WfStep::Fault(__wf_fault));
                                 }
                             };
                             #done
@@ -1280,8 +1275,8 @@ impl Emit<'_, '_> {
                     let __wf_r = '__wf_decode: {
                         match __wf_o.failure() {
                             #(
-                                ::core::option::Option::Some(#idx) => {
-                                    if let ::core::result::Result::Err(__wf_e) = __wf_o.decode(#paths, #idx) {
+                                __WfSome(#idx) => {
+                                    if let __WfErr(__wf_e) = __wf_o.decode(#paths, #idx) {
                                         break '__wf_decode <::core::result::Result<_, _>>::Err(#errs);
                                     }
                                 }
@@ -1290,11 +1285,11 @@ impl Emit<'_, '_> {
                         }
                         #(
                             let #vals = match __wf_o.decode(#paths, #idx) {
-                                ::core::result::Result::Ok(__wf_v) => __wf_v,
-                                ::core::result::Result::Err(__wf_e) => break '__wf_decode <::core::result::Result<_, _>>::Err(#errs),
+                                __WfOk(__wf_v) => __wf_v,
+                                __WfErr(__wf_e) => break '__wf_decode <::core::result::Result<_, _>>::Err(#errs),
                             };
                         )*
-                        ::core::result::Result::Ok((#(#vals,)*))
+                        __WfOk((#(#vals,)*))
                     };
                     __wf_r
                 }}
@@ -1343,13 +1338,12 @@ impl VisitMut for UserCode<'_, '_> {
                 if let Some(inner) = &mut r.expr {
                     self.visit_expr_mut(inner);
                 }
-                let wf = self.cx.wf;
                 let ident = &self.cx.f.ident;
                 let value = r.expr.take().map_or_else(|| quote!(()), |v| quote!(#v));
                 let done = match self.cx.f.ret {
-                    Ret::Fallible { .. } => quote!(#wf::codegen::Step::<#ident>::returned(#value)),
+                    Ret::Fallible { .. } => quote!(__WfStep::<#ident>::returned(#value)),
                     Ret::Plain(_) => {
-                        quote!(::core::result::Result::Ok(#wf::codegen::Step::Succeed(#value)))
+                        quote!(__WfOk(__WfStep::Succeed(#value)))
                     }
                 };
                 r.expr = Some(Box::new(syn::parse_quote!(#done)));
