@@ -4,11 +4,12 @@
 //! The arm of the state after a yield point runs "the rest of the function" from there:
 //! the rest of the innermost block, then of each enclosing block, re-entering each
 //! enclosing loop (its current iteration in a labelled block whose `continue`s fall into
-//! the loop again). Which locals a state holds is what its arm reads (liveness), computed
-//! on the written arms themselves.
+//! the loop again). Which locals a state holds is what its arm reads (liveness): each
+//! piece of code is written with what it does with names (`uses::Names`), so the arms'
+//! free names are known without reading the code back.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -18,7 +19,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Lifetime, Stmt, Type};
 
 use super::{Arm, At, Exit, Resume};
-use crate::analyze::uses;
+use crate::analyze::uses::{self, Names};
 use crate::analyze::{
     Binding, Block, Body, Else, If, Local, Loop, LoopKind, Node, Op, Range, Yield,
 };
@@ -64,16 +65,15 @@ pub(super) fn arms(
         resumes,
         wf,
     };
-    let (fields, asked) = liveness(&cx)?;
-    let emit = |code: &dyn Fn(&Emit) -> TokenStream| {
+    let fields = liveness(&cx)?;
+    let emit = |code: &dyn Fn(&Emit) -> Code| {
         let e = Emit {
             cx: &cx,
             fields: Some(&fields),
             exits: RefCell::default(),
             decisions: RefCell::default(),
-            asked: &asked,
         };
-        let code = code(&e);
+        let code = code(&e).tokens;
         (code, e.exits.into_inner())
     };
     let (code, exits) = emit(&|e| e.root());
@@ -133,32 +133,23 @@ impl PartialEq for Local {
 ///
 /// Arms construct the next states, so a state also holds what the states it leads to
 /// need. Each arm is written once with a marker in place of each state it constructs
-/// (`__WfState::AfterX { __wf_live_after_3 }`), and read once: its free names, and for
-/// each marker the names bound around it. The sets then grow from empty to the
-/// fixpoint (the smallest sets) without writing the code again.
-///
-/// Also returns what was asked of the code while it was written: the answers hold for
-/// the code written with the fields, which need not be read again.
-fn liveness(cx: &Cx) -> syn::Result<(Fields, RefCell<Asked>)> {
+/// (`__WfState::AfterX { __wf_live_after_3 }`), and its names resolved once: its free
+/// names, and for each marker the names bound around it. The sets then grow from empty
+/// to the fixpoint (the smallest sets) without writing the code again.
+fn liveness(cx: &Cx) -> syn::Result<Fields> {
     let n = cx.body.yields.len();
-    let asked = RefCell::default();
     let emit = Emit {
         cx,
         fields: None,
         exits: RefCell::default(),
         decisions: RefCell::default(),
-        asked: &asked,
     };
     let mut reads_waiting = Vec::with_capacity(n);
     let mut reads_after = Vec::with_capacity(n);
     for k in 0..n {
         let waiting = cx.resumes[k].waiting.is_some();
-        reads_waiting.push(if waiting {
-            Some(reads(emit.waiting_body(k))?)
-        } else {
-            None
-        });
-        reads_after.push(reads(emit.rest(k))?);
+        reads_waiting.push(waiting.then(|| reads(&emit.waiting_body(k))));
+        reads_after.push(reads(&emit.rest(k)));
     }
     let mut fields = Fields {
         waiting: vec![Vec::new(); n],
@@ -181,23 +172,20 @@ fn liveness(cx: &Cx) -> syn::Result<(Fields, RefCell<Asked>)> {
     // The code was written as if no state held anything. Where that changed how it was
     // written (a loop's pattern bound again or not), write it again with the fields.
     let decisions = emit.decisions.into_inner();
-    let asked = if decisions.iter().all(|d| d.holds(&fields)) {
-        asked
-    } else {
-        fields = liveness_by_rounds(cx)?;
-        RefCell::default()
-    };
+    if !decisions.iter().all(|d| d.holds(&fields)) {
+        fields = liveness_by_rounds(cx);
+    }
     #[cfg(test)]
     assert!(
-        fields == liveness_by_rounds(cx)?,
+        fields == liveness_by_rounds(cx),
         "the fields from one writing of the arms are those of writing them until nothing changes"
     );
     check_persisted(&fields)?;
-    Ok((fields, asked))
+    Ok(fields)
 }
 
 /// The fields by writing the arms with the fields so far until they do not change.
-fn liveness_by_rounds(cx: &Cx) -> syn::Result<Fields> {
+fn liveness_by_rounds(cx: &Cx) -> Fields {
     let n = cx.body.yields.len();
     let mut fields = Fields {
         waiting: vec![Vec::new(); n],
@@ -205,27 +193,25 @@ fn liveness_by_rounds(cx: &Cx) -> syn::Result<Fields> {
     };
     // Each round can only add locals, and there are finitely many.
     for _ in 0..=(2 * n + 1) {
-        let asked = RefCell::default();
         let emit = Emit {
             cx,
             fields: Some(&fields),
             exits: RefCell::default(),
             decisions: RefCell::default(),
-            asked: &asked,
         };
         let mut next = fields.clone();
         for (k, y) in cx.body.yields.iter().enumerate() {
             if cx.resumes[k].waiting.is_some() {
-                next.waiting[k] = resolve(&reads(emit.waiting_body(k))?.free, &y.scope_before);
+                next.waiting[k] = resolve(&reads(&emit.waiting_body(k)).free, &y.scope_before);
             }
-            next.after[k] = resolve(&reads(emit.rest(k))?.free, &y.scope_after);
+            next.after[k] = resolve(&reads(&emit.rest(k)).free, &y.scope_after);
         }
         if next == fields {
             break;
         }
         fields = next;
     }
-    Ok(fields)
+    fields
 }
 
 /// A choice made on what a piece of code reads, while the fields were not known.
@@ -286,9 +272,29 @@ impl Reads {
     }
 }
 
-fn reads(code: TokenStream) -> syn::Result<Reads> {
-    let block: syn::Block = syn::parse2(quote!({ #code }))?;
-    let (free, markers) = uses::free_names(&block, MARKER);
+/// What `code` reads. The macro's own tests also read it back, parsed, and compare: the
+/// names written along with the code must be what the code does.
+fn reads(code: &Code) -> Reads {
+    let (free, markers) = code.names.free(MARKER);
+    #[cfg(test)]
+    {
+        let block: syn::Block = syn::parse2(quote!({ #code })).expect("written code parses");
+        let (parsed_free, parsed_markers) = uses::free_names(&block, MARKER);
+        // Names of the generated items (`__WfOk`, `__WfState`, …) are never locals.
+        let ours = |n: &String| !n.starts_with("__Wf");
+        let keep = |names: &BTreeSet<String>| -> BTreeSet<String> {
+            names.iter().filter(|n| ours(n)).cloned().collect()
+        };
+        let marks = |m: &[(String, BTreeSet<String>)]| -> Vec<(String, BTreeSet<String>)> {
+            m.iter().map(|(n, b)| (n.clone(), keep(b))).collect()
+        };
+        assert_eq!(
+            (keep(&free), marks(&markers)),
+            (keep(&parsed_free), marks(&parsed_markers)),
+            "the names written with the code are what it reads:\n{}",
+            code.tokens
+        );
+    }
     let states = markers
         .into_iter()
         .map(|(name, bound)| {
@@ -301,7 +307,7 @@ fn reads(code: TokenStream) -> syn::Result<Reads> {
             (at, bound)
         })
         .collect();
-    Ok(Reads { free, states })
+    Reads { free, states }
 }
 
 /// Every persisted local needs a type, and one that owns its data.
@@ -343,25 +349,33 @@ struct Emit<'c, 'a> {
     exits: RefCell<BTreeSet<Exit>>,
     /// Without fields: the choices made on what some code reads.
     decisions: RefCell<Vec<Decision>>,
-    /// What was asked of which code, shared by the writers of every arm: the same
-    /// question comes up again in other arms (a loop re-entered from each of its yield
-    /// points), and reading code back means parsing it.
-    asked: &'c RefCell<Asked>,
 }
 
-/// The answers to the questions asked of code while the arms are written.
-type Asked = HashMap<Ask, Uses>;
+/// Code written for an arm, and what it does with names: the liveness pass reads the
+/// names, never the code. Every piece of glue says its names where it is written, with
+/// the tokens; the macro's tests check them against the code parsed back (`reads`).
+#[derive(Clone, Default)]
+struct Code {
+    tokens: TokenStream,
+    names: Names,
+}
 
-/// Which code a `for` loop's pattern is looked for in. The code depends on nothing else
-/// (the same loop, the same resumed loops around it, the same fields).
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Ask {
-    /// The body of loop `l`, started again, in the loops `rw` being resumed.
-    Again { l: usize, rw: Vec<usize> },
-    /// The rest of loop `l`'s iteration after yield point `k`.
-    Rest { l: usize, k: usize, rw: Vec<usize> },
-    /// The arm resuming the waiting state of yield point `k`, for its `f`-th loop.
-    Waiting { k: usize, f: usize },
+impl Code {
+    fn new(tokens: TokenStream, names: Names) -> Code {
+        Code { tokens, names }
+    }
+}
+
+impl ToTokens for Code {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.tokens.to_tokens(tokens);
+    }
+}
+
+/// The field initializers of a state constructed, and the names they read.
+struct Inits {
+    tokens: Vec<TokenStream>,
+    names: Names,
 }
 
 /// Whether some code reads all of the names asked about, or none of them.
@@ -372,29 +386,11 @@ struct Uses {
 }
 
 impl Emit<'_, '_> {
-    /// Whether `code`, which `ask` names, reads all or none of `names`: that decides how
-    /// the code around it is written (code that does not parse reads them all). Without
-    /// fields, the decision is recorded, to be checked once they are known.
-    fn reads_names(&self, ask: Ask, code: &TokenStream, names: &BTreeSet<String>) -> Uses {
-        if let Some(&uses) = self.asked.borrow().get(&ask) {
-            // The macro's own tests read the code again: the answer must be the same.
-            #[cfg(test)]
-            if let Ok(code) = reads(code.clone()) {
-                assert_eq!(
-                    (uses.all, uses.none),
-                    (names.is_subset(&code.free), names.is_disjoint(&code.free)),
-                    "a question asked again of the same code gets the same answer"
-                );
-            }
-            return uses;
-        }
-        let Ok(code) = reads(code.clone()) else {
-            // Not kept: only what was read, and checked as a decision, is reused.
-            return Uses {
-                all: true,
-                none: false,
-            };
-        };
+    /// Whether `code` reads all or none of `names`: that decides how the code around it
+    /// is written. Without fields, the decision is recorded, to be checked once they are
+    /// known.
+    fn reads_names(&self, code: &Code, names: &BTreeSet<String>) -> Uses {
+        let code = reads(code);
         let uses = Uses {
             all: names.is_subset(&code.free),
             none: names.is_disjoint(&code.free),
@@ -405,32 +401,42 @@ impl Emit<'_, '_> {
                 names: names.clone(),
             });
         }
-        self.asked.borrow_mut().insert(ask, uses);
         uses
     }
 
     /// The field initializers of the state `at` (shorthand: the locals of the same name).
-    fn inits(&self, at: At) -> Vec<TokenStream> {
+    fn inits(&self, at: At) -> Inits {
         let Some(fields) = self.fields else {
-            return vec![marker(at).to_token_stream()];
+            let marker = marker(at);
+            return Inits {
+                names: Names::read(&marker),
+                tokens: vec![marker.to_token_stream()],
+            };
         };
         let locals = match at {
             At::Waiting(k) => fields.waiting(k),
             At::After(k) => fields.after(k),
             At::Start => unreachable!("no arm constructs the start state"),
         };
-        locals.iter().map(|l| l.ident.to_token_stream()).collect()
+        Inits {
+            tokens: locals.iter().map(|l| l.ident.to_token_stream()).collect(),
+            names: locals.iter().map(|l| Names::read(&l.ident)).collect(),
+        }
     }
 
     /// The whole body, from the start.
-    fn root(&self) -> TokenStream {
+    fn root(&self) -> Code {
         let (nodes, stops) = self.nodes(&self.cx.body.root.nodes, &[]);
-        let end = (!stops).then(|| self.complete(&[]));
-        quote!(#nodes #end)
+        let end = if stops {
+            Code::default()
+        } else {
+            self.complete(&[])
+        };
+        Code::new(quote!(#nodes #end), nodes.names.then(end.names))
     }
 
     /// Everything after yield point `k`, to the end of the body.
-    fn rest(&self, k: usize) -> TokenStream {
+    fn rest(&self, k: usize) -> Code {
         self.rest_in(&self.cx.body.root, k, &[], true)
             .map(|(code, _)| code)
             .unwrap_or_else(|| unreachable!("every yield point is in the body"))
@@ -449,20 +455,20 @@ impl Emit<'_, '_> {
         k: usize,
         rw: &[Redirect],
         root: bool,
-    ) -> Option<(TokenStream, bool)> {
+    ) -> Option<(Code, bool)> {
         for (i, node) in block.nodes.iter().enumerate() {
             let head = match node {
-                Node::Yield(j) if *j == k => Some((quote!(), false)),
+                Node::Yield(j) if *j == k => Some((Code::default(), false)),
                 Node::If(x) => self.rest_in_if(x, k, rw),
-                Node::Match(m) => m.arms.iter().find_map(|arm| {
-                    self.rest_in(&arm.body, k, rw, false)
-                        .map(|(r, stops)| (quote!({ #r };), stops))
-                }),
+                Node::Match(m) => m
+                    .arms
+                    .iter()
+                    .find_map(|arm| self.rest_in(&arm.body, k, rw, false).map(braced)),
                 Node::Loop(l) => self.rest_in_loop(l, k, rw),
                 Node::Block(label, b) => self.rest_in(b, k, rw, false).map(|(r, stops)| {
                     let code = quote!(#label { #r };);
                     let left = label.as_ref().is_some_and(|l| breaks_to(&code, &[&l.name]));
-                    (code, stops && !left)
+                    (Code::new(code, r.names.block()), stops && !left)
                 }),
                 Node::Yield(_) | Node::Plain(_) => None,
             };
@@ -472,35 +478,38 @@ impl Emit<'_, '_> {
                 }
                 let (after, stops) = self.nodes(&block.nodes[i + 1..], rw);
                 let end = if stops {
-                    quote!()
+                    Code::default()
                 } else if root {
                     self.complete(rw)
                 } else {
-                    let tail = block.tail.as_ref().map(|t| self.user_expr(t, rw));
-                    quote!(#tail)
+                    block
+                        .tail
+                        .as_ref()
+                        .map(|t| self.user_expr(t, rw))
+                        .unwrap_or_default()
                 };
-                return Some((quote!(#head #after #end), stops));
+                let tokens = quote!(#head #after #end);
+                let names = head.names.then(after.names).then(end.names);
+                return Some((Code::new(tokens, names), stops));
             }
         }
         None
     }
 
-    fn rest_in_if(&self, x: &If, k: usize, rw: &[Redirect]) -> Option<(TokenStream, bool)> {
-        let wrap = |(r, stops): (TokenStream, bool)| (quote!({ #r };), stops);
+    fn rest_in_if(&self, x: &If, k: usize, rw: &[Redirect]) -> Option<(Code, bool)> {
         if let Some(r) = self.rest_in(&x.then, k, rw, false) {
-            return Some(wrap(r));
+            return Some(braced(r));
         }
         match &x.els {
-            Some(Else::Block(b)) => self.rest_in(b, k, rw, false).map(wrap),
+            Some(Else::Block(b)) => self.rest_in(b, k, rw, false).map(braced),
             Some(Else::If(inner)) => self.rest_in_if(inner, k, rw),
             None => None,
         }
     }
 
     /// The rest of the current iteration, then the loop again.
-    fn rest_in_loop(&self, l: &Loop, k: usize, rw: &[Redirect]) -> Option<(TokenStream, bool)> {
+    fn rest_in_loop(&self, l: &Loop, k: usize, rw: &[Redirect]) -> Option<(Code, bool)> {
         let redirect = Redirect {
-            id: l.id,
             label: l.label.clone(),
             next: Lifetime::new(&format!("'__wf_next{}", l.id), Span::call_site()),
             exit: Lifetime::new(&format!("'__wf_exit{}", l.id), Span::call_site()),
@@ -510,63 +519,56 @@ impl Emit<'_, '_> {
         let (mut inner, inner_stops) = self.rest_in(&l.body, k, &inner_rw, false)?;
         let (next, exit) = (&redirect.next, &redirect.exit);
         // The loop runs again if the rest of this iteration ends or `continue`s.
-        let again = !inner_stops || breaks_to(&inner, &[next]);
+        let again = !inner_stops || breaks_to(&inner.tokens, &[next]);
         if let LoopKind::For {
             pat, state, item, ..
         } = &l.kind
         {
-            let ask = Ask::Rest {
-                l: l.id,
-                k,
-                rw: rw.iter().map(|r| r.id).collect(),
-            };
-            let rebind = self.rebind_for(ask, pat, state, item.as_ref(), &inner);
-            inner = quote!(#rebind #inner);
+            let rebind = self.rebind_for(pat, state, item.as_ref(), &inner);
+            inner = Code::new(quote!(#rebind #inner), rebind.names.then(inner.names));
         }
         if !again {
             let code = quote!(#exit: { #next: { #inner } };);
-            return Some((code.clone(), !breaks_to(&code, &[exit])));
+            let stops = !breaks_to(&code, &[exit]);
+            return Some((Code::new(code, inner.names.block().block()), stops));
         }
         let (again, _) = self.loop_again(l, rw);
         let code = quote!(#exit: { #next: { #inner } #again };);
         // A `while` or `for` ends by itself; a `loop` only by a `break`.
         let stops = matches!(l.kind, LoopKind::Loop) && !breaks_to(&code, &[exit, &l.label]);
-        Some((code, stops))
+        let names = inner.names.block().then(again.names).block();
+        Some((Code::new(code, names), stops))
     }
 
     /// Binds a `for` loop's pattern again from its current item, if `code` reads it.
-    fn rebind_for(
-        &self,
-        ask: Ask,
-        pat: &syn::Pat,
-        state: &Ident,
-        item: Option<&Type>,
-        code: &TokenStream,
-    ) -> TokenStream {
+    fn rebind_for(&self, pat: &syn::Pat, state: &Ident, item: Option<&Type>, code: &Code) -> Code {
         let names: BTreeSet<String> = uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-        if self.reads_names(ask, code, &names).none {
-            return quote!();
+        if self.reads_names(code, &names).none {
+            return Code::default();
         }
         let turbofish = item.map(|t| quote!(::<#t>));
-        quote! {
+        let tokens = quote! {
             let #pat = match #state.current #turbofish() {
                 __WfOk(__wf_item) => __wf_item,
                 __WfErr(__wf_fault) => {
                     return __WfOk(__WfStep::Fault(__wf_fault));
                 }
             };
-        }
+        };
+        // The match's arms read only what they bind.
+        Code::new(tokens, Names::read(state).then(Names::bind_pat(pat)))
     }
 
     /// The code of `nodes`, up to the first yield point at this level: entering it
     /// returns from the step, and what follows runs from its own state (where the locals
     /// it binds exist). The flag says whether the code stops before the end of `nodes`
     /// (at such a yield point, or in a construct that never falls through).
-    fn nodes(&self, nodes: &[Node], rw: &[Redirect]) -> (TokenStream, bool) {
-        let mut code = TokenStream::new();
+    fn nodes(&self, nodes: &[Node], rw: &[Redirect]) -> (Code, bool) {
+        let mut code = Code::default();
         for node in nodes {
             let (node, stops) = self.node(node, rw);
-            code.extend(node);
+            code.tokens.extend(node.tokens);
+            code.names = code.names.then(node.names);
             if stops {
                 return (code, true);
             }
@@ -574,42 +576,47 @@ impl Emit<'_, '_> {
         (code, false)
     }
 
-    fn block(&self, block: &Block, rw: &[Redirect]) -> (TokenStream, bool) {
+    /// A block's code, without its braces.
+    fn block(&self, block: &Block, rw: &[Redirect]) -> (Code, bool) {
         let (nodes, stops) = self.nodes(&block.nodes, rw);
         let tail = block
             .tail
             .as_ref()
             .filter(|_| !stops)
-            .map(|t| self.user_expr(t, rw));
-        (quote!(#nodes #tail), stops)
+            .map(|t| self.user_expr(t, rw))
+            .unwrap_or_default();
+        let tokens = quote!(#nodes #tail);
+        (Code::new(tokens, nodes.names.then(tail.names)), stops)
     }
 
-    fn node(&self, node: &Node, rw: &[Redirect]) -> (TokenStream, bool) {
+    fn node(&self, node: &Node, rw: &[Redirect]) -> (Code, bool) {
         match node {
             Node::Plain(stmt) => (self.user_stmt(stmt, rw), jumps(stmt)),
             Node::Yield(k) => (self.enter(*k), true),
             Node::If(x) => {
                 let (code, stops) = self.if_code(x, rw);
-                (quote!(#code;), stops)
+                (Code::new(quote!(#code;), code.names), stops)
             }
             Node::Match(m) => {
                 let expr = self.user_expr(&m.expr, rw);
                 let mut stops = true;
+                let mut names = expr.names.clone();
                 let arms: Vec<TokenStream> = m
                     .arms
                     .iter()
                     .map(|arm| {
                         let pat = &arm.pat;
-                        let guard = arm.guard.as_ref().map(|g| {
-                            let g = self.user_expr(g, rw);
-                            quote!(if #g)
-                        });
+                        let guard = arm.guard.as_ref().map(|g| self.user_expr(g, rw));
                         let (body, arm_stops) = self.block(&arm.body, rw);
                         stops &= arm_stops;
+                        let inner = guard.as_ref().map(|g| g.names.clone()).unwrap_or_default();
+                        let inner = inner.then(body.names.clone().block());
+                        names = std::mem::take(&mut names).then(inner.scoped(uses::pat_names(pat)));
+                        let guard = guard.map(|g| quote!(if #g));
                         quote!(#pat #guard => { #body })
                     })
                     .collect();
-                (quote!(match #expr { #(#arms)* };), stops)
+                (Code::new(quote!(match #expr { #(#arms)* };), names), stops)
             }
             Node::Loop(l) => {
                 let entry = match &l.kind {
@@ -623,56 +630,61 @@ impl Emit<'_, '_> {
                             Range::HalfOpen => quote!(range),
                             Range::Closed => quote!(range_inclusive),
                         };
-                        quote! {
+                        let tokens = quote! {
                             let mut #state = match #wf::codegen::ForIter::#ctor(#iter) {
                                 __WfOk(__wf_iter) => __wf_iter,
                                 __WfErr(__wf_fault) => {
                                     return __WfOk(__WfStep::Fault(__wf_fault));
                                 }
                             };
-                        }
+                        };
+                        Code::new(tokens, iter.names.then(Names::bind([state])))
                     }
-                    LoopKind::Loop | LoopKind::While(_) => quote!(),
+                    LoopKind::Loop | LoopKind::While(_) => Code::default(),
                 };
                 let (again, stops) = self.loop_again(l, rw);
-                (quote!(#entry #again), stops)
+                let tokens = quote!(#entry #again);
+                (Code::new(tokens, entry.names.then(again.names)), stops)
             }
             Node::Block(label, b) => {
                 let (body, stops) = self.block(b, rw);
                 let code = quote!(#label { #body };);
                 let left = label.as_ref().is_some_and(|l| breaks_to(&code, &[&l.name]));
-                (code, stops && !left)
+                (Code::new(code, body.names.block()), stops && !left)
             }
         }
     }
 
-    fn if_code(&self, x: &If, rw: &[Redirect]) -> (TokenStream, bool) {
+    fn if_code(&self, x: &If, rw: &[Redirect]) -> (Code, bool) {
         let cond = self.user_expr(&x.cond, rw);
         let (then, then_stops) = self.block(&x.then, rw);
         let (els, els_stops) = match &x.els {
-            None => (quote!(), false),
+            None => (Code::default(), false),
             Some(Else::Block(b)) => {
                 let (b, stops) = self.block(b, rw);
-                (quote!(else { #b }), stops)
+                (Code::new(quote!(else { #b }), b.names.block()), stops)
             }
             Some(Else::If(inner)) => {
                 let (inner, stops) = self.if_code(inner, rw);
-                (quote!(else #inner), stops)
+                (Code::new(quote!(else #inner), inner.names), stops)
             }
         };
-        (quote!(if #cond { #then } #els), then_stops && els_stops)
+        let code = quote!(if #cond { #then } #els);
+        let names = conditional(&x.cond, cond.names, then.names).then(els.names);
+        (Code::new(code, names), then_stops && els_stops)
     }
 
     /// The loop itself, from the top of an iteration, and whether it never ends (a
     /// `loop` without a `break` in the code written for it).
-    fn loop_again(&self, l: &Loop, rw: &[Redirect]) -> (TokenStream, bool) {
+    fn loop_again(&self, l: &Loop, rw: &[Redirect]) -> (Code, bool) {
         let label = &l.label;
         let (body, _) = self.block(&l.body, rw);
         let code = match &l.kind {
-            LoopKind::Loop => quote!(#label: loop { #body };),
-            LoopKind::While(cond) => {
-                let cond = self.user_expr(cond, rw);
-                quote!(#label: while #cond { #body };)
+            LoopKind::Loop => Code::new(quote!(#label: loop { #body };), body.names.block()),
+            LoopKind::While(c) => {
+                let cond = self.user_expr(c, rw);
+                let names = conditional(c, cond.names.clone(), body.names.clone());
+                Code::new(quote!(#label: while #cond { #body };), names)
             }
             LoopKind::For {
                 pat,
@@ -691,18 +703,18 @@ impl Emit<'_, '_> {
                 // names are read in the next state's arm instead.
                 let names: BTreeSet<String> =
                     uses::pat_names(pat).iter().map(|i| i.to_string()).collect();
-                let ask = Ask::Again {
-                    l: l.id,
-                    rw: rw.iter().map(|r| r.id).collect(),
-                };
                 let Uses {
                     all: read,
                     none: unread,
-                } = self.reads_names(ask, &body, &names);
+                } = self.reads_names(&body, &names);
                 // An item nothing here reads is still taken from the loop, but not decoded
                 // (`IgnoredAny` reads anything): its type may not show in this arm.
                 let skip = unread && item.is_none() && *range == Range::No;
-                let bound = if skip { quote!(_) } else { quote!(#pat) };
+                let (bound, bound_names) = if skip {
+                    (quote!(_), Names::default())
+                } else {
+                    (quote!(#pat), Names::bind_pat(pat))
+                };
                 let turbofish = match (pat, range, item) {
                     (_, _, Some(item)) => quote!(::<#item>),
                     (syn::Pat::Wild(_), Range::No, None) => quote!(::<#wf::serde::de::IgnoredAny>),
@@ -710,7 +722,7 @@ impl Emit<'_, '_> {
                     _ => quote!(),
                 };
                 let allow = (!read && !skip).then(|| quote!(#[allow(unused_variables)]));
-                quote! {
+                let tokens = quote! {
                     #label: loop {
                         #allow
                         let #bound = match #state.#next #turbofish() {
@@ -722,37 +734,43 @@ impl Emit<'_, '_> {
                         };
                         #body
                     };
-                }
+                };
+                let names = Names::read(state).then(bound_names).then(body.names);
+                Code::new(tokens, names.block())
             }
         };
-        let never_ends = matches!(l.kind, LoopKind::Loop) && !breaks_to(&code, &[label]);
+        let never_ends = matches!(l.kind, LoopKind::Loop) && !breaks_to(&code.tokens, &[label]);
         (code, never_ends)
     }
 
-    fn user_stmt(&self, stmt: &Stmt, rw: &[Redirect]) -> TokenStream {
+    fn user_stmt(&self, stmt: &Stmt, rw: &[Redirect]) -> Code {
         self.record(|find| find.visit_stmt(stmt));
+        // What the statement reads and binds is what it did as the user wrote it: the
+        // rewriting changes where a `return`, `break` or `continue` goes, not names.
+        let names = Names::of_stmt(stmt);
         let mut stmt = stmt.clone();
         UserCode {
             cx: self.cx,
             redirects: rw,
         }
         .visit_stmt_mut(&mut stmt);
-        stmt.into_token_stream()
+        Code::new(stmt.into_token_stream(), names)
     }
 
-    fn user_expr(&self, expr: &Expr, rw: &[Redirect]) -> TokenStream {
+    fn user_expr(&self, expr: &Expr, rw: &[Redirect]) -> Code {
         self.scan(expr);
+        let names = Names::of_expr(expr);
         let mut expr = expr.clone();
         UserCode {
             cx: self.cx,
             redirects: rw,
         }
         .visit_expr_mut(&mut expr);
-        expr.into_token_stream()
+        Code::new(expr.into_token_stream(), names)
     }
 
     /// The end of the body: its tail returned, or `()` for a workflow without one.
-    fn complete(&self, rw: &[Redirect]) -> TokenStream {
+    fn complete(&self, rw: &[Redirect]) -> Code {
         let ident = &self.cx.f.ident;
         let tail = self.cx.body.root.tail.as_ref();
         match tail {
@@ -760,21 +778,22 @@ impl Emit<'_, '_> {
             None if !self.cx.fallible() => self.exit(Exit::Succeed),
             None => {}
         }
-        let tail = tail.map(|t| self.user_expr(t, rw));
-        match (tail, &self.cx.f.ret) {
-            (Some(tail), Ret::Fallible { .. }) => {
-                quote!(return __WfStep::<#ident>::returned(#tail);)
-            }
-            (Some(tail), Ret::Plain(_)) => {
-                quote!(return __WfOk(__WfStep::Succeed(#tail));)
-            }
-            // Without a tail, a `Result` workflow must have returned already: adding
-            // nothing lets rustc report a missing return exactly as for a plain fn.
-            (None, Ret::Fallible { .. }) => quote!(),
-            (None, Ret::Plain(_)) => {
-                quote!(return __WfOk(__WfStep::Succeed(()));)
-            }
-        }
+        let Some(tail) = tail.map(|t| self.user_expr(t, rw)) else {
+            return match &self.cx.f.ret {
+                // Without a tail, a `Result` workflow must have returned already: adding
+                // nothing lets rustc report a missing return exactly as for a plain fn.
+                Ret::Fallible { .. } => Code::default(),
+                Ret::Plain(_) => Code::new(
+                    quote!(return __WfOk(__WfStep::Succeed(()));),
+                    Names::default(),
+                ),
+            };
+        };
+        let tokens = match &self.cx.f.ret {
+            Ret::Fallible { .. } => quote!(return __WfStep::<#ident>::returned(#tail);),
+            Ret::Plain(_) => quote!(return __WfOk(__WfStep::Succeed(#tail));),
+        };
+        Code::new(tokens, tail.names)
     }
 
     fn exit(&self, exit: Exit) {
@@ -807,49 +826,65 @@ impl Emit<'_, '_> {
         }
     }
 
+    /// `return __WfOk(__WfStep::Continue(__WfState::After… { … }))` for yield point `k`.
+    fn continue_after(&self, k: usize) -> Code {
+        let after = &self.cx.resumes[k].after;
+        let fields = self.inits(At::After(k));
+        let inits = &fields.tokens;
+        let tokens = quote! {
+            return __WfOk(__WfStep::Continue(
+                __WfState::#after { #(#inits),* },
+            ));
+        };
+        Code::new(tokens, fields.names)
+    }
+
     /// The code that starts yield point `y` and returns the step it asks for.
-    fn enter(&self, k: usize) -> TokenStream {
+    fn enter(&self, k: usize) -> Code {
         let y = &self.cx.body.yields[k];
         let r = &self.cx.resumes[k];
         let node = k;
         self.exit(Exit::Yield(k));
-        let after = &r.after;
-        let after_fields = self.inits(At::After(k));
-        let cont = quote! {
-            return __WfOk(__WfStep::Continue(
-                __WfState::#after { #(#after_fields),* },
-            ));
-        };
         match &y.op {
             Op::Task { .. } if r.waiting.is_some() => {
                 let waiting = r.waiting.as_ref().expect("just checked");
                 let fields = self.inits(At::Waiting(k));
-                quote! {
+                let inits = &fields.tokens;
+                let tokens = quote! {
                     return __WfOk(__WfStep::Task {
                         node: #node,
-                        state: __WfState::#waiting { #(#fields),* },
+                        state: __WfState::#waiting { #(#inits),* },
                     });
-                }
+                };
+                Code::new(tokens, fields.names)
             }
             Op::Task { future, await_span } => {
                 self.scan(future);
                 let aw = quote_spanned!(*await_span=> .await);
-                let value = self.task_value(y, node, quote!(#future #aw));
-                quote! {
+                let call = Code::new(quote!(#future #aw), Names::of_expr(future));
+                let value = self.task_value(y, node, call);
+                let cont = self.continue_after(k);
+                let tokens = quote! {
                     __wf_cx.task_scheduled(#node);
                     #value
                     #cont
-                }
+                };
+                let names = Names::read("__wf_cx").then(value.names).then(cont.names);
+                Code::new(tokens, names)
             }
             Op::Wait(duration) => {
                 self.scan(duration);
-                quote! {
+                let after = &r.after;
+                let fields = self.inits(At::After(k));
+                let inits = &fields.tokens;
+                let tokens = quote! {
                     return __WfOk(__WfStep::Wait {
                         node: #node,
                         duration: #duration,
-                        state: __WfState::#after { #(#after_fields),* },
+                        state: __WfState::#after { #(#inits),* },
                     });
-                }
+                };
+                Code::new(tokens, Names::of_expr(duration).then(fields.names))
             }
             Op::Poll(p) => self.enter_poll(p, k, r),
             Op::Child(n) => self.enter_nested(n, k, r),
@@ -859,7 +894,7 @@ impl Emit<'_, '_> {
 
     /// A task's value, from `call` (its `….await`, or the result a policy's call gave),
     /// recorded in the history and bound as the statement says.
-    fn task_value(&self, y: &Yield, node: usize, call: TokenStream) -> TokenStream {
+    fn task_value(&self, y: &Yield, node: usize, call: Code) -> Code {
         let wf = self.cx.wf;
         let err = self.cx.err_ty();
         let ty = match &y.binding {
@@ -871,6 +906,7 @@ impl Emit<'_, '_> {
         }
         // A typed binding records the task's output in the history, if its type has
         // serde (where the value is persisted, a type without is refused on its own).
+        // The encoder is a block that reads no name.
         let encoder = ty.map(|ty| {
             let p = quote!(#wf::codegen::persist);
             quote!({
@@ -879,39 +915,64 @@ impl Emit<'_, '_> {
                 (&#p::Probe::<#ty>::new()).encoder()
             })
         });
+        let encoder_names = if encoder.is_some() {
+            Names::default().block()
+        } else {
+            Names::default()
+        };
+        let result = Names::read("__wf_cx")
+            .then(Names::read("__wf_r"))
+            .then(encoder_names);
         let (get, bind) = match (&y.try_token, ty) {
             (Some(q), Some(ty)) => (
-                quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#call #q) }.await;),
+                Code::new(
+                    quote!(let __wf_r = async { ::core::result::Result::<#ty, #err>::Ok(#call #q) }.await;),
+                    call.names.block().then(Names::bind(["__wf_r"])),
+                ),
                 bind(
                     &y.binding,
-                    quote!(__wf_cx.task_finished(#node, __wf_r, #encoder)?),
+                    Code::new(
+                        quote!(__wf_cx.task_finished(#node, __wf_r, #encoder)?),
+                        result,
+                    ),
                 ),
             ),
             (Some(q), None) => (
-                quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#call #q) }.await;),
+                Code::new(
+                    quote!(let __wf_r = async { ::core::result::Result::<_, #err>::Ok(#call #q) }.await;),
+                    call.names.block().then(Names::bind(["__wf_r"])),
+                ),
                 bind(
                     &y.binding,
-                    quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?),
+                    Code::new(quote!(__wf_cx.task_finished_opaque(#node, __wf_r)?), result),
                 ),
             ),
             (None, Some(ty)) => (
-                quote!(let __wf_r: #ty = #call;),
+                Code::new(
+                    quote!(let __wf_r: #ty = #call;),
+                    call.names.then(Names::bind(["__wf_r"])),
+                ),
                 bind(
                     &y.binding,
-                    quote!(__wf_cx.task_value(#node, __wf_r, #encoder)),
+                    Code::new(quote!(__wf_cx.task_value(#node, __wf_r, #encoder)), result),
                 ),
             ),
             (None, None) => (
-                quote!(let __wf_r = #call; __wf_cx.task_done(#node);),
-                bind(&y.binding, quote!(__wf_r)),
+                Code::new(
+                    quote!(let __wf_r = #call; __wf_cx.task_done(#node);),
+                    call.names
+                        .then(Names::bind(["__wf_r"]))
+                        .then(Names::read("__wf_cx")),
+                ),
+                bind(&y.binding, Code::new(quote!(__wf_r), Names::read("__wf_r"))),
             ),
         };
-        quote!(#get #bind)
+        Code::new(quote!(#get #bind), get.names.then(bind.names))
     }
 
     /// The call of a task or poll with a policy: with its timeout, and ending the step
     /// with a retry when its error is retried. Its value is `__wf_call`.
-    fn policy_call(&self, y: &Yield, node: usize, call: &Expr) -> TokenStream {
+    fn policy_call(&self, y: &Yield, node: usize, call: &Expr) -> Code {
         let wf = self.cx.wf;
         let method = if y.policy.as_ref().is_some_and(|p| p.timeout.is_some()) {
             quote_spanned!(call_span(call)=> call_with_timeout)
@@ -925,7 +986,6 @@ impl Emit<'_, '_> {
             let wf = respan(wf.clone(), span);
             quote_spanned!(span=> , #wf::codegen::timeout_error)
         });
-        // Spanned on the call: a missing `WorkflowError` is reported there, once.
         // A call's error without `WorkflowError` is reported on the call, once.
         let named = {
             let span = call_span(call);
@@ -935,32 +995,37 @@ impl Emit<'_, '_> {
         let called = quote_spanned!(call_span(call)=>
             __wf_cx.#method(#node, #fut, #named #timed_out).await
         );
-        quote! {
+        let tokens = quote! {
             let __wf_call = match #called {
                 __WfOk(__wf_call) => __wf_call,
                 __WfErr(__wf_stop) => {
                     return __WfOk(__WfStep::from(__wf_stop));
                 }
             };
-        }
+        };
+        let names = Names::read("__wf_cx")
+            .then(Names::of_expr(call))
+            .then(Names::bind(["__wf_call"]));
+        Code::new(tokens, names)
     }
 
-    fn enter_poll(&self, p: &Poll, k: usize, r: &Resume) -> TokenStream {
+    fn enter_poll(&self, p: &Poll, k: usize, r: &Resume) -> Code {
         let wf = self.cx.wf;
         let node = k;
-        for e in [
+        let given = [
             Some(&p.every),
             p.timeout.as_ref(),
             p.max_attempts.as_ref(),
             p.max_errors.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        ];
+        let mut names = Names::read("__wf_cx");
+        for e in given.into_iter().flatten() {
             self.scan(e);
+            names = names.then(Names::of_expr(e));
         }
         let waiting = r.waiting.as_ref().expect("polls have a waiting state");
         let fields = self.inits(At::Waiting(k));
+        let inits = &fields.tokens;
         let some_or_none = |e: &Option<Expr>| match e {
             Some(e) => quote!(::core::option::Option::Some(#e)),
             None => quote!(__WfNone),
@@ -972,7 +1037,7 @@ impl Emit<'_, '_> {
             .max_errors
             .as_ref()
             .map_or_else(|| quote!(0), |e| quote!(#e));
-        quote! {
+        let tokens = quote! {
             let __wf_poll = #wf::codegen::PollState::begin(__wf_cx, #wf::codegen::PollConfig {
                 every: #every,
                 timeout: #timeout,
@@ -982,14 +1047,19 @@ impl Emit<'_, '_> {
             return __WfOk(__WfStep::Wait {
                 node: #node,
                 duration: __wf_poll.every(),
-                state: __WfState::#waiting { #(#fields,)* __wf_poll },
+                state: __WfState::#waiting { #(#inits,)* __wf_poll },
             });
-        }
+        };
+        let names = names
+            .then(Names::bind(["__wf_poll"]))
+            .then(Names::read("__wf_poll"))
+            .then(fields.names);
+        Code::new(tokens, names)
     }
 
     /// Stops at a callback with its limits, evaluated here (they may read locals): the
     /// driver makes the callback and checkpoints it before the next step sends its token.
-    fn enter_callback(&self, c: &Callback, k: usize, r: &Resume) -> TokenStream {
+    fn enter_callback(&self, c: &Callback, k: usize, r: &Resume) -> Code {
         let node = k;
         self.scan(&c.timeout);
         if let Some(h) = &c.heartbeat {
@@ -997,25 +1067,35 @@ impl Emit<'_, '_> {
         }
         let waiting = r.waiting.as_ref().expect("callbacks have a waiting state");
         let fields = self.inits(At::Waiting(k));
+        let inits = &fields.tokens;
         let timeout = &c.timeout;
         let heartbeat = match &c.heartbeat {
             Some(h) => quote!(::core::option::Option::Some(#h)),
             None => quote!(__WfNone),
         };
         // Evaluated before the state takes the locals they may read.
-        quote! {
+        let tokens = quote! {
             let __wf_timeout: ::core::time::Duration = #timeout;
             let __wf_heartbeat: ::core::option::Option<::core::time::Duration> = #heartbeat;
             return __WfOk(__WfStep::Callback {
                 node: #node,
-                state: __WfState::#waiting { #(#fields),* },
+                state: __WfState::#waiting { #(#inits),* },
                 timeout: __wf_timeout,
                 heartbeat: __wf_heartbeat,
             });
-        }
+        };
+        let heartbeat = c.heartbeat.as_ref().map(Names::of_expr).unwrap_or_default();
+        let names = Names::of_expr(timeout)
+            .then(Names::bind(["__wf_timeout"]))
+            .then(heartbeat)
+            .then(Names::bind(["__wf_heartbeat"]))
+            .then(fields.names)
+            .then(Names::read("__wf_timeout"))
+            .then(Names::read("__wf_heartbeat"));
+        Code::new(tokens, names)
     }
 
-    fn enter_nested(&self, n: &Nested, k: usize, r: &Resume) -> TokenStream {
+    fn enter_nested(&self, n: &Nested, k: usize, r: &Resume) -> Code {
         let wf = self.cx.wf;
         let node = k;
         for c in n.calls() {
@@ -1026,6 +1106,7 @@ impl Emit<'_, '_> {
         }
         let waiting = r.waiting.as_ref().expect("children have a waiting state");
         let fields = self.inits(At::Waiting(k));
+        let inits = &fields.tokens;
         let push = |c: &Call| {
             let p = child(wf, &c.workflow);
             // Spanned on the call: arguments that do not make the child's input (a wrong
@@ -1035,13 +1116,17 @@ impl Emit<'_, '_> {
                 [one] => quote!(#one),
                 many => quote_spanned!(c.span=> (#(#many),*)),
             };
-            quote_spanned!(c.span=> __wf_batch.push(#p, #input);)
+            let names = Names::read("__wf_batch")
+                .then(path_names(&c.workflow))
+                .then(c.args.iter().map(Names::of_expr).collect());
+            Code::new(quote_spanned!(c.span=> __wf_batch.push(#p, #input);), names)
         };
         let (max, pushes) = match n {
             Nested::One(c) => (quote!(__WfNone), push(c)),
             Nested::Parallel(cs) => {
-                let pushes = cs.iter().map(push);
-                (quote!(__WfNone), quote!(#(#pushes)*))
+                let pushes: Vec<Code> = cs.iter().map(push).collect();
+                let names = pushes.iter().map(|p| p.names.clone()).collect();
+                (quote!(__WfNone), Code::new(quote!(#(#pushes)*), names))
             }
             Nested::Map {
                 pat,
@@ -1057,30 +1142,35 @@ impl Emit<'_, '_> {
                     None => quote!(__WfNone),
                 };
                 let push = push(call);
-                (max, quote!(for #pat in #iter { #push }))
+                let names = Names::of_expr(iter)
+                    .then(push.names.clone().block().scoped(uses::pat_names(pat)));
+                (max, Code::new(quote!(for #pat in #iter { #push }), names))
             }
         };
-        quote! {
+        let tokens = quote! {
             let mut __wf_batch = #wf::codegen::ChildBatch::new(#node, #max);
             #pushes
             return __WfOk(__WfStep::Children {
-                state: __WfState::#waiting { #(#fields),* },
+                state: __WfState::#waiting { #(#inits),* },
                 batch: __wf_batch,
             });
-        }
+        };
+        let names = Names::bind(["__wf_batch"])
+            .then(pushes.names)
+            .then(fields.names)
+            .then(Names::read("__wf_batch"));
+        Code::new(tokens, names)
     }
 
-    /// One poll attempt, or the children's results.
-    /// The body of the arm that resumes a waiting state.
-    fn waiting_body(&self, k: usize) -> TokenStream {
+    /// The body of the arm that resumes a waiting state: one poll attempt, the
+    /// children's results, a task's call, a callback's send or value.
+    fn waiting_body(&self, k: usize) -> Code {
         let y = &self.cx.body.yields[k];
         let r = &self.cx.resumes[k];
         let Some(waiting) = &r.waiting else {
-            return quote!();
+            return Code::default();
         };
         let node = k;
-        let after = &r.after;
-        let after_fields = self.inits(At::After(k));
         let q = &y.try_token;
         if q.is_some() {
             self.exit(Exit::Fail);
@@ -1088,25 +1178,25 @@ impl Emit<'_, '_> {
         // The value, spanned on the user's yield expression: a type error about it is
         // reported there (with rustc's suggestion, such as adding the `?`).
         let value = Ident::new("__wf_r", y.span);
-        let bind = bind(&y.binding, quote!(#value #q));
-        let cont = quote! {
-            return __WfOk(__WfStep::Continue(
-                __WfState::#after { #(#after_fields),* },
-            ));
-        };
-        let done = quote!(#bind #cont);
+        let bind = bind(
+            &y.binding,
+            Code::new(quote!(#value #q), Names::read("__wf_r")),
+        );
+        let cont = self.continue_after(k);
+        let done = Code::new(quote!(#bind #cont), bind.names.then(cont.names.clone()));
         let fields = self.inits(At::Waiting(k));
-        let body = self.waiting_code(y, node, waiting, &fields, done, cont);
-        let rebinds: Vec<TokenStream> = y
+        let body = self.waiting_code(y, node, waiting, fields, done, cont);
+        let rebinds: Vec<Code> = y
             .fors
             .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let ask = Ask::Waiting { k, f: i };
-                self.rebind_for(ask, &f.pat, &f.state, f.item.as_ref(), &body)
-            })
+            .map(|f| self.rebind_for(&f.pat, &f.state, f.item.as_ref(), &body))
             .collect();
-        quote!(#(#rebinds)* #body)
+        let names = rebinds
+            .iter()
+            .map(|r| r.names.clone())
+            .collect::<Names>()
+            .then(body.names.clone());
+        Code::new(quote!(#(#rebinds)* #body), names)
     }
 
     fn waiting_code(
@@ -1114,11 +1204,12 @@ impl Emit<'_, '_> {
         y: &Yield,
         node: usize,
         waiting: &Ident,
-        fields: &[TokenStream],
-        done: TokenStream,
-        cont_after: TokenStream,
-    ) -> TokenStream {
+        fields: Inits,
+        done: Code,
+        cont_after: Code,
+    ) -> Code {
         let wf = self.cx.wf;
+        let inits = &fields.tokens;
         match &y.op {
             Op::Poll(p) => {
                 let call = &p.call;
@@ -1126,65 +1217,104 @@ impl Emit<'_, '_> {
                 self.scan(call);
                 self.scan(ready);
                 let (before, answer) = if y.policy.is_some() {
-                    (self.policy_call(y, node, call), quote!(__wf_call))
+                    let before = self.policy_call(y, node, call);
+                    (
+                        before,
+                        Code::new(quote!(__wf_call), Names::read("__wf_call")),
+                    )
                 } else {
-                    (quote!(), quote_spanned!(call_span(call)=> #call.await))
+                    let answer = quote_spanned!(call_span(call)=> #call.await);
+                    (Code::default(), Code::new(answer, Names::of_expr(call)))
                 };
                 let attempt = quote_spanned! {call_span(call)=>
                     __wf_poll.attempt(__wf_cx, #node, #answer, #ready)
                 };
-                quote! {
-                        #before
-                        match #attempt {
-                            #wf::codegen::PollNext::Wait(__wf_every) => {
-                                return __WfOk(__WfStep::Wait {
-                                    node: #node,
-                                    duration: __wf_every,
-                                    state: __WfState::#waiting { #(#fields,)* __wf_poll },
-                                });
-                            }
-                            #wf::codegen::PollNext::Done(__wf_r) => { #done }
+                let tokens = quote! {
+                    #before
+                    match #attempt {
+                        #wf::codegen::PollNext::Wait(__wf_every) => {
+                            return __WfOk(__WfStep::Wait {
+                                node: #node,
+                                duration: __wf_every,
+                                state: __WfState::#waiting { #(#inits,)* __wf_poll },
+                            });
                         }
-                }
+                        #wf::codegen::PollNext::Done(__wf_r) => { #done }
+                    }
+                };
+                let wait = Names::read("__wf_every")
+                    .then(fields.names)
+                    .then(Names::read("__wf_poll"));
+                let names = before
+                    .names
+                    .then(Names::read("__wf_poll"))
+                    .then(Names::read("__wf_cx"))
+                    .then(answer.names)
+                    .then(Names::of_expr(ready))
+                    .then(wait.block().scoped(["__wf_every"]))
+                    .then(done.names.block().scoped(["__wf_r"]));
+                Code::new(tokens, names)
             }
             Op::Child(n) => {
                 let decode = self.decode(n);
                 let retry = y.policy.as_ref().filter(|p| p.retry.is_some()).map(|_| {
-                    quote! {
+                    let tokens = quote! {
                         let __wf_r = match __wf_cx.nested(#node, __wf_r) {
                             __WfOk(__wf_r) => __wf_r,
                             __WfErr(__wf_stop) => {
                                 return __WfOk(__WfStep::from(__wf_stop));
                             }
                         };
-                    }
+                    };
+                    let names = Names::read("__wf_cx")
+                        .then(Names::read("__wf_r"))
+                        .then(Names::bind(["__wf_r"]));
+                    Code::new(tokens, names)
                 });
-                quote! {
-                        let mut __wf_o = match __wf_cx.take_children(#node) {
-                            __WfOk(__wf_o) => __wf_o,
-                            __WfErr(__wf_fault) => {
-                                return __WfOk(__WfStep::Fault(__wf_fault));
-                            }
-                        };
-                        let __wf_r = #decode;
-                        #retry
-                        #done
-                }
+                let retry = retry.unwrap_or_default();
+                let tokens = quote! {
+                    let mut __wf_o = match __wf_cx.take_children(#node) {
+                        __WfOk(__wf_o) => __wf_o,
+                        __WfErr(__wf_fault) => {
+                            return __WfOk(__WfStep::Fault(__wf_fault));
+                        }
+                    };
+                    let __wf_r = #decode;
+                    #retry
+                    #done
+                };
+                let names = Names::read("__wf_cx")
+                    .then(Names::bind(["__wf_o"]))
+                    .then(decode.names)
+                    .then(Names::bind(["__wf_r"]))
+                    .then(retry.names)
+                    .then(done.names);
+                Code::new(tokens, names)
             }
             Op::Task { future, .. } => {
                 self.scan(future);
                 let call = self.policy_call(y, node, future);
-                let value = self.task_value(y, node, quote!(__wf_call));
-                quote! {
+                let value = self.task_value(
+                    y,
+                    node,
+                    Code::new(quote!(__wf_call), Names::read("__wf_call")),
+                );
+                let tokens = quote! {
                     __wf_cx.task_scheduled(#node);
                     #call
                     #value
                     #cont_after
-                }
+                };
+                let names = Names::read("__wf_cx")
+                    .then(call.names)
+                    .then(value.names)
+                    .then(cont_after.names);
+                Code::new(tokens, names)
             }
             Op::Callback(c) => {
                 let send = &c.send;
-                self.scan(&Expr::Closure(send.clone()));
+                let send_expr = Expr::Closure(send.clone());
+                self.scan(&send_expr);
                 let span = send.span();
                 // Spanned on the closure: one that does not return a future, or whose
                 // future's output says nothing of the send, is reported there.
@@ -1198,7 +1328,7 @@ impl Emit<'_, '_> {
                     Binding::Discard => Some(quote!(::<#wf::serde::de::IgnoredAny>)),
                     Binding::Let { .. } | Binding::Assign { .. } => None,
                 };
-                quote! {
+                let tokens = quote! {
                     match __wf_cx.take_callback(#node) {
                         __WfErr(__wf_fault) => {
                             return __WfOk(__WfStep::Fault(__wf_fault));
@@ -1207,7 +1337,7 @@ impl Emit<'_, '_> {
                             let __wf_sent = #sent;
                             return __WfOk(__WfStep::CallbackSent {
                                 node: #node,
-                                state: __WfState::#waiting { #(#fields),* },
+                                state: __WfState::#waiting { #(#inits),* },
                                 sent: __wf_sent,
                             });
                         }
@@ -1221,22 +1351,40 @@ impl Emit<'_, '_> {
                             #done
                         }
                     }
-                }
+                };
+                let send = Names::of_expr(&send_expr)
+                    .then(Names::read("__wf_token"))
+                    .then(Names::bind(["__wf_sent"]))
+                    .then(fields.names)
+                    .then(Names::read("__wf_sent"));
+                let resolved = Names::read("__wf_resolved")
+                    .then(Names::bind(["__wf_r"]))
+                    .then(done.names);
+                let names = Names::read("__wf_cx")
+                    .then(send.block().scoped(["__wf_token"]))
+                    .then(resolved.block().scoped(["__wf_resolved"]));
+                Code::new(tokens, names)
             }
             Op::Wait(_) => unreachable!("sleeps do not wait in a state of their own"),
         }
     }
 
-    fn decode(&self, n: &Nested) -> TokenStream {
+    /// The children's results, as the value of a `call_nested!`: it reads the outcome
+    /// (`__wf_o`) and the children's workflows.
+    fn decode(&self, n: &Nested) -> Code {
         let wf = self.cx.wf;
+        let names = |calls: &[&Call]| -> Names {
+            let children: Names = calls.iter().map(|c| path_names(&c.workflow)).collect();
+            Names::read("__wf_o").then(children)
+        };
         match n {
             Nested::One(c) => {
                 let p = child(wf, &c.workflow);
-                quote!(__wf_o.decode(#p, 0))
+                Code::new(quote!(__wf_o.decode(#p, 0)), names(&[c]))
             }
             Nested::Map { call, .. } => {
                 let p = child(wf, &call.workflow);
-                quote!(__wf_o.decode_all(#p))
+                Code::new(quote!(__wf_o.decode_all(#p)), names(&[call]))
             }
             Nested::Parallel(cs) => {
                 // The child that failed first is the error; its siblings were cancelled
@@ -1263,7 +1411,7 @@ impl Emit<'_, '_> {
                     })
                     .collect();
                 let vals: Vec<Ident> = idx.iter().map(|i| format_ident!("__wf_v{}", i)).collect();
-                quote! {{
+                let tokens = quote! {{
                     // One trait of each pair is always unused: that is how the calls pick.
                     #[allow(unused_imports)]
                     use #wf::codegen::{
@@ -1292,22 +1440,51 @@ impl Emit<'_, '_> {
                         __WfOk((#(#vals,)*))
                     };
                     __wf_r
-                }}
+                }};
+                // Everything else it reads, it binds first.
+                let calls: Vec<&Call> = cs.iter().collect();
+                Code::new(tokens, names(&calls).block())
             }
         }
     }
 }
 
+/// `{ code };`: a block of its own, as a statement.
+fn braced((code, stops): (Code, bool)) -> (Code, bool) {
+    (Code::new(quote!({ #code };), code.names.block()), stops)
+}
+
+/// An `if`'s or a `while`'s names: an `if let` binds its pattern in the body only.
+fn conditional(cond: &Expr, cond_names: Names, body: Names) -> Names {
+    match cond {
+        Expr::Let(l) => Names::of_expr(&l.expr).then(body.block().scoped(uses::pat_names(&l.pat))),
+        _ => cond_names.then(body.block()),
+    }
+}
+
+/// A path used as a value (a child workflow): a single name is read.
+fn path_names(path: &syn::Path) -> Names {
+    path.get_ident().map(Names::read).unwrap_or_default()
+}
+
 /// The statement that puts a yield point's value where the user asked.
-fn bind(b: &Binding, value: TokenStream) -> TokenStream {
+fn bind(b: &Binding, value: Code) -> Code {
     match b {
-        Binding::Discard => quote!(let _ = #value;),
-        Binding::Let { pat, ty: Some(ty) } => quote!(let #pat: #ty = #value;),
-        Binding::Let { pat, ty: None } => quote!(let #pat = #value;),
-        Binding::Assign { place, op } => match op {
-            Some(op) => quote!(#place #op #value;),
-            None => quote!(#place = #value;),
-        },
+        Binding::Discard => Code::new(quote!(let _ = #value;), value.names),
+        Binding::Let { pat, ty } => {
+            let tokens = match ty {
+                Some(ty) => quote!(let #pat: #ty = #value;),
+                None => quote!(let #pat = #value;),
+            };
+            Code::new(tokens, value.names.then(Names::bind_pat(pat)))
+        }
+        Binding::Assign { place, op } => {
+            let tokens = match op {
+                Some(op) => quote!(#place #op #value;),
+                None => quote!(#place = #value;),
+            };
+            Code::new(tokens, Names::of_expr(place).then(value.names))
+        }
     }
 }
 
@@ -1315,8 +1492,6 @@ fn bind(b: &Binding, value: TokenStream) -> TokenStream {
 /// `continue`s end the current iteration (`next`) and fall into the re-entered loop.
 #[derive(Clone)]
 pub(crate) struct Redirect {
-    /// The loop's id.
-    id: usize,
     label: Lifetime,
     next: Lifetime,
     exit: Lifetime,
