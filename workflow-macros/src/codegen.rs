@@ -76,7 +76,8 @@ impl Codegen<'_> {
         let input_ty = input_type(&f.inputs);
         // A policy is not part of what a persisted state means: changing one must not
         // park the executions in flight.
-        let graph_shape = self.graph(false);
+        // Printed once, for both fingerprints.
+        let graph_shape = self.graph(false).to_string();
         let (state_enum, state_codec, legacy) = self.state_enum(&graph_shape);
         let graph = self.graph(true);
         let fingerprint = fingerprint(&state_enum, &graph_shape);
@@ -167,8 +168,8 @@ impl Codegen<'_> {
 
     /// The state enum's declaration; its (de)serialization with the checks of the
     /// locals' types; what the runtime needs to read states stored before issue 22
-    /// (`Workflow::LEGACY`), given the graph's tokens without policies.
-    fn state_enum(&self, graph: &TokenStream) -> (TokenStream, TokenStream, TokenStream) {
+    /// (`Workflow::LEGACY`), given the graph's text without policies.
+    fn state_enum(&self, graph: &str) -> (TokenStream, TokenStream, TokenStream) {
         let wf = self.wf();
         let full = self.full();
         let mut persisted = Persisted::default();
@@ -519,7 +520,7 @@ const STATE_ENCODING: &str = "state encoding: [tag, field, …] (issue 22)";
 /// FNV-1a over the tokens of the state enum's declaration, its encoding and the state
 /// graph: stable across compiler versions (unlike `DefaultHasher`), and any change to a
 /// state's fields, to their encoding or to the graph changes it.
-fn fingerprint(state_enum: &TokenStream, graph: &TokenStream) -> u64 {
+fn fingerprint(state_enum: &TokenStream, graph: &str) -> u64 {
     crate::legacy::fnv(&format!("{state_enum}\n{STATE_ENCODING}\n{graph}"))
 }
 

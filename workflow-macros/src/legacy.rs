@@ -18,7 +18,7 @@ pub(crate) type Variant<'a> = (&'a Ident, Vec<(&'a Ident, &'a Type)>);
 
 /// The fingerprint of the same definition before issue 22, from the variants (`Start`
 /// first, whose fields are the inputs) and the tokens of the graph without policies.
-pub(crate) fn fingerprint(wf: &TokenStream, variants: &[Variant<'_>], graph: &TokenStream) -> u64 {
+pub(crate) fn fingerprint(wf: &TokenStream, variants: &[Variant<'_>], graph: &str) -> u64 {
     let state_enum = state_enum(wf, variants);
     fnv(&format!("{state_enum}\n{graph}"))
 }
