@@ -214,7 +214,7 @@ impl Codegen<'_> {
                 #(#decls),*
             }
         };
-        let p = quote!(#wf::codegen::persist);
+        let p = quote!(__WfPersist);
         let sers = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let (tag, len) = (tag as u32, fields.len());
             let idents = fields.iter().map(|(i, _)| i);
@@ -235,7 +235,7 @@ impl Codegen<'_> {
                 .map(|(i, t)| quote!(#i: __wf_fields.next((&#p::Probe::<#t>::new()).load())?));
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
-        let checks = persisted.checks(&wf);
+        let checks = persisted.checks();
         let legacy = {
             let fingerprint = crate::legacy::fingerprint(&full, &variants, graph);
             let variants = variants.iter().map(|(state, fields)| {
@@ -419,7 +419,6 @@ impl Codegen<'_> {
 
     /// Each variant's resume point, from the arm that resumes it.
     fn resumes_at(&self) -> TokenStream {
-        let wf = self.wf();
         let arms = self.ir.arms.iter().map(|arm| {
             let state = &arm.state;
             let at = match arm.at {
@@ -427,7 +426,7 @@ impl Codegen<'_> {
                 At::Waiting(k) => quote!(Waiting(#k)),
                 At::After(k) => quote!(After(#k)),
             };
-            quote!(__WfState::#state { .. } => #wf::codegen::ResumePoint::#at,)
+            quote!(__WfState::#state { .. } => __WfResume::#at,)
         });
         quote! {
             match __wf_state {
@@ -563,8 +562,8 @@ impl<'a> Persisted<'a> {
     }
 
     /// The check of the locals' types.
-    fn checks(&self, wf: &TokenStream) -> TokenStream {
-        let p = quote!(#wf::codegen::persist);
+    fn checks(&self) -> TokenStream {
+        let p = quote!(__WfPersist);
         let checks = self.types.iter().filter(|t| t.2).map(|(_, ty, _)| {
             let span = ty.span();
             let p = respan(p.clone(), span);
@@ -575,7 +574,7 @@ impl<'a> Persisted<'a> {
             // One of the two traits is always unused: that is how the call picks.
             quote!({
                 #[allow(unused_imports)]
-                use #wf::codegen::persist::{Restorable as _, Unsaved as _};
+                use __WfPersist::{Restorable as _, Unsaved as _};
                 #check
             })
         });

@@ -160,7 +160,8 @@ pub mod codegen {
     /// One-token names for the paths the generated code uses most, imported by each
     /// workflow's generated items; reserved names, like every `__wf` name.
     pub mod short {
-        pub use crate::workflow::Step as __WfStep;
+        pub use super::persist as __WfPersist;
+        pub use crate::workflow::{ResumePoint as __WfResume, Step as __WfStep};
         pub use ::core::option::Option::{None as __WfNone, Some as __WfSome};
         pub use ::core::result::Result::{Err as __WfErr, Ok as __WfOk};
     }

@@ -895,7 +895,6 @@ impl Emit<'_, '_> {
     /// A task's value, from `call` (its `….await`, or the result a policy's call gave),
     /// recorded in the history and bound as the statement says.
     fn task_value(&self, y: &Yield, node: usize, call: Code) -> Code {
-        let wf = self.cx.wf;
         let err = self.cx.err_ty();
         let ty = match &y.binding {
             Binding::Let { ty, .. } => ty.as_ref(),
@@ -908,7 +907,7 @@ impl Emit<'_, '_> {
         // serde (where the value is persisted, a type without is refused on its own).
         // The encoder is a block that reads no name.
         let encoder = ty.map(|ty| {
-            let p = quote!(#wf::codegen::persist);
+            let p = quote!(__WfPersist);
             quote!({
                 #[allow(unused_imports)]
                 use #p::{Fallback as _, ViaSerde as _};
