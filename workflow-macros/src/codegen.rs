@@ -77,9 +77,9 @@ impl Codegen<'_> {
         // A policy is not part of what a persisted state means: changing one must not
         // park the executions in flight.
         // Printed once, for both fingerprints.
-        let graph_shape = self.graph(false).to_string();
+        let graph_shape = self.graph_shape().to_string();
         let (state_enum, state_codec, legacy) = self.state_enum(&graph_shape);
-        let graph = self.graph(true);
+        let graph = self.graph();
         let fingerprint = fingerprint(&state_enum, &graph_shape);
         let link = self.link();
         let start = self.start();
@@ -119,6 +119,10 @@ impl Codegen<'_> {
                 // written ("influences the type of `__WfSome`").
                 #[allow(unused_imports)]
                 use #full::codegen::short::*;
+                // The autoref probes' traits, for every use below: of each pair, one is
+                // always unused, which is how a call picks.
+                #[allow(unused_imports)]
+                use __WfPersist::{Fallback as _, Restorable as _, Unsaved as _, ViaSerde as _};
                 #state_enum
                 #state_codec
 
@@ -219,7 +223,7 @@ impl Codegen<'_> {
             let (tag, len) = (tag as u32, fields.len());
             let idents = fields.iter().map(|(i, _)| i);
             let elements = fields.iter().map(
-                |(i, t)| quote!(__wf_t.serialize_element(&(&#p::Probe::<#t>::new()).save(#i))?;),
+                |(i, t)| quote!(__wf_t.serialize_element(&(&__WfProbe::<#t>::new()).save(#i))?;),
             );
             let mutability = (len > 0).then(|| quote!(mut));
             quote!(__WfState::#state { #(#idents),* } => {
@@ -232,7 +236,7 @@ impl Codegen<'_> {
             let tag = tag as u32;
             let fields = fields
                 .iter()
-                .map(|(i, t)| quote!(#i: __wf_fields.next((&#p::Probe::<#t>::new()).load())?));
+                .map(|(i, t)| quote!(#i: __wf_fields.next((&__WfProbe::<#t>::new()).load())?));
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks();
@@ -257,8 +261,6 @@ impl Codegen<'_> {
                     __wf_s: __WfS,
                 ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
                     use #wf::serde::ser::SerializeTuple as _;
-                    #[allow(unused_imports)]
-                    use #p::{Fallback as _, ViaSerde as _};
                     match self {
                         #(#sers)*
                     }
@@ -276,8 +278,6 @@ impl Codegen<'_> {
                     __wf_tag: u32,
                     __wf_fields: &mut #p::Fields<__WfA>,
                 ) -> ::core::result::Result<Self, __WfA::Error> {
-                    #[allow(unused_imports)]
-                    use #p::{Fallback as _, ViaSerde as _};
                     __WfOk(match __wf_tag {
                         #(#reads)*
                         _ => return __WfErr(__wf_fields.unknown(__wf_tag)),
@@ -289,13 +289,11 @@ impl Codegen<'_> {
         (decl, codec, legacy)
     }
 
-    fn graph(&self, policies: bool) -> TokenStream {
-        // The shape (no policies) is only hashed into the fingerprint.
-        let wf = if policies { self.wf() } else { self.full() };
-        let timeout = match self.timeout {
-            Some(t) if policies => quote!(::core::option::Option::Some(|| #t)),
-            _ => quote!(::core::option::Option::None),
-        };
+    /// The graph's shape, as the graph was once emitted: only hashed into the
+    /// fingerprint, so every token of it is as it has always been.
+    fn graph_shape(&self) -> TokenStream {
+        let wf = self.full();
+        let timeout = quote!(::core::option::Option::None);
         let name = &self.name;
         let edges = |edges: &[crate::lower::Edge]| -> Vec<TokenStream> {
             edges
@@ -311,7 +309,7 @@ impl Codegen<'_> {
                 .collect()
         };
         let start = edges(&self.ir.start);
-        let nodes = self.ir.nodes.iter().enumerate().map(|(i, n)| {
+        let nodes = self.ir.nodes.iter().map(|n| {
             let node_name = &n.name;
             let kind = match &n.kind {
                 Kind::Task => quote!(#wf::NodeKind::Task),
@@ -357,14 +355,9 @@ impl Codegen<'_> {
                 }
             };
             let edges = edges(&n.edges);
-            let policy = match self.body.yields.get(i).and_then(|y| y.policy.as_ref()) {
-                Some(p) if policies => policy::tokens(&wf, p.retry.as_ref(), p.timeout.as_ref()),
-                _ => quote!(::core::option::Option::None),
-            };
+            let policy = quote!(::core::option::Option::None);
             quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*], policy: #policy })
         });
-        // Built on first use rather than as a constant: a child's name comes from its
-        // value, through the autoref probe (`name_of`), which is not a `const fn`.
         quote! {
             static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
                 use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
@@ -374,6 +367,99 @@ impl Codegen<'_> {
                     nodes: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#nodes),*])),
                     timeout: #timeout,
                 }
+            });
+            &GRAPH
+        }
+    }
+
+    /// The graph: its shape as one JSON string, and beside it only what has to be code
+    /// (see the runtime's `graph::written`). Built on first use rather than as a
+    /// constant: a child's name comes from its value, through the autoref probe
+    /// (`name_of`), which is not a `const fn`.
+    fn graph(&self) -> TokenStream {
+        let wf = self.wf();
+        let mut children = Vec::new();
+        let mut callbacks = Vec::new();
+        let mut policies = Vec::new();
+        let edges = |edges: &[crate::lower::Edge]| -> String {
+            let edges: Vec<String> = edges
+                .iter()
+                .map(|e| format!("[{},{}]", e.to, matches!(e.on, On::Error)))
+                .collect();
+            format!("[{}]", edges.join(","))
+        };
+        let mut nodes = Vec::new();
+        for (i, n) in self.ir.nodes.iter().enumerate() {
+            let kind = match &n.kind {
+                Kind::Task => "\"Task\"".to_owned(),
+                Kind::Wait => "\"Wait\"".to_owned(),
+                Kind::Poll => "\"Poll\"".to_owned(),
+                Kind::Succeed => "\"Succeed\"".to_owned(),
+                Kind::Fail => "\"Fail\"".to_owned(),
+                Kind::Child(p) => {
+                    children.push(name_of(&wf, p));
+                    "\"Child\"".to_owned()
+                }
+                Kind::Parallel(ps) => {
+                    children.extend(ps.iter().map(|p| name_of(&wf, p)));
+                    format!("{{\"Parallel\":{}}}", ps.len())
+                }
+                Kind::Map(p, max) => {
+                    children.push(name_of(&wf, p));
+                    let max = max.map_or_else(|| "null".to_owned(), |m| m.to_string());
+                    format!("{{\"Map\":{max}}}")
+                }
+                Kind::Callback {
+                    value,
+                    unwrapped,
+                    heartbeat,
+                } => {
+                    let ty = match value {
+                        None => quote!(#wf::serde::de::IgnoredAny),
+                        Some(t) if *unwrapped => quote!(#t),
+                        Some(t) => {
+                            quote_spanned!(t.span()=> <#t as #wf::codegen::CallbackValue>::Value)
+                        }
+                    };
+                    callbacks.push(quote!((
+                        ::core::any::type_name::<#ty>(),
+                        #wf::codegen::accepts::<#ty>,
+                    )));
+                    format!("{{\"Callback\":{heartbeat}}}")
+                }
+            };
+            if let Some(p) = self.body.yields.get(i).and_then(|y| y.policy.as_ref()) {
+                if let Some(policy) = policy::tokens(&wf, p.retry.as_ref(), p.timeout.as_ref()) {
+                    policies.push(quote!((#i, #policy)));
+                }
+            }
+            nodes.push(format!(
+                "{{\"name\":{},\"kind\":{kind},\"edges\":{}}}",
+                json_string(&n.name),
+                edges(&n.edges)
+            ));
+        }
+        let shape = format!(
+            "{{\"start\":{},\"nodes\":[{}]}}",
+            edges(&self.ir.start),
+            nodes.join(",")
+        );
+        let timeout = match self.timeout {
+            Some(t) => quote!(::core::option::Option::Some(|| #t)),
+            None => quote!(__WfNone),
+        };
+        let name = &self.name;
+        quote! {
+            static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
+                use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
+                #wf::codegen::graph(
+                    #name,
+                    #shape,
+                    &[#(#children),*],
+                    &[#(#callbacks),*],
+                    &[#(#policies),*],
+                    #timeout,
+                )
             });
             &GRAPH
         }
@@ -567,16 +653,10 @@ impl<'a> Persisted<'a> {
         let checks = self.types.iter().filter(|t| t.2).map(|(_, ty, _)| {
             let span = ty.span();
             let p = respan(p.clone(), span);
-            let check = quote_spanned!(span=>
+            quote_spanned!(span=>
                 #p::persistable::<#ty>();
-                (&#p::Check::<#ty>::new()).restorable();
-            );
-            // One of the two traits is always unused: that is how the call picks.
-            quote!({
-                #[allow(unused_imports)]
-                use __WfPersist::{Restorable as _, Unsaved as _};
-                #check
-            })
+                (&__WfCheck::<#ty>::new()).restorable();
+            )
         });
         quote! {
             #[allow(dead_code)]
@@ -585,4 +665,20 @@ impl<'a> Persisted<'a> {
             }
         }
     }
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -258,14 +258,14 @@ pub(crate) fn take(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<Po
     spec
 }
 
-/// `Some(|| Policy { … })` for a node's graph entry, `None` without a policy.
+/// `|| Policy { … }` for a node's graph entry, `None` without a policy.
 pub(crate) fn tokens(
     wf: &TokenStream,
     retry: Option<&RetrySpec>,
     timeout: Option<&Expr>,
-) -> TokenStream {
+) -> Option<TokenStream> {
     if retry.is_none() && timeout.is_none() {
-        return quote!(::core::option::Option::None);
+        return None;
     }
     let retry = match retry {
         None => quote!(::core::option::Option::None),
@@ -302,7 +302,7 @@ pub(crate) fn tokens(
         Some(e) => quote!(::core::option::Option::Some(#e)),
         None => quote!(::core::option::Option::None),
     };
-    quote!(::core::option::Option::Some(|| #wf::Policy { retry: #retry, timeout: #timeout }))
+    Some(quote!(|| #wf::Policy { retry: #retry, timeout: #timeout }))
 }
 
 /// Settles each yield point's policy: its own, else the workflow's default retry policy

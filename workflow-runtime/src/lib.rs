@@ -148,6 +148,7 @@ pub mod codegen {
     pub use crate::callback::{accepts, send, CallbackStep, CallbackValue, Resolved, Sent};
     pub use crate::child::{ChildBatch, ChildrenOutcome};
     pub use crate::context::{error_name, Interrupt, StepCx};
+    pub use crate::graph::written::{graph, Accepts};
     pub use crate::iter::ForIter;
     pub use crate::poll::{PollConfig, PollNext, PollState};
     pub use crate::retry::{timeout_error, Retry};
@@ -161,6 +162,7 @@ pub mod codegen {
     /// workflow's generated items; reserved names, like every `__wf` name.
     pub mod short {
         pub use super::persist as __WfPersist;
+        pub use super::persist::{Check as __WfCheck, Probe as __WfProbe};
         pub use crate::workflow::{ResumePoint as __WfResume, Step as __WfStep};
         pub use ::core::option::Option::{None as __WfNone, Some as __WfSome};
         pub use ::core::result::Result::{Err as __WfErr, Ok as __WfOk};

@@ -905,23 +905,8 @@ impl Emit<'_, '_> {
         }
         // A typed binding records the task's output in the history, if its type has
         // serde (where the value is persisted, a type without is refused on its own).
-        // The encoder is a block that reads no name.
-        let encoder = ty.map(|ty| {
-            let p = quote!(__WfPersist);
-            quote!({
-                #[allow(unused_imports)]
-                use #p::{Fallback as _, ViaSerde as _};
-                (&#p::Probe::<#ty>::new()).encoder()
-            })
-        });
-        let encoder_names = if encoder.is_some() {
-            Names::default().block()
-        } else {
-            Names::default()
-        };
-        let result = Names::read("__wf_cx")
-            .then(Names::read("__wf_r"))
-            .then(encoder_names);
+        let encoder = ty.map(|ty| quote!((&__WfProbe::<#ty>::new()).encoder()));
+        let result = Names::read("__wf_cx").then(Names::read("__wf_r"));
         let (get, bind) = match (&y.try_token, ty) {
             (Some(q), Some(ty)) => (
                 Code::new(

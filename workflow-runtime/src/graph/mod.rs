@@ -134,6 +134,7 @@ impl StateGraph {
 mod diagram;
 #[cfg(feature = "svg")]
 mod svg;
+pub(crate) mod written;
 
 /// The states of a graph an execution has gone through, and the one it is in: what
 /// [`StateGraph::to_svg_highlighted`] colours.
