@@ -188,6 +188,9 @@ impl Codegen<'_> {
             .collect();
         let poll_ty: Type = syn::parse_quote!(#full::codegen::PollState);
         let poll_ident = format_ident!("__wf_poll");
+        // Fields of the runtime's own types (a poll's progress, a `for` loop's iteration)
+        // need neither the checks nor the probes of a user's type.
+        let mut runtime: Vec<&Ident> = vec![&poll_ident];
         let mut variants = vec![(&self.ir.arms[0].state, start)];
         for arm in &self.ir.arms[1..] {
             let mut fields: Vec<(&Ident, &Type)> = arm
@@ -197,7 +200,11 @@ impl Codegen<'_> {
                     let ty =
                         l.ty.as_ref()
                             .expect("analyze reports unannotated persisted locals");
-                    persisted.add(ty, true);
+                    if l.runtime {
+                        runtime.push(&l.ident);
+                    } else {
+                        persisted.add(ty, true);
+                    }
                     (&l.ident, ty)
                 })
                 .collect();
@@ -206,6 +213,7 @@ impl Codegen<'_> {
             }
             variants.push((&arm.state, fields));
         }
+        let runtime = |i: &Ident| runtime.contains(&i);
         let decls = variants.iter().map(|(state, fields)| {
             let fields = fields.iter().map(|(i, t)| quote!(#i: #t));
             quote!(#state { #(#fields),* })
@@ -222,9 +230,13 @@ impl Codegen<'_> {
         let sers = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let (tag, len) = (tag as u32, fields.len());
             let idents = fields.iter().map(|(i, _)| i);
-            let elements = fields.iter().map(
-                |(i, t)| quote!(__wf_t.serialize_element(&(&__WfProbe::<#t>::new()).save(#i))?;),
-            );
+            let elements = fields.iter().map(|(i, t)| {
+                if runtime(i) {
+                    quote!(__wf_t.serialize_element(#i)?;)
+                } else {
+                    quote!(__wf_t.serialize_element(&(&__WfProbe::<#t>::new()).save(#i))?;)
+                }
+            });
             let mutability = (len > 0).then(|| quote!(mut));
             quote!(__WfState::#state { #(#idents),* } => {
                 let #mutability __wf_t = #p::variant(__wf_s, #tag, #len)?;
@@ -234,9 +246,13 @@ impl Codegen<'_> {
         });
         let reads = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let tag = tag as u32;
-            let fields = fields
-                .iter()
-                .map(|(i, t)| quote!(#i: __wf_fields.next((&__WfProbe::<#t>::new()).load())?));
+            let fields = fields.iter().map(|(i, t)| {
+                if runtime(i) {
+                    quote!(#i: __wf_fields.next(::core::marker::PhantomData)?)
+                } else {
+                    quote!(#i: __wf_fields.next((&__WfProbe::<#t>::new()).load())?)
+                }
+            });
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks();

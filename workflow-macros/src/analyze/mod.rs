@@ -168,6 +168,9 @@ pub(crate) struct Local {
     pub(crate) mutable: bool,
     /// Bound by a `match`/`if let`/`for` pattern (so the fix is a typed re-binding).
     pub(crate) from_pattern: bool,
+    /// Of a type of the runtime's own (a `for` loop's iteration): persisted without the
+    /// checks and probes a user's type goes through.
+    pub(crate) runtime: bool,
 }
 
 impl Local {
@@ -261,6 +264,7 @@ impl Analyzer<'_> {
             ty,
             mutable,
             from_pattern,
+            runtime: false,
         }
     }
 
@@ -829,12 +833,15 @@ impl Analyzer<'_> {
                 }
                 let state = self.fresh("for");
                 let wf = self.wf;
-                let local = self.local(
-                    state.clone(),
-                    Some(parse_quote!(#wf::codegen::ForIter)),
-                    true,
-                    false,
-                );
+                let local = Local {
+                    runtime: true,
+                    ..self.local(
+                        state.clone(),
+                        Some(parse_quote!(#wf::codegen::ForIter)),
+                        true,
+                        false,
+                    )
+                };
                 self.scope.push(local);
                 LoopKind::For {
                     pat: (*f.pat).clone(),
