@@ -16,6 +16,9 @@ use crate::retry::Policy;
 /// as it.
 pub type Accepts = (&'static str, fn(&Json) -> Result<(), String>);
 
+/// A node's index, and its retry policy and timeout.
+pub type PolicyAt = (usize, fn() -> Policy);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Shape {
@@ -63,7 +66,7 @@ pub fn graph(
     shape: &str,
     children: &[&'static str],
     callbacks: &[Accepts],
-    policies: &[(usize, fn() -> Policy)],
+    policies: &[PolicyAt],
     timeout: Option<fn() -> Duration>,
 ) -> StateGraph {
     let bug = |what: &str| -> ! {
