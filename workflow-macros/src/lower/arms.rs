@@ -1637,7 +1637,6 @@ impl<'ast> Visit<'ast> for FindExits {
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
-/// The free names of generated arm code. The code is ours and valid, so it parses.
 /// The latest local in `scope` for each name in `names`, in declaration order.
 fn resolve(names: &BTreeSet<String>, scope: &[Local]) -> Vec<Local> {
     let mut seen = HashSet::new();
