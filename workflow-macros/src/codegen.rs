@@ -114,7 +114,7 @@ impl Codegen<'_> {
             const _: () = {
                 use #full as __wf;
                 // Short names for what the generated code says most: each path is
-                // otherwise a dozen tokens, written and then parsed and resolved by rustc each time.
+                // otherwise a dozen tokens, which rustc parses and resolves every time.
                 // Never around a user's value: rustc's notes name a constructor as
                 // written ("influences the type of `__WfSome`").
                 #[allow(unused_imports)]
