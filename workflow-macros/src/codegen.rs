@@ -348,13 +348,7 @@ impl Codegen<'_> {
                     unwrapped,
                     heartbeat,
                 } => {
-                    let ty = match value {
-                        None => quote!(#wf::serde::de::IgnoredAny),
-                        Some(t) if *unwrapped => quote!(#t),
-                        Some(t) => {
-                            quote_spanned!(t.span()=> <#t as #wf::codegen::CallbackValue>::Value)
-                        }
-                    };
+                    let ty = callback_value(&wf, value.as_ref(), *unwrapped);
                     quote!(#wf::NodeKind::Callback {
                         value: ::core::any::type_name::<#ty>(),
                         heartbeat: #heartbeat,
@@ -430,13 +424,7 @@ impl Codegen<'_> {
                     unwrapped,
                     heartbeat,
                 } => {
-                    let ty = match value {
-                        None => quote!(#wf::serde::de::IgnoredAny),
-                        Some(t) if *unwrapped => quote!(#t),
-                        Some(t) => {
-                            quote_spanned!(t.span()=> <#t as #wf::codegen::CallbackValue>::Value)
-                        }
-                    };
+                    let ty = callback_value(&wf, value.as_ref(), *unwrapped);
                     callbacks.push(quote!((
                         ::core::any::type_name::<#ty>(),
                         #wf::codegen::accepts::<#ty>,
@@ -680,6 +668,16 @@ impl<'a> Persisted<'a> {
                 #(#checks)*
             }
         }
+    }
+}
+
+/// The type a callback's value decodes as, from its binding's annotation (through
+/// `CallbackValue` unless it is the value's type already); anything if it is discarded.
+fn callback_value(wf: &TokenStream, value: Option<&Type>, unwrapped: bool) -> TokenStream {
+    match value {
+        None => quote!(#wf::serde::de::IgnoredAny),
+        Some(t) if unwrapped => quote!(#t),
+        Some(t) => quote_spanned!(t.span()=> <#t as #wf::codegen::CallbackValue>::Value),
     }
 }
 
