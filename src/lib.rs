@@ -348,6 +348,10 @@
 //! - `cli`: `workflow::cli`, the command-line tool (with `console` and `sfn`).
 //! - `otel`: `workflow::telemetry`, OpenTelemetry export.
 //! - `lambda`: the step handler as an AWS Lambda function (the `step_handler` example).
+//! - `legacy-fingerprints`: resume the executions an earlier version of this crate stored
+//!   (`#[workflow]` also computes the fingerprints earlier versions gave each workflow; the
+//!   README's upgrade notes say which). It costs compile time: turn it on for an upgrade
+//!   with such executions in flight, and off once they have finished.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -13,6 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
 use crate::analyze::{Body, Local, Op};
+use crate::fingerprint::Text;
 use crate::lower::{At, Ir, Kind, On};
 use crate::parse::{Param, Ret, WorkflowFn};
 use crate::policy;
@@ -27,6 +28,8 @@ pub(crate) struct Codegen<'a> {
     pub(crate) attrs: &'a [syn::Attribute],
     /// `#[workflow(timeout = …)]`.
     pub(crate) timeout: Option<&'a syn::Expr>,
+    /// Whether to compute the fingerprints of earlier builds (`legacy.rs`).
+    pub(crate) legacy: bool,
 }
 
 impl Codegen<'_> {
@@ -40,7 +43,7 @@ impl Codegen<'_> {
     /// `<crate>::__private` in full, as the fingerprinted tokens (the state enum's
     /// declaration, the graph's shape) have always spelled it: the fingerprint is a hash
     /// of their text.
-    fn full(&self) -> TokenStream {
+    pub(crate) fn full(&self) -> TokenStream {
         let krate = self.krate;
         quote!(#krate::__private)
     }
@@ -74,13 +77,10 @@ impl Codegen<'_> {
         let ok_ty = self.ok_ty();
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
-        // A policy is not part of what a persisted state means: changing one must not
-        // park the executions in flight.
-        // Printed once, for both fingerprints.
-        let graph_shape = self.graph_shape().to_string();
-        let (state_enum, state_codec, legacy) = self.state_enum(&graph_shape);
-        let graph = self.graph();
-        let fingerprint = fingerprint(&state_enum, &graph_shape);
+        let mut text = Text::new(name);
+        let (state_enum, state_codec, legacy) = self.state_enum(&mut text);
+        let graph = self.graph(&mut text);
+        let fingerprint = text.fingerprint();
         let link = self.link();
         let start = self.start();
         let step_fn = self.step_fn();
@@ -129,7 +129,7 @@ impl Codegen<'_> {
                 impl #wf::Workflow for #ident {
                     const NAME: &'static str = #name;
                     const FINGERPRINT: u64 = #fingerprint;
-                    const LEGACY: ::core::option::Option<#wf::codegen::persist::Legacy> = #legacy;
+                    const LEGACY: &'static [#wf::codegen::persist::Legacy] = #legacy;
                     type Input = #input_ty;
                     type Output = #ok_ty;
                     type Error = #err_ty;
@@ -171,9 +171,9 @@ impl Codegen<'_> {
     }
 
     /// The state enum's declaration; its (de)serialization with the checks of the
-    /// locals' types; what the runtime needs to read states stored before issue 22
-    /// (`Workflow::LEGACY`), given the graph's text without policies.
-    fn state_enum(&self, graph: &str) -> (TokenStream, TokenStream, TokenStream) {
+    /// locals' types; what the runtime needs to read states stored by earlier builds
+    /// (`Workflow::LEGACY`). Each variant goes into the fingerprint's `text`.
+    fn state_enum(&self, text: &mut Text) -> (TokenStream, TokenStream, TokenStream) {
         let wf = self.wf();
         let full = self.full();
         let mut persisted = Persisted::default();
@@ -214,6 +214,22 @@ impl Codegen<'_> {
             variants.push((&arm.state, fields));
         }
         let runtime = |i: &Ident| runtime.contains(&i);
+        for (state, fields) in &variants {
+            text.line("state").word(&state.to_string());
+            for (i, t) in fields {
+                text.word(&i.to_string());
+                if runtime(i) {
+                    // The runtime's own type, whatever path the crate is named by.
+                    text.word(if *i == "__wf_poll" {
+                        ":PollState"
+                    } else {
+                        ":ForIter"
+                    });
+                } else {
+                    text.word(":").tokens(t.to_token_stream());
+                }
+            }
+        }
         let decls = variants.iter().map(|(state, fields)| {
             let fields = fields.iter().map(|(i, t)| quote!(#i: #t));
             quote!(#state { #(#fields),* })
@@ -256,19 +272,10 @@ impl Codegen<'_> {
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks();
-        let legacy = {
-            let fingerprint = crate::legacy::fingerprint(&full, &variants, graph);
-            let variants = variants.iter().map(|(state, fields)| {
-                let name = state.to_string();
-                let fields = fields.iter().map(|(i, _)| i.to_string());
-                quote!((#name, &[#(#fields),*]))
-            });
-            quote! {
-                ::core::option::Option::Some(#wf::codegen::persist::Legacy {
-                    fingerprint: #fingerprint,
-                    variants: &[#(#variants),*],
-                })
-            }
+        let legacy = if self.legacy {
+            crate::legacy::legacy(self, &decl, &variants)
+        } else {
+            quote!(&[])
         };
         let codec = quote! {
             impl #wf::serde::Serialize for __WfState {
@@ -305,88 +312,11 @@ impl Codegen<'_> {
         (decl, codec, legacy)
     }
 
-    /// The graph's shape, as the graph was once emitted: only hashed into the
-    /// fingerprint, so every token of it is as it has always been.
-    fn graph_shape(&self) -> TokenStream {
-        let wf = self.full();
-        let timeout = quote!(::core::option::Option::None);
-        let name = &self.name;
-        let edges = |edges: &[crate::lower::Edge]| -> Vec<TokenStream> {
-            edges
-                .iter()
-                .map(|e| {
-                    let to = e.to;
-                    let on = match e.on {
-                        On::Next => quote!(Next),
-                        On::Error => quote!(Error),
-                    };
-                    quote!(#wf::Edge { to: #to, on: #wf::Transition::#on })
-                })
-                .collect()
-        };
-        let start = edges(&self.ir.start);
-        let nodes = self.ir.nodes.iter().map(|n| {
-            let node_name = &n.name;
-            let kind = match &n.kind {
-                Kind::Task => quote!(#wf::NodeKind::Task),
-                Kind::Wait => quote!(#wf::NodeKind::Wait),
-                Kind::Poll => quote!(#wf::NodeKind::Poll),
-                Kind::Succeed => quote!(#wf::NodeKind::Succeed),
-                Kind::Fail => quote!(#wf::NodeKind::Fail),
-                Kind::Child(p) => {
-                    let name = name_of(&wf, p);
-                    quote!(#wf::NodeKind::Child { workflow: #name })
-                }
-                Kind::Parallel(ps) => {
-                    let names = ps.iter().map(|p| name_of(&wf, p));
-                    quote!(#wf::NodeKind::Parallel {
-                        workflows: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#names),*])),
-                    })
-                }
-                Kind::Callback {
-                    value,
-                    unwrapped,
-                    heartbeat,
-                } => {
-                    let ty = callback_value(&wf, value.as_ref(), *unwrapped);
-                    quote!(#wf::NodeKind::Callback {
-                        value: ::core::any::type_name::<#ty>(),
-                        heartbeat: #heartbeat,
-                        accepts: #wf::codegen::accepts::<#ty>,
-                    })
-                }
-                Kind::Map(p, max) => {
-                    let max = match max {
-                        Some(m) => quote!(::core::option::Option::Some(#m)),
-                        None => quote!(::core::option::Option::None),
-                    };
-                    let name = name_of(&wf, p);
-                    quote!(#wf::NodeKind::Map { workflow: #name, max_concurrency: #max })
-                }
-            };
-            let edges = edges(&n.edges);
-            let policy = quote!(::core::option::Option::None);
-            quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*], policy: #policy })
-        });
-        quote! {
-            static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
-                use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
-                #wf::StateGraph {
-                    workflow: #name,
-                    start: &[#(#start),*],
-                    nodes: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#nodes),*])),
-                    timeout: #timeout,
-                }
-            });
-            &GRAPH
-        }
-    }
-
     /// The graph: its shape as one JSON string, and beside it only what has to be code
     /// (see the runtime's `graph::written`). Built on first use rather than as a
     /// constant: a child's name comes from its value, through the autoref probe
     /// (`name_of`), which is not a `const fn`.
-    fn graph(&self) -> TokenStream {
+    fn graph(&self, text: &mut Text) -> TokenStream {
         let wf = self.wf();
         let mut children = Vec::new();
         let mut callbacks = Vec::new();
@@ -407,14 +337,19 @@ impl Codegen<'_> {
                 Kind::Succeed => "\"Succeed\"".to_owned(),
                 Kind::Fail => "\"Fail\"".to_owned(),
                 Kind::Child(p) => {
+                    text.line("child").tokens(p.to_token_stream());
                     children.push(name_of(&wf, p));
                     "\"Child\"".to_owned()
                 }
                 Kind::Parallel(ps) => {
-                    children.extend(ps.iter().map(|p| name_of(&wf, p)));
+                    for p in ps {
+                        text.line("child").tokens(p.to_token_stream());
+                        children.push(name_of(&wf, p));
+                    }
                     format!("{{\"Parallel\":{}}}", ps.len())
                 }
                 Kind::Map(p, max) => {
+                    text.line("child").tokens(p.to_token_stream());
                     children.push(name_of(&wf, p));
                     let max = max.map_or_else(|| "null".to_owned(), |m| m.to_string());
                     format!("{{\"Map\":{max}}}")
@@ -424,6 +359,12 @@ impl Codegen<'_> {
                     unwrapped,
                     heartbeat,
                 } => {
+                    text.line("callback");
+                    match value {
+                        Some(t) => text.tokens(t.to_token_stream()),
+                        None => text.word("_"),
+                    }
+                    .word(if *unwrapped { "unwrapped" } else { "wrapped" });
                     let ty = callback_value(&wf, value.as_ref(), *unwrapped);
                     callbacks.push(quote!((
                         ::core::any::type_name::<#ty>(),
@@ -448,6 +389,7 @@ impl Codegen<'_> {
             edges(&self.ir.start),
             nodes.join(",")
         );
+        text.line("graph").word(&shape);
         let timeout = match self.timeout {
             Some(t) => quote!(::core::option::Option::Some(|| #t)),
             None => quote!(__WfNone),
@@ -599,20 +541,6 @@ fn param_pattern(p: &Param) -> TokenStream {
     }
 }
 
-/// How the state enum is written; part of the fingerprint, so that a state written in
-/// another encoding is not misread. Until issue 22 the enum was written by serde's derive,
-/// as `{"Variant": {"field": …}}`, and the fingerprint hashed that derive's attributes
-/// instead of this line: `legacy.rs` computes that fingerprint, which the runtime accepts
-/// too, converting such a state.
-const STATE_ENCODING: &str = "state encoding: [tag, field, …] (issue 22)";
-
-/// FNV-1a over the tokens of the state enum's declaration, its encoding and the state
-/// graph: stable across compiler versions (unlike `DefaultHasher`), and any change to a
-/// state's fields, to their encoding or to the graph changes it.
-fn fingerprint(state_enum: &TokenStream, graph: &str) -> u64 {
-    crate::legacy::fnv(&format!("{state_enum}\n{STATE_ENCODING}\n{graph}"))
-}
-
 fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
     locals
         .iter()
@@ -628,7 +556,7 @@ fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
 }
 
 /// A child workflow's name, without checking that it is one (the step does, once).
-fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
+pub(crate) fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
     quote_spanned!(p.span()=> (&#wf::codegen::ChildProbe(&#p)).workflow_name())
 }
 
@@ -673,7 +601,11 @@ impl<'a> Persisted<'a> {
 
 /// The type a callback's value decodes as, from its binding's annotation (through
 /// `CallbackValue` unless it is the value's type already); anything if it is discarded.
-fn callback_value(wf: &TokenStream, value: Option<&Type>, unwrapped: bool) -> TokenStream {
+pub(crate) fn callback_value(
+    wf: &TokenStream,
+    value: Option<&Type>,
+    unwrapped: bool,
+) -> TokenStream {
     match value {
         None => quote!(#wf::serde::de::IgnoredAny),
         Some(t) if unwrapped => quote!(#t),

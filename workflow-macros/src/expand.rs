@@ -10,9 +10,15 @@ use crate::parse::{self, Args, Ret, WorkflowFn};
 use crate::policy;
 use crate::{analyze, lower};
 
+/// Whether to compute the fingerprints earlier builds gave each definition, so that
+/// what they stored still resumes (`legacy.rs`): the `legacy-fingerprints` feature. Not
+/// in the macro's own tests, whose expansions must not depend on the features Cargo
+/// unified for the workspace: they ask for it where they test it.
+const LEGACY: bool = cfg!(all(feature = "legacy-fingerprints", not(test)));
+
 /// The attribute: the expansion, or on error the errors plus a stand-in definition.
 pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
-    match run(args, item.clone()) {
+    match run(args, item.clone(), LEGACY) {
         Ok(tokens) => tokens,
         Err(Rejected { error, stub }) => {
             let error = error.to_compile_error();
@@ -43,7 +49,7 @@ fn without_body(item: TokenStream) -> TokenStream {
 /// (combined, each spanned on the user's tokens) out.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    run(args, item).map_err(|r| r.error)
+    run(args, item, LEGACY).map_err(|r| r.error)
 }
 
 struct Rejected {
@@ -52,7 +58,7 @@ struct Rejected {
     stub: Option<TokenStream>,
 }
 
-fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
+fn run(args: TokenStream, item: TokenStream, legacy: bool) -> Result<TokenStream, Rejected> {
     let mut errors = Errors::default();
     let args = parse::args(args).map_err(|e| errors.push(e)).ok();
     let parsed = syn::parse2::<ItemFn>(item).and_then(parse::function);
@@ -85,6 +91,7 @@ fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Rejected> {
             krate: &krate,
             attrs: &attrs,
             timeout: args.as_ref().and_then(|a| a.timeout.as_ref()),
+            legacy,
         }
         .emit())
     });
@@ -180,36 +187,121 @@ mod tests {
         ));
     }
 
-    /// The fingerprint `#[workflow]` gave this definition before issue 22 (its value in
-    /// the snapshot then), which the runtime accepts to read the states it stored. The
-    /// snapshots show the legacy fingerprint of every other workflow; each equals its
-    /// `FINGERPRINT` before issue 22 too.
+    fn expand_with_legacy(
+        args: proc_macro2::TokenStream,
+        item: proc_macro2::TokenStream,
+    ) -> String {
+        let tokens = super::run(args, item, true).unwrap_or_else(|r| panic!("{}", r.error));
+        let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
+        prettyplease::unparse(&file)
+    }
+
+    fn fingerprint_of(expanded: &str) -> &str {
+        let at = expanded.find("FINGERPRINT: u64 = ").expect("a fingerprint") + 19;
+        &expanded[at..at + expanded[at..].find(';').expect("a `;`")]
+    }
+
+    /// With `legacy-fingerprints`, the fingerprints earlier builds gave this definition
+    /// (their values in the snapshots then): the one over rustc's printed tokens (this
+    /// snapshot's `FINGERPRINT` until it was written by the macro), and the one before
+    /// issue 22, whose states were written by serde's derive. Without it, none.
     #[test]
-    fn legacy_fingerprint_is_the_one_before_issue_22() {
+    fn legacy_fingerprints_are_those_earlier_builds_computed() {
+        let item = quote! {
+            async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+                let job: JobId = svc.start(&req).await?;
+                let status: Polled<JobStatus> = poll_until!(
+                    svc.status(&job),
+                    |s| s.is_finished(),
+                    every = 10.secs(),
+                    timeout = 5.mins(),
+                    max_errors = 3,
+                )?;
+                Ok(JobReport::new(job, status))
+            }
+        };
+        let args = quote!(name = "NestingPatternAnotherStateMachine");
+        let expanded = expand_with_legacy(args.clone(), item.clone());
+        let tight: String = expanded.split_whitespace().collect();
+        let printed = tight
+            .find("fingerprint:10839511426782528169u64,derived:__WfNone,")
+            .unwrap_or_else(|| panic!("the printed fingerprint:\n{expanded}"));
+        let derived = tight
+            .find("fingerprint:9413581730064452692u64,derived:__WfSome(")
+            .unwrap_or_else(|| panic!("the derived fingerprint:\n{expanded}"));
+        assert!(printed < derived, "the order the runtime tries them in");
+        assert!(
+            expanded.contains(r#"("AfterSvcStart", &["job"])"#),
+            "{expanded}"
+        );
+        let current = fingerprint_of(&expanded);
+        assert!(!["10839511426782528169u64", "9413581730064452692u64"].contains(&current));
+
+        let without = expand(args, item);
+        assert!(
+            without.contains("const LEGACY: &'static [__wf::codegen::persist::Legacy] = &[];"),
+            "{without}"
+        );
+        assert_eq!(
+            fingerprint_of(&without),
+            current,
+            "the feature adds, never changes"
+        );
+    }
+
+    /// The fingerprint computed here, outside the compiler (where proc-macro2 prints
+    /// tokens its own way), is the one rustc's expansion computes: the integration test
+    /// `tests/durable.rs` (`the_fingerprint_does_not_depend_on_the_compiler`) checks the
+    /// same value for the same definition.
+    #[test]
+    fn the_fingerprint_is_the_same_in_and_out_of_rustc() {
         let expanded = expand(
-            quote!(name = "NestingPatternAnotherStateMachine"),
+            quote!(name = "Versioned"),
             quote! {
-                async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
-                    let job: JobId = svc.start(&req).await?;
-                    let status: Polled<JobStatus> = poll_until!(
-                        svc.status(&job),
-                        |s| s.is_finished(),
-                        every = 10.secs(),
-                        timeout = 5.mins(),
-                        max_errors = 3,
-                    )?;
-                    Ok(JobReport::new(job, status))
+                pub async fn versioned(n: u64) -> u64 {
+                    sleep!(n.millis());
+                    n + 1
                 }
             },
         );
-        assert!(
-            expanded.contains("fingerprint: 9413581730064452692u64,"),
-            "{expanded}"
+        assert_eq!(fingerprint_of(&expanded), "17220131047152888656u64");
+    }
+
+    /// The fingerprint is the definition's: not the spacing of its tokens (what rustc
+    /// printed for them changed between releases), nor its policies' values; any type or
+    /// name of a state, or the graph, changes it.
+    #[test]
+    fn the_fingerprint_is_the_definition_s_not_how_it_is_written() {
+        let of = |args: &str, item: &str| {
+            let expanded = expand(args.parse().unwrap(), item.parse().unwrap());
+            fingerprint_of(&expanded).to_owned()
+        };
+        let base = of(
+            "",
+            "async fn f(svc: &Svc, n: Vec<Vec<u8>>) -> u32 { let m: Vec<Vec<u8>> = svc.a(&n).await; svc.b(m).await }",
         );
-        assert!(
-            !expanded.contains("FINGERPRINT: u64 = 9413581730064452692u64;"),
-            "the encoding changed, so must the fingerprint"
+        let spaced = of(
+            "",
+            "async  fn f ( svc : & Svc , n : Vec < Vec < u8 > > ) -> u32 {\n let m : Vec<Vec<u8> > = svc . a ( & n ) . await ;\n svc.b(m).await\n }",
         );
+        assert_eq!(base, spaced);
+        // A retry adds the states a call waits in between attempts; its values do not.
+        let retried = "async fn f(svc: &Svc, n: Vec<Vec<u8>>) -> u32 { #[timeout(2.secs())] let m: Vec<Vec<u8>> = svc.a(&n).await; svc.b(m).await }";
+        assert_eq!(
+            of("retry(interval = 3.secs(), max_attempts = 2)", retried),
+            of(
+                "retry(interval = 5.secs(), max_attempts = 9), timeout = 1.hours()",
+                &retried.replace("2.secs", "7.secs")
+            ),
+        );
+        for other in [
+            "async fn f(svc: &Svc, n: Vec<Vec<u16>>) -> u32 { let m: Vec<Vec<u8>> = svc.a(&n).await; svc.b(m).await }",
+            "async fn f(svc: &Svc, n: Vec<Vec<u8>>) -> u32 { let k: Vec<Vec<u8>> = svc.a(&n).await; svc.b(k).await }",
+            "async fn f(svc: &Svc, n: Vec<Vec<u8>>) -> u32 { let m: Vec<Vec<u8>> = svc.a(&n).await; sleep!(1.secs()); svc.b(m).await }",
+            "async fn g(svc: &Svc, n: Vec<Vec<u8>>) -> u32 { let m: Vec<Vec<u8>> = svc.a(&n).await; svc.b(m).await }",
+        ] {
+            assert_ne!(of("", other), base, "{other}");
+        }
     }
 
     #[test]

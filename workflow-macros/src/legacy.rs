@@ -1,40 +1,66 @@
-//! The fingerprint a workflow had before issue 22, when its state enum was written by
-//! serde's derive (`{"Variant": {"field": …}}`): the runtime still resumes what such a
-//! definition stored, converting it to today's `[tag, field, …]`, when the stored
-//! fingerprint is this one. It hashed the tokens of the state enum as it was generated
-//! then, so those tokens are rebuilt here, exactly, and only hashed: nothing of this is
-//! emitted. Do not change this file: every token counts.
+//! The fingerprints earlier builds gave a definition, so that what they stored still
+//! resumes: computed only with the `legacy-fingerprints` feature, which a user turns on
+//! while executions stored by an earlier version of the crate are in flight (the
+//! README's upgrade notes). Each hashed the text rustc printed for tokens the macro
+//! built, so those tokens are rebuilt here, exactly, and only printed and hashed:
+//! nothing of this is emitted. Do not change this file: every token counts.
+//!
+//! - *Printed* (issue 22 until the fingerprint became toolchain-independent): states in
+//!   today's encoding, the fingerprint over the state enum's declaration, the
+//!   `STATE_ENCODING` line and the graph's shape as once emitted (`graph_shape`).
+//! - *Derived* (before issue 22): the state enum written by serde's derive,
+//!   `{"Variant": {"field": …}}`, which the runtime converts to `[tag, field, …]`.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::Type;
 
+use crate::codegen::{callback_value, name_of, Codegen};
+use crate::fingerprint::fnv;
+use crate::lower::{Kind, On};
 use crate::yields::respan;
 
 /// One variant of the state enum: its name and its fields, `__wf_poll` (a poll's
 /// progress) included.
 pub(crate) type Variant<'a> = (&'a Ident, Vec<(&'a Ident, &'a Type)>);
 
-/// The fingerprint of the same definition before issue 22, from the variants (`Start`
-/// first, whose fields are the inputs) and the tokens of the graph without policies.
-pub(crate) fn fingerprint(wf: &TokenStream, variants: &[Variant<'_>], graph: &str) -> u64 {
-    let state_enum = state_enum(wf, variants);
-    fnv(&format!("{state_enum}\n{graph}"))
+/// `Workflow::LEGACY`: the printed fingerprint, then the derived one with the variants'
+/// names and fields in tag order, from the state enum's declaration as emitted and its
+/// variants (`Start` first, whose fields are the inputs).
+pub(crate) fn legacy(
+    cg: &Codegen<'_>,
+    decl: &TokenStream,
+    variants: &[Variant<'_>],
+) -> TokenStream {
+    let wf = cg.wf();
+    let graph = cg.graph_shape().to_string();
+    let printed = fnv(&format!("{decl}\n{STATE_ENCODING}\n{graph}"));
+    let derived = fingerprint(&cg.full(), variants, &graph);
+    let variants = variants.iter().map(|(state, fields)| {
+        let name = state.to_string();
+        let fields = fields.iter().map(|(i, _)| i.to_string());
+        quote!((#name, &[#(#fields),*]))
+    });
+    quote! {
+        &[
+            #wf::codegen::persist::Legacy { fingerprint: #printed, derived: __WfNone },
+            #wf::codegen::persist::Legacy {
+                fingerprint: #derived,
+                derived: __WfSome(&[#(#variants),*]),
+            },
+        ]
+    }
 }
 
-/// FNV-1a, as `codegen::fingerprint`.
-pub(crate) fn fnv(text: &str) -> u64 {
-    // An indexed loop: Cargo builds proc macros unoptimized, where an iterator chain
-    // costs a few calls per byte, and a definition's text is tens of kilobytes.
-    let bytes = text.as_bytes();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    hash
+/// How the state enum is written, as the printed fingerprint said it.
+const STATE_ENCODING: &str = "state encoding: [tag, field, …] (issue 22)";
+
+/// The fingerprint of the same definition before issue 22, from the variants and the
+/// text of the graph's shape.
+fn fingerprint(wf: &TokenStream, variants: &[Variant<'_>], graph: &str) -> u64 {
+    let state_enum = state_enum(wf, variants);
+    fnv(&format!("{state_enum}\n{graph}"))
 }
 
 fn state_enum(wf: &TokenStream, variants: &[Variant<'_>]) -> TokenStream {
@@ -133,6 +159,85 @@ impl<'a> Persisted<'a> {
             fn __wf_persistable() {
                 #(#checks)*
             }
+        }
+    }
+}
+
+impl Codegen<'_> {
+    /// The graph's shape, as the graph was once emitted: only hashed into the
+    /// fingerprint, so every token of it is as it has always been.
+    fn graph_shape(&self) -> TokenStream {
+        let wf = self.full();
+        let timeout = quote!(::core::option::Option::None);
+        let name = &self.name;
+        let edges = |edges: &[crate::lower::Edge]| -> Vec<TokenStream> {
+            edges
+                .iter()
+                .map(|e| {
+                    let to = e.to;
+                    let on = match e.on {
+                        On::Next => quote!(Next),
+                        On::Error => quote!(Error),
+                    };
+                    quote!(#wf::Edge { to: #to, on: #wf::Transition::#on })
+                })
+                .collect()
+        };
+        let start = edges(&self.ir.start);
+        let nodes = self.ir.nodes.iter().map(|n| {
+            let node_name = &n.name;
+            let kind = match &n.kind {
+                Kind::Task => quote!(#wf::NodeKind::Task),
+                Kind::Wait => quote!(#wf::NodeKind::Wait),
+                Kind::Poll => quote!(#wf::NodeKind::Poll),
+                Kind::Succeed => quote!(#wf::NodeKind::Succeed),
+                Kind::Fail => quote!(#wf::NodeKind::Fail),
+                Kind::Child(p) => {
+                    let name = name_of(&wf, p);
+                    quote!(#wf::NodeKind::Child { workflow: #name })
+                }
+                Kind::Parallel(ps) => {
+                    let names = ps.iter().map(|p| name_of(&wf, p));
+                    quote!(#wf::NodeKind::Parallel {
+                        workflows: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#names),*])),
+                    })
+                }
+                Kind::Callback {
+                    value,
+                    unwrapped,
+                    heartbeat,
+                } => {
+                    let ty = callback_value(&wf, value.as_ref(), *unwrapped);
+                    quote!(#wf::NodeKind::Callback {
+                        value: ::core::any::type_name::<#ty>(),
+                        heartbeat: #heartbeat,
+                        accepts: #wf::codegen::accepts::<#ty>,
+                    })
+                }
+                Kind::Map(p, max) => {
+                    let max = match max {
+                        Some(m) => quote!(::core::option::Option::Some(#m)),
+                        None => quote!(::core::option::Option::None),
+                    };
+                    let name = name_of(&wf, p);
+                    quote!(#wf::NodeKind::Map { workflow: #name, max_concurrency: #max })
+                }
+            };
+            let edges = edges(&n.edges);
+            let policy = quote!(::core::option::Option::None);
+            quote!(#wf::Node { name: #node_name, kind: #kind, edges: &[#(#edges),*], policy: #policy })
+        });
+        quote! {
+            static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
+                use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
+                #wf::StateGraph {
+                    workflow: #name,
+                    start: &[#(#start),*],
+                    nodes: ::std::boxed::Box::leak(::std::boxed::Box::new([#(#nodes),*])),
+                    timeout: #timeout,
+                }
+            });
+            &GRAPH
         }
     }
 }

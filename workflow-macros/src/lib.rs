@@ -17,6 +17,7 @@ mod codegen;
 mod derive;
 mod errors;
 mod expand;
+mod fingerprint;
 #[cfg(test)]
 mod fuzz;
 mod legacy;

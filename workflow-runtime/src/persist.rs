@@ -226,18 +226,22 @@ impl<'de, S: State> Visitor<'de> for StateVisitor<S> {
     }
 }
 
-/// What reads a state stored before issue 22, when serde's derive wrote the state enum
-/// as `{"Variant": {"field": …}}`: the fingerprint the definition had then (the macro
-/// computes it as it was computed then) and the names of the variants, in tag order,
-/// with their fields in order. A stored execution with that fingerprint is resumed by
-/// this definition, its state converted to `[tag, field, …]`; each field's own JSON is
-/// the same in both.
+/// A fingerprint an earlier build of the same definition stored its executions under,
+/// which this build still resumes: `#[workflow]` computes these only with the
+/// `legacy-fingerprints` feature (see the README's upgrade notes).
+///
+/// Two kinds: a state written as today (`[tag, field, …]`) under the fingerprint that
+/// hashed the text rustc printed for the definition's tokens (until the fingerprint
+/// became toolchain-independent); and a state written by serde's derive before issue
+/// 22, `{"Variant": {"field": …}}`, converted to today's form on reading (each field's
+/// own JSON is the same in both).
 #[derive(Clone, Copy, Debug)]
 pub struct Legacy {
-    /// The definition's fingerprint before issue 22.
+    /// The fingerprint.
     pub fingerprint: u64,
-    /// Each variant's name and fields, in tag order.
-    pub variants: &'static [(&'static str, &'static [&'static str])],
+    /// For a state written by serde's derive: each variant's name and fields, in tag
+    /// order. `None`: written as today.
+    pub derived: Option<&'static [(&'static str, &'static [&'static str])]>,
 }
 
 impl Legacy {
@@ -246,6 +250,9 @@ impl Legacy {
     /// converted.
     pub(crate) fn upgrade(&self, state: serde_json::Value) -> Result<serde_json::Value, String> {
         use serde_json::Value;
+        let Some(variants) = self.derived else {
+            return Ok(state);
+        };
         let Value::Object(outer) = state else {
             return Ok(state);
         };
@@ -253,8 +260,7 @@ impl Legacy {
         let (Some((variant, fields)), None) = (entries.next(), entries.next()) else {
             return Err("a state written before issue 22 has one variant".into());
         };
-        let tag = self
-            .variants
+        let tag = variants
             .iter()
             .position(|(name, _)| *name == variant)
             .ok_or_else(|| format!("no variant `{variant}` in the workflow's state"))?;
@@ -262,7 +268,7 @@ impl Legacy {
             return Err(format!("variant `{variant}` is not written as an object"));
         };
         let mut array = vec![Value::from(tag)];
-        for name in self.variants[tag].1 {
+        for name in variants[tag].1 {
             let value = fields
                 .remove(*name)
                 .ok_or_else(|| format!("variant `{variant}` has no field `{name}`"))?;
@@ -272,10 +278,22 @@ impl Legacy {
     }
 }
 
-/// Whether workflow `W` resumes a state stored with `fingerprint`: its own, or the one
-/// its definition had before issue 22.
+/// How workflow `W` reads a state stored with `fingerprint`: `None` if it does not;
+/// `Some(None)` as it is (its own fingerprint); `Some(Some(legacy))` through `legacy`.
+fn reader<W: crate::Workflow>(fingerprint: u64) -> Option<Option<&'static Legacy>> {
+    if fingerprint == W::FINGERPRINT {
+        return Some(None);
+    }
+    W::LEGACY
+        .iter()
+        .find(|l| l.fingerprint == fingerprint)
+        .map(Some)
+}
+
+/// Whether workflow `W` resumes a state stored with `fingerprint`: its own, or one of
+/// its [`Legacy`] fingerprints.
 pub(crate) fn reads<W: crate::Workflow>(fingerprint: u64) -> bool {
-    fingerprint == W::FINGERPRINT || W::LEGACY.is_some_and(|l| l.fingerprint == fingerprint)
+    reader::<W>(fingerprint).is_some()
 }
 
 /// The state `W` stored with `fingerprint`, in today's encoding.
@@ -283,12 +301,16 @@ pub(crate) fn stored_state<W: crate::Workflow>(
     fingerprint: u64,
     state: &[u8],
 ) -> Result<W::State, String> {
-    match W::LEGACY.filter(|l| l.fingerprint == fingerprint && fingerprint != W::FINGERPRINT) {
-        None => serde_json::from_slice(state).map_err(|e| e.to_string()),
-        Some(legacy) => {
+    match reader::<W>(fingerprint).flatten() {
+        Some(
+            legacy @ Legacy {
+                derived: Some(_), ..
+            },
+        ) => {
             let value = serde_json::from_slice(state).map_err(|e| e.to_string())?;
             serde_json::from_value(legacy.upgrade(value)?).map_err(|e| e.to_string())
         }
+        _ => serde_json::from_slice(state).map_err(|e| e.to_string()),
     }
 }
 
@@ -320,7 +342,7 @@ mod tests {
 
     const LEGACY: Legacy = Legacy {
         fingerprint: 7,
-        variants: &[("Start", &["a", "b"]), ("PollX", &["a", "__wf_poll"])],
+        derived: Some(&[("Start", &["a", "b"]), ("PollX", &["a", "__wf_poll"])]),
     };
 
     #[test]
@@ -341,5 +363,15 @@ mod tests {
         let unknown = LEGACY.upgrade(json!({"Other": {}})).unwrap_err();
         assert!(unknown.contains("no variant `Other`"), "{unknown}");
         assert!(LEGACY.upgrade(json!({"Start": {}, "PollX": {}})).is_err());
+    }
+
+    #[test]
+    fn a_state_under_a_printed_fingerprint_is_read_as_it_is() {
+        let printed = Legacy {
+            fingerprint: 7,
+            derived: None,
+        };
+        let object = json!({"Start": {"a": 1}});
+        assert_eq!(printed.upgrade(object.clone()), Ok(object));
     }
 }

@@ -102,7 +102,8 @@ pub struct Unregistered {
      fingerprint {stored:#018x}, but the registered `{workflow}` has fingerprint \
      {registered:#018x}; it is parked (status VersionMismatch) with its data untouched. \
      Register the old definition under this name (and the new one under another) to \
-     finish it"
+     finish it; if an earlier version of the `workflow` crate stored it, build with that \
+     crate's `legacy-fingerprints` feature"
 )]
 pub struct VersionMismatch {
     /// The execution.

@@ -103,7 +103,9 @@ pub enum RedriveError {
         "execution `{id}` of workflow `{workflow}` was checkpointed by a definition with \
          fingerprint {stored:#018x}, but the registered `{workflow}` has fingerprint \
          {registered:#018x}: only the definition that wrote it can resume it. Register that \
-         definition under this name (and the new one under another) to redrive it"
+         definition under this name (and the new one under another) to redrive it; if an \
+         earlier version of the `workflow` crate stored it, build with that crate's \
+         `legacy-fingerprints` feature"
     )]
     VersionMismatch {
         /// The execution (the top-level one or a child to redrive with it).

@@ -45,10 +45,10 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     /// persisted state can only be resumed by a workflow with the same fingerprint.
     const FINGERPRINT: u64;
 
-    /// How to read the states this definition stored before issue 22 (another encoding,
-    /// another fingerprint); `None` for none.
+    /// The fingerprints earlier builds of this definition stored states under, which it
+    /// still resumes, and how to read them: only with the `legacy-fingerprints` feature.
     #[doc(hidden)]
-    const LEGACY: Option<crate::persist::Legacy> = None;
+    const LEGACY: &'static [crate::persist::Legacy] = &[];
 
     /// The state graph the body was lowered to.
     fn graph() -> &'static StateGraph;

@@ -30,7 +30,7 @@ pub enum StepError {
         message: String,
     },
     /// The state was written by another version of the workflow.
-    #[error("the state of `{workflow}` has fingerprint {found}, this handler's definition has {expected}; deploy the matching handler")]
+    #[error("the state of `{workflow}` has fingerprint {found}, this handler's definition has {expected}; deploy the matching handler (if an earlier version of the `workflow` crate wrote it, build with that crate's `legacy-fingerprints` feature)")]
     IncompatibleState {
         /// The workflow.
         workflow: &'static str,

@@ -67,11 +67,12 @@ pub(super) async fn run<W: Workflow>(
     let mut doc = request.document;
     if role != Role::Start {
         check_document::<W>(&doc, role, &request.at, &layout, &context, key)?;
-        // A document of this definition from before issue 22: its state in today's
+        // A document of an earlier build of this definition: its state in today's
         // encoding (the answer carries today's fingerprint).
-        let legacy = W::LEGACY.filter(|l| {
-            doc.get("fingerprint").and_then(Value::as_str) == Some(&l.fingerprint.to_string())
-        });
+        let found = doc.get("fingerprint").and_then(Value::as_str);
+        let legacy = W::LEGACY
+            .iter()
+            .find(|l| found == Some(&l.fingerprint.to_string()));
         if let (Some(legacy), Some(state)) = (legacy, doc.get_mut("state")) {
             *state = legacy.upgrade(state.take()).map_err(invalid)?;
         }
@@ -478,8 +479,8 @@ fn check_document<W: Workflow>(
         ));
     }
     let found = doc.get("fingerprint").and_then(Value::as_str).unwrap_or("");
-    let legacy = W::LEGACY.map(|l| l.fingerprint.to_string());
-    if found != W::FINGERPRINT.to_string() && Some(found) != legacy.as_deref() {
+    let legacy = W::LEGACY.iter().any(|l| found == l.fingerprint.to_string());
+    if found != W::FINGERPRINT.to_string() && !legacy {
         return Err(StepError::IncompatibleState {
             workflow: W::NAME,
             found: found.to_owned(),

@@ -108,7 +108,7 @@ pub(crate) trait Erased: Send + Sync {
     fn graph(&self) -> &'static StateGraph;
 
     /// Whether this definition resumes a state stored with `fingerprint` (its own, or
-    /// its fingerprint before issue 22).
+    /// one of its `Workflow::LEGACY` ones).
     fn reads(&self, fingerprint: u64) -> bool;
 
     /// Checks a stored execution against this definition and decodes its state.
