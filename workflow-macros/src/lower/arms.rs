@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Group, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
@@ -53,6 +53,10 @@ impl Cx<'_> {
 }
 
 /// Every arm, `Start` first: its code, exits and fields.
+///
+/// Each arm is written once, with a marker where the fields of each state it constructs
+/// go (`__WfState::AfterX { __wf_live_after_3, }`); the liveness pass computes the
+/// fields from the names written with the code, and the markers are then filled in.
 pub(super) fn arms(
     f: &WorkflowFn,
     body: &Body,
@@ -65,46 +69,127 @@ pub(super) fn arms(
         resumes,
         wf,
     };
-    let fields = liveness(&cx)?;
-    let emit = |code: &dyn Fn(&Emit) -> Code| {
+    let mut written = vec![Written::new(&cx, None, At::Start, |e| e.root())];
+    for (k, r) in resumes.iter().enumerate() {
+        if r.waiting.is_some() {
+            written.push(Written::new(&cx, None, At::Waiting(k), |e| {
+                e.waiting_body(k)
+            }));
+        }
+        written.push(Written::new(&cx, None, At::After(k), |e| e.rest(k)));
+    }
+    let fields = liveness(&cx, &written)?;
+    // The code was written as if no state held anything. Where that changed how it was
+    // written (a loop's pattern bound again or not), write it again with the fields.
+    let holds = written
+        .iter()
+        .flat_map(|w| &w.decisions)
+        .all(|d| d.holds(&fields));
+    let state = |at: At| match at {
+        At::Start => Ident::new("Start", Span::call_site()),
+        At::Waiting(k) => resumes[k].waiting.clone().expect("a waiting state"),
+        At::After(k) => resumes[k].after.clone(),
+    };
+    Ok(written
+        .into_iter()
+        .map(|w| {
+            let (code, exits) = if holds {
+                let code = fill(w.code.tokens.clone(), &fields).unwrap_or(w.code.tokens);
+                #[cfg(test)]
+                assert_eq!(
+                    code.to_string(),
+                    Written::new(&cx, Some(&fields), w.at, |e| e.arm(w.at))
+                        .code
+                        .tokens
+                        .to_string(),
+                    "the markers filled in are the code written with the fields"
+                );
+                (code, w.exits)
+            } else {
+                let again = Written::new(&cx, Some(&fields), w.at, |e| e.arm(w.at));
+                (again.code.tokens, again.exits)
+            };
+            Arm {
+                at: w.at,
+                state: state(w.at),
+                fields: match w.at {
+                    At::Start => Vec::new(),
+                    At::Waiting(k) => fields.waiting(k).to_vec(),
+                    At::After(k) => fields.after(k).to_vec(),
+                },
+                code,
+                exits,
+            }
+        })
+        .collect())
+}
+
+/// An arm as written, with what its writing recorded.
+struct Written {
+    at: At,
+    code: Code,
+    exits: BTreeSet<Exit>,
+    decisions: Vec<Decision>,
+}
+
+impl Written {
+    fn new(cx: &Cx, fields: Option<&Fields>, at: At, write: impl FnOnce(&Emit) -> Code) -> Written {
         let e = Emit {
-            cx: &cx,
-            fields: Some(&fields),
+            cx,
+            fields,
             exits: RefCell::default(),
             decisions: RefCell::default(),
         };
-        let code = code(&e).tokens;
-        (code, e.exits.into_inner())
-    };
-    let (code, exits) = emit(&|e| e.root());
-    let mut arms = vec![Arm {
-        at: At::Start,
-        state: Ident::new("Start", Span::call_site()),
-        fields: Vec::new(),
-        code,
-        exits,
-    }];
-    for (k, r) in resumes.iter().enumerate() {
-        if let Some(waiting) = &r.waiting {
-            let (code, exits) = emit(&|e| e.waiting_body(k));
-            arms.push(Arm {
-                at: At::Waiting(k),
-                state: waiting.clone(),
-                fields: fields.waiting(k).to_vec(),
-                code,
-                exits,
-            });
-        }
-        let (code, exits) = emit(&|e| e.rest(k));
-        arms.push(Arm {
-            at: At::After(k),
-            state: r.after.clone(),
-            fields: fields.after(k).to_vec(),
+        let code = write(&e);
+        Written {
+            at,
             code,
-            exits,
-        });
+            exits: e.exits.into_inner(),
+            decisions: e.decisions.into_inner(),
+        }
     }
-    Ok(arms)
+}
+
+/// `tokens` with each marker, and the comma after it, replaced by the fields of its
+/// state, each followed by a comma; `None` if there is no marker in them. Only the
+/// groups around a marker are rebuilt, all of them the macro's own (no marker is ever in
+/// a user's group), whose spans are one span: the rest is kept as it was written.
+fn fill(tokens: TokenStream, fields: &Fields) -> Option<TokenStream> {
+    let mut out = Vec::new();
+    let mut changed = false;
+    let mut trees = tokens.into_iter();
+    while let Some(tree) = trees.next() {
+        match tree {
+            TokenTree::Group(g) => match fill(g.stream(), fields) {
+                Some(stream) => {
+                    let mut filled = Group::new(g.delimiter(), stream);
+                    filled.set_span(g.span());
+                    out.push(TokenTree::Group(filled));
+                    changed = true;
+                }
+                None => out.push(TokenTree::Group(g)),
+            },
+            TokenTree::Ident(ident) if ident.to_string().starts_with(MARKER) => {
+                let locals = match at_of(&ident) {
+                    At::Waiting(k) => fields.waiting(k),
+                    At::After(k) => fields.after(k),
+                    At::Start => unreachable!("no arm constructs the start state"),
+                };
+                let comma = trees.next();
+                assert!(
+                    matches!(&comma, Some(TokenTree::Punct(p)) if p.as_char() == ','),
+                    "a marker is followed by a comma"
+                );
+                for l in locals {
+                    out.push(TokenTree::Ident(l.ident.clone()));
+                    out.push(TokenTree::Punct(Punct::new(',', Spacing::Alone)));
+                }
+                changed = true;
+            }
+            other => out.push(other),
+        }
+    }
+    changed.then(|| out.into_iter().collect())
 }
 
 /// The fields of every state variant but `Start` (whose fields are the parameters).
@@ -132,24 +217,19 @@ impl PartialEq for Local {
 /// Which locals each state holds: the locals in scope there that its arm reads.
 ///
 /// Arms construct the next states, so a state also holds what the states it leads to
-/// need. Each arm is written once with a marker in place of each state it constructs
-/// (`__WfState::AfterX { __wf_live_after_3 }`), and its names resolved once: its free
-/// names, and for each marker the names bound around it. The sets then grow from empty
-/// to the fixpoint (the smallest sets) without writing the code again.
-fn liveness(cx: &Cx) -> syn::Result<Fields> {
+/// need. From each arm as `written` (with markers), its names are resolved once: its
+/// free names, and for each marker the names bound around it. The sets then grow from
+/// empty to the fixpoint (the smallest sets) without writing the code again.
+fn liveness(cx: &Cx, written: &[Written]) -> syn::Result<Fields> {
     let n = cx.body.yields.len();
-    let emit = Emit {
-        cx,
-        fields: None,
-        exits: RefCell::default(),
-        decisions: RefCell::default(),
-    };
-    let mut reads_waiting = Vec::with_capacity(n);
-    let mut reads_after = Vec::with_capacity(n);
-    for k in 0..n {
-        let waiting = cx.resumes[k].waiting.is_some();
-        reads_waiting.push(waiting.then(|| reads(&emit.waiting_body(k))));
-        reads_after.push(reads(&emit.rest(k)));
+    let mut reads_waiting: Vec<Option<Reads>> = (0..n).map(|_| None).collect();
+    let mut reads_after: Vec<Option<Reads>> = (0..n).map(|_| None).collect();
+    for w in written {
+        match w.at {
+            At::Start => {}
+            At::Waiting(k) => reads_waiting[k] = Some(reads(&w.code)),
+            At::After(k) => reads_after[k] = Some(reads(&w.code)),
+        }
     }
     let mut fields = Fields {
         waiting: vec![Vec::new(); n],
@@ -162,17 +242,18 @@ fn liveness(cx: &Cx) -> syn::Result<Fields> {
             if let Some(reads) = &reads_waiting[k] {
                 next.waiting[k] = resolve(&reads.names(&fields), &y.scope_before);
             }
-            next.after[k] = resolve(&reads_after[k].names(&fields), &y.scope_after);
+            let after = reads_after[k]
+                .as_ref()
+                .expect("every yield point has an after arm");
+            next.after[k] = resolve(&after.names(&fields), &y.scope_after);
         }
         if next == fields {
             break;
         }
         fields = next;
     }
-    // The code was written as if no state held anything. Where that changed how it was
-    // written (a loop's pattern bound again or not), write it again with the fields.
-    let decisions = emit.decisions.into_inner();
-    if !decisions.iter().all(|d| d.holds(&fields)) {
+    let decisions = written.iter().flat_map(|w| &w.decisions);
+    if !decisions.clone().all(|d| d.holds(&fields)) {
         fields = liveness_by_rounds(cx);
     }
     #[cfg(test)]
@@ -243,6 +324,16 @@ fn marker(at: At) -> Ident {
 
 const MARKER: &str = "__wf_live_";
 
+/// The state a marker stands for.
+fn at_of(marker: &Ident) -> At {
+    let name = marker.to_string();
+    match name[MARKER.len()..].split_once('_') {
+        Some(("waiting", k)) => At::Waiting(k.parse().expect("a marker's index")),
+        Some(("after", k)) => At::After(k.parse().expect("a marker's index")),
+        _ => unreachable!("markers are written by `marker`"),
+    }
+}
+
 /// What an arm written with markers reads.
 struct Reads {
     /// Its own free names.
@@ -297,15 +388,7 @@ fn reads(code: &Code) -> Reads {
     }
     let states = markers
         .into_iter()
-        .map(|(name, bound)| {
-            let rest = &name[MARKER.len()..];
-            let at = match rest.split_once('_') {
-                Some(("waiting", k)) => At::Waiting(k.parse().expect("a marker's index")),
-                Some(("after", k)) => At::After(k.parse().expect("a marker's index")),
-                _ => unreachable!("markers are written by `marker`"),
-            };
-            (at, bound)
-        })
+        .map(|(name, bound)| (at_of(&Ident::new(&name, Span::call_site())), bound))
         .collect();
     Reads { free, states }
 }
@@ -421,6 +504,15 @@ impl Emit<'_, '_> {
         Inits {
             tokens: locals.iter().map(|l| l.ident.to_token_stream()).collect(),
             names: locals.iter().map(|l| Names::read(&l.ident)).collect(),
+        }
+    }
+
+    /// The code of the arm of state `at`.
+    fn arm(&self, at: At) -> Code {
+        match at {
+            At::Start => self.root(),
+            At::Waiting(k) => self.waiting_body(k),
+            At::After(k) => self.rest(k),
         }
     }
 
@@ -833,7 +925,7 @@ impl Emit<'_, '_> {
         let inits = &fields.tokens;
         let tokens = quote! {
             return __WfOk(__WfStep::Continue(
-                __WfState::#after { #(#inits),* },
+                __WfState::#after { #(#inits,)* },
             ));
         };
         Code::new(tokens, fields.names)
@@ -853,7 +945,7 @@ impl Emit<'_, '_> {
                 let tokens = quote! {
                     return __WfOk(__WfStep::Task {
                         node: #node,
-                        state: __WfState::#waiting { #(#inits),* },
+                        state: __WfState::#waiting { #(#inits,)* },
                     });
                 };
                 Code::new(tokens, fields.names)
@@ -881,7 +973,7 @@ impl Emit<'_, '_> {
                     return __WfOk(__WfStep::Wait {
                         node: #node,
                         duration: #duration,
-                        state: __WfState::#after { #(#inits),* },
+                        state: __WfState::#after { #(#inits,)* },
                     });
                 };
                 Code::new(tokens, Names::of_expr(duration).then(fields.names))
@@ -1063,7 +1155,7 @@ impl Emit<'_, '_> {
             let __wf_heartbeat: ::core::option::Option<::core::time::Duration> = #heartbeat;
             return __WfOk(__WfStep::Callback {
                 node: #node,
-                state: __WfState::#waiting { #(#inits),* },
+                state: __WfState::#waiting { #(#inits,)* },
                 timeout: __wf_timeout,
                 heartbeat: __wf_heartbeat,
             });
@@ -1135,7 +1227,7 @@ impl Emit<'_, '_> {
             let mut __wf_batch = #wf::codegen::ChildBatch::new(#node, #max);
             #pushes
             return __WfOk(__WfStep::Children {
-                state: __WfState::#waiting { #(#inits),* },
+                state: __WfState::#waiting { #(#inits,)* },
                 batch: __wf_batch,
             });
         };
@@ -1321,7 +1413,7 @@ impl Emit<'_, '_> {
                             let __wf_sent = #sent;
                             return __WfOk(__WfStep::CallbackSent {
                                 node: #node,
-                                state: __WfState::#waiting { #(#inits),* },
+                                state: __WfState::#waiting { #(#inits,)* },
                                 sent: __wf_sent,
                             });
                         }
