@@ -126,7 +126,7 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
     };
     quote! {
         #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug)]
         #vis struct #ident;
 
         impl #wf::Workflow for #ident {

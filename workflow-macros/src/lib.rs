@@ -76,8 +76,8 @@ use proc_macro::TokenStream;
 ///
 /// # What it generates
 ///
-/// The function is replaced by a unit struct of the same name implementing `Workflow`,
-/// with, in a `const _: () = { … }` block:
+/// The function is replaced by a unit struct of the same name implementing `Workflow`
+/// (and `Clone`, `Copy` and `Debug`), with, in a `const _: () = { … }` block:
 ///
 /// ```text
 /// pub enum __WfState {                          // persisted at every checkpoint
