@@ -123,10 +123,18 @@ impl Codegen<'_> {
                 // written ("influences the type of `__WfSome`").
                 #[allow(unused_imports)]
                 use #full::codegen::short::*;
-                // The autoref probes' traits, for every use below: of each pair, one is
-                // always unused, which is how a call picks.
+                // The traits of the autoref probes (of each pair, one is always unused,
+                // which is how a call picks) and of the state's writing, for every use
+                // below.
                 #[allow(unused_imports)]
-                use __WfPersist::{Fallback as _, Restorable as _, Unsaved as _, ViaSerde as _};
+                use __wf::{
+                    codegen::{
+                        persist::{Fallback as _, Restorable as _, Unsaved as _, ViaSerde as _},
+                        ChildIsNot as _,
+                        ChildIsWorkflow as _,
+                    },
+                    serde::ser::SerializeTuple as _,
+                };
                 #state_enum
                 #state_codec
 
@@ -282,25 +290,15 @@ impl Codegen<'_> {
             quote!(&[])
         };
         let codec = quote! {
-            impl #wf::serde::Serialize for __WfState {
-                fn serialize<__WfS: #wf::serde::Serializer>(
+            impl #p::State for __WfState {
+                fn write<__WfS: #wf::serde::Serializer>(
                     &self,
                     __wf_s: __WfS,
                 ) -> ::core::result::Result<__WfS::Ok, __WfS::Error> {
-                    use #wf::serde::ser::SerializeTuple as _;
                     match self {
                         #(#sers)*
                     }
                 }
-            }
-            impl<'de> #wf::serde::Deserialize<'de> for __WfState {
-                fn deserialize<__WfD: #wf::serde::Deserializer<'de>>(
-                    __wf_d: __WfD,
-                ) -> ::core::result::Result<Self, __WfD::Error> {
-                    #p::deserialize(__wf_d)
-                }
-            }
-            impl #p::State for __WfState {
                 fn read<'de, __WfA: #wf::serde::de::SeqAccess<'de>>(
                     __wf_tag: u32,
                     __wf_fields: &mut #p::Fields<__WfA>,
@@ -401,7 +399,6 @@ impl Codegen<'_> {
         let name = &self.name;
         quote! {
             static GRAPH: ::std::sync::LazyLock<#wf::StateGraph> = ::std::sync::LazyLock::new(|| {
-                use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
                 #wf::codegen::graph(
                     #name,
                     #shape,
@@ -434,10 +431,7 @@ impl Codegen<'_> {
                 .collect(),
             _ => Vec::new(),
         });
-        quote! {
-            use #wf::codegen::{ChildIsNot as _, ChildIsWorkflow as _};
-            #(#deps)* #(#children)*
-        }
+        quote!(#(#deps)* #(#children)*)
     }
 
     fn start(&self) -> TokenStream {

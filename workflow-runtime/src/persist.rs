@@ -190,15 +190,51 @@ pub fn variant<S: Serializer>(
     Ok(tuple)
 }
 
-/// A state enum in the compact encoding: what the generated code implements.
+/// A state enum in the compact encoding: what the generated code implements, one impl
+/// for both ways (serde's two traits would be two more impls per workflow for every
+/// check of a crate to go through). The runtime writes and reads states with
+/// [`Saved`] and [`Restored`].
 pub trait State: Sized {
+    /// Writes the state: [`variant`], then `serialize_element` for each field, then `end`.
+    fn write<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+
     /// Reads the fields of variant `tag` from `fields`.
     fn read<'de, A: SeqAccess<'de>>(tag: u32, fields: &mut Fields<A>) -> Result<Self, A::Error>;
 }
 
-/// Reads a state written by [`variant`]: the generated `Deserialize` calls this.
-pub fn deserialize<'de, D: Deserializer<'de>, S: State>(deserializer: D) -> Result<S, D::Error> {
-    deserializer.deserialize_seq(StateVisitor(PhantomData))
+/// A state, to serialize with serde.
+pub(crate) struct Saved<'a, S>(pub(crate) &'a S);
+
+impl<S: State> Serialize for Saved<'_, S> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.0.write(serializer)
+    }
+}
+
+/// A state, deserialized with serde.
+pub(crate) struct Restored<S>(pub(crate) S);
+
+impl<'de, S: State> serde::Deserialize<'de> for Restored<S> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_seq(StateVisitor(PhantomData))
+            .map(Restored)
+    }
+}
+
+/// A state as JSON bytes.
+pub(crate) fn to_vec<S: State>(state: &S) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Saved(state))
+}
+
+/// A state from JSON bytes.
+pub(crate) fn from_slice<S: State>(bytes: &[u8]) -> serde_json::Result<S> {
+    serde_json::from_slice::<Restored<S>>(bytes).map(|r| r.0)
+}
+
+/// A state from a JSON value.
+pub(crate) fn from_value<S: State>(value: serde_json::Value) -> serde_json::Result<S> {
+    serde_json::from_value::<Restored<S>>(value).map(|r| r.0)
 }
 
 struct StateVisitor<S>(PhantomData<S>);
@@ -308,9 +344,9 @@ pub(crate) fn stored_state<W: crate::Workflow>(
             },
         ) => {
             let value = serde_json::from_slice(state).map_err(|e| e.to_string())?;
-            serde_json::from_value(legacy.upgrade(value)?).map_err(|e| e.to_string())
+            from_value(legacy.upgrade(value)?).map_err(|e| e.to_string())
         }
-        _ => serde_json::from_slice(state).map_err(|e| e.to_string()),
+        _ => from_slice(state).map_err(|e| e.to_string()),
     }
 }
 

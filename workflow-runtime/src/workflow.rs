@@ -38,8 +38,9 @@ pub trait Workflow: Copy + Send + Sync + 'static {
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The error type; [`NoError`] for a workflow that returns a plain value.
     type Error: WorkflowError + Serialize + DeserializeOwned + Send + 'static;
-    /// The generated state enum, persisted at every checkpoint.
-    type State: Serialize + DeserializeOwned + Send + 'static;
+    /// The generated state enum, persisted at every checkpoint (written and read by code
+    /// `#[workflow]` generates).
+    type State: crate::persist::State + Send + 'static;
 
     /// A hash of the state graph and the state enum's shape, computed by the macro. A
     /// persisted state can only be resumed by a workflow with the same fingerprint.

@@ -155,7 +155,7 @@ pub(super) async fn run<W: Workflow>(
                 .get("state")
                 .cloned()
                 .ok_or_else(|| invalid("the document has no `state`".into()))
-                .and_then(|s| serde_json::from_value(s).map_err(|e| invalid(e.to_string())))?;
+                .and_then(|s| crate::persist::from_value(s).map_err(|e| invalid(e.to_string())))?;
             // The root check: the state's variant is the one the code of `at` resumes.
             let resumes = W::resumes_at(&state);
             if role.resumes(graph) != Some(resumes) {
@@ -212,7 +212,7 @@ pub(super) async fn run<W: Workflow>(
     };
     // An answer that goes on from `state`.
     let going_on = |next: String, state: &W::State, batches: u64, clock: Timestamp| {
-        let state = serde_json::to_value(state)
+        let state = serde_json::to_value(crate::persist::Saved(state))
             .map_err(|e| fault(format!("the state does not serialize: {e}")))?;
         Ok::<Answer, StepError>(Answer {
             batches: Some(batches),

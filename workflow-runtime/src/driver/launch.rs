@@ -135,7 +135,7 @@ impl<W: Workflow> Erased for Typed<W> {
             .map_err(invalid)
             .and_then(|input| {
                 let state = W::start(input);
-                let bytes = serde_json::to_vec(&state).map_err(invalid)?;
+                let bytes = crate::persist::to_vec(&state).map_err(invalid)?;
                 Ok((Held::<W>::boxed(state), bytes))
             });
         Box::pin(create(rt, launch, W::FINGERPRINT, first))

@@ -99,12 +99,12 @@ impl<W: Workflow> Machine for Held<W> {
     fn encode(&self, buffer: &mut Vec<u8>) -> Result<(), String> {
         buffer.clear();
         let state = self.state.as_ref().ok_or("no state to encode")?;
-        serde_json::to_writer(&mut *buffer, state)
+        serde_json::to_writer(&mut *buffer, &crate::persist::Saved(state))
             .map_err(|e| format!("state of workflow `{}` does not serialize: {e}", W::NAME))
     }
 
     fn decode(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let state = serde_json::from_slice(bytes)
+        let state = crate::persist::from_slice(bytes)
             .map_err(|e| format!("the checkpointed state does not decode: {e}"))?;
         self.state = Some(state);
         Ok(())
