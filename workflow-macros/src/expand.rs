@@ -135,10 +135,10 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
             type Input = #input;
             type Output = #ok;
             type Error = #err;
-            type State = ();
+            type State = #wf::codegen::persist::Rejected;
             fn graph() -> &'static #wf::StateGraph { ::core::unreachable!() }
             fn link<__WfLinker: #wf::codegen::Linker>(_: &mut __WfLinker) {}
-            fn start(_: Self::Input) -> Self::State {}
+            fn start(_: Self::Input) -> Self::State { ::core::unreachable!() }
             fn step<'__wf>(
                 _: Self::State,
                 _: &'__wf #wf::Deps,

@@ -202,6 +202,20 @@ pub trait State: Sized {
     fn read<'de, A: SeqAccess<'de>>(tag: u32, fields: &mut Fields<A>) -> Result<Self, A::Error>;
 }
 
+/// The state of a definition `#[workflow]` rejected (the stand-in it emits so that the
+/// rest of the crate compiles): there is none.
+pub enum Rejected {}
+
+impl State for Rejected {
+    fn write<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+
+    fn read<'de, A: SeqAccess<'de>>(_: u32, _: &mut Fields<A>) -> Result<Self, A::Error> {
+        Err(A::Error::custom("the workflow's definition was rejected"))
+    }
+}
+
 /// A state, to serialize with serde.
 pub(crate) struct Saved<'a, S>(pub(crate) &'a S);
 
