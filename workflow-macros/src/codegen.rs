@@ -90,12 +90,11 @@ impl Codegen<'_> {
         let (step_ret, step_body) = {
             let span = ident.span();
             let ret = quote_spanned!(span=>
-                impl ::core::future::Future<Output = #wf::codegen::Step<Self>>
-                    + ::core::marker::Send + '__wf
+                impl ::core::future::Future<
+                    Output = ::core::result::Result<#wf::codegen::Step<Self>, Self::Error>,
+                > + ::core::marker::Send + '__wf
             );
-            let run = quote_spanned!(span=> async move {
-                #wf::codegen::Step::from_result(__wf_step(__wf_state, __wf_deps, __wf_cx).await)
-            });
+            let run = quote_spanned!(span=> __wf_step(__wf_state, __wf_deps, __wf_cx));
             (ret, run)
         };
         let resumes_at = self.resumes_at();

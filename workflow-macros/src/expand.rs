@@ -143,7 +143,7 @@ fn fallback(f: &WorkflowFn, krate: &syn::Path, name: &str) -> TokenStream {
                 _: Self::State,
                 _: &'__wf #wf::Deps,
                 _: &'__wf mut #wf::codegen::StepCx,
-            ) -> impl ::core::future::Future<Output = #wf::codegen::Step<Self>>
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<#wf::codegen::Step<Self>, Self::Error>>
                    + ::core::marker::Send + '__wf {
                 async { ::core::unreachable!() }
             }

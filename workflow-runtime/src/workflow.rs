@@ -63,7 +63,7 @@ pub trait Workflow: Copy + Send + Sync + 'static {
         state: Self::State,
         deps: &'a Deps,
         cx: &'a mut StepCx,
-    ) -> impl Future<Output = Step<Self>> + Send + 'a;
+    ) -> impl Future<Output = Result<Step<Self>, Self::Error>> + Send + 'a;
     /// Which resume point `state` resumes from: its variant's place in the graph, so
     /// that a state received from outside (the step handler's document) can be checked
     /// against where it claims to be.
@@ -214,7 +214,8 @@ impl<W: Workflow> From<Interrupt> for Step<W> {
 }
 
 impl<W: Workflow> Step<W> {
-    /// The step the generated body's `Result` stands for: `Err` is the workflow's error.
+    /// The step a [`Workflow::step`]'s `Result` stands for: `Err` is the workflow's
+    /// error.
     pub fn from_result(result: Result<Step<W>, W::Error>) -> Self {
         result.unwrap_or_else(Step::Fail)
     }

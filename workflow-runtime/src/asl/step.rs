@@ -269,7 +269,7 @@ pub(super) async fn run<W: Workflow>(
         .catch_unwind()
         .await
         {
-            Ok(step) => step,
+            Ok(step) => crate::workflow::Step::from_result(step),
             Err(payload) => return Err(StepError::Fault(Fault::panic(W::NAME, &*payload))),
         };
         let events = std::mem::take(&mut cx.events);

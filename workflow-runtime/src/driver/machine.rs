@@ -15,7 +15,7 @@ use crate::deps::Deps;
 use crate::graph::StateGraph;
 use crate::time::{Clock, Timestamp};
 use crate::transition::{transition, Transition};
-use crate::workflow::{BoxFuture, Workflow};
+use crate::workflow::{BoxFuture, Step, Workflow};
 
 /// One execution's state machine, its state held apart from its type.
 pub(crate) trait Machine: Send {
@@ -89,7 +89,7 @@ impl<W: Workflow> Machine for Held<W> {
             .take()
             .expect("a driver steps a machine that holds a state");
         Box::pin(async move {
-            let step = W::step(state, deps, cx).await;
+            let step = Step::from_result(W::step(state, deps, cx).await);
             let now = clock.now();
             let next = transition::<W>(step, now, batches).map_state(|s| self.state = Some(s));
             (next, now)
