@@ -83,20 +83,7 @@ impl Codegen<'_> {
         let fingerprint = text.fingerprint();
         let link = self.link();
         let start = self.start();
-        let step_fn = self.step_fn();
-        // The step's future must be `Send`: one that is not (a dependency that is not
-        // `Sync`, an `Rc` kept across a yield point) is reported on the workflow's name,
-        // rustc's notes saying which value, rather than on `#[workflow]`.
-        let (step_ret, step_body) = {
-            let span = ident.span();
-            let ret = quote_spanned!(span=>
-                impl ::core::future::Future<
-                    Output = ::core::result::Result<#wf::codegen::Step<Self>, Self::Error>,
-                > + ::core::marker::Send + '__wf
-            );
-            let run = quote_spanned!(span=> __wf_step(__wf_state, __wf_deps, __wf_cx));
-            (ret, run)
-        };
+        let step = self.step();
         let resumes_at = self.resumes_at();
         let has_docs = attrs.iter().any(|a| a.path().is_ident("doc"));
         let separator = has_docs.then(|| quote!(#[doc = ""]));
@@ -158,20 +145,12 @@ impl Codegen<'_> {
                         #start
                     }
 
-                    fn step<'__wf>(
-                        __wf_state: Self::State,
-                        __wf_deps: &'__wf #wf::Deps,
-                        __wf_cx: &'__wf mut #wf::codegen::StepCx,
-                    ) -> #step_ret {
-                        #step_body
-                    }
+                    #step
 
                     fn resumes_at(__wf_state: &Self::State) -> #wf::codegen::ResumePoint {
                         #resumes_at
                     }
                 }
-
-                #step_fn
             };
         }
     }
@@ -464,10 +443,13 @@ impl Codegen<'_> {
         }
     }
 
-    fn step_fn(&self) -> TokenStream {
+    /// `Workflow::step`: the arms, as an `async fn`. Its future must be `Send`: one that
+    /// is not (a dependency that is not `Sync`, an `Rc` kept across a yield point) is
+    /// reported on the workflow's name, rustc's notes saying which value, rather than on
+    /// `#[workflow]`.
+    fn step(&self) -> TokenStream {
         let wf = self.wf();
-        let ident = &self.f.ident;
-        let err_ty = self.err_ty();
+        let span = self.f.ident.span();
         let items = &self.body.items;
         let deps = self.f.deps.iter().map(|d| {
             let (i, t) = (&d.ident, &d.ty);
@@ -495,6 +477,13 @@ impl Codegen<'_> {
             }
             quote!(__WfState::#state { #(#patterns),* } => { #code })
         });
+        let signature = quote_spanned!(span=>
+            async fn step<'__wf>(
+                __wf_state: Self::State,
+                __wf_deps: &'__wf #wf::Deps,
+                __wf_cx: &'__wf mut #wf::codegen::StepCx,
+            ) -> ::core::result::Result<#wf::codegen::Step<Self>, Self::Error>
+        );
         quote! {
             #[allow(
                 unused_mut,
@@ -506,11 +495,7 @@ impl Codegen<'_> {
                 clippy::diverging_sub_expression,
                 clippy::needless_question_mark
             )]
-            async fn __wf_step(
-                __wf_state: __WfState,
-                __wf_deps: &#wf::Deps,
-                __wf_cx: &mut #wf::codegen::StepCx,
-            ) -> ::core::result::Result<#wf::codegen::Step<#ident>, #err_ty> {
+            #signature {
                 #(#items)*
                 #(#deps)*
                 match __wf_state {
