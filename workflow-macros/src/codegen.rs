@@ -78,7 +78,12 @@ impl Codegen<'_> {
         let err_ty = self.err_ty();
         let input_ty = input_type(&f.inputs);
         let mut text = Text::new(name);
-        let (state_enum, state_codec, legacy) = self.state_enum(&mut text);
+        let State {
+            decl: state_enum,
+            codec: state_codec,
+            checks,
+            legacy,
+        } = self.state_enum(&mut text);
         let graph = self.graph(&mut text);
         let fingerprint = text.fingerprint();
         let link = self.link();
@@ -93,11 +98,11 @@ impl Codegen<'_> {
             #separator
             #[doc = #doc]
             #[allow(non_camel_case_types)]
-            // `Workflow` needs `Copy`; `Debug` as every public type. No more: each
-            // derive is an impl that every check of the crate resolves, lints and
-            // encodes again, and five more of them were 5 % of an incremental check of a
-            // crate of workflows (issue 22).
-            #[derive(Clone, Copy, Debug)]
+            // `Workflow` needs `Copy` (written below: derived, `Clone` brings a third
+            // impl); `Debug` as every public type. No more: each impl is one every
+            // check of the crate resolves, lints and encodes again, and five more were
+            // 5 % of an incremental check of a crate of workflows (issue 22).
+            #[derive(Debug)]
             #vis struct #ident;
 
             #(#cfgs)*
@@ -121,6 +126,13 @@ impl Codegen<'_> {
                     },
                     serde::ser::SerializeTuple as _,
                 };
+                #[allow(clippy::expl_impl_clone_on_copy)]
+                impl ::core::clone::Clone for #ident {
+                    fn clone(&self) -> Self {
+                        *self
+                    }
+                }
+                impl ::core::marker::Copy for #ident {}
                 #state_enum
                 #state_codec
 
@@ -138,6 +150,9 @@ impl Codegen<'_> {
                     }
 
                     fn link<__WfLinker: #wf::codegen::Linker>(__wf_linker: &mut __WfLinker) {
+                        // The checks of the locals' types: nothing to run, but in a
+                        // function the crate has anyway.
+                        #checks
                         #link
                     }
 
@@ -160,10 +175,9 @@ impl Codegen<'_> {
         matches!(at, At::Waiting(k) if matches!(self.body.yields[k].op, Op::Poll(_)))
     }
 
-    /// The state enum's declaration; its (de)serialization with the checks of the
-    /// locals' types; what the runtime needs to read states stored by earlier builds
-    /// (`Workflow::LEGACY`). Each variant goes into the fingerprint's `text`.
-    fn state_enum(&self, text: &mut Text) -> (TokenStream, TokenStream, TokenStream) {
+    /// The state enum and what goes with it; each variant goes into the fingerprint's
+    /// `text`.
+    fn state_enum(&self, text: &mut Text) -> State {
         let wf = self.wf();
         let full = self.full();
         let mut persisted = Persisted::default();
@@ -287,9 +301,13 @@ impl Codegen<'_> {
                     })
                 }
             }
-            #checks
         };
-        (decl, codec, legacy)
+        State {
+            decl,
+            codec,
+            checks,
+            legacy,
+        }
     }
 
     /// The graph: its shape as one JSON string, and beside it only what has to be code
@@ -537,6 +555,19 @@ fn field_patterns(locals: &[Local]) -> Vec<TokenStream> {
         .collect()
 }
 
+/// The state enum's code.
+struct State {
+    /// Its declaration.
+    decl: TokenStream,
+    /// Its `persist::State` impl.
+    codec: TokenStream,
+    /// The checks of the locals' types, as statements.
+    checks: TokenStream,
+    /// `Workflow::LEGACY`: what the runtime needs to read states stored by earlier
+    /// builds.
+    legacy: TokenStream,
+}
+
 /// A child workflow's name, without checking that it is one (the step does, once).
 pub(crate) fn name_of(wf: &TokenStream, p: &syn::Path) -> TokenStream {
     quote_spanned!(p.span()=> (&#wf::codegen::ChildProbe(&#p)).workflow_name())
@@ -572,12 +603,7 @@ impl<'a> Persisted<'a> {
                 (&__WfCheck::<#ty>::new()).restorable();
             )
         });
-        quote! {
-            #[allow(dead_code)]
-            fn __wf_persistable() {
-                #(#checks)*
-            }
-        }
+        quote!(#(#checks)*)
     }
 }
 
