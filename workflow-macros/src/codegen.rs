@@ -139,7 +139,7 @@ impl Codegen<'_> {
                 impl #wf::Workflow for #ident {
                     const NAME: &'static str = #name;
                     const FINGERPRINT: u64 = #fingerprint;
-                    const LEGACY: &'static [#wf::codegen::persist::Legacy] = #legacy;
+                    #legacy
                     type Input = #input_ty;
                     type Output = #ok_ty;
                     type Error = #err_ty;
@@ -276,11 +276,11 @@ impl Codegen<'_> {
             quote!(#tag => __WfState::#state { #(#fields),* },)
         });
         let checks = persisted.checks();
-        let legacy = if self.legacy {
-            crate::legacy::legacy(self, &decl, &variants)
-        } else {
-            quote!(&[])
-        };
+        // Without `legacy-fingerprints`, the trait's default: none.
+        let legacy = self.legacy.then(|| {
+            let legacy = crate::legacy::legacy(self, &decl, &variants);
+            quote!(const LEGACY: &'static [#wf::codegen::persist::Legacy] = #legacy;)
+        });
         let codec = quote! {
             impl #p::State for __WfState {
                 fn write<__WfS: #wf::serde::Serializer>(
@@ -565,7 +565,7 @@ struct State {
     checks: TokenStream,
     /// `Workflow::LEGACY`: what the runtime needs to read states stored by earlier
     /// builds.
-    legacy: TokenStream,
+    legacy: Option<TokenStream>,
 }
 
 /// A child workflow's name, without checking that it is one (the step does, once).
