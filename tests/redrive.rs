@@ -519,6 +519,18 @@ async fn a_redrive_is_refused_with_a_typed_error_and_nothing_changed() {
     // Running here (live: its child waits for the fix), then cancelled.
     let live = rt.start(map, vec![1]).await.unwrap().id().clone();
     until(&rt, &live, |r| matches!(r.waiting, Some(Wait::Children(_)))).await;
+    // Still going until its child's start is in its history (written after the wait):
+    // from then on it only waits.
+    for _ in 0..2_000 {
+        let history = rt.history(&live).await.unwrap();
+        if history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ChildStarted { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let error = refused(&rt, &live).await;
     assert!(
         matches!(
