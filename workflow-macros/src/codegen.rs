@@ -238,6 +238,8 @@ impl Codegen<'_> {
             let fields = fields.iter().map(|(i, t)| quote!(#i: #t));
             quote!(#state { #(#fields),* })
         });
+        // The printed legacy fingerprint hashes these tokens as they are (`legacy.rs`;
+        // `legacy_fingerprints_are_those_earlier_builds_computed` checks its value).
         let decl = quote! {
             /// The persisted state: one variant per resume point, holding the locals
             /// still needed from there on.
