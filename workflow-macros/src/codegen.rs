@@ -114,17 +114,13 @@ impl Codegen<'_> {
                 // written ("influences the type of `__WfSome`").
                 #[allow(unused_imports)]
                 use #full::codegen::short::*;
-                // The traits of the autoref probes (of each pair, one is always unused,
-                // which is how a call picks) and of the state's writing, for every use
-                // below.
+                // The traits of the autoref probes, for every use below: of each pair,
+                // one is always unused, which is how a call picks.
                 #[allow(unused_imports)]
-                use __wf::{
-                    codegen::{
-                        persist::{Fallback as _, Restorable as _, Unsaved as _, ViaSerde as _},
-                        ChildIsNot as _,
-                        ChildIsWorkflow as _,
-                    },
-                    serde::ser::SerializeTuple as _,
+                use __wf::codegen::{
+                    persist::{Fallback as _, Restorable as _, Unsaved as _, ViaSerde as _},
+                    ChildIsNot as _,
+                    ChildIsWorkflow as _,
                 };
                 #[allow(clippy::expl_impl_clone_on_copy)]
                 impl ::core::clone::Clone for #ident {
@@ -250,21 +246,17 @@ impl Codegen<'_> {
         };
         let p = quote!(__WfPersist);
         let sers = variants.iter().enumerate().map(|(tag, (state, fields))| {
-            let (tag, len) = (tag as u32, fields.len());
+            let tag = tag as u32;
             let idents = fields.iter().map(|(i, _)| i);
-            let elements = fields.iter().map(|(i, t)| {
+            // `(first, (second, ()))`, built from the last.
+            let list = fields.iter().rev().fold(quote!(()), |rest, (i, t)| {
                 if runtime(i) {
-                    quote!(__wf_t.serialize_element(#i)?;)
+                    quote!((#i, #rest))
                 } else {
-                    quote!(__wf_t.serialize_element(&(&__WfProbe::<#t>::new()).save(#i))?;)
+                    quote!(((&__WfProbe::<#t>::new()).save(#i), #rest))
                 }
             });
-            let mutability = (len > 0).then(|| quote!(mut));
-            quote!(__WfState::#state { #(#idents),* } => {
-                let #mutability __wf_t = #p::variant(__wf_s, #tag, #len)?;
-                #(#elements)*
-                __wf_t.end()
-            })
+            quote!(__WfState::#state { #(#idents),* } => #p::variant(__wf_s, #tag, #list),)
         });
         let reads = variants.iter().enumerate().map(|(tag, (state, fields))| {
             let tag = tag as u32;
