@@ -216,8 +216,8 @@ impl<F: Serialize, R: Written> Written for (F, R) {
 
 /// A state enum in the compact encoding: what the generated code implements, one impl
 /// for both ways (serde's two traits would be two more impls per workflow for every
-/// check of a crate to go through). The runtime writes and reads states with
-/// [`Saved`] and [`Restored`].
+/// check of a crate to go through). The runtime writes and reads states through two
+/// crate-private adapters that give it serde's `Serialize` and `DeserializeSeed`.
 pub trait State: Sized {
     /// Writes the state, with [`variant`].
     fn write<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
