@@ -440,6 +440,31 @@ fn the_fingerprint_does_not_depend_on_the_compiler() {
     assert_eq!(<v1::versioned as Workflow>::FINGERPRINT, V1_FINGERPRINT);
 }
 
+/// The bytes a state is stored as: `[tag, field, …]`, the variant's index and its fields
+/// in order. Executions stored by earlier builds are read back from exactly these bytes,
+/// so a change here is a change of the stored format, which needs a conversion of what
+/// was stored (as issue 22's did), not only a new way to write it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_is_stored_as_its_tag_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wf.sqlite");
+    let rt = versioned_runtime(&db, v1::versioned);
+    let id = rt.start(v1::versioned, 60_000).await.unwrap().id().clone();
+    until(&rt, &id, |r| r.waiting.is_some()).await;
+    rt.shutdown().await;
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let state: Vec<u8> = conn
+        .query_row(
+            "SELECT state FROM executions WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Waiting after the sleep: variant 1 (`Start` is 0), holding `n`.
+    assert_eq!(String::from_utf8_lossy(&state), "[1,60000]");
+}
+
 /// `v1::versioned`'s fingerprint. Changing it parks every execution stored by the build
 /// before: only on purpose, with the old one accepted as a `Workflow::LEGACY`.
 const V1_FINGERPRINT: u64 = 17220131047152888656;
