@@ -530,6 +530,7 @@ impl SqliteStore {
         self.write(Op::MaxSize(bytes)).await
     }
 
+    /// Hands `op` to the writer thread; done once the transaction holding it committed.
     fn write(&self, op: Op) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
         let written = self.write_back(op);
         async move { written.await.map(drop) }
