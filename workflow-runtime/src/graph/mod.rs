@@ -137,7 +137,7 @@ mod svg;
 pub(crate) mod written;
 
 /// The states of a graph an execution has gone through, and the one it is in: what
-/// [`StateGraph::to_svg_highlighted`] colours.
+/// `StateGraph::to_svg_highlighted` (feature `svg`) colours.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Highlight {
     /// The nodes it has entered (with the end it reached, once it has ended).
