@@ -440,34 +440,26 @@ fn the_fingerprint_does_not_depend_on_the_compiler() {
     assert_eq!(<v1::versioned as Workflow>::FINGERPRINT, V1_FINGERPRINT);
 }
 
-/// The bytes a state is stored as: `[tag, field, …]`, the variant's index and its fields
-/// in order. Executions stored by earlier builds are read back from exactly these bytes,
-/// so a change here is a change of the stored format, which needs a conversion of what
-/// was stored (as issue 22's did), not only a new way to write it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_state_is_stored_as_its_tag_and_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wf.sqlite");
-    let rt = versioned_runtime(&db, v1::versioned);
-    let id = rt.start(v1::versioned, 60_000).await.unwrap().id().clone();
-    until(&rt, &id, |r| r.waiting.is_some()).await;
-    rt.shutdown().await;
-
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let state: Vec<u8> = conn
-        .query_row(
-            "SELECT state FROM executions WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    // Waiting after the sleep: variant 1 (`Start` is 0), holding `n`.
-    assert_eq!(String::from_utf8_lossy(&state), "[1,60000]");
-}
-
 /// `v1::versioned`'s fingerprint. Changing it parks every execution stored by the build
 /// before: only on purpose, with the old one accepted as a `Workflow::LEGACY`.
 const V1_FINGERPRINT: u64 = 17220131047152888656;
+
+/// Rewrites an execution's row as an earlier build would have left it: stored under
+/// `fingerprint`, with `state` (its bytes then) if given.
+fn stored_by_an_earlier_build(db: &Path, id: &ExecutionId, fingerprint: u64, state: Option<&[u8]>) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE executions SET fingerprint = ?1, state = coalesce(?2, state) WHERE id = ?3",
+            rusqlite::params![
+                i64::from_ne_bytes(fingerprint.to_ne_bytes()),
+                state,
+                id.as_str()
+            ],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
 
 /// An execution stored by a build whose fingerprint was rustc's printed text (its state
 /// in today's encoding) resumes, with `legacy-fingerprints` (which the tests turn on).
@@ -489,18 +481,7 @@ async fn a_state_stored_under_the_printed_fingerprint_resumes() {
     until(&rt, &id, |r| r.waiting.is_some()).await;
     rt.shutdown().await;
 
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let changed = conn
-        .execute(
-            "UPDATE executions SET fingerprint = ?1 WHERE id = ?2",
-            rusqlite::params![
-                i64::from_ne_bytes(printed.fingerprint.to_ne_bytes()),
-                id.as_str()
-            ],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    drop(conn);
+    stored_by_an_earlier_build(&db, &id, printed.fingerprint, None);
 
     let rt = versioned_runtime(&db, v1::versioned);
     let report = rt.recover().await.unwrap();
@@ -535,19 +516,12 @@ async fn a_state_stored_before_issue_22_resumes() {
     rt.shutdown().await;
 
     // What the previous version had stored for the same execution.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let changed = conn
-        .execute(
-            "UPDATE executions SET fingerprint = ?1, state = ?2 WHERE id = ?3",
-            rusqlite::params![
-                i64::from_ne_bytes(legacy.fingerprint.to_ne_bytes()),
-                br#"{"AfterSleep":{"n":1500}}"#.to_vec(),
-                id.as_str()
-            ],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    drop(conn);
+    stored_by_an_earlier_build(
+        &db,
+        &id,
+        legacy.fingerprint,
+        Some(br#"{"AfterSleep":{"n":1500}}"#),
+    );
 
     let rt = versioned_runtime(&db, v1::versioned);
     let report = rt.recover().await.unwrap();
@@ -563,16 +537,7 @@ async fn a_state_stored_before_issue_22_resumes() {
     let other = rt.start(v2::versioned, 1_500).await.unwrap().id().clone();
     until(&rt, &other, |r| r.waiting.is_some()).await;
     rt.shutdown().await;
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
-        "UPDATE executions SET fingerprint = ?1 WHERE id = ?2",
-        rusqlite::params![
-            i64::from_ne_bytes(legacy.fingerprint.to_ne_bytes()),
-            other.as_str()
-        ],
-    )
-    .unwrap();
-    drop(conn);
+    stored_by_an_earlier_build(&db, &other, legacy.fingerprint, None);
     let rt = versioned_runtime(&db, v2::versioned);
     let report = rt.recover().await.unwrap();
     assert_eq!(report.parked.len(), 1, "{report}");

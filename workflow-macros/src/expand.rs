@@ -162,28 +162,36 @@ mod tests {
     use quote::quote;
 
     fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
-        let tokens = super::workflow(args, item);
+        pretty(super::workflow(args, item))
+    }
+
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
         let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
         prettyplease::unparse(&file)
+    }
+
+    /// A job: a task, then a `poll_until!` (a snapshot and the legacy test use it).
+    fn run_job() -> proc_macro2::TokenStream {
+        quote! {
+            async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
+                let job: JobId = svc.start(&req).await?;
+                let status: Polled<JobStatus> = poll_until!(
+                    svc.status(&job),
+                    |s| s.is_finished(),
+                    every = 10.secs(),
+                    timeout = 5.mins(),
+                    max_errors = 3,
+                )?;
+                Ok(JobReport::new(job, status))
+            }
+        }
     }
 
     #[test]
     fn nested_polling_workflow() {
         insta::assert_snapshot!(expand(
             quote!(name = "NestingPatternAnotherStateMachine"),
-            quote! {
-                async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
-                    let job: JobId = svc.start(&req).await?;
-                    let status: Polled<JobStatus> = poll_until!(
-                        svc.status(&job),
-                        |s| s.is_finished(),
-                        every = 10.secs(),
-                        timeout = 5.mins(),
-                        max_errors = 3,
-                    )?;
-                    Ok(JobReport::new(job, status))
-                }
-            }
+            run_job()
         ));
     }
 
@@ -191,9 +199,7 @@ mod tests {
         args: proc_macro2::TokenStream,
         item: proc_macro2::TokenStream,
     ) -> String {
-        let tokens = super::run(args, item, true).unwrap_or_else(|r| panic!("{}", r.error));
-        let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
-        prettyplease::unparse(&file)
+        pretty(super::run(args, item, true).unwrap_or_else(|r| panic!("{}", r.error)))
     }
 
     fn fingerprint_of(expanded: &str) -> &str {
@@ -207,19 +213,7 @@ mod tests {
     /// issue 22, whose states were written by serde's derive. Without it, none.
     #[test]
     fn legacy_fingerprints_are_those_earlier_builds_computed() {
-        let item = quote! {
-            async fn run_job(svc: &JobService, req: JobRequest) -> Result<JobReport, JobError> {
-                let job: JobId = svc.start(&req).await?;
-                let status: Polled<JobStatus> = poll_until!(
-                    svc.status(&job),
-                    |s| s.is_finished(),
-                    every = 10.secs(),
-                    timeout = 5.mins(),
-                    max_errors = 3,
-                )?;
-                Ok(JobReport::new(job, status))
-            }
-        };
+        let item = run_job();
         let args = quote!(name = "NestingPatternAnotherStateMachine");
         let expanded = expand_with_legacy(args.clone(), item.clone());
         let tight: String = expanded.split_whitespace().collect();
