@@ -21,6 +21,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
+use self::cache::{Cache, IdHasher};
 use self::checkpointer::Checkpointer;
 use self::errors::Cause;
 use self::health::Health;
@@ -245,6 +246,8 @@ struct Shared {
     open: RwLock<Open>,
     counters: Arc<Counters>,
     health: Arc<Health>,
+    /// The writer's cache's hasher: a checkpoint's id is hashed when it is encoded.
+    hasher: IdHasher,
 }
 
 /// What an open store writes and reads with.
@@ -408,13 +411,14 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let health = Arc::new(Health::new(path.clone()));
         let (tx, rx) = mpsc::channel();
+        let hasher = IdHasher::default();
         let writer = Writer {
             conn,
             jobs: rx,
             counters: Arc::clone(&counters),
             max_batch: options.max_batch,
             busy_budget: options.busy_budget,
-            cache: Default::default(),
+            cache: Cache::new(hasher.clone()),
             checkpointer: Some(checkpointer),
             health: Arc::clone(&health),
             failing: None,
@@ -441,6 +445,7 @@ impl SqliteStore {
             }),
             counters,
             health,
+            hasher,
         }))
     }
 
@@ -497,6 +502,7 @@ impl SqliteStore {
             }),
             counters: Arc::default(),
             health: Arc::new(Health::new(path)),
+            hasher: IdHasher::default(),
         }))
     }
 
@@ -629,8 +635,8 @@ impl Store for SqliteStore {
     }
 
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.write(Op::Checkpoint(CheckpointRows::encode(checkpoint)?))
-            .await
+        let rows = CheckpointRows::encode(checkpoint, &self.shared.hasher)?;
+        self.write(Op::Checkpoint(rows)).await
     }
 
     async fn reopen(&self, executions: &[Reopen]) -> Result<(), StoreError> {

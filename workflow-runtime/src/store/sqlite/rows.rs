@@ -12,7 +12,7 @@ use rusqlite::types::{Null, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, ErrorCode, Row, ToSql};
 use smallvec::SmallVec;
 
-use super::cache::{Cache, Known};
+use super::cache::{Cache, HashedId, IdHasher, Known};
 use super::errors::Cause;
 use crate::callback::PendingCallback;
 use crate::error::{CorruptRow, StoreError};
@@ -164,7 +164,7 @@ impl CreateRows {
 
 /// A checkpoint, encoded.
 pub(super) struct CheckpointRows {
-    id: ExecutionId,
+    id: HashedId,
     status: Status,
     at: i64,
     state: Option<StateRow>,
@@ -190,7 +190,8 @@ fn callback_column(waiting: Option<&Wait>) -> Option<String> {
 }
 
 impl CheckpointRows {
-    pub(super) fn encode(cp: &Checkpoint) -> Result<CheckpointRows, StoreError> {
+    /// `hasher` is the store's: the id is hashed here, on the caller's thread.
+    pub(super) fn encode(cp: &Checkpoint, hasher: &IdHasher) -> Result<CheckpointRows, StoreError> {
         let state = match &cp.state {
             Some(saved) => Some(StateRow {
                 waiting: saved.waiting.as_ref().map(json).transpose()?,
@@ -212,7 +213,7 @@ impl CheckpointRows {
             outcome: cp.outcome.as_ref().map(json).transpose()?,
             events: EventRows::encode(&cp.events)?,
             parent_events: EventRows::encode(&cp.parent_events)?,
-            id: cp.id.clone(),
+            id: hasher.hashed(cp.id.clone()),
             status: cp.status,
         })
     }
@@ -339,11 +340,14 @@ pub(super) fn insert_execution(
     let conn = sql.conn;
     // A new id is not in the cache; one that is exists already. One the cache does not
     // know is refused by `id`'s uniqueness below, without a look-up first.
-    if cache.contains(&rows.id) {
+    if cache.contains(cache.key(&rows.id)) {
         return Err(Failure::refused(StoreError::AlreadyExists(rows.id.clone())));
     }
     let parent_key = match &rows.parent {
-        Some(parent) => match cache.load(conn, parent).map_err(Failure::refused)? {
+        Some(parent) => match cache
+            .load(conn, cache.key(parent))
+            .map_err(Failure::refused)?
+        {
             Some(known) => Some(known.key),
             None => return Err(Failure::refused(StoreError::NotFound(parent.clone()))),
         },
@@ -389,13 +393,16 @@ pub(super) fn insert_execution(
         status: rows.status,
     };
     append_events(sql, &mut known, &rows.events)?;
-    cache.insert(rows.id.clone(), known);
+    cache.insert(cache.key(&rows.id), known);
     if let Some(parent) = rows
         .parent
         .as_ref()
         .filter(|_| !rows.parent_events.is_empty())
     {
-        let Some(known) = cache.load(conn, parent).map_err(Failure::partial)? else {
+        let Some(known) = cache
+            .load(conn, cache.key(parent))
+            .map_err(Failure::partial)?
+        else {
             return Err(Failure::partial(StoreError::NotFound(parent.clone())));
         };
         append_events(sql, known, &rows.parent_events)?;
@@ -467,26 +474,36 @@ pub(super) fn apply_checkpoint(
     cp: &CheckpointRows,
 ) -> Result<(), Failure> {
     let conn = sql.conn;
-    let Some(known) = cache.load(conn, &cp.id).map_err(Failure::refused)? else {
-        return Err(Failure::refused(StoreError::NotFound(cp.id.clone())));
+    let id = cp.id.key();
+    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
+        return Err(Failure::refused(StoreError::NotFound(cp.id.id.clone())));
     };
     if known.status.is_terminal() {
-        return Err(Failure::refused(StoreError::Ended(cp.id.clone())));
+        return Err(Failure::refused(StoreError::Ended(cp.id.id.clone())));
     }
     let (key, old_status) = (known.key, known.status);
+    // Only a child's last checkpoint has its parent's events; only then is the parent
+    // looked up, and the execution's entry found again after it.
     let parent = known
         .parent
         .clone()
         .filter(|_| !cp.parent_events.is_empty());
-    if let Some(parent) = &parent {
-        if cache
-            .load(conn, parent)
-            .map_err(Failure::refused)?
-            .is_none()
-        {
-            return Err(Failure::refused(StoreError::NotFound(parent.clone())));
+    let known = match &parent {
+        None => known,
+        Some(parent) => {
+            if cache
+                .load(conn, cache.key(parent))
+                .map_err(Failure::refused)?
+                .is_none()
+            {
+                return Err(Failure::refused(StoreError::NotFound(parent.clone())));
+            }
+            // Loaded above; only a rollback, which ends this write, forgets it.
+            cache
+                .get_mut(id)
+                .ok_or_else(|| Failure::refused(StoreError::NotFound(cp.id.id.clone())))?
         }
-    }
+    };
     let terminal = cp.status.is_terminal();
     let status = cp.status.as_str();
     let mut shape = 0;
@@ -526,17 +543,13 @@ pub(super) fn apply_checkpoint(
     }
     sql.execute(update_sql(shape), &values[..len])
         .map_err(sql_failure)?;
-    // Loaded above; only a rollback, which ends this write, forgets it.
-    let Some(known) = cache.get_mut(&cp.id) else {
-        return Err(Failure::partial(StoreError::NotFound(cp.id.clone())));
-    };
     known.status = cp.status;
     append_events(sql, known, &cp.events)?;
     if terminal {
-        cache.ended(&cp.id);
+        cache.ended(id);
     }
     if let Some(parent) = parent {
-        let Some(known) = cache.get_mut(&parent) else {
+        let Some(known) = cache.get_mut(cache.key(&parent)) else {
             return Err(Failure::partial(StoreError::NotFound(parent)));
         };
         append_events(sql, known, &cp.parent_events)?;
@@ -556,7 +569,10 @@ pub(super) fn reopen(
     let conn = sql.conn;
     let mut keys = Vec::with_capacity(executions.len());
     for r in executions {
-        let Some(known) = cache.load(conn, &r.id).map_err(Failure::refused)? else {
+        let Some(known) = cache
+            .load(conn, cache.key(&r.id))
+            .map_err(Failure::refused)?
+        else {
             return Err(Failure::refused(StoreError::NotFound(r.id.clone())));
         };
         let key = known.key;
@@ -584,7 +600,10 @@ pub(super) fn reopen(
         })
         .map_err(sql_failure)?;
         // Loaded above; a rollback, which ends this write, is the only thing that clears it.
-        let Some(known) = cache.load(conn, &r.id).map_err(Failure::partial)? else {
+        let Some(known) = cache
+            .load(conn, cache.key(&r.id))
+            .map_err(Failure::partial)?
+        else {
             return Err(Failure::partial(StoreError::NotFound(r.id.clone())));
         };
         known.status = Status::Running;
@@ -622,7 +641,7 @@ pub(super) fn apply_callback(
 ) -> Result<(), Failure> {
     let conn = sql.conn;
     let id = &rows.update.id;
-    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
+    let Some(known) = cache.load(conn, cache.key(id)).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
     };
     let (key, status) = (known.key, known.status);
@@ -658,7 +677,7 @@ pub(super) fn apply_callback(
     .and_then(|mut s| s.execute(params![key, text, wake_at, column, rows.at]))
     .map_err(sql_failure)?;
     // Loaded above; only a rollback, which ends this write, forgets it.
-    let Some(known) = cache.get_mut(id) else {
+    let Some(known) = cache.get_mut(cache.key(id)) else {
         return Err(Failure::partial(StoreError::NotFound(id.clone())));
     };
     append_events(sql, known, &rows.events)?;
@@ -674,7 +693,7 @@ pub(super) fn append(
     events: &EventRows,
 ) -> Result<(), Failure> {
     let conn = sql.conn;
-    let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
+    let Some(known) = cache.load(conn, cache.key(id)).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
     };
     append_events(sql, known, events)
