@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use rusqlite::types::{Null, ValueRef};
+use rusqlite::types::{Null, ToSqlOutput, ValueRef};
 use rusqlite::{params, CachedStatement, Connection, ErrorCode, Row, ToSql};
 use smallvec::SmallVec;
 
@@ -63,32 +63,95 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 /// History events, encoded: the JSON of each whole [`Event`], one after the other in one
-/// string. One allocation for all of a write's events rather than one each (a checkpoint
+/// buffer. One allocation for all of a write's events rather than one each (a checkpoint
 /// carries two on average), made and freed on the caller's thread.
+///
+/// A checkpoint puts its other values of variable size (the state's bytes, the `waiting`
+/// JSON) in the same buffer, after the events ([`EventRows::push`]): a write lives from
+/// its encoding until the caller has its answer, and the writes of one commit are freed
+/// together on the runtime's threads, which is where glibc's allocator is slowest, so
+/// each allocation a write keeps costs more than its size says.
 #[derive(Default)]
 pub(super) struct EventRows {
-    text: String,
-    /// Where each event's JSON ends in `text`: inline up to four events, so that a
-    /// write's events cost the string's allocation alone.
+    /// The events' JSON, then whatever was pushed after them. JSON written by
+    /// serde_json, which writes UTF-8 only, so it is bound as text without a check.
+    buf: Vec<u8>,
+    /// Where each event's JSON ends in `buf`: inline up to four events, so that a
+    /// write's events cost the buffer's allocation alone.
     ends: SmallVec<[usize; 4]>,
+}
+
+/// Where a value pushed after the events is in [`EventRows`]'s buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// Where JSON pushed after the events is: only [`EventRows::push_json`] makes one, so
+/// that only serde_json's output is ever bound as [`Text`].
+#[derive(Clone, Copy)]
+struct JsonSpan(Span);
+
+/// Text already encoded as UTF-8 (JSON from serde_json), bound without checking it again.
+struct Text<'a>(&'a [u8]);
+
+impl ToSql for Text<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
+fn encode_error(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
 }
 
 impl EventRows {
     pub(super) fn encode(events: &[Event]) -> Result<EventRows, StoreError> {
+        EventRows::with_room(events, 0)
+    }
+
+    /// `events`, in a buffer with room for `more` bytes after them.
+    fn with_room(events: &[Event], more: usize) -> Result<EventRows, StoreError> {
         let mut rows = EventRows::default();
-        if events.is_empty() {
+        if events.is_empty() && more == 0 {
             return Ok(rows);
         }
-        let mut text = Vec::with_capacity(128 * events.len());
+        rows.buf.reserve_exact(128 * events.len() + more);
         rows.ends.reserve_exact(events.len());
         for event in events {
-            serde_json::to_writer(&mut text, event)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            rows.ends.push(text.len());
+            serde_json::to_writer(&mut rows.buf, event).map_err(encode_error)?;
+            rows.ends.push(rows.buf.len());
         }
-        // serde_json writes UTF-8 only.
-        rows.text = String::from_utf8(text).map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(rows)
+    }
+
+    /// Appends `bytes` after the events.
+    fn push(&mut self, bytes: &[u8]) -> Span {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        Span {
+            start,
+            end: self.buf.len(),
+        }
+    }
+
+    /// Appends the JSON of `value` after the events.
+    fn push_json<T: serde::Serialize>(&mut self, value: &T) -> Result<JsonSpan, StoreError> {
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, value).map_err(encode_error)?;
+        Ok(JsonSpan(Span {
+            start,
+            end: self.buf.len(),
+        }))
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        &self.buf[span.start..span.end]
+    }
+
+    fn text(&self, JsonSpan(span): JsonSpan) -> Text<'_> {
+        Text(self.bytes(span))
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -96,11 +159,11 @@ impl EventRows {
     }
 
     /// Each event's JSON, in order.
-    fn iter(&self) -> impl Iterator<Item = &str> {
+    fn iter(&self) -> impl Iterator<Item = Text<'_>> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end])
+            .map(|(start, &end)| Text(&self.buf[start..end]))
     }
 }
 
@@ -162,7 +225,7 @@ impl CreateRows {
     }
 }
 
-/// A checkpoint, encoded.
+/// A checkpoint, encoded. Its state's bytes and `waiting` are in its events' buffer.
 pub(super) struct CheckpointRows {
     id: HashedId,
     status: Status,
@@ -174,8 +237,8 @@ pub(super) struct CheckpointRows {
 }
 
 struct StateRow {
-    bytes: Vec<u8>,
-    waiting: Option<String>,
+    bytes: Span,
+    waiting: Option<JsonSpan>,
     wake_at: Option<i64>,
     /// The `callback` column: the id of the callback it waits on, unresolved.
     callback: Option<String>,
@@ -192,9 +255,18 @@ fn callback_column(waiting: Option<&Wait>) -> Option<String> {
 impl CheckpointRows {
     /// `hasher` is the store's: the id is hashed here, on the caller's thread.
     pub(super) fn encode(cp: &Checkpoint, hasher: &IdHasher) -> Result<CheckpointRows, StoreError> {
+        // Room for the state and a `waiting` of the usual size, so that the buffer is
+        // allocated once.
+        let room = cp.state.as_ref().map_or(0, |saved| saved.bytes.len() + 160);
+        let mut events = EventRows::with_room(&cp.events, room)?;
         let state = match &cp.state {
             Some(saved) => Some(StateRow {
-                waiting: saved.waiting.as_ref().map(json).transpose()?,
+                bytes: events.push(&saved.bytes),
+                waiting: saved
+                    .waiting
+                    .as_ref()
+                    .map(|w| events.push_json(w))
+                    .transpose()?,
                 wake_at: saved
                     .waiting
                     .as_ref()
@@ -203,7 +275,6 @@ impl CheckpointRows {
                     .transpose()?,
                 callback: callback_column(saved.waiting.as_ref()),
                 batches: to_i64(saved.batches, "batches")?,
-                bytes: saved.bytes.clone(),
             }),
             None => None,
         };
@@ -211,7 +282,7 @@ impl CheckpointRows {
             at: ts(cp.at)?,
             state,
             outcome: cp.outcome.as_ref().map(json).transpose()?,
-            events: EventRows::encode(&cp.events)?,
+            events,
             parent_events: EventRows::encode(&cp.parent_events)?,
             id: hasher.hashed(cp.id.clone()),
             status: cp.status,
@@ -524,12 +595,14 @@ pub(super) fn apply_checkpoint(
     // allocation of that thread.
     let saved = cp.state.as_ref();
     let running = saved.filter(|_| !terminal);
+    let bytes = saved.map(|s| cp.events.bytes(s.bytes));
+    let waiting = saved.map(|s| s.waiting.map(|w| cp.events.text(w)));
     let columns: [Option<&dyn rusqlite::ToSql>; 9] = [
         Some(&key),
         Some(&cp.at),
         (shape & SETS_STATUS != 0).then_some(&status),
-        saved.map(|s| &s.bytes as _),
-        saved.map(|s| &s.waiting as _),
+        bytes.as_ref().map(|b| b as _),
+        waiting.as_ref().map(|w| w as _),
         running.map(|s| &s.wake_at as _),
         running.map(|s| &s.callback as _),
         saved.map(|s| &s.batches as _),
