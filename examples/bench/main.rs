@@ -60,6 +60,7 @@ use workflow::asl::{serve_json_lines, StepClock, StepHandler};
 use workflow::prelude::*;
 use workflow::store::{Durability, SqliteOptions, SqliteStore, Store};
 
+mod cpu;
 mod raw;
 mod workflows;
 
@@ -176,6 +177,9 @@ struct Row {
     target: String,
 }
 
+/// The name of the bench's tokio threads (workers and blocking threads).
+const TOKIO_THREADS: &str = "bench-tokio";
+
 fn main() {
     let args = Args::parse();
     if let [n, secs, plain] = args.waiting_child[..] {
@@ -193,6 +197,8 @@ fn main() {
     eprintln!("sizes: {s:?}");
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Its workers' and blocking threads' times are read by this name (`cpu.rs`).
+        .thread_name(TOKIO_THREADS)
         .build()
         .expect("tokio runtime");
     let scratch = tempfile::Builder::new()
@@ -599,19 +605,24 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
         }
         let (mut times, mut raw_times) = (Vec::new(), Vec::new());
         let (mut batch, mut raw_batch) = (Vec::new(), Vec::new());
+        let mut busy = Vec::new();
         for run in 0..s.runs {
             let svc = instant_jobs();
             let store = sqlite(dir, "durable", durability);
             let rt = runtime(&svc, Some(store.clone()));
+            let before = cpu::read();
             let t = if name == "run_job" {
                 run_nested(&rt, n, inflight).await
             } else {
                 run_main(&rt, n, inflight, s.parallel).await
             };
+            // While the store's threads still run: an ended thread has no times left.
+            let ours_threads = cpu::between(&before, &cpu::read());
             rt.shutdown().await;
             times.push(t.as_secs_f64());
             let stats = store.stats();
             batch.push(stats.writes as f64 / stats.transactions.max(1) as f64);
+            busy.push(stats.writing.as_secs_f64() / t.as_secs_f64());
             let ours_file = store.path().to_owned();
             drop(store);
             if name != "run_job" {
@@ -620,11 +631,13 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
             // Interleaved with ours, run by run: the machine's speed drifts between
             // processes and over minutes, and a ratio needs both sides in the same state.
             let (trace, path) = (Arc::clone(&trace), dir.join("raw.sqlite"));
+            let before = cpu::read();
             let r = tokio::task::spawn_blocking(move || {
                 raw::replay(&path, &trace, n, inflight, durability, run as u64 + 1)
             })
             .await
             .expect("the raw baseline runs");
+            let raw_threads = cpu::between(&before, &cpu::read());
             if run == 0 {
                 eprintln!(
                     "workload 3: ours wrote {}; raw wrote {}",
@@ -643,6 +656,21 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
                 batch[run],
                 raw_batch[run],
             );
+            // The runtime's workers and the replay's thread are tokio's, of one name;
+            // while one side runs, the other's threads are idle.
+            if let (Some(writer), Some(workers), Some(replay)) = (
+                cpu::describe(&ours_threads, "sqlite-writer"),
+                cpu::describe(&ours_threads, TOKIO_THREADS),
+                cpu::describe(&raw_threads, TOKIO_THREADS),
+            ) {
+                eprintln!(
+                    "workload 3: run {}: ours: the writer thread {writer} (in a transaction \
+                     {:.0} % of the run), the runtime's workers {workers}; raw: its thread \
+                     {replay}",
+                    run + 1,
+                    busy[run] * 100.0,
+                );
+            }
         }
         let rate = n as f64 / median(times);
         let tps = rate * if name == "run_job" { per.0 } else { per.1 };
@@ -682,10 +710,12 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
                 workload: "3 SQLite",
                 what: format!("{name}, {n} executions, {inflight} in flight, {sync}"),
                 figure: format!(
-                    "{} exec/s, {} transitions/s, {:.0} writes per commit",
+                    "{} exec/s, {} transitions/s, {:.0} writes per commit, the writer in a \
+                     transaction {:.0} % of the time",
                     fmt_rate(rate),
                     fmt_rate(tps),
-                    median(batch)
+                    median(batch),
+                    median(busy) * 100.0
                 ),
                 baseline,
                 ratio,

@@ -47,7 +47,7 @@ impl Checkpointer {
         conn.pragma_update(None, "synchronous", synchronous)?;
         let (notify, commits) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("workflow-sqlite-checkpointer".into())
+            .name("sqlite-wal-ckpt".into())
             .spawn(move || run(&conn, &commits))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Checkpointer {

@@ -27,7 +27,7 @@ use self::errors::Cause;
 use self::health::Health;
 use self::lock::Lock;
 use self::rows::{CallbackRows, CheckpointRows, CreateRows, EventRows, ReopenRows};
-use self::writer::{Counters, Job, Op, Writer};
+use self::writer::{Counters, Job, Op, Writer, WRITER_THREAD};
 use super::{
     CallbackUpdate, Checkpoint, ExecutionFilter, ExecutionRecord, ExecutionSummary, Reopen, Store,
 };
@@ -142,6 +142,11 @@ pub struct StoreStats {
     pub consecutive_failures: u64,
     /// Whether the store has stopped ([`StoreError::Broken`]): every call fails.
     pub broken: bool,
+    /// How long the writer thread has spent in transactions (applying writes and
+    /// committing, whether they committed or not). Against the time that passed, how
+    /// busy the writer is: near all of it, the store is what limits throughput, and
+    /// more executions in flight only make the batches larger.
+    pub writing: Duration,
 }
 
 /// A durable [`Store`]: executions and histories in one SQLite file, in WAL mode.
@@ -186,7 +191,8 @@ pub struct StoreStats {
 /// one transaction; the thread takes every write queued while it was busy and commits
 /// them together, so throughput grows with the number of concurrent executions instead of
 /// being bound by one commit per transition. Reads use a second connection, beside the
-/// writer (WAL).
+/// writer (WAL). The thread is named `sqlite-writer`, and a second one, `sqlite-wal-ckpt`,
+/// copies the log back into the file; [`StoreStats::writing`] says how busy the writer is.
 ///
 /// With thousands of executions in flight, the process's memory allocator matters: each
 /// write is encoded on one runtime thread and freed on whichever thread its execution
@@ -425,7 +431,7 @@ impl SqliteStore {
             lock: Arc::clone(&lock),
         };
         let writer = std::thread::Builder::new()
-            .name("workflow-sqlite-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer.run())
             .map_err(|source| OpenError::Io {
                 path: path.clone(),
@@ -526,6 +532,7 @@ impl SqliteStore {
             failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
             consecutive_failures: c.consecutive_failures.load(Ordering::Relaxed),
             broken: self.shared.health.is_broken(),
+            writing: Duration::from_nanos(c.writing_nanos.load(Ordering::Relaxed)),
         }
     }
 

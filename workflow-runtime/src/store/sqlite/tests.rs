@@ -686,9 +686,11 @@ fn another_applications_database_and_garbage_are_refused() {
 }
 
 /// While another connection holds the write lock, queued writes wait (retrying `BUSY`)
-/// and then commit together: fewer transactions than writes.
+/// and then commit together: fewer transactions than writes. The wait is the writer's
+/// time in a transaction ([`StoreStats::writing`](crate::StoreStats::writing)).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_writes_are_retried_and_queued_writes_share_a_commit() {
+    let opened = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let store = SqliteStore::open_with(
@@ -728,6 +730,14 @@ async fn busy_writes_are_retried_and_queued_writes_share_a_commit() {
         after.transactions - before.transactions < 50,
         "group commit: {before:?} → {after:?}"
     );
+    // The lock was held for 200 ms after the writes were queued: the writer spent most
+    // of it in `BEGIN IMMEDIATE`, and it has one thread, so never more than what passed.
+    let writing = after.writing - before.writing;
+    assert!(
+        writing >= Duration::from_millis(100),
+        "{before:?} → {after:?}"
+    );
+    assert!(after.writing <= opened.elapsed(), "{after:?}");
     assert_eq!(store.history(&"a".into()).await.unwrap().len(), 50);
 }
 
