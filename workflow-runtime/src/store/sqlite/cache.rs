@@ -87,7 +87,8 @@ impl HashedId {
     }
 }
 
-#[derive(Default)]
+/// No `Default`: a cache is made with its store's hasher ([`Cache::new`]), which hashed
+/// the keys its checkpoints bring.
 pub(super) struct Cache {
     hasher: IdHasher,
     entries: HashTable<(ExecutionId, Known)>,
@@ -100,7 +101,8 @@ impl Cache {
     pub(super) fn new(hasher: IdHasher) -> Cache {
         Cache {
             hasher,
-            ..Cache::default()
+            entries: HashTable::new(),
+            ended: Vec::new(),
         }
     }
 
