@@ -59,7 +59,7 @@ fn to_i64(n: impl TryInto<i64>, what: &str) -> Result<i64, StoreError> {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+    serde_json::to_string(value).map_err(encode_error)
 }
 
 /// History events, encoded: the JSON of each whole [`Event`], one after the other in one
@@ -409,18 +409,17 @@ pub(super) fn insert_execution(
     rows: &CreateRows,
 ) -> Result<(), Failure> {
     let conn = sql.conn;
+    let id = cache.key(&rows.id);
+    let parent = rows.parent.as_ref().map(|p| cache.key(p));
     // A new id is not in the cache; one that is exists already. One the cache does not
     // know is refused by `id`'s uniqueness below, without a look-up first.
-    if cache.contains(cache.key(&rows.id)) {
+    if cache.contains(id) {
         return Err(Failure::refused(StoreError::AlreadyExists(rows.id.clone())));
     }
-    let parent_key = match &rows.parent {
-        Some(parent) => match cache
-            .load(conn, cache.key(parent))
-            .map_err(Failure::refused)?
-        {
+    let parent_key = match parent {
+        Some(parent) => match cache.load(conn, parent).map_err(Failure::refused)? {
             Some(known) => Some(known.key),
-            None => return Err(Failure::refused(StoreError::NotFound(parent.clone()))),
+            None => return Err(Failure::refused(StoreError::NotFound(parent.id.clone()))),
         },
         None => None,
     };
@@ -464,17 +463,10 @@ pub(super) fn insert_execution(
         status: rows.status,
     };
     append_events(sql, &mut known, &rows.events)?;
-    cache.insert(cache.key(&rows.id), known);
-    if let Some(parent) = rows
-        .parent
-        .as_ref()
-        .filter(|_| !rows.parent_events.is_empty())
-    {
-        let Some(known) = cache
-            .load(conn, cache.key(parent))
-            .map_err(Failure::partial)?
-        else {
-            return Err(Failure::partial(StoreError::NotFound(parent.clone())));
+    cache.insert(id, known);
+    if let Some(parent) = parent.filter(|_| !rows.parent_events.is_empty()) {
+        let Some(known) = cache.load(conn, parent).map_err(Failure::partial)? else {
+            return Err(Failure::partial(StoreError::NotFound(parent.id.clone())));
         };
         append_events(sql, known, &rows.parent_events)?;
     }
@@ -642,10 +634,8 @@ pub(super) fn reopen(
     let conn = sql.conn;
     let mut keys = Vec::with_capacity(executions.len());
     for r in executions {
-        let Some(known) = cache
-            .load(conn, cache.key(&r.id))
-            .map_err(Failure::refused)?
-        else {
+        let id = cache.key(&r.id);
+        let Some(known) = cache.load(conn, id).map_err(Failure::refused)? else {
             return Err(Failure::refused(StoreError::NotFound(r.id.clone())));
         };
         let key = known.key;
@@ -658,9 +648,9 @@ pub(super) fn reopen(
         if status != r.expected.as_str() || redrives + 1 != r.redrives {
             return Err(Failure::refused(StoreError::Changed(r.id.clone())));
         }
-        keys.push(key);
+        keys.push((key, id));
     }
-    for (r, key) in executions.iter().zip(keys) {
+    for (r, (key, id)) in executions.iter().zip(keys) {
         conn.prepare_cached(
             "UPDATE executions SET status = 'Running', outcome = NULL, waiting = ?2, \
              wake_at = ?3, redrives = ?4, redriven_at = ?5, updated_at = ?5, callback = ?6 \
@@ -673,10 +663,7 @@ pub(super) fn reopen(
         })
         .map_err(sql_failure)?;
         // Loaded above; a rollback, which ends this write, is the only thing that clears it.
-        let Some(known) = cache
-            .load(conn, cache.key(&r.id))
-            .map_err(Failure::partial)?
-        else {
+        let Some(known) = cache.load(conn, id).map_err(Failure::partial)? else {
             return Err(Failure::partial(StoreError::NotFound(r.id.clone())));
         };
         known.status = Status::Running;
@@ -714,7 +701,8 @@ pub(super) fn apply_callback(
 ) -> Result<(), Failure> {
     let conn = sql.conn;
     let id = &rows.update.id;
-    let Some(known) = cache.load(conn, cache.key(id)).map_err(Failure::refused)? else {
+    let cached = cache.key(id);
+    let Some(known) = cache.load(conn, cached).map_err(Failure::refused)? else {
         return Err(Failure::refused(StoreError::NotFound(id.clone())));
     };
     let (key, status) = (known.key, known.status);
@@ -750,7 +738,7 @@ pub(super) fn apply_callback(
     .and_then(|mut s| s.execute(params![key, text, wake_at, column, rows.at]))
     .map_err(sql_failure)?;
     // Loaded above; only a rollback, which ends this write, forgets it.
-    let Some(known) = cache.get_mut(cache.key(id)) else {
+    let Some(known) = cache.get_mut(cached) else {
         return Err(Failure::partial(StoreError::NotFound(id.clone())));
     };
     append_events(sql, known, &rows.events)?;

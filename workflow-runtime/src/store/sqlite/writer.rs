@@ -57,10 +57,6 @@ use crate::execution::ExecutionId;
 /// someone should look (a full disk, a backup holding the lock).
 pub(super) const STALLED: Duration = Duration::from_secs(30);
 
-/// The writer thread's name: Linux shows 15 bytes of a thread's name (`top -H`, `perf`),
-/// so each of the store's threads has one that fits, and they stay apart.
-pub(super) const WRITER_THREAD: &str = "sqlite-writer";
-
 /// One write, encoded by its caller.
 pub(super) enum Op {
     Create(CreateRows),
@@ -190,18 +186,17 @@ impl Writer {
             return;
         }
         let writes = batch.len();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let transaction = self.transaction(batch);
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let took = started.elapsed();
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.counters
             .writing_nanos
             .fetch_add(nanos, Ordering::Relaxed);
         let results = match transaction {
             Ok(results) => {
                 let metrics = crate::telemetry::metrics();
-                metrics
-                    .checkpoint_duration
-                    .record(Duration::from_nanos(nanos).as_secs_f64(), &[]);
+                metrics.checkpoint_duration.record(took.as_secs_f64(), &[]);
                 metrics.checkpoint_batch.record(writes as u64, &[]);
                 self.committed(writes);
                 match self.lock.still_reaches() {
