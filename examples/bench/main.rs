@@ -648,7 +648,7 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
                     raw::footprint(&dir.join("raw.sqlite"))
                 );
             }
-            if let Some(b) = Bounds::of(&ours_threads, &raw_threads, r.elapsed) {
+            if let Some(b) = Bounds::of(&ours_threads, r.elapsed) {
                 bounds.push(b);
             }
             raw_times.push(r.elapsed.as_secs_f64());
@@ -745,7 +745,7 @@ async fn durable(rows: &mut Vec<Row>, s: Sizes, per: (f64, f64), dir: &Path) {
 ///
 /// Ours cannot end before all of its threads' time on a CPU has been spent on the
 /// machine's cores, nor before its writer thread's has: so `raw's time / (ours' CPU time /
-/// cores)` and `raw's thread's CPU time / ours' writer's` bound the ratio from above. The
+/// cores)` and `raw's time / ours' writer's CPU time` bound the ratio from above. The
 /// first is what cutting waits and idle cores could reach on this machine; the second,
 /// what a machine with a core to spare for the writer could.
 struct Bounds {
@@ -754,20 +754,16 @@ struct Bounds {
 }
 
 impl Bounds {
-    fn of(
-        ours: &BTreeMap<String, cpu::Times>,
-        raw: &BTreeMap<String, cpu::Times>,
-        raw_elapsed: Duration,
-    ) -> Option<Bounds> {
+    fn of(ours: &BTreeMap<String, cpu::Times>, raw_elapsed: Duration) -> Option<Bounds> {
         let all: Duration = ours.values().map(|t| t.running).sum();
         let writer = ours.get("sqlite-writer")?.running;
-        let replay = raw.get(TOKIO_THREADS)?.running;
         if all.is_zero() || writer.is_zero() {
             return None;
         }
+        let raw = raw_elapsed.as_secs_f64();
         Some(Bounds {
-            cpu: raw_elapsed.as_secs_f64() * cores() as f64 / all.as_secs_f64(),
-            writer: replay.as_secs_f64() / writer.as_secs_f64(),
+            cpu: raw * cores() as f64 / all.as_secs_f64(),
+            writer: raw / writer.as_secs_f64(),
         })
     }
 }
