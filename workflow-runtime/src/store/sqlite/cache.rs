@@ -49,17 +49,21 @@ pub(super) struct Known {
 pub(super) struct IdHasher(foldhash::fast::RandomState);
 
 impl IdHasher {
+    fn hash(&self, id: &ExecutionId) -> u64 {
+        self.0.hash_one(id)
+    }
+
     /// `id` with its hash, for a look-up now.
     pub(super) fn key<'a>(&self, id: &'a ExecutionId) -> Key<'a> {
         Key {
             id,
-            hash: self.0.hash_one(id),
+            hash: self.hash(id),
         }
     }
 
     /// `id` with its hash, to travel with a write.
     pub(super) fn hashed(&self, id: ExecutionId) -> HashedId {
-        let hash = self.0.hash_one(&id);
+        let hash = self.hash(&id);
         HashedId { id, hash }
     }
 }
@@ -128,9 +132,8 @@ impl Cache {
         let Some(known) = known(conn, key.id)? else {
             return Ok(None);
         };
-        let entry = entries.insert_unique(key.hash, (key.id.clone(), known), |(id, _)| {
-            hasher.0.hash_one(id)
-        });
+        let entry =
+            entries.insert_unique(key.hash, (key.id.clone(), known), |(id, _)| hasher.hash(id));
         Ok(Some(&mut entry.into_mut().1))
     }
 
@@ -154,9 +157,7 @@ impl Cache {
         }
         let hasher = &self.hasher;
         self.entries
-            .insert_unique(key.hash, (key.id.clone(), known), |(id, _)| {
-                hasher.0.hash_one(id)
-            });
+            .insert_unique(key.hash, (key.id.clone(), known), |(id, _)| hasher.hash(id));
     }
 
     /// Records that the open transaction ends the execution.
